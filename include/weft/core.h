@@ -1,0 +1,101 @@
+/*
+ * weft core layer: status codes and error messages, logging, the allocation
+ * seam, a counter-based random generator, hashing and time.
+ *
+ * Every layer above uses these; this layer uses only libc.
+ *
+ * Errors: functions return an int status (WF_OK or a negative WF_ERR_*).
+ * The place that detects an error records a message once with wf_error();
+ * callers read it with wf_errmsg() and may prefix context with
+ * wf_error_prefix(). Messages are per thread.
+ */
+#ifndef WEFT_CORE_H
+#define WEFT_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum wf_status {
+    WF_OK = 0,
+    WF_ERR_NOMEM = -1,    /* allocation failed */
+    WF_ERR_IO = -2,       /* open/read/write/fsync/rename failed */
+    WF_ERR_PARSE = -3,    /* malformed text (model, job) */
+    WF_ERR_SHAPE = -4,    /* shape mismatch */
+    WF_ERR_INVALID = -5,  /* invalid argument or configuration */
+    WF_ERR_CORRUPT = -6,  /* malformed or truncated binary file */
+    WF_ERR_NOTFOUND = -7, /* missing file, tensor or name */
+    WF_ERR_RANGE = -8,    /* value out of range (label, index, overflow) */
+    WF_ERR_INTERNAL = -9, /* broken invariant: a bug in weft */
+};
+
+const char *wf_status_str(int status);
+
+/* Records a formatted message for this thread and returns status. */
+int wf_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prepends "prefix: " to the current message; returns status. */
+int wf_error_prefix(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *wf_errmsg(void);
+void wf_error_clear(void);
+
+/* ---- logging: WEFT_LOG=error|warn|info|debug (default warn) ---- */
+enum wf_log_level { WF_LOG_ERROR = 0, WF_LOG_WARN, WF_LOG_INFO, WF_LOG_DEBUG };
+void wf_log(int level, const char *subsys, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int wf_log_enabled(int level);
+#define WF_LOGE(sub, ...) wf_log(WF_LOG_ERROR, sub, __VA_ARGS__)
+#define WF_LOGW(sub, ...) wf_log(WF_LOG_WARN, sub, __VA_ARGS__)
+#define WF_LOGI(sub, ...) wf_log(WF_LOG_INFO, sub, __VA_ARGS__)
+#define WF_LOGD(sub, ...) wf_log(WF_LOG_DEBUG, sub, __VA_ARGS__)
+
+/* ---- allocation seam: every allocation in weft goes through these ---- */
+void *wf_malloc(size_t size);
+void *wf_calloc(size_t n, size_t size);
+void *wf_realloc(void *p, size_t size);
+void wf_free(void *p);
+char *wf_strdup(const char *s);
+/* 64-byte aligned, zero-filled; free with wf_afree. */
+void *wf_aalloc(size_t size);
+void wf_afree(void *p);
+/* Test hook: the n-th allocation from now fails (n >= 1); n = 0 disables. */
+void wf_alloc_fail_at(long n);
+
+/* ---- counter-based random numbers (Philox4x32-10) ----
+ * A stream is a pure function of (key, stream id); position i of a stream
+ * is computable directly, so any worker reproduces any draw. */
+void wf_philox(uint64_t key, uint64_t ctr_hi, uint64_t ctr_lo, uint32_t out[4]);
+
+struct wf_rng {
+    uint64_t key;     /* derived from the seed */
+    uint64_t stream;  /* e.g. hash of (step, micro-batch, op) */
+    uint64_t counter; /* blocks of 4 draws consumed */
+    uint32_t buf[4];
+    int idx;          /* next unused word in buf, 4 = empty */
+};
+void wf_rng_init(struct wf_rng *r, uint64_t seed, uint64_t stream);
+uint32_t wf_rng_u32(struct wf_rng *r);
+float wf_rng_uniform(struct wf_rng *r);   /* [0, 1) with 24 random bits */
+float wf_rng_normal(struct wf_rng *r);    /* standard normal, Box-Muller */
+uint32_t wf_rng_below(struct wf_rng *r, uint32_t n); /* unbiased in [0, n) */
+/* uniform in [0,1) for element i of stream (key, stream): no state */
+float wf_rng_uniform_at(uint64_t key, uint64_t stream, uint64_t i);
+
+/* ---- hashing ---- */
+uint64_t wf_mix64(uint64_t x);                             /* splitmix64 finalizer */
+uint64_t wf_hash64(const void *data, size_t n, uint64_t seed); /* FNV-1a 64 + mix */
+uint64_t wf_hash_combine(uint64_t h, uint64_t v);
+
+/* ---- time ---- */
+double wf_now(void);      /* monotonic seconds */
+double wf_cpu_time(void); /* process CPU seconds */
+long wf_peak_rss_kb(void);
+
+/* ---- misc ---- */
+#define WF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define WF_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define WF_MAX(a, b) ((a) > (b) ? (a) : (b))
+/* Reads a whole file into a NUL-terminated heap buffer. */
+int wf_read_file(const char *path, char **data, size_t *len);
+/* Writes a file atomically: path.tmp, fsync, rename, fsync dir. */
+int wf_write_file_atomic(const char *path, const void *data, size_t len);
+int wf_mkdir_p(const char *path);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * weft exec layer: runs a compiled program on memory it binds once.
+ *
+ * Parameters and gradients are flat vectors owned by the caller and shared
+ * between the train and eval executors of a model; the arena and kernel
+ * scratch are owned by the executor and allocated once in wf_exec_init, so
+ * running nodes allocates nothing.
+ */
+#ifndef WEFT_EXEC_H
+#define WEFT_EXEC_H
+
+#include <stdint.h>
+
+#include "weft/compile.h"
+
+struct wf_exec {
+    struct wf_program prog;
+    float *params;          /* n_param_floats, caller-owned */
+    float *grads;           /* n_param_floats, caller-owned (train only) */
+    unsigned char *arena;   /* prog.arena_bytes, owned */
+    float *work;            /* prog.work_floats, owned */
+    int train;
+    float loss_scale;       /* cross-entropy: 1 / (rows per micro-batch * micro-batches per step) */
+    uint64_t rng_key;       /* dropout: key from the seed */
+    uint64_t rng_step;      /* dropout: stream from (step, global micro-batch index) */
+    double *node_seconds;   /* per node, accumulated when profiling */
+    int profile;
+};
+
+int wf_exec_init(struct wf_exec *e, const struct wf_model *m, int batch, int train, float *params, float *grads);
+void wf_exec_free(struct wf_exec *e);
+/* Pointer to a value's memory (NULL for -1). */
+void *wf_exec_ptr(const struct wf_exec *e, int v);
+/* Runs nodes [from, to) of the program. */
+int wf_exec_run(struct wf_exec *e, int from, int to);
+static inline int wf_exec_forward(struct wf_exec *e) { return wf_exec_run(e, 0, e->prog.g.n_fwd); }
+static inline int wf_exec_backward(struct wf_exec *e) { return wf_exec_run(e, e->prog.g.n_fwd, e->prog.n_exec); }
+/* Sets the dropout stream for one micro-batch: (seed, step, global micro-batch index). */
+void wf_exec_set_rng(struct wf_exec *e, uint64_t seed, uint64_t step, uint64_t micro_batch);
+
+#endif

@@ -1,0 +1,152 @@
+/*
+ * weft tensor layer: compute kernels, forward and backward.
+ *
+ * Conventions (llm.c style):
+ *  - raw float32 pointers, row-major, NCHW for images; the shape of every
+ *    argument is in the comment above the function;
+ *  - backward kernels OVERWRITE their gradient outputs (=, never +=); the
+ *    graph layer adds fan-out contributions itself. A gradient output passed
+ *    as NULL is not computed (e.g. the gradient of the input images);
+ *  - kernels never allocate; scratch memory is passed in, sized by the
+ *    matching *_workspace() function;
+ *  - kernels are deterministic for a given BLAS thread count: every
+ *    reduction runs in a fixed order (DESIGN.md §4 rule 2);
+ *  - GEMM goes through OpenBLAS (cblas_sgemm).
+ */
+#ifndef WEFT_KERNELS_H
+#define WEFT_KERNELS_H
+
+#include <stdint.h>
+
+/* Sets the BLAS thread count for this process (openblas_set_num_threads). */
+void wf_blas_set_threads(int n);
+int wf_blas_get_threads(void);
+
+/* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; ta/tb: 1 = transpose */
+void wf_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
+
+/* ---- dense ---- */
+/* out (B,OC) = inp (B,C) @ w (OC,C)^T + bias (OC) [bias may be NULL] */
+void wf_linear_forward(float *out, const float *inp, const float *w, const float *bias, int B, int C, int OC);
+/* dinp (B,C) [nullable], dw (OC,C), dbias (OC) [nullable] from dout (B,OC) */
+void wf_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                        const float *w, int B, int C, int OC);
+
+/* batched matmul: out (nb,M,N) = a (nb,M,K) @ b (nb,K,N); if b_shared, b is (K,N) for every batch */
+void wf_matmul_forward(float *out, const float *a, const float *b, int nb, int M, int K, int N, int b_shared);
+/* da (nb,M,K) [nullable], db (nb,K,N) or (K,N) if b_shared [nullable] */
+void wf_matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b, int nb, int M,
+                        int K, int N, int b_shared);
+
+/* ---- element-wise; b broadcasts over leading dims: a,out have n elements, b has m, n % m == 0 ---- */
+void wf_add_forward(float *out, const float *a, const float *b, long n, long m);
+/* da (n) [nullable] = dout; db (m) [nullable] = sum of dout over the leading n/m rows */
+void wf_add_backward(float *da, float *db, const float *dout, long n, long m);
+void wf_mul_forward(float *out, const float *a, const float *b, long n, long m);
+void wf_mul_backward(float *da, float *db, const float *dout, const float *a, const float *b, long n, long m);
+
+/* activations: out (n) = f(inp); backward takes what it needs */
+void wf_relu_forward(float *out, const float *inp, long n);
+void wf_relu_backward(float *dinp, const float *dout, const float *out, long n);
+void wf_gelu_forward(float *out, const float *inp, long n); /* exact erf form, as torch.nn.GELU() */
+void wf_gelu_backward(float *dinp, const float *dout, const float *inp, long n);
+void wf_tanh_forward(float *out, const float *inp, long n);
+void wf_tanh_backward(float *dinp, const float *dout, const float *out, long n);
+void wf_sigmoid_forward(float *out, const float *inp, long n);
+void wf_sigmoid_backward(float *dinp, const float *dout, const float *out, long n);
+
+/* ---- softmax family, over the last axis of (R,V) ---- */
+void wf_softmax_forward(float *out, const float *inp, int R, int V);
+void wf_softmax_backward(float *dinp, const float *dout, const float *out, int R, int V);
+void wf_log_softmax_forward(float *out, const float *inp, int R, int V);
+void wf_log_softmax_backward(float *dinp, const float *dout, const float *out, int R, int V);
+
+/* Fused, numerically stable softmax + cross-entropy.
+ * loss (scalar) = scale * sum_b -log softmax(logits[b])[targets[b]]
+ * probs (B,V) is saved for the backward. Returns the index of the first
+ * target outside [0,V), or -1 if all are valid (then *loss is set). */
+int wf_softmax_xent_forward(float *loss, float *probs, const float *logits, const int32_t *targets, int B, int V,
+                            float scale);
+/* dlogits (B,V) = dloss * scale * (probs - onehot(targets)) */
+void wf_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *targets, int B, int V, float scale,
+                              float dloss);
+/* number of rows whose argmax equals the target (ties: lowest index) */
+int wf_argmax_correct(const float *logits, const int32_t *targets, int B, int V);
+
+/* ---- convolution and pooling, NCHW ---- */
+struct wf_conv2d_shape {
+    int N, C, H, W;     /* input */
+    int OC, KH, KW;     /* filters: w is (OC, C, KH, KW) */
+    int stride, pad;    /* same for both axes */
+    int OH, OW;         /* output, (H + 2*pad - KH)/stride + 1 */
+};
+void wf_conv2d_shape_init(struct wf_conv2d_shape *s, int N, int C, int H, int W, int OC, int KH, int KW,
+                          int stride, int pad);
+long wf_conv2d_workspace(const struct wf_conv2d_shape *s); /* floats of scratch for forward and backward */
+/* out (N,OC,OH,OW) = conv(inp (N,C,H,W), w) + bias (OC) [nullable] */
+void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias,
+                       const struct wf_conv2d_shape *s, float *work);
+/* dinp [nullable], dw, dbias [nullable] */
+void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                        const struct wf_conv2d_shape *s, float *work);
+
+struct wf_pool2d_shape {
+    int N, C, H, W;
+    int k, stride, pad;
+    int OH, OW; /* floor((H + 2*pad - k)/stride) + 1 */
+};
+void wf_pool2d_shape_init(struct wf_pool2d_shape *s, int N, int C, int H, int W, int k, int stride, int pad);
+/* out (N,C,OH,OW); argmax (N,C,OH,OW) holds the flat input index h*W+w of each max (first max wins) */
+void wf_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s);
+void wf_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct wf_pool2d_shape *s);
+/* average with count_include_pad = true (PyTorch's default) */
+void wf_avgpool2d_forward(float *out, const float *inp, const struct wf_pool2d_shape *s);
+void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2d_shape *s);
+
+/* ---- normalization, dropout, embedding ---- */
+/* out (R,C) = (inp - mean) * rstd * w + b over the last axis; saves mean (R), rstd (R) */
+void wf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                          int R, int C, float eps);
+void wf_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                           const float *mean, const float *rstd, int R, int C);
+
+/* Inverted dropout: element i is kept iff wf_rng_uniform_at(key, stream, i) >= p;
+ * kept elements are scaled by 1/(1-p). mask (n) holds the multiplier (0 or 1/(1-p)). */
+void wf_dropout_forward(float *out, float *mask, const float *inp, long n, float p, uint64_t key, uint64_t stream);
+void wf_dropout_backward(float *dinp, const float *dout, const float *mask, long n);
+
+/* out (B,D) = table[ids[b]]; returns the index of the first id outside [0,V), or -1 */
+int wf_embedding_forward(float *out, const int32_t *ids, const float *table, int B, int V, int D);
+/* dtable (V,D) = sum of dout rows per id, summed in increasing b (deterministic) */
+void wf_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int B, int V, int D);
+
+/* ---- shape ops. A tensor is viewed as (outer, dim, inner) around the axis ---- */
+/* concat of n inputs along an axis: input i is (outer, dims[i], inner) */
+void wf_concat_forward(float *out, const float *const *ins, const int *dims, int n, long outer, long inner);
+void wf_concat_backward(float *const *dins, const float *dout, const int *dims, int n, long outer, long inner);
+/* out (outer, len, inner) = inp (outer, dim, inner)[:, start:start+len, :] */
+void wf_slice_forward(float *out, const float *inp, long outer, int dim, long inner, int start, int len);
+void wf_slice_backward(float *dinp, const float *dout, long outer, int dim, long inner, int start, int len);
+/* swaps two axes: inp has shape (d0,d1,d2,d3,d4) after the two axes are moved into
+ * positions 1 and 3, i.e. inp (A, X, M, Y, Z) -> out (A, Y, M, X, Z) */
+void wf_transpose_forward(float *out, const float *inp, long A, long X, long M, long Y, long Z);
+/* sum / mean over an axis: inp (outer, dim, inner) -> out (outer, inner) */
+void wf_sum_forward(float *out, const float *inp, long outer, int dim, long inner);
+void wf_sum_backward(float *dinp, const float *dout, long outer, int dim, long inner);
+void wf_mean_forward(float *out, const float *inp, long outer, int dim, long inner);
+void wf_mean_backward(float *dinp, const float *dout, long outer, int dim, long inner);
+
+/* ---- optimizers, element-wise over one parameter tensor; formulas as PyTorch's ---- */
+/* SGD: g += wd*p; buf = (step==1 ? g : momentum*buf + g); g = nesterov ? g + momentum*buf : buf; p -= lr*g
+ * (momentum == 0: buf unused, may be NULL). step counts from 1. */
+void wf_sgd_update(float *p, const float *g, float *buf, long n, float lr, float momentum, float wd, int nesterov,
+                   long step);
+/* Adam (decoupled = 0: g += wd*p) / AdamW (decoupled = 1: p *= 1 - lr*wd), step from 1 */
+void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
+                    float eps, float wd, int decoupled, long step);
+/* sum of squares in double, fixed order */
+double wf_sumsq(const float *x, long n);
+void wf_scale(float *x, long n, float s);
+
+#endif

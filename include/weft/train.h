@@ -1,0 +1,80 @@
+/*
+ * weft exec layer: the training loop of one process.
+ *
+ * A step takes the next global batch of the epoch's order (a pure function
+ * of (seed, epoch)), runs it as K micro-batches of batch/K samples, sums the
+ * micro-batch gradients exactly (fixed point, so the sum does not depend on
+ * the order or the worker that computed each part — DESIGN.md §4 rule 3),
+ * clips, and applies the optimizer with the scheduled learning rate.
+ * Checkpoints hold everything needed to continue bit for bit.
+ */
+#ifndef WEFT_TRAIN_H
+#define WEFT_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "weft/data.h"
+#include "weft/exec.h"
+#include "weft/job.h"
+#include "weft/model.h"
+
+/* Fixed-point scale for exact gradient sums over micro-batches: 2^40. */
+#define WF_GRAD_FIXED_SHIFT 40
+
+struct wf_progress {
+    int epoch, epochs;           /* 0-based epoch, total */
+    long step, steps_total;      /* optimizer steps done, planned */
+    long epoch_step, epoch_steps;
+    double loss;                 /* last step's mean loss */
+    double samples_per_s;        /* since this process started training */
+    double eta_s;
+    double lr;
+    int epoch_done;              /* set on the call that closes an epoch */
+    double test_acc, test_loss;  /* valid when epoch_done */
+};
+typedef void (*wf_progress_fn)(void *ud, const struct wf_progress *p);
+
+struct wf_trainer {
+    struct wf_job job;
+    struct wf_model model;
+    char *model_text;            /* canonical model text */
+    struct wf_dataset train, test;
+    struct wf_exec ex;           /* train program, batch = batch / K */
+    struct wf_exec eval, eval_rest;
+    int has_eval_rest;
+    int64_t n_params;            /* floats */
+    float *params, *grads, *opt_a, *opt_b; /* opt_a: momentum or exp_avg; opt_b: exp_avg_sq */
+    int64_t *acc;                /* fixed-point gradient sums when K > 1 */
+    uint32_t *order;             /* this epoch's sample order */
+    int order_epoch;             /* epoch `order` holds, -1 none */
+    int x_in, y_in;              /* model input values fed from the dataset */
+    long step;                   /* optimizer steps done */
+    int epoch;                   /* current epoch */
+    long epoch_step;             /* steps done in the current epoch */
+    long steps_per_epoch;
+    double last_loss;
+    FILE *metrics;
+    char *ckpt_path;
+    int quiet;
+};
+
+/* Loads job, model, data; compiles; initializes or restores state.
+ * resume: path of a checkpoint to continue from, or NULL. */
+int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resume);
+/* Trains until the job's epochs (or max_steps, or stop_after_steps > 0
+ * more steps) are done, checkpointing as the job says and at the end. */
+int wf_trainer_run(struct wf_trainer *t, long stop_after_steps, wf_progress_fn fn, void *ud);
+/* Mean loss and accuracy on a dataset (the test split by default). */
+int wf_trainer_evaluate(struct wf_trainer *t, const struct wf_dataset *d, double *loss, double *acc);
+int wf_trainer_save(struct wf_trainer *t, const char *path);
+void wf_trainer_free(struct wf_trainer *t);
+
+/* Learning rate of step `step` (0-based) of `total`. */
+double wf_lr_at(const struct wf_job *j, long step, long total);
+
+/* Evaluates a checkpoint on the test split of its dataset (or data_dir). */
+int wf_checkpoint_evaluate(const char *ckpt, const char *data_dir, int batch, double *loss, double *acc, long *step,
+                           char **model_name);
+
+#endif

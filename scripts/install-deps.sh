@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs every Debian package weft needs to build, test and train.
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds PyTorch and Open MPI for bench/)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev libcjson-dev
+      dataset-fashion-mnist python3)
+if [ "${1:-}" = "--bench" ]; then
+  pkgs+=(python3-torch python3-numpy hyperfine)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

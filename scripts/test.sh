@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds, and runs the whole test suite: the release
+# build's tests, then the unit tests again under ASan+UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+flags="-DWEFT_WERROR=${WEFT_WERROR:-ON}"
+make all CMAKE_FLAGS="$flags"
+make test CMAKE_FLAGS="$flags"
+make asan-test CMAKE_FLAGS="$flags"

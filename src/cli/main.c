@@ -1,0 +1,320 @@
+/*
+ * cli layer: the weft command. The only place that prints to stdout.
+ *
+ *   weft train JOB [--resume [CKPT]] [--stop-after N] [--quiet]
+ *   weft eval CHECKPOINT [--data DIR] [--batch N]
+ *   weft check MODEL [--batch N]
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "weft/compile.h"
+#include "weft/core.h"
+#include "weft/graph.h"
+#include "weft/model.h"
+#include "weft/train.h"
+
+#define WEFT_VERSION "0.1.0"
+
+static void usage_main(FILE *f) {
+    fprintf(f, "usage: weft COMMAND [ARGS]\n\n"
+               "commands:\n"
+               "  train JOB        train a model as the job file says\n"
+               "  eval CHECKPOINT  evaluate a checkpoint on its test data\n"
+               "  check MODEL      validate a model file and print its graph\n\n"
+               "`weft COMMAND --help` tells more. Environment: WEFT_LOG=error|warn|info|debug.\n");
+}
+
+static void usage_train(FILE *f) {
+    fprintf(f, "usage: weft train JOB [options]\n\n"
+               "Trains the model of a job file (see examples/*.job). Writes OUT/checkpoint.safetensors\n"
+               "(atomically, at each epoch end or every checkpoint_every steps) and OUT/metrics.jsonl.\n\n"
+               "options:\n"
+               "  --resume [CKPT]   continue from CKPT (default OUT/checkpoint.safetensors)\n"
+               "  --stop-after N    stop (with a checkpoint) after N more steps\n"
+               "  --quiet           print only the final result\n"
+               "  --help            this text\n");
+}
+
+static void usage_eval(FILE *f) {
+    fprintf(f, "usage: weft eval CHECKPOINT [--data DIR] [--batch N]\n\n"
+               "Evaluates a checkpoint on the test split of the dataset it was trained on\n"
+               "(or of DIR) and prints the loss and accuracy. The model is stored in the checkpoint.\n");
+}
+
+static void usage_check(FILE *f) {
+    fprintf(f, "usage: weft check MODEL [--batch N]\n\n"
+               "Parses and validates a model file, builds its graph and backward pass, and prints\n"
+               "every layer with its output shape, parameters and FLOPs, and the memory plan.\n"
+               "Shapes are shown for batch N (default 1).\n");
+}
+
+static int fail(const char *cmd) {
+    fprintf(stderr, "weft %s: error: %s\n", cmd, wf_errmsg());
+    return 1;
+}
+
+static void fmt_count(char *buf, size_t n, double v) {
+    if (v >= 1e9) snprintf(buf, n, "%.2fG", v / 1e9);
+    else if (v >= 1e6) snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e3) snprintf(buf, n, "%.1fk", v / 1e3);
+    else snprintf(buf, n, "%.0f", v);
+}
+
+static void fmt_time(char *buf, size_t n, double s) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+struct progress_state {
+    int tty;
+    int quiet;
+    double last_plain;
+    double epoch_start;
+};
+
+static void on_progress(void *ud, const struct wf_progress *p) {
+    struct progress_state *s = ud;
+    if (s->quiet) return;
+    char eta[32];
+    fmt_time(eta, sizeof eta, p->eta_s);
+    double frac = (double)p->epoch_step / (double)(p->epoch_steps ? p->epoch_steps : 1);
+    if (p->epoch_done) {
+        double now = wf_now();
+        if (s->tty) printf("\r\033[K");
+        printf("epoch %d/%d  loss %.4f  test acc %.2f%%  test loss %.4f  %.0f samples/s  (%.1f s)\n", p->epoch + 1,
+               p->epochs, p->loss, 100 * p->test_acc, p->test_loss, p->samples_per_s, now - s->epoch_start);
+        fflush(stdout);
+        s->epoch_start = now;
+        return;
+    }
+    if (s->tty) {
+        char bar[31];
+        int fill = (int)(frac * 30);
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        printf("\r\033[Kepoch %d/%d [%s] %3.0f%%  loss %.4f  %.0f samples/s  ETA %s", p->epoch + 1, p->epochs, bar,
+               100 * frac, p->loss, p->samples_per_s, eta);
+        fflush(stdout);
+    } else {
+        double now = wf_now();
+        if (now - s->last_plain >= 10) {
+            printf("epoch %d/%d step %ld/%ld  loss %.4f  %.0f samples/s  ETA %s\n", p->epoch + 1, p->epochs,
+                   p->step, p->steps_total, p->loss, p->samples_per_s, eta);
+            fflush(stdout);
+            s->last_plain = now;
+        }
+    }
+}
+
+static int parse_long(const char *cmd, const char *opt, const char *s, long *out) {
+    char *end;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || *end || end == s || v <= 0) {
+        fprintf(stderr, "weft %s: error: %s needs a positive integer, got '%s'\n", cmd, opt, s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+    const char *job = NULL, *resume = NULL;
+    int want_resume = 0, quiet = 0;
+    long stop_after = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage_train(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--resume")) {
+            want_resume = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-' && job) resume = argv[++i];
+        } else if (!strcmp(argv[i], "--stop-after")) {
+            if (parse_long("train", "--stop-after", i + 1 < argc ? argv[++i] : NULL, &stop_after) < 0) return 2;
+        } else if (!strcmp(argv[i], "--quiet")) {
+            quiet = 1;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "weft train: error: unknown option '%s'\n", argv[i]);
+            usage_train(stderr);
+            return 2;
+        } else if (!job) {
+            job = argv[i];
+        } else if (want_resume && !resume) {
+            resume = argv[i];
+        } else {
+            fprintf(stderr, "weft train: error: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!job) {
+        usage_train(stderr);
+        return 2;
+    }
+    struct wf_trainer t;
+    char ckpt[4096];
+    if (want_resume && !resume) {
+        /* default: the job's own latest checkpoint */
+        struct wf_job j;
+        if (wf_job_load(&j, job) < 0) return fail("train");
+        snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", j.out);
+        wf_job_free(&j);
+        resume = ckpt;
+    }
+    if (wf_trainer_init(&t, job, resume) < 0) return fail("train");
+    struct progress_state ps = {.tty = isatty(STDOUT_FILENO), .quiet = quiet, .epoch_start = wf_now()};
+    if (!quiet) {
+        char np[32];
+        fmt_count(np, sizeof np, (double)t.n_params);
+        printf("weft train %s: model %s (%s parameters), %d train / %d test samples, batch %d = %d x %d, "
+               "%d thread%s%s\n",
+               job, t.model.name ? t.model.name : "model", np, t.train.n, t.test.n, t.job.batch,
+               t.job.micro_batches, t.job.batch / t.job.micro_batches, t.job.threads, t.job.threads > 1 ? "s" : "",
+               resume ? ", resumed" : "");
+        if (resume) printf("resumed from %s at step %ld (epoch %d)\n", resume, t.step, t.epoch + 1);
+        fflush(stdout);
+    }
+    double t0 = wf_now();
+    if (wf_trainer_run(&t, stop_after, on_progress, &ps) < 0) {
+        if (ps.tty && !quiet) printf("\n");
+        wf_trainer_free(&t);
+        return fail("train");
+    }
+    if (ps.tty && !quiet) printf("\r\033[K");
+    double loss, acc;
+    if (wf_trainer_evaluate(&t, NULL, &loss, &acc) < 0) {
+        wf_trainer_free(&t);
+        return fail("train");
+    }
+    printf("step %ld: test accuracy %.2f%%  test loss %.4f  (%.1f s)  checkpoint %s\n", t.step, 100 * acc, loss,
+           wf_now() - t0, t.ckpt_path);
+    wf_trainer_free(&t);
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL;
+    long batch = 1000;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage_eval(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+            data = argv[++i];
+        } else if (!strcmp(argv[i], "--batch")) {
+            if (parse_long("eval", "--batch", i + 1 < argc ? argv[++i] : NULL, &batch) < 0) return 2;
+        } else if (argv[i][0] == '-' || ckpt) {
+            fprintf(stderr, "weft eval: error: unexpected argument '%s'\n", argv[i]);
+            usage_eval(stderr);
+            return 2;
+        } else {
+            ckpt = argv[i];
+        }
+    }
+    if (!ckpt) {
+        usage_eval(stderr);
+        return 2;
+    }
+    double loss, acc;
+    long step;
+    char *name = NULL;
+    if (wf_checkpoint_evaluate(ckpt, data, (int)batch, &loss, &acc, &step, &name) < 0) return fail("eval");
+    printf("%s: model %s, step %ld: test accuracy %.2f%%  test loss %.4f\n", ckpt, name, step, 100 * acc, loss);
+    wf_free(name);
+    return 0;
+}
+
+static int cmd_check(int argc, char **argv) {
+    const char *path = NULL;
+    long batch = 1;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage_check(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--batch")) {
+            if (parse_long("check", "--batch", i + 1 < argc ? argv[++i] : NULL, &batch) < 0) return 2;
+        } else if (argv[i][0] == '-' || path) {
+            fprintf(stderr, "weft check: error: unexpected argument '%s'\n", argv[i]);
+            usage_check(stderr);
+            return 2;
+        } else {
+            path = argv[i];
+        }
+    }
+    if (!path) {
+        usage_check(stderr);
+        return 2;
+    }
+    struct wf_model m;
+    struct wf_program p;
+    if (wf_model_load(&m, path) < 0) return fail("check");
+    int train = 1;
+    if (wf_program_compile(&p, &m, (int)batch, 1) < 0) {
+        /* a model without a loss is still worth checking forward-only */
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", wf_errmsg());
+        if (wf_program_compile(&p, &m, (int)batch, 0) < 0 || p.g.loss >= 0) {
+            wf_model_free(&m);
+            return fail("check");
+        }
+        train = 0;
+        fprintf(stderr, "weft check: note: %s; checked forward only\n", msg);
+    }
+    const struct wf_graph *g = &p.g;
+    char s[96], f[32], np[32];
+    printf("model %s (%s), batch %ld\n\n", g->name, path, batch);
+    printf("%-16s %-14s %-26s %12s %12s\n", "layer", "op", "output", "params", "flops");
+    for (int i = 0; i < g->nv; i++)
+        if (g->v[i].kind == WF_V_INPUT) printf("%-16s %-14s %-26s\n", g->v[i].name, "input", wf_shape_str(&g->v[i], s, sizeof s));
+    for (int i = 0; i < g->n_fwd; i++) {
+        const struct wf_node *n = &g->n[i];
+        int64_t pc = 0;
+        for (int k = 0; k < n->n_in; k++)
+            if (g->v[n->in[k]].kind == WF_V_PARAM && g->v[n->in[k]].producer < 0 &&
+                strchr(g->v[n->in[k]].name, '.') && !strncmp(g->v[n->in[k]].name, n->name, strlen(n->name)))
+                pc += g->v[n->in[k]].numel;
+        fmt_count(f, sizeof f, n->flops);
+        printf("%-16s %-14s %-26s %12lld %12s\n", n->name, wf_op_get(n->op)->name,
+               wf_shape_str(&g->v[n->out[0]], s, sizeof s), (long long)pc, f);
+    }
+    fmt_count(np, sizeof np, (double)wf_graph_param_count(g));
+    printf("\nparameters: %lld (%s) in %d tensors\n", (long long)wf_graph_param_count(g), np, g->n_params);
+    fmt_count(f, sizeof f, p.flops_fwd / (double)batch);
+    printf("forward FLOPs per sample: %s", f);
+    if (train) {
+        fmt_count(f, sizeof f, (p.flops_fwd + p.flops_bwd) / (double)batch);
+        printf("; forward+backward: %s", f);
+    }
+    printf("\nmemory plan: %zu activation bytes (%zu without reuse), %zu scratch bytes, %d nodes (%d forward)\n",
+           p.arena_bytes, p.naive_bytes, p.work_floats * sizeof(float), p.n_exec, g->n_fwd);
+    if (g->loss >= 0) printf("loss: %s\n", g->v[g->loss].name);
+    wf_program_free(&p);
+    wf_model_free(&m);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        usage_main(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage_main(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("weft %s\n", WEFT_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
+    fprintf(stderr, "weft: error: unknown command '%s'\n", cmd);
+    usage_main(stderr);
+    return 2;
+}

@@ -1,0 +1,171 @@
+/*
+ * compile layer: the memory plan. Lifetimes come from the execution order;
+ * arena offsets are assigned greedily, largest value first, at the lowest
+ * offset that no value with an overlapping lifetime occupies. The result is
+ * a pure function of the graph, so every worker plans the same way.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft/compile.h"
+#include "weft/core.h"
+#include "weft/kernels.h"
+#include "weft/safetensors.h"
+
+#define ALIGN 64
+
+size_t wf_node_work_floats(const struct wf_graph *g, const struct wf_node *n) {
+    int fi = n->backward ? n->fwd : -1;
+    const struct wf_node *f = fi >= 0 ? &g->n[fi] : n;
+    if (f->op != WF_OP_CONV2D) return 0;
+    const struct wf_value *x = &g->v[f->in[0]], *y = &g->v[f->out[0]];
+    struct wf_conv2d_shape s;
+    wf_conv2d_shape_init(&s, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3],
+                         (int)y->shape[1], (int)f->ai[1], (int)f->ai[1], (int)f->ai[2], (int)f->ai[3]);
+    return (size_t)wf_conv2d_workspace(&s);
+}
+
+static int root_of(const struct wf_graph *g, int v) {
+    while (g->v[v].alias >= 0) v = g->v[v].alias;
+    return v;
+}
+
+struct block {
+    int v;
+    int start, end;
+    size_t size;
+    int64_t off;
+};
+
+static int cmp_block(const void *a, const void *b) {
+    const struct block *x = a, *y = b;
+    if (x->size != y->size) return x->size > y->size ? -1 : 1;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    return x->v - y->v;
+}
+
+static int cmp_off(const void *a, const void *b) {
+    const struct block *x = *(const struct block *const *)a, *y = *(const struct block *const *)b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static int plan(struct wf_program *p) {
+    struct wf_graph *g = &p->g;
+    int nv = g->nv, nn = p->n_exec;
+    p->storage = wf_calloc((size_t)nv, sizeof *p->storage);
+    p->offset = wf_calloc((size_t)nv, sizeof *p->offset);
+    int *start = wf_malloc(sizeof(int) * (size_t)nv), *end = wf_malloc(sizeof(int) * (size_t)nv);
+    struct block *bl = wf_malloc(sizeof *bl * (size_t)nv);
+    struct block **act = wf_malloc(sizeof *act * (size_t)nv);
+    int rc = WF_OK;
+    if (!p->storage || !p->offset || !start || !end || !bl || !act) {
+        rc = wf_error(WF_ERR_NOMEM, "out of memory planning memory");
+        goto done;
+    }
+    /* parameters and their final gradients: flat vectors in parameter order */
+    int64_t off = 0;
+    for (int i = 0; i < g->n_params; i++) {
+        int pv = g->params[i];
+        p->storage[pv] = WF_STORE_PARAM;
+        p->offset[pv] = off;
+        int gv = g->v[pv].grad;
+        if (gv >= 0 && nn > g->n_fwd) {
+            p->storage[gv] = WF_STORE_GRAD;
+            p->offset[gv] = off;
+        }
+        off += g->v[pv].numel;
+    }
+    p->n_param_floats = off;
+
+    /* lifetimes over the execution order */
+    for (int v = 0; v < nv; v++) {
+        start[v] = g->v[v].producer >= 0 ? g->v[v].producer : 0;
+        end[v] = start[v];
+    }
+    for (int ni = 0; ni < nn; ni++) {
+        const struct wf_node *n = &g->n[ni];
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] >= 0 && end[n->in[i]] < ni) end[n->in[i]] = ni;
+        for (int i = 0; i < n->n_out; i++)
+            if (n->out[i] >= 0 && end[n->out[i]] < ni) end[n->out[i]] = ni;
+        size_t w = wf_node_work_floats(g, n);
+        if (w > p->work_floats) p->work_floats = w;
+        if (n->backward) p->flops_bwd += n->flops;
+        else p->flops_fwd += n->flops;
+    }
+    for (int i = 0; i < g->n_outputs; i++) end[g->outputs[i]] = nn;
+    if (g->loss >= 0) end[g->loss] = nn;
+    if (g->logits >= 0) end[g->logits] = nn;
+    /* a view keeps its base alive */
+    for (int v = nv - 1; v >= 0; v--) {
+        if (g->v[v].alias < 0) continue;
+        int r = root_of(g, v);
+        if (end[v] > end[r]) end[r] = end[v];
+        if (start[v] < start[r]) start[r] = start[v];
+    }
+    int nb = 0;
+    p->naive_bytes = 0;
+    for (int v = 0; v < nv; v++) {
+        if (p->storage[v] != WF_STORE_NONE) continue;
+        const struct wf_value *x = &g->v[v];
+        if (x->producer >= nn) continue; /* not executed by this program */
+        p->storage[v] = WF_STORE_ARENA;
+        if (x->alias >= 0) continue;
+        size_t sz = ((size_t)x->numel * 4 + ALIGN - 1) / ALIGN * ALIGN;
+        bl[nb++] = (struct block){v, start[v], end[v], sz, 0};
+        p->naive_bytes += sz;
+    }
+    qsort(bl, (size_t)nb, sizeof *bl, cmp_block);
+    size_t top = 0;
+    for (int i = 0; i < nb; i++) {
+        int na = 0;
+        for (int j = 0; j < i; j++)
+            if (bl[j].start <= bl[i].end && bl[i].start <= bl[j].end) act[na++] = &bl[j];
+        qsort(act, (size_t)na, sizeof *act, cmp_off);
+        int64_t o = 0;
+        for (int j = 0; j < na; j++) {
+            if (act[j]->off >= o + (int64_t)bl[i].size) break;
+            int64_t e = act[j]->off + (int64_t)act[j]->size;
+            if (e > o) o = e;
+        }
+        bl[i].off = o;
+        p->offset[bl[i].v] = o;
+        if ((size_t)o + bl[i].size > top) top = (size_t)o + bl[i].size;
+    }
+    p->arena_bytes = top;
+    for (int v = 0; v < nv; v++)
+        if (p->storage[v] == WF_STORE_ARENA && g->v[v].alias >= 0) {
+            int r = root_of(g, v);
+            p->storage[v] = p->storage[r];
+            p->offset[v] = p->offset[r];
+        }
+done:
+    wf_free(start);
+    wf_free(end);
+    wf_free(bl);
+    wf_free(act);
+    return rc;
+}
+
+int wf_program_compile(struct wf_program *p, const struct wf_model *m, int batch, int train) {
+    memset(p, 0, sizeof *p);
+    double t0 = wf_now();
+    int rc = wf_graph_build(&p->g, m, batch);
+    if (rc < 0) return rc;
+    if (train && (rc = wf_graph_autodiff(&p->g)) < 0) goto fail;
+    p->n_exec = train ? p->g.nn : p->g.n_fwd;
+    if ((rc = plan(p)) < 0) goto fail;
+    p->compile_seconds = wf_now() - t0;
+    return WF_OK;
+fail:
+    wf_program_free(p);
+    return rc;
+}
+
+void wf_program_free(struct wf_program *p) {
+    if (!p) return;
+    wf_graph_free(&p->g);
+    wf_free(p->storage);
+    wf_free(p->offset);
+    memset(p, 0, sizeof *p);
+}

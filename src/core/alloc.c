@@ -1,0 +1,52 @@
+/* core: the allocation seam. Tests make the n-th allocation fail. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft/core.h"
+
+static atomic_long fail_countdown; /* 0: off; k: the k-th call from now fails */
+
+void wf_alloc_fail_at(long n) { atomic_store(&fail_countdown, n > 0 ? n : 0); }
+
+static int should_fail(void) {
+    long c = atomic_load(&fail_countdown);
+    while (c > 0) {
+        if (atomic_compare_exchange_weak(&fail_countdown, &c, c - 1)) return c == 1;
+    }
+    return 0;
+}
+
+void *wf_malloc(size_t size) {
+    if (should_fail()) return NULL;
+    return malloc(size ? size : 1);
+}
+
+void *wf_calloc(size_t n, size_t size) {
+    if (should_fail()) return NULL;
+    return calloc(n ? n : 1, size ? size : 1);
+}
+
+void *wf_realloc(void *p, size_t size) {
+    if (should_fail()) return NULL;
+    return realloc(p, size ? size : 1);
+}
+
+void wf_free(void *p) { free(p); }
+
+char *wf_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = wf_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+void *wf_aalloc(size_t size) {
+    if (should_fail()) return NULL;
+    size = (size + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, size ? size : 64);
+    if (p) memset(p, 0, size);
+    return p;
+}
+
+void wf_afree(void *p) { free(p); }

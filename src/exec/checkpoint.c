@@ -1,0 +1,184 @@
+/*
+ * exec layer: checkpoints. A checkpoint is a safetensors file holding the
+ * parameters under their model names, the optimizer state under
+ * "optim.<name>.<slot>", and in its metadata the step, the data position,
+ * the random-stream position, the canonical model text and the job settings
+ * that must not change across a resume. Equal states give equal bytes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft/core.h"
+#include "weft/safetensors.h"
+#include "weft/train.h"
+
+#include "train_int.h"
+
+static const char *slot_name(const struct wf_job *j, int slot) {
+    if (j->optimizer == WF_OPT_SGD) return "momentum_buffer";
+    return slot == 0 ? "exp_avg" : "exp_avg_sq";
+}
+
+/* The job settings a resumed run must share with the run that wrote it. */
+static void job_signature(const struct wf_job *j, char *buf, size_t n) {
+    static const char *opt[] = {"sgd", "adam", "adamw"};
+    static const char *sch[] = {"constant", "step", "cosine"};
+    snprintf(buf, n,
+             "seed=%llu batch=%d micro_batches=%d epochs=%d optimizer=%s lr=%.17g momentum=%.17g nesterov=%d "
+             "weight_decay=%.17g beta1=%.17g beta2=%.17g eps=%.17g clip_norm=%.17g lr_schedule=%s warmup=%ld "
+             "step_size=%ld gamma=%.17g min_lr=%.17g threads=%d",
+             (unsigned long long)j->seed, j->batch, j->micro_batches, j->epochs, opt[j->optimizer], j->lr,
+             j->momentum, j->nesterov, j->weight_decay, j->beta1, j->beta2, j->eps, j->clip_norm,
+             sch[j->lr_schedule], j->warmup, j->step_size, j->gamma, j->min_lr, j->threads);
+}
+
+int wf_trainer_save(struct wf_trainer *t, const char *path) {
+    const struct wf_graph *g = &t->ex.prog.g;
+    const struct wf_job *j = &t->job;
+    struct wf_st_writer w;
+    wf_st_writer_init(&w);
+    int rc = WF_OK;
+    for (int i = 0; i < g->n_params && rc == WF_OK; i++) {
+        const struct wf_value *v = &g->v[g->params[i]];
+        int64_t off = t->ex.prog.offset[g->params[i]];
+        rc = wf_st_writer_add(&w, v->name, WF_F32, v->ndim, v->shape, t->params + off);
+        float *slots[2] = {t->opt_a, t->opt_b};
+        for (int s = 0; s < 2 && rc == WF_OK; s++) {
+            if (!slots[s]) continue;
+            char name[300];
+            snprintf(name, sizeof name, "optim.%s.%s", v->name, slot_name(j, s));
+            rc = wf_st_writer_add(&w, name, WF_F32, v->ndim, v->shape, slots[s] + off);
+        }
+    }
+    char buf[64], sig[1024];
+    job_signature(j, sig, sizeof sig);
+#define META(k, fmt, val)                                                                                              \
+    do {                                                                                                               \
+        snprintf(buf, sizeof buf, fmt, val);                                                                           \
+        if (rc == WF_OK) rc = wf_st_writer_meta(&w, k, buf);                                                           \
+    } while (0)
+    META("weft.format", "%d", 1);
+    META("weft.step", "%ld", t->step);
+    META("weft.epoch", "%d", t->epoch);
+    META("weft.epoch_step", "%ld", t->epoch_step);
+    META("weft.rng", "philox4x32-10 seed=%llu", (unsigned long long)j->seed);
+#undef META
+    if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.job", sig);
+    if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.model", t->model_text);
+    if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.data", j->data);
+    if (rc == WF_OK) rc = wf_st_writer_save(&w, path);
+    wf_st_writer_free(&w);
+    return rc;
+}
+
+static int meta_long(const struct wf_st_file *f, const char *key, long *out) {
+    const char *s = wf_st_meta(f, key);
+    char *end;
+    if (!s) return wf_error(WF_ERR_CORRUPT, "%s: not a weft checkpoint (no '%s' in its metadata)", f->path, key);
+    long v = strtol(s, &end, 10);
+    if (*end || end == s || v < 0)
+        return wf_error(WF_ERR_CORRUPT, "%s: metadata '%s' is '%s', expected a count", f->path, key, s);
+    *out = v;
+    return WF_OK;
+}
+
+int wf_trainer_restore(struct wf_trainer *t, const char *path) {
+    struct wf_st_file f;
+    int rc = wf_st_load(&f, path);
+    if (rc < 0) return rc;
+    const struct wf_graph *g = &t->ex.prog.g;
+    const struct wf_job *j = &t->job;
+    long step = 0, epoch = 0, epoch_step = 0;
+    if ((rc = meta_long(&f, "weft.step", &step)) < 0 || (rc = meta_long(&f, "weft.epoch", &epoch)) < 0 ||
+        (rc = meta_long(&f, "weft.epoch_step", &epoch_step)) < 0)
+        goto done;
+    const char *model = wf_st_meta(&f, "weft.model"), *job = wf_st_meta(&f, "weft.job");
+    char sig[1024];
+    job_signature(j, sig, sizeof sig);
+    if (!model || strcmp(model, t->model_text)) {
+        rc = wf_error(WF_ERR_INVALID, "%s: was written for a different model than %s", path, j->model);
+        goto done;
+    }
+    if (!job || strcmp(job, sig)) {
+        rc = wf_error(WF_ERR_INVALID, "%s: was written with different job settings than %s\n  checkpoint: %s\n  job:        %s",
+                      path, j->path, job ? job : "(none)", sig);
+        goto done;
+    }
+    if (epoch_step > t->steps_per_epoch || epoch > j->epochs) {
+        rc = wf_error(WF_ERR_CORRUPT, "%s: data position epoch %ld step %ld is outside the job", path, epoch,
+                      epoch_step);
+        goto done;
+    }
+    for (int i = 0; i < g->n_params && rc == WF_OK; i++) {
+        const struct wf_value *v = &g->v[g->params[i]];
+        int64_t off = t->ex.prog.offset[g->params[i]];
+        rc = wf_load_param(&f, v->name, v, t->params + off);
+        float *slots[2] = {t->opt_a, t->opt_b};
+        for (int s = 0; s < 2 && rc == WF_OK; s++) {
+            if (!slots[s]) continue;
+            char name[300];
+            snprintf(name, sizeof name, "optim.%s.%s", v->name, slot_name(j, s));
+            rc = wf_load_param(&f, name, v, slots[s] + off);
+        }
+    }
+    if (rc == WF_OK) {
+        t->step = step;
+        t->epoch = (int)epoch;
+        t->epoch_step = epoch_step;
+        t->order_epoch = -1;
+    }
+done:
+    wf_st_free(&f);
+    return rc;
+}
+
+int wf_checkpoint_evaluate(const char *ckpt, const char *data_dir, int batch, double *loss, double *acc, long *step,
+                           char **model_name) {
+    struct wf_st_file f;
+    struct wf_model m;
+    struct wf_dataset d;
+    struct wf_exec e, rest;
+    float *params = NULL;
+    memset(&m, 0, sizeof m);
+    memset(&d, 0, sizeof d);
+    memset(&e, 0, sizeof e);
+    memset(&rest, 0, sizeof rest);
+    int rc = wf_st_load(&f, ckpt);
+    if (rc < 0) return rc;
+    const char *text = wf_st_meta(&f, "weft.model");
+    const char *data = data_dir ? data_dir : wf_st_meta(&f, "weft.data");
+    if (!text || !data) {
+        rc = wf_error(WF_ERR_CORRUPT, "%s: not a weft checkpoint (no model or data in its metadata)", ckpt);
+        goto done;
+    }
+    if ((rc = meta_long(&f, "weft.step", step)) < 0) goto done;
+    char where[4200];
+    snprintf(where, sizeof where, "%s:weft.model", ckpt);
+    if ((rc = wf_model_parse(&m, where, text)) < 0) goto done;
+    if ((rc = wf_dataset_load_idx(&d, data, "test")) < 0) goto done;
+    int B = WF_MIN(batch, d.n);
+    struct wf_program probe;
+    if ((rc = wf_program_compile(&probe, &m, B, 0)) < 0) goto done;
+    params = wf_aalloc(sizeof(float) * (size_t)probe.n_param_floats);
+    wf_program_free(&probe);
+    if (!params) {
+        rc = wf_error(WF_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = wf_exec_init(&e, &m, B, 0, params, NULL)) < 0) goto done;
+    if (d.n % B && (rc = wf_exec_init(&rest, &m, d.n % B, 0, params, NULL)) < 0) goto done;
+    const struct wf_graph *g = &e.prog.g;
+    for (int i = 0; i < g->n_params && rc == WF_OK; i++)
+        rc = wf_load_param(&f, g->v[g->params[i]].name, &g->v[g->params[i]], params + e.prog.offset[g->params[i]]);
+    if (rc == WF_OK) rc = wf_evaluate_split(&e, d.n % B ? &rest : NULL, &d, loss, acc);
+    if (rc == WF_OK && model_name) *model_name = wf_strdup(m.name ? m.name : "model");
+done:
+    wf_exec_free(&e);
+    wf_exec_free(&rest);
+    wf_afree(params);
+    wf_dataset_free(&d);
+    wf_model_free(&m);
+    wf_st_free(&f);
+    return rc;
+}

@@ -1,0 +1,422 @@
+/*
+ * exec layer: the training loop of one process — data order, micro-batches,
+ * exact gradient sums, clipping, optimizer, schedule, evaluation, metrics.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft/core.h"
+#include "weft/kernels.h"
+#include "weft/safetensors.h"
+#include "weft/train.h"
+
+#include "train_int.h"
+
+double wf_lr_at(const struct wf_job *j, long step, long total) {
+    double base = j->lr;
+    if (j->warmup > 0 && step < j->warmup) return base * (double)(step + 1) / (double)j->warmup;
+    switch (j->lr_schedule) {
+    case WF_LR_STEP: return base * pow(j->gamma, (double)(step / (j->step_size > 0 ? j->step_size : 1)));
+    case WF_LR_COSINE: {
+        long T = total - j->warmup, t = step - j->warmup;
+        if (T <= 0) return base;
+        return j->min_lr + 0.5 * (base - j->min_lr) * (1.0 + cos(M_PI * (double)t / (double)T));
+    }
+    default: return base;
+    }
+}
+
+/* ---- parameters ---- */
+
+static void init_param(const struct wf_value *v, float *p, uint64_t seed) {
+    struct wf_rng r;
+    wf_rng_init(&r, seed, wf_hash64(v->name, strlen(v->name), 0x494E4954));
+    long n = (long)v->numel;
+    switch (v->init) {
+    case WF_INIT_FANIN_UNIFORM: {
+        float b = (float)(1.0 / sqrt(v->init_arg > 0 ? v->init_arg : 1.0));
+        for (long i = 0; i < n; i++) p[i] = (2.0f * wf_rng_uniform(&r) - 1.0f) * b;
+        break;
+    }
+    case WF_INIT_NORMAL:
+        for (long i = 0; i < n; i++) p[i] = wf_rng_normal(&r) * (float)v->init_arg;
+        break;
+    case WF_INIT_ONES:
+        for (long i = 0; i < n; i++) p[i] = 1.0f;
+        break;
+    default: memset(p, 0, sizeof(float) * (size_t)n); break;
+    }
+}
+
+/* Copies tensor `name` of file f into dst after checking dtype and shape. */
+int wf_load_param(const struct wf_st_file *f, const char *name, const struct wf_value *v, float *dst) {
+    const struct wf_st_tensor *t = wf_st_find(f, name);
+    char s[96];
+    if (!t)
+        return wf_error(WF_ERR_NOTFOUND, "%s: no tensor '%s' (the model needs %s)", f->path, name,
+                        wf_shape_str(v, s, sizeof s));
+    int ok = t->dtype == WF_F32 && t->ndim == v->ndim;
+    for (int i = 0; ok && i < v->ndim; i++) ok = t->shape[i] == v->shape[i];
+    if (!ok) {
+        char got[128];
+        int k = snprintf(got, sizeof got, "%s[", wf_dtype_name(t->dtype));
+        for (int i = 0; i < t->ndim && k < (int)sizeof got; i++)
+            k += snprintf(got + k, sizeof got - (size_t)k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (k < (int)sizeof got) snprintf(got + k, sizeof got - (size_t)k, "]");
+        return wf_error(WF_ERR_SHAPE, "%s: tensor '%s' is %s, the model needs %s", f->path, name, got,
+                        wf_shape_str(v, s, sizeof s));
+    }
+    memcpy(dst, t->data, t->nbytes);
+    return WF_OK;
+}
+
+static int load_dataset(struct wf_dataset *d, const struct wf_job *j, const char *split) {
+    int rc = wf_dataset_load_idx(d, j->data, split);
+    if (rc < 0) return wf_error_prefix(rc, "%s: data = %s", j->path, j->data);
+    return WF_OK;
+}
+
+static int find_inputs(struct wf_trainer *t) {
+    const struct wf_graph *g = &t->ex.prog.g;
+    t->x_in = t->y_in = -1;
+    for (int i = 0; i < g->nv; i++) {
+        if (g->v[i].kind != WF_V_INPUT) continue;
+        if (g->v[i].dtype == WF_F32 && t->x_in < 0) t->x_in = i;
+        if (g->v[i].dtype == WF_I32 && t->y_in < 0) t->y_in = i;
+    }
+    if (t->x_in < 0 || t->y_in < 0)
+        return wf_error(WF_ERR_INVALID, "%s: the model needs an f32 input for images and an i32 input for labels",
+                        g->path);
+    long per = (long)(g->v[t->x_in].numel / g->batch);
+    long want = (long)t->train.c * t->train.h * t->train.w;
+    if (per != want || g->v[t->y_in].numel != g->batch) {
+        char s[96];
+        return wf_error(WF_ERR_SHAPE,
+                        "%s:%d:%d: input '%s' is %s: %ld values per sample, but %s has %d x %d x %d = %ld per sample",
+                        g->path, g->v[t->x_in].line, g->v[t->x_in].col, g->v[t->x_in].name,
+                        wf_shape_str(&g->v[t->x_in], s, sizeof s), per, t->train.name, t->train.c, t->train.h,
+                        t->train.w, want);
+    }
+    if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: the model has no scalar loss output", g->path);
+    return WF_OK;
+}
+
+static int opt_slots(const struct wf_job *j) {
+    if (j->optimizer == WF_OPT_SGD) return j->momentum > 0 ? 1 : 0;
+    return 2;
+}
+
+int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resume) {
+    memset(t, 0, sizeof *t);
+    t->order_epoch = -1;
+    int rc;
+    if ((rc = wf_job_load(&t->job, job_path)) < 0) return rc;
+    const struct wf_job *j = &t->job;
+    if ((rc = wf_job_check_files(j)) < 0) goto fail;
+    if ((rc = wf_model_load(&t->model, j->model)) < 0) goto fail;
+    size_t len;
+    if ((rc = wf_model_write(&t->model, &t->model_text, &len)) < 0) goto fail;
+    if ((rc = load_dataset(&t->train, j, "train")) < 0) goto fail;
+    if ((rc = load_dataset(&t->test, j, "test")) < 0) goto fail;
+    wf_blas_set_threads(j->threads);
+
+    int K = j->micro_batches, mb = j->batch / K;
+    /* the parameter vectors come first: compile once to size them */
+    struct wf_program probe;
+    if ((rc = wf_program_compile(&probe, &t->model, mb, 0)) < 0) goto fail;
+    t->n_params = probe.n_param_floats;
+    wf_program_free(&probe);
+    size_t pbytes = sizeof(float) * (size_t)t->n_params;
+    t->params = wf_aalloc(pbytes);
+    t->grads = wf_aalloc(pbytes);
+    if (opt_slots(j) >= 1) t->opt_a = wf_aalloc(pbytes);
+    if (opt_slots(j) >= 2) t->opt_b = wf_aalloc(pbytes);
+    if (K > 1) t->acc = wf_aalloc(sizeof(int64_t) * (size_t)t->n_params);
+    t->order = wf_malloc(sizeof(uint32_t) * (size_t)t->train.n);
+    if (!t->params || !t->grads || (opt_slots(j) >= 1 && !t->opt_a) || (opt_slots(j) >= 2 && !t->opt_b) ||
+        (K > 1 && !t->acc) || !t->order) {
+        rc = wf_error(WF_ERR_NOMEM, "out of memory for %lld parameters", (long long)t->n_params);
+        goto fail;
+    }
+    if ((rc = wf_exec_init(&t->ex, &t->model, mb, 1, t->params, t->grads)) < 0) goto fail;
+    t->ex.loss_scale = 1.0f / (float)((double)mb * K);
+    {
+        const struct wf_graph *g = &t->ex.prog.g;
+        if (g->loss >= 0 && g->logits >= 0) {
+            const struct wf_value *lg = &g->v[g->logits];
+            long rows = (long)(lg->numel / lg->shape[lg->ndim - 1]);
+            t->ex.loss_scale = (float)(1.0 / ((double)rows * K));
+        }
+    }
+    if ((rc = find_inputs(t)) < 0) goto fail;
+    int eb = WF_MIN(j->eval_batch, t->test.n);
+    if ((rc = wf_exec_init(&t->eval, &t->model, eb, 0, t->params, NULL)) < 0) goto fail;
+    if (t->test.n % eb) {
+        if ((rc = wf_exec_init(&t->eval_rest, &t->model, t->test.n % eb, 0, t->params, NULL)) < 0) goto fail;
+        t->has_eval_rest = 1;
+    }
+    t->steps_per_epoch = t->train.n / j->batch;
+    if (t->steps_per_epoch < 1) {
+        rc = wf_error(WF_ERR_INVALID, "%s: batch %d is larger than the %d training samples", j->path, j->batch,
+                      t->train.n);
+        goto fail;
+    }
+    const struct wf_graph *g = &t->ex.prog.g;
+    for (int i = 0; i < g->n_params; i++) {
+        const struct wf_value *v = &g->v[g->params[i]];
+        init_param(v, t->params + t->ex.prog.offset[g->params[i]], j->seed);
+    }
+    if (j->init) {
+        struct wf_st_file f;
+        if ((rc = wf_st_load(&f, j->init)) < 0) goto fail;
+        for (int i = 0; i < g->n_params && rc == WF_OK; i++) {
+            const struct wf_value *v = &g->v[g->params[i]];
+            rc = wf_load_param(&f, v->name, v, t->params + t->ex.prog.offset[g->params[i]]);
+        }
+        wf_st_free(&f);
+        if (rc < 0) goto fail;
+    }
+    if ((rc = wf_mkdir_p(j->out)) < 0) goto fail;
+    size_t n = strlen(j->out) + 64;
+    t->ckpt_path = wf_malloc(n);
+    if (!t->ckpt_path) {
+        rc = wf_error(WF_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    snprintf(t->ckpt_path, n, "%s/checkpoint.safetensors", j->out);
+    if (resume && (rc = wf_trainer_restore(t, resume)) < 0) goto fail;
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", j->out);
+    t->metrics = fopen(mpath, resume ? "a" : "w");
+    if (!t->metrics) {
+        rc = wf_error(WF_ERR_IO, "%s: cannot open for writing", mpath);
+        goto fail;
+    }
+    return WF_OK;
+fail:
+    wf_trainer_free(t);
+    return rc;
+}
+
+void wf_trainer_free(struct wf_trainer *t) {
+    if (!t) return;
+    if (t->metrics) fclose(t->metrics);
+    wf_exec_free(&t->ex);
+    wf_exec_free(&t->eval);
+    wf_exec_free(&t->eval_rest);
+    wf_afree(t->params);
+    wf_afree(t->grads);
+    wf_afree(t->opt_a);
+    wf_afree(t->opt_b);
+    wf_afree(t->acc);
+    wf_free(t->order);
+    wf_free(t->ckpt_path);
+    wf_free(t->model_text);
+    wf_dataset_free(&t->train);
+    wf_dataset_free(&t->test);
+    wf_model_free(&t->model);
+    wf_job_free(&t->job);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- one step ---- */
+
+static void load_micro_batch(struct wf_trainer *t, const uint32_t *ids, int B) {
+    wf_dataset_gather(&t->train, ids, B, wf_exec_ptr(&t->ex, t->x_in), wf_exec_ptr(&t->ex, t->y_in));
+}
+
+/* Adds the micro-batch gradient to the fixed-point sum; fails on overflow or NaN. */
+static int accumulate(struct wf_trainer *t, int first) {
+    const double scale = (double)(1ull << WF_GRAD_FIXED_SHIFT);
+    /* K sums of values below lim stay below 2^62 */
+    const double lim = 4.6e18 / t->job.micro_batches;
+    const float *g = t->grads;
+    int64_t *a = t->acc;
+    int64_t n = t->n_params;
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double x = (double)g[i] * scale;
+        bad |= !(fabs(x) < lim);
+        int64_t q = (int64_t)x;
+        a[i] = first ? q : a[i] + q;
+    }
+    if (bad) {
+        for (int64_t i = 0; i < n; i++)
+            if (!(fabs((double)g[i] * scale) < lim))
+                return wf_error(WF_ERR_RANGE, "gradient element %lld is %g: non-finite or too large to sum exactly",
+                                (long long)i, (double)g[i]);
+    }
+    return WF_OK;
+}
+
+static void unfix(struct wf_trainer *t) {
+    const double inv = 1.0 / (double)(1ull << WF_GRAD_FIXED_SHIFT);
+    for (int64_t i = 0; i < t->n_params; i++) t->grads[i] = (float)((double)t->acc[i] * inv);
+}
+
+static void optimizer_step(struct wf_trainer *t, double lr) {
+    const struct wf_job *j = &t->job;
+    const struct wf_graph *g = &t->ex.prog.g;
+    if (j->clip_norm > 0) {
+        double ss = wf_sumsq(t->grads, (long)t->n_params);
+        double norm = sqrt(ss);
+        double coef = j->clip_norm / (norm + 1e-6);
+        if (coef < 1.0) wf_scale(t->grads, (long)t->n_params, (float)coef);
+    }
+    long step = t->step + 1;
+    for (int i = 0; i < g->n_params; i++) {
+        int pv = g->params[i];
+        if (g->v[pv].grad < 0) continue;
+        int64_t off = t->ex.prog.offset[pv];
+        long n = (long)g->v[pv].numel;
+        float *p = t->params + off, *gr = t->grads + off;
+        if (j->optimizer == WF_OPT_SGD)
+            wf_sgd_update(p, gr, t->opt_a ? t->opt_a + off : NULL, n, (float)lr, (float)j->momentum,
+                          (float)j->weight_decay, j->nesterov, step);
+        else
+            wf_adam_update(p, gr, t->opt_a + off, t->opt_b + off, n, (float)lr, (float)j->beta1, (float)j->beta2,
+                           (float)j->eps, (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, step);
+    }
+}
+
+static int train_step(struct wf_trainer *t, double *loss_out) {
+    const struct wf_job *j = &t->job;
+    int K = j->micro_batches, mb = j->batch / K;
+    if (t->order_epoch != t->epoch) {
+        wf_epoch_order(t->order, (uint32_t)t->train.n, j->seed, (uint64_t)t->epoch);
+        t->order_epoch = t->epoch;
+    }
+    const uint32_t *ids = t->order + (size_t)t->epoch_step * (size_t)j->batch;
+    double loss = 0;
+    const float *lp = wf_exec_ptr(&t->ex, t->ex.prog.g.loss);
+    for (int k = 0; k < K; k++) {
+        load_micro_batch(t, ids + (size_t)k * mb, mb);
+        wf_exec_set_rng(&t->ex, j->seed, (uint64_t)t->step, (uint64_t)k);
+        int rc = wf_exec_forward(&t->ex);
+        if (rc < 0) return rc;
+        loss += (double)*lp;
+        if ((rc = wf_exec_backward(&t->ex)) < 0) return rc;
+        if (K > 1 && (rc = accumulate(t, k == 0)) < 0) return rc;
+    }
+    if (K > 1) unfix(t);
+    if (!isfinite(loss))
+        return wf_error(WF_ERR_RANGE, "the loss became %g at step %ld (epoch %d); try a lower learning rate", loss,
+                        t->step + 1, t->epoch + 1);
+    double lr = wf_lr_at(j, t->step, t->steps_per_epoch * j->epochs);
+    optimizer_step(t, lr);
+    t->step++;
+    t->epoch_step++;
+    *loss_out = loss;
+    return WF_OK;
+}
+
+/* ---- evaluation ---- */
+
+static int eval_chunk(struct wf_exec *e, const struct wf_dataset *d, const uint32_t *ids, int B, double *loss,
+                      long *correct) {
+    const struct wf_graph *g = &e->prog.g;
+    int xi = -1, yi = -1;
+    for (int i = 0; i < g->nv; i++) {
+        if (g->v[i].kind != WF_V_INPUT) continue;
+        if (g->v[i].dtype == WF_F32 && xi < 0) xi = i;
+        if (g->v[i].dtype == WF_I32 && yi < 0) yi = i;
+    }
+    if (xi < 0 || yi < 0 || g->loss < 0 || g->logits < 0)
+        return wf_error(WF_ERR_INVALID, "%s: evaluation needs image and label inputs and a cross_entropy loss",
+                        g->path);
+    wf_dataset_gather(d, ids, B, wf_exec_ptr(e, xi), wf_exec_ptr(e, yi));
+    e->loss_scale = 1.0f;
+    int rc = wf_exec_forward(e);
+    if (rc < 0) return rc;
+    *loss += (double)*(float *)wf_exec_ptr(e, g->loss);
+    const struct wf_value *lg = &g->v[g->logits];
+    int V = (int)lg->shape[lg->ndim - 1];
+    *correct += wf_argmax_correct(wf_exec_ptr(e, g->logits), wf_exec_ptr(e, yi), (int)(lg->numel / V), V);
+    return WF_OK;
+}
+
+int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, const struct wf_dataset *d, double *loss,
+                      double *acc) {
+    uint32_t *ids = wf_malloc(sizeof(uint32_t) * (size_t)d->n);
+    if (!ids) return wf_error(WF_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < d->n; i++) ids[i] = (uint32_t)i;
+    int B = e->prog.g.batch, i = 0, rc = WF_OK;
+    double sum = 0;
+    long correct = 0;
+    for (; rc == WF_OK && i + B <= d->n; i += B) rc = eval_chunk(e, d, ids + i, B, &sum, &correct);
+    if (rc == WF_OK && i < d->n) {
+        if (!rest || rest->prog.g.batch != d->n - i)
+            rc = wf_error(WF_ERR_INTERNAL, "no executor for the last %d samples", d->n - i);
+        else
+            rc = eval_chunk(rest, d, ids + i, d->n - i, &sum, &correct);
+    }
+    wf_free(ids);
+    if (rc < 0) return rc;
+    *loss = sum / d->n;
+    *acc = (double)correct / d->n;
+    return WF_OK;
+}
+
+int wf_trainer_evaluate(struct wf_trainer *t, const struct wf_dataset *d, double *loss, double *acc) {
+    if (!d) d = &t->test;
+    return wf_evaluate_split(&t->eval, t->has_eval_rest ? &t->eval_rest : NULL, d, loss, acc);
+}
+
+/* ---- the loop ---- */
+
+int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, void *ud) {
+    const struct wf_job *j = &t->job;
+    long total = t->steps_per_epoch * j->epochs;
+    if (j->max_steps > 0 && j->max_steps < total) total = j->max_steps;
+    long stop_at = stop_after > 0 ? WF_MIN(total, t->step + stop_after) : total;
+    double t0 = wf_now(), last_report = 0;
+    long steps0 = t->step;
+    int rc = WF_OK;
+    while (t->step < stop_at) {
+        double loss = 0;
+        if ((rc = train_step(t, &loss)) < 0) break;
+        t->last_loss = loss;
+        double now = wf_now();
+        double sps = (double)(t->step - steps0) * j->batch / (now - t0 + 1e-12);
+        fprintf(t->metrics,
+                "{\"step\":%ld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f}\n",
+                t->step, t->epoch + 1, loss, wf_lr_at(j, t->step - 1, t->steps_per_epoch * j->epochs), sps,
+                now - t0);
+        int epoch_end = t->epoch_step == t->steps_per_epoch;
+        struct wf_progress p = {.epoch = t->epoch,
+                                .epochs = j->epochs,
+                                .step = t->step,
+                                .steps_total = total,
+                                .epoch_step = t->epoch_step,
+                                .epoch_steps = t->steps_per_epoch,
+                                .loss = loss,
+                                .samples_per_s = sps,
+                                .eta_s = (double)(total - t->step) * j->batch / (sps > 0 ? sps : 1),
+                                .lr = wf_lr_at(j, t->step - 1, t->steps_per_epoch * j->epochs)};
+        if (epoch_end) {
+            double el, ea;
+            if ((rc = wf_trainer_evaluate(t, NULL, &el, &ea)) < 0) break;
+            p.epoch_done = 1;
+            p.test_loss = el;
+            p.test_acc = ea;
+            fprintf(t->metrics,
+                    "{\"event\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,\"test_loss\":%.9g,"
+                    "\"test_acc\":%.6f,\"samples_per_s\":%.1f,\"peak_rss_kb\":%ld}\n",
+                    t->epoch + 1, t->step, loss, el, ea, sps, wf_peak_rss_kb());
+            t->epoch++;
+            t->epoch_step = 0;
+        }
+        fflush(t->metrics);
+        int ckpt = epoch_end && j->checkpoint_every == 0;
+        if (j->checkpoint_every > 0 && t->step % j->checkpoint_every == 0) ckpt = 1;
+        if (ckpt && t->step < stop_at && (rc = wf_trainer_save(t, t->ckpt_path)) < 0) break;
+        if (fn && (epoch_end || now - last_report > 0.1 || t->step == stop_at)) {
+            fn(ud, &p);
+            last_report = now;
+        }
+    }
+    if (rc == WF_OK) rc = wf_trainer_save(t, t->ckpt_path);
+    return rc;
+}

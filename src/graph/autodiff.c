@@ -1,0 +1,188 @@
+/*
+ * graph layer: reverse-mode autodiff. Appends to a forward graph the nodes
+ * of its backward pass.
+ *
+ * A backward node B of forward node F has
+ *   in[0]               the gradient of F's main output (-1 for the loss: seed 1)
+ *   in[1 + i]           F.in[i] if the backward reads it, else -1
+ *   in[1 + F.n_in + j]  F.out[j] if the backward reads it, else -1
+ *   out[i]              the gradient contribution to F.in[i], -1 if not needed
+ * so the memory planner and the partitioner see exactly what each backward
+ * keeps alive. A value used by several nodes gets one contribution from
+ * each; an `accum` node sums them (in a fixed order: reverse execution order
+ * of the consumers) into its gradient.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "weft/core.h"
+#include "weft/graph.h"
+#include "weft/safetensors.h"
+
+int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype, int ndim, const int64_t *shape);
+int wf_graph_add_node(struct wf_graph *g, int op, const char *name);
+
+/* Which forward inputs / outputs the backward of `op` reads (bit masks). */
+static void backward_reads(int op, unsigned *in_mask, unsigned *out_mask) {
+    *in_mask = *out_mask = 0;
+    switch (op) {
+    case WF_OP_LINEAR:
+    case WF_OP_MATMUL:
+    case WF_OP_MUL:
+    case WF_OP_CONV2D: *in_mask = 3; break;
+    case WF_OP_GELU:
+    case WF_OP_EMBEDDING: *in_mask = 1; break;
+    case WF_OP_RELU:
+    case WF_OP_TANH:
+    case WF_OP_SIGMOID:
+    case WF_OP_SOFTMAX:
+    case WF_OP_LOG_SOFTMAX: *out_mask = 1; break;
+    case WF_OP_CROSS_ENTROPY:
+        *in_mask = 2;
+        *out_mask = 2;
+        break;
+    case WF_OP_MAXPOOL2D:
+    case WF_OP_DROPOUT: *out_mask = 2; break;
+    case WF_OP_LAYERNORM:
+        *in_mask = 3;
+        *out_mask = 6;
+        break;
+    default: break;
+    }
+}
+
+struct contribs {
+    int n;
+    int v[WF_MAX_IO];
+};
+
+/* Sums the contributions to value vi into one gradient value. */
+static int finalize(struct wf_graph *g, struct contribs *c, int vi) {
+    struct contribs *cv = &c[vi];
+    if (cv->n == 0) return -1;
+    if (cv->n == 1) return cv->v[0];
+    char name[512];
+    snprintf(name, sizeof name, "d%s", g->v[vi].name);
+    const struct wf_value *x = &g->v[vi];
+    int64_t shape[WF_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    int gi = wf_graph_add_value(g, name, WF_V_GRAD, WF_F32, x->ndim, shape);
+    if (gi < 0) return gi;
+    int ni = wf_graph_add_node(g, WF_OP_ACCUM, name);
+    if (ni < 0) return ni;
+    struct wf_node *n = &g->n[ni];
+    n->backward = 1;
+    n->line = g->v[vi].line;
+    n->col = g->v[vi].col;
+    for (int k = 0; k < cv->n; k++) n->in[n->n_in++] = cv->v[k];
+    n->out[n->n_out++] = gi;
+    n->flops = (double)x->numel * (cv->n - 1);
+    g->v[gi].producer = ni;
+    g->v[gi].grad_of = vi;
+    return gi;
+}
+
+int wf_graph_autodiff(struct wf_graph *g) {
+    if (g->loss < 0)
+        return wf_error(WF_ERR_INVALID, "%s: no scalar f32 output to differentiate (name the loss in `output`)",
+                        g->path);
+    int rc = WF_OK;
+    /* indexed by forward values only, which all exist already */
+    struct contribs *c = wf_calloc((size_t)g->nv + 1, sizeof *c);
+    if (!c) return wf_error(WF_ERR_NOMEM, "out of memory in autodiff");
+
+    /* Which values depend on a parameter. */
+    for (int i = 0; i < g->nv; i++) g->v[i].requires_grad = g->v[i].kind == WF_V_PARAM;
+    for (int ni = 0; ni < g->n_fwd; ni++) {
+        struct wf_node *n = &g->n[ni];
+        int rg = 0;
+        for (int i = 0; i < n->n_in; i++) rg |= g->v[n->in[i]].requires_grad;
+        if (n->op == WF_OP_CROSS_ENTROPY || !wf_op_get(n->op)->differentiable) rg &= g->v[n->in[0]].requires_grad;
+        for (int j = 0; j < n->n_out; j++)
+            if (g->v[n->out[j]].kind == WF_V_ACT) g->v[n->out[j]].requires_grad = rg;
+    }
+    if (!g->v[g->loss].requires_grad) {
+        wf_free(c);
+        return wf_error(WF_ERR_INVALID, "%s: the loss '%s' does not depend on any parameter", g->path,
+                        g->v[g->loss].name);
+    }
+
+    int n_fwd = g->n_fwd;
+    for (int ni = n_fwd - 1; ni >= 0; ni--) {
+        int main_out = g->n[ni].out[0];
+        if (!g->v[main_out].requires_grad) continue;
+        int dout = -1;
+        if (main_out != g->loss) {
+            dout = finalize(g, c, main_out);
+            if (dout == -1) continue; /* does not reach the loss */
+            if (dout < 0) {
+                rc = dout;
+                goto done;
+            }
+        }
+        char name[512];
+        snprintf(name, sizeof name, "d%s", g->n[ni].name);
+        int bi = wf_graph_add_node(g, g->n[ni].op, name);
+        if (bi < 0) {
+            rc = bi;
+            goto done;
+        }
+        struct wf_node *f = &g->n[ni], *b = &g->n[bi];
+        b->backward = 1;
+        b->fwd = ni;
+        b->line = f->line;
+        b->col = f->col;
+        memcpy(b->ai, f->ai, sizeof b->ai);
+        memcpy(b->af, f->af, sizeof b->af);
+        b->sn = f->sn;
+        memcpy(b->sattr, f->sattr, sizeof b->sattr);
+        b->flops = f->op == WF_OP_LINEAR || f->op == WF_OP_MATMUL || f->op == WF_OP_CONV2D ? 2 * f->flops : f->flops;
+        unsigned in_mask, out_mask;
+        backward_reads(f->op, &in_mask, &out_mask);
+        b->in[b->n_in++] = dout;
+        for (int i = 0; i < f->n_in; i++) b->in[b->n_in++] = (in_mask >> i) & 1 ? f->in[i] : -1;
+        for (int j = 0; j < f->n_out; j++) b->in[b->n_in++] = (out_mask >> j) & 1 ? f->out[j] : -1;
+        int fin = f->n_in;
+        for (int i = 0; i < fin; i++) {
+            int xi = g->n[ni].in[i];
+            g->n[bi].out[g->n[bi].n_out++] = -1;
+            if (!g->v[xi].requires_grad || g->v[xi].dtype != WF_F32) continue;
+            if (g->n[ni].op == WF_OP_CROSS_ENTROPY && i == 1) continue;
+            if (c[xi].n >= WF_MAX_IO) {
+                rc = wf_error(WF_ERR_INVALID, "%s:%d:%d: '%s' is used by more than %d layers", g->path,
+                              g->v[xi].line, g->v[xi].col, g->v[xi].name, WF_MAX_IO);
+                goto done;
+            }
+            char gname[600];
+            snprintf(gname, sizeof gname, "d%s@%s", g->v[xi].name, g->n[ni].name);
+            int64_t shape[WF_MAX_DIMS];
+            memcpy(shape, g->v[xi].shape, sizeof shape);
+            int gi = wf_graph_add_value(g, gname, WF_V_GRAD, WF_F32, g->v[xi].ndim, shape);
+            if (gi < 0) {
+                rc = gi;
+                goto done;
+            }
+            g->v[gi].producer = bi;
+            g->v[gi].grad_of = xi;
+            g->v[gi].line = g->v[xi].line;
+            g->v[gi].col = g->v[xi].col;
+            int op = g->n[ni].op;
+            if ((op == WF_OP_RESHAPE || op == WF_OP_FLATTEN) && dout >= 0) g->v[gi].alias = dout;
+            g->n[bi].out[i] = gi;
+            c[xi].v[c[xi].n++] = gi;
+        }
+    }
+    for (int p = 0; p < g->n_params; p++) {
+        int pi = g->params[p];
+        int gi = finalize(g, c, pi);
+        if (gi < -1) {
+            rc = gi;
+            goto done;
+        }
+        g->v[pi].grad = gi;
+        if (gi < 0) WF_LOGW("graph", "%s: parameter '%s' does not affect the loss", g->path, g->v[pi].name);
+    }
+done:
+    wf_free(c);
+    return rc;
+}

@@ -1,0 +1,420 @@
+/*
+ * tensor layer: 2-D convolution and pooling kernels, NCHW, float32.
+ *
+ * Convolution is im2col + one SGEMM per chunk of samples. The chunk holds
+ * enough samples that the GEMM's column count is large (good BLAS shapes)
+ * while the scratch stays bounded; its size depends only on the shape, so
+ * every reduction (dw, dbias, dinp) runs in the same order on every call.
+ * Weights are (OC, C, KH, KW), exactly PyTorch's nn.Conv2d layout.
+ *
+ * Scratch layout for a chunk of nb samples, P = OH*OW, K = C*KH*KW:
+ *   col  (K, nb*P)   im2col of the chunk; reused as dcol in the backward
+ *   tmp  (OC, nb*P)  GEMM output (forward) or permuted dout (backward);
+ *                    absent when nb == 1, where out/dout are used in place.
+ * A 1x1, stride 1, unpadded convolution needs no im2col: the input planes
+ * are the columns, and it needs no scratch at all.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "weft/core.h"
+#include "weft/kernels.h"
+
+/* GEMM columns per chunk: above this the BLAS gains little, and the scratch
+ * (and cache traffic of im2col/col2im) keeps growing. Chosen by measurement
+ * on the Fashion-MNIST CNN shapes. */
+#ifndef CONV_CHUNK_COLS
+#define CONV_CHUNK_COLS 4096
+#endif
+
+static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                B, ldb, beta, C, ldc);
+}
+
+void wf_conv2d_shape_init(struct wf_conv2d_shape *s, int N, int C, int H, int W, int OC, int KH, int KW, int stride,
+                          int pad) {
+    s->N = N;
+    s->C = C;
+    s->H = H;
+    s->W = W;
+    s->OC = OC;
+    s->KH = KH;
+    s->KW = KW;
+    s->stride = stride;
+    s->pad = pad;
+    s->OH = (H + 2 * pad - KH) / stride + 1;
+    s->OW = (W + 2 * pad - KW) / stride + 1;
+}
+
+static int conv_is_pointwise(const struct wf_conv2d_shape *s) {
+    return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0;
+}
+
+/* samples per chunk */
+static int conv_chunk(const struct wf_conv2d_shape *s) {
+    long P = (long)s->OH * s->OW;
+    long nb = (CONV_CHUNK_COLS + P - 1) / P;
+    if (nb > s->N) nb = s->N;
+    return nb < 1 ? 1 : (int)nb;
+}
+
+/* floats of the zero-padded image (C, H+2p, W+2p); none without padding */
+static long conv_padded_size(const struct wf_conv2d_shape *s) {
+    return s->pad > 0 ? (long)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad) : 0;
+}
+
+long wf_conv2d_workspace(const struct wf_conv2d_shape *s) {
+    if (conv_is_pointwise(s)) return 0;
+    long P = (long)s->OH * s->OW, K = (long)s->C * s->KH * s->KW;
+    int nb = conv_chunk(s);
+    return K * nb * P + (nb > 1 ? (long)s->OC * nb * P : 0) + conv_padded_size(s);
+}
+
+/* xp (C, H+2p, W+2p) = img (C,H,W) with a zero border */
+static void pad_image(float *xp, const float *img, const struct wf_conv2d_shape *s) {
+    const int H = s->H, W = s->W, p = s->pad, Wp = W + 2 * p;
+    for (int c = 0; c < s->C; c++) {
+        float *dst = xp + (long)c * (H + 2 * p) * Wp;
+        memset(dst, 0, sizeof(float) * ((long)p * Wp + p));
+        for (int h = 0; h < H; h++) {
+            memcpy(dst + (long)(h + p) * Wp + p, img + ((long)c * H + h) * W, sizeof(float) * W);
+            /* right border of this row and left border of the next */
+            memset(dst + (long)(h + p) * Wp + p + W, 0, sizeof(float) * 2 * p);
+        }
+        memset(dst + (long)(H + p) * Wp + p, 0, sizeof(float) * ((long)p * Wp - p));
+    }
+}
+
+/* col (K, ld) columns [0, P) = im2col of x (C, Hx, Wx), an image already
+ * padded (or needing none), so every read is in bounds: no branches. */
+static void im2col(float *col, long ld, const float *x, int Hx, int Wx, const struct wf_conv2d_shape *s) {
+    const int OH = s->OH, OW = s->OW, st = s->stride;
+    for (int c = 0; c < s->C; c++) {
+        for (int kh = 0; kh < s->KH; kh++) {
+            for (int kw = 0; kw < s->KW; kw++) {
+                float *dst = col + ((long)(c * s->KH + kh) * s->KW + kw) * ld;
+                const float *src = x + ((long)c * Hx + kh) * Wx + kw;
+                if (st == 1) {
+                    for (int oh = 0; oh < OH; oh++)
+                        for (int ow = 0; ow < OW; ow++)
+                            dst[(long)oh * OW + ow] = src[(long)oh * Wx + ow];
+                } else {
+                    for (int oh = 0; oh < OH; oh++)
+                        for (int ow = 0; ow < OW; ow++)
+                            dst[(long)oh * OW + ow] = src[(long)oh * st * Wx + ow * st];
+                }
+            }
+        }
+    }
+}
+
+/* x (C, Hx, Wx) = col2im of col (K, ld) columns [0, P): zeroed, then every
+ * column entry added in (c, kh, kw, oh, ow) order. */
+static void col2im(float *x, int Hx, int Wx, const float *col, long ld, const struct wf_conv2d_shape *s) {
+    const int OH = s->OH, OW = s->OW, st = s->stride;
+    memset(x, 0, sizeof(float) * s->C * Hx * Wx);
+    for (int c = 0; c < s->C; c++) {
+        for (int kh = 0; kh < s->KH; kh++) {
+            for (int kw = 0; kw < s->KW; kw++) {
+                const float *src = col + ((long)(c * s->KH + kh) * s->KW + kw) * ld;
+                float *dst = x + ((long)c * Hx + kh) * Wx + kw;
+                if (st == 1) {
+                    for (int oh = 0; oh < OH; oh++)
+                        for (int ow = 0; ow < OW; ow++)
+                            dst[(long)oh * Wx + ow] += src[(long)oh * OW + ow];
+                } else {
+                    for (int oh = 0; oh < OH; oh++)
+                        for (int ow = 0; ow < OW; ow++)
+                            dst[(long)oh * st * Wx + ow * st] += src[(long)oh * OW + ow];
+                }
+            }
+        }
+    }
+}
+
+/* im2col of sample img into columns [0,P) of col (K, ld), padding through xp */
+static void im2col_sample(float *col, long ld, const float *img, float *xp, const struct wf_conv2d_shape *s) {
+    if (s->pad > 0) {
+        pad_image(xp, img, s);
+        im2col(col, ld, xp, s->H + 2 * s->pad, s->W + 2 * s->pad, s);
+    } else {
+        im2col(col, ld, img, s->H, s->W, s);
+    }
+}
+
+/* dimg (C,H,W) = col2im of columns [0,P) of col (K, ld), accumulating in xp when padded */
+static void col2im_sample(float *dimg, const float *col, long ld, float *xp, const struct wf_conv2d_shape *s) {
+    const int H = s->H, W = s->W, p = s->pad;
+    if (p == 0) {
+        col2im(dimg, H, W, col, ld, s);
+        return;
+    }
+    const int Hp = H + 2 * p, Wp = W + 2 * p;
+    col2im(xp, Hp, Wp, col, ld, s);
+    for (int c = 0; c < s->C; c++)
+        for (int h = 0; h < H; h++)
+            memcpy(dimg + ((long)c * H + h) * W, xp + ((long)c * Hp + h + p) * Wp + p, sizeof(float) * W);
+}
+
+/* out (OC, P) += bias, per channel */
+static void add_bias(float *out, const float *bias, int OC, long P) {
+    for (int oc = 0; oc < OC; oc++, out += P) {
+        const float b = bias[oc];
+        for (long j = 0; j < P; j++)
+            out[j] += b;
+    }
+}
+
+void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, const struct wf_conv2d_shape *s,
+                       float *work) {
+    const int OC = s->OC, K = s->C * s->KH * s->KW;
+    const long P = (long)s->OH * s->OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
+    if (conv_is_pointwise(s)) {
+        for (int n = 0; n < s->N; n++) {
+            sgemm(0, 0, OC, (int)P, K, 1.0f, w, K, inp + n * inp_n, (int)P, 0.0f, out + n * out_n, (int)P);
+            if (bias) add_bias(out + n * out_n, bias, OC, P);
+        }
+        return;
+    }
+    const int chunk = conv_chunk(s);
+    for (int n0 = 0; n0 < s->N; n0 += chunk) {
+        const int nb = WF_MIN(chunk, s->N - n0);
+        const long ld = nb * P;
+        float *col = work, *tmp = col + K * ld, *xp = tmp + (chunk > 1 ? OC * ld : 0);
+        for (int i = 0; i < nb; i++)
+            im2col_sample(col + i * P, ld, inp + (n0 + i) * inp_n, xp, s);
+        if (nb == 1) {
+            sgemm(0, 0, OC, (int)P, K, 1.0f, w, K, col, (int)P, 0.0f, out + n0 * out_n, (int)P);
+            if (bias) add_bias(out + n0 * out_n, bias, OC, P);
+            continue;
+        }
+        sgemm(0, 0, OC, (int)ld, K, 1.0f, w, K, col, (int)ld, 0.0f, tmp, (int)ld);
+        /* tmp (OC, nb, P) -> out (nb, OC, P), adding the bias on the way */
+        for (int i = 0; i < nb; i++) {
+            for (int oc = 0; oc < OC; oc++) {
+                float *o = out + (n0 + i) * out_n + oc * P;
+                const float *t = tmp + oc * ld + i * P;
+                const float b = bias ? bias[oc] : 0.0f;
+                for (long j = 0; j < P; j++)
+                    o[j] = t[j] + b;
+            }
+        }
+    }
+}
+
+/* sum of x[0..n) in 16 float lanes (vectorizable, fixed order), lanes combined in double */
+static double plane_sum(const float *x, long n) {
+    float acc[16] = {0};
+    long i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += x[i + j];
+    double sum = 0;
+    for (int j = 0; j < 16; j++)
+        sum += acc[j];
+    for (; i < n; i++)
+        sum += x[i];
+    return sum;
+}
+
+void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                        const struct wf_conv2d_shape *s, float *work) {
+    const int OC = s->OC, K = s->C * s->KH * s->KW;
+    const long P = (long)s->OH * s->OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
+    if (dbias) {
+        for (int oc = 0; oc < OC; oc++) {
+            double sum = 0;
+            for (int n = 0; n < s->N; n++)
+                sum += plane_sum(dout + n * out_n + oc * P, P);
+            dbias[oc] = (float)sum;
+        }
+    }
+    if (s->N == 0) {
+        memset(dw, 0, sizeof(float) * OC * K);
+        return;
+    }
+    if (conv_is_pointwise(s)) {
+        for (int n = 0; n < s->N; n++) {
+            const float *dout_n = dout + n * out_n, *inp_ = inp + n * inp_n;
+            /* dw (OC,C) (+)= dout_n (OC,P) @ inp_n (C,P)^T */
+            sgemm(0, 1, OC, K, (int)P, 1.0f, dout_n, (int)P, inp_, (int)P, n ? 1.0f : 0.0f, dw, K);
+            /* dinp_n (C,P) = w (OC,C)^T @ dout_n */
+            if (dinp) sgemm(1, 0, K, (int)P, OC, 1.0f, w, K, dout_n, (int)P, 0.0f, dinp + n * inp_n, (int)P);
+        }
+        return;
+    }
+    const int chunk = conv_chunk(s);
+    for (int n0 = 0; n0 < s->N; n0 += chunk) {
+        const int nb = WF_MIN(chunk, s->N - n0);
+        const long ld = nb * P;
+        float *col = work, *tmp = col + K * ld, *xp = tmp + (chunk > 1 ? OC * ld : 0);
+        for (int i = 0; i < nb; i++)
+            im2col_sample(col + i * P, ld, inp + (n0 + i) * inp_n, xp, s);
+        const float *d = dout + n0 * out_n;
+        if (nb > 1) {
+            /* dout (nb, OC, P) -> tmp (OC, nb, P) */
+            for (int i = 0; i < nb; i++)
+                for (int oc = 0; oc < OC; oc++)
+                    memcpy(tmp + oc * ld + i * P, dout + (n0 + i) * out_n + oc * P, sizeof(float) * P);
+            d = tmp;
+        }
+        /* dw (OC,K) (+)= d (OC, nb*P) @ col (K, nb*P)^T, chunks summed in order */
+        sgemm(0, 1, OC, K, (int)ld, 1.0f, d, (int)ld, col, (int)ld, n0 ? 1.0f : 0.0f, dw, K);
+        if (!dinp) continue;
+        /* dcol (K, nb*P) = w (OC,K)^T @ d, overwriting col */
+        sgemm(1, 0, K, (int)ld, OC, 1.0f, w, K, d, (int)ld, 0.0f, col, (int)ld);
+        for (int i = 0; i < nb; i++)
+            col2im_sample(dinp + (n0 + i) * inp_n, col + i * P, ld, xp, s);
+    }
+}
+
+/* ---- pooling ---- */
+
+void wf_pool2d_shape_init(struct wf_pool2d_shape *s, int N, int C, int H, int W, int k, int stride, int pad) {
+    s->N = N;
+    s->C = C;
+    s->H = H;
+    s->W = W;
+    s->k = k;
+    s->stride = stride;
+    s->pad = pad;
+    s->OH = (H + 2 * pad - k) / stride + 1;
+    s->OW = (W + 2 * pad - k) / stride + 1;
+}
+
+/* Unpadded windows are always whole ((OH-1)*stride + k <= H), so the window
+ * offsets can be the outer loops and ow the inner one: branch-free selects
+ * that vectorize. Offsets are visited in row-major window order and only a
+ * strictly greater value (or a NaN) replaces the best, so the first
+ * maximum wins, as in PyTorch. */
+static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
+    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride;
+    const long planes = (long)s->N * s->C;
+    for (long pl = 0; pl < planes; pl++) {
+        const float *x = inp + pl * H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            float *o = out + (pl * OH + oh) * OW;
+            int32_t *a = argmax + (pl * OH + oh) * OW;
+            const int h0 = oh * st;
+            for (int ow = 0; ow < OW; ow++) {
+                o[ow] = x[h0 * W + ow * st];
+                a[ow] = h0 * W + ow * st;
+            }
+            for (int kh = 0; kh < k; kh++) {
+                for (int kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+                    const int base = (h0 + kh) * W + kw;
+                    for (int ow = 0; ow < OW; ow++) {
+                        const float v = x[base + ow * st];
+                        const int better = (v > o[ow]) | (v != v);
+                        o[ow] = better ? v : o[ow];
+                        a[ow] = better ? base + ow * st : a[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Max over the window, padding excluded; ties keep the first (row-major)
+ * position and NaN propagates, as PyTorch's CPU kernel. An empty window
+ * (only possible with pad > k/2, which PyTorch rejects) gives 0 and -1. */
+void wf_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
+    if (s->pad == 0) {
+        maxpool_unpadded(out, argmax, inp, s);
+        return;
+    }
+    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride, pad = s->pad;
+    const long planes = (long)s->N * s->C;
+    for (long pl = 0; pl < planes; pl++) {
+        const float *x = inp + pl * H * W;
+        float *o = out + pl * OH * OW;
+        int32_t *a = argmax + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            int h0 = oh * st - pad, h1 = WF_MIN(h0 + k, H);
+            h0 = WF_MAX(h0, 0);
+            for (int ow = 0; ow < OW; ow++) {
+                int w0 = ow * st - pad, w1 = WF_MIN(w0 + k, W);
+                w0 = WF_MAX(w0, 0);
+                int32_t bi = -1;
+                float bv = 0.0f;
+                if (h0 < h1 && w0 < w1) {
+                    bi = h0 * W + w0;
+                    bv = x[bi];
+                    for (int h = h0; h < h1; h++) {
+                        for (int w_ = w0; w_ < w1; w_++) {
+                            float v = x[h * W + w_];
+                            if (v > bv || isnan(v)) {
+                                bv = v;
+                                bi = h * W + w_;
+                            }
+                        }
+                    }
+                }
+                o[oh * OW + ow] = bv;
+                a[oh * OW + ow] = bi;
+            }
+        }
+    }
+}
+
+void wf_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct wf_pool2d_shape *s) {
+    const long HW = (long)s->H * s->W, OHW = (long)s->OH * s->OW, planes = (long)s->N * s->C;
+    memset(dinp, 0, sizeof(float) * planes * HW);
+    for (long pl = 0; pl < planes; pl++) {
+        float *d = dinp + pl * HW;
+        const float *g = dout + pl * OHW;
+        const int32_t *a = argmax + pl * OHW;
+        for (long j = 0; j < OHW; j++)
+            if (a[j] >= 0) d[a[j]] += g[j];
+    }
+}
+
+/* count_include_pad: the divisor is always k*k */
+void wf_avgpool2d_forward(float *out, const float *inp, const struct wf_pool2d_shape *s) {
+    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride, pad = s->pad;
+    const long planes = (long)s->N * s->C;
+    const float div = (float)(k * k);
+    for (long pl = 0; pl < planes; pl++) {
+        const float *x = inp + pl * H * W;
+        float *o = out + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            int h0 = oh * st - pad, h1 = WF_MIN(h0 + k, H);
+            h0 = WF_MAX(h0, 0);
+            for (int ow = 0; ow < OW; ow++) {
+                int w0 = ow * st - pad, w1 = WF_MIN(w0 + k, W);
+                w0 = WF_MAX(w0, 0);
+                float sum = 0.0f;
+                for (int h = h0; h < h1; h++)
+                    for (int w_ = w0; w_ < w1; w_++)
+                        sum += x[h * W + w_];
+                o[oh * OW + ow] = sum / div;
+            }
+        }
+    }
+}
+
+void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2d_shape *s) {
+    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride, pad = s->pad;
+    const long planes = (long)s->N * s->C;
+    const float div = (float)(k * k);
+    memset(dinp, 0, sizeof(float) * planes * H * W);
+    for (long pl = 0; pl < planes; pl++) {
+        float *d = dinp + pl * H * W;
+        const float *g = dout + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            int h0 = oh * st - pad, h1 = WF_MIN(h0 + k, H);
+            h0 = WF_MAX(h0, 0);
+            for (int ow = 0; ow < OW; ow++) {
+                int w0 = ow * st - pad, w1 = WF_MIN(w0 + k, W);
+                w0 = WF_MAX(w0, 0);
+                float v = g[oh * OW + ow] / div;
+                for (int h = h0; h < h1; h++)
+                    for (int w_ = w0; w_ < w1; w_++)
+                        d[h * W + w_] += v;
+            }
+        }
+    }
+}
