@@ -27,8 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WF_LEX_MAX_IDENT 255  /* bytes in an identifier */
-#define WF_LEX_MAX_TEXT 4095  /* bytes in a string or path word */
+#define WF_LEX_MAX_IDENT 255 /* bytes in an identifier */
+#define WF_LEX_MAX_TEXT 4095 /* bytes in a string or path word */
 
 enum wf_tok_kind {
     WF_TOK_EOF,
@@ -42,24 +42,24 @@ enum wf_tok_kind {
 };
 
 struct wf_tok {
-    int kind;                        /* enum wf_tok_kind */
-    int line, col;                   /* 1-based position of the first byte */
-    const char *src;                 /* the token's bytes in the source text */
-    size_t len;                      /* number of source bytes */
-    char punct;                      /* PUNCT: the character */
-    int64_t i;                       /* INT (when !big), BOOL (0/1) */
-    uint64_t u;                      /* INT >= 0: the value, also above INT64_MAX */
-    int big;                         /* INT: above INT64_MAX, only u is valid */
-    double f;                        /* FLOAT; INT as a double */
-    char text[WF_LEX_MAX_TEXT + 1];  /* IDENT, STRING (unescaped), numbers: the text */
+    int kind;                       /* enum wf_tok_kind */
+    int line, col;                  /* 1-based position of the first byte */
+    const char *src;                /* the token's bytes in the source text */
+    size_t len;                     /* number of source bytes */
+    char punct;                     /* PUNCT: the character */
+    int64_t i;                      /* INT (when !big), BOOL (0/1) */
+    uint64_t u;                     /* INT >= 0: the value, also above INT64_MAX */
+    int big;                        /* INT: above INT64_MAX, only u is valid */
+    double f;                       /* FLOAT; INT as a double */
+    char text[WF_LEX_MAX_TEXT + 1]; /* IDENT, STRING (unescaped), numbers: the text */
 };
 
 struct wf_lex {
-    const char *path;   /* for messages; not owned */
-    const char *p;      /* next unread byte (NUL-terminated text) */
-    int line, col;      /* position of p */
-    int path_words;     /* 1: lex the next word in path mode */
-    struct wf_tok tok;  /* the current token, valid after wf_lex_next */
+    const char *path;  /* for messages; not owned */
+    const char *p;     /* next unread byte (NUL-terminated text) */
+    int line, col;     /* position of p */
+    int path_words;    /* 1: lex the next word in path mode */
+    struct wf_tok tok; /* the current token, valid after wf_lex_next */
 };
 
 /* Starts lexing text (NUL-terminated, not owned). path may be NULL. */
@@ -91,10 +91,10 @@ const char *wf_lex_format_double(double v, char *buf);
 
 /* ---- a growable text buffer for writers; errors are sticky ---- */
 struct wf_textbuf {
-    char *p;       /* NUL-terminated text, owned; NULL until the first append */
-    size_t len;    /* bytes of text */
-    size_t cap;    /* bytes allocated */
-    int err;       /* WF_OK, or WF_ERR_NOMEM after a failed append */
+    char *p;    /* NUL-terminated text, owned; NULL until the first append */
+    size_t len; /* bytes of text */
+    size_t cap; /* bytes allocated */
+    int err;    /* WF_OK, or WF_ERR_NOMEM after a failed append */
 };
 
 void wf_textbuf_printf(struct wf_textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -314,7 +314,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
-    fprintf(stderr, "weft: error: unknown command '%s'\n", cmd);
-    usage_main(stderr);
+    fprintf(stderr, "weft: error: unknown command '%s' (commands: train, eval, check; see weft --help)\n", cmd);
     return 2;
 }

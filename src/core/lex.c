@@ -94,11 +94,13 @@ static int number_shape(const char *s, size_t n) {
     if (n - k == 3 && (memcmp(s + k, "inf", 3) == 0 || memcmp(s + k, "nan", 3) == 0)) return 2;
     size_t digits = 0;
     int fl = 0;
-    while (k < n && is_digit(s[k])) k++, digits++;
+    while (k < n && is_digit(s[k]))
+        k++, digits++;
     if (k < n && s[k] == '.') {
         fl = 1;
         k++;
-        while (k < n && is_digit(s[k])) k++, digits++;
+        while (k < n && is_digit(s[k]))
+            k++, digits++;
     }
     if (!digits) return 0;
     if (k < n && (s[k] == 'e' || s[k] == 'E')) {
@@ -106,7 +108,8 @@ static int number_shape(const char *s, size_t n) {
         k++;
         if (k < n && (s[k] == '+' || s[k] == '-')) k++;
         size_t ed = 0;
-        while (k < n && is_digit(s[k])) k++, ed++;
+        while (k < n && is_digit(s[k]))
+            k++, ed++;
         if (!ed) return 0;
     }
     return k == n ? 1 + fl : 0;
@@ -191,7 +194,8 @@ static int lex_string(struct wf_lex *lx, struct wf_tok *t) {
 /* A word in path mode: path, enum value, number or boolean. */
 static int lex_path_word(struct wf_lex *lx, struct wf_tok *t) {
     size_t n = 0;
-    while (is_path_char((unsigned char)lx->p[n])) n++;
+    while (is_path_char((unsigned char)lx->p[n]))
+        n++;
     t->len = n;
     advance(lx, n);
     int rc = copy_text(lx, t, WF_LEX_MAX_TEXT, "word");
@@ -209,7 +213,8 @@ static int lex_path_word(struct wf_lex *lx, struct wf_tok *t) {
 
 static int lex_ident(struct wf_lex *lx, struct wf_tok *t) {
     size_t n = 0;
-    while (is_ident_char((unsigned char)lx->p[n])) n++;
+    while (is_ident_char((unsigned char)lx->p[n]))
+        n++;
     t->len = n;
     advance(lx, n);
     int rc = copy_text(lx, t, WF_LEX_MAX_IDENT, "identifier");
@@ -250,7 +255,8 @@ int wf_lex_next(struct wf_lex *lx) {
             advance(lx, 1);
         } else if (c == '#') {
             size_t n = 0;
-            while (lx->p[n] && lx->p[n] != '\n') n++;
+            while (lx->p[n] && lx->p[n] != '\n')
+                n++;
             advance(lx, n);
         } else {
             break;
@@ -346,7 +352,8 @@ void wf_textbuf_printf(struct wf_textbuf *b, const char *fmt, ...) {
     }
     if (b->len + (size_t)n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
         char *p = wf_realloc(b->p, cap);
         if (!p) {
             b->err = WF_ERR_NOMEM;
@@ -365,15 +372,19 @@ int wf_textbuf_take(struct wf_textbuf *b, char **text, size_t *len) {
     int rc = b->err;
     if (!rc && !b->p) {
         b->p = wf_malloc(1);
-        if (!b->p) rc = WF_ERR_NOMEM;
-        else b->p[0] = 0;
+        if (!b->p)
+            rc = WF_ERR_NOMEM;
+        else
+            b->p[0] = 0;
     }
     if (rc) {
         wf_free(b->p);
         *text = NULL;
         if (len) *len = 0;
-        if (rc == WF_ERR_NOMEM) wf_error(rc, "out of memory");
-        else wf_error(rc, "text formatting failed");
+        if (rc == WF_ERR_NOMEM)
+            wf_error(rc, "out of memory");
+        else
+            wf_error(rc, "text formatting failed");
     } else {
         *text = b->p;
         if (len) *len = b->len;

@@ -168,7 +168,7 @@ int wf_idx_read_images(const char *path, uint8_t **data, int *n, int *rows, int 
     struct idx_file f;
     int rc = idx_open(&f, path);
     if (rc) return rc;
-    uint32_t dims[3];
+    uint32_t dims[3] = {0, 0, 0};
     rc = idx_header(&f, IDX_MAGIC_IMAGES, 3, dims);
     if (rc == WF_OK) {
         uint64_t size = (uint64_t)dims[0] * dims[1] * dims[2]; /* <= 1e8 * 4096^2 < 2^51 */
@@ -191,7 +191,7 @@ int wf_idx_read_labels(const char *path, uint8_t **labels, int *n) {
     struct idx_file f;
     int rc = idx_open(&f, path);
     if (rc) return rc;
-    uint32_t dims[1];
+    uint32_t dims[1] = {0};
     rc = idx_header(&f, IDX_MAGIC_LABELS, 1, dims);
     if (rc == WF_OK) rc = idx_payload(&f, dims[0], "label data", labels);
     gzclose(f.gz);

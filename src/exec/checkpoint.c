@@ -72,6 +72,20 @@ int wf_trainer_save(struct wf_trainer *t, const char *path) {
     return rc;
 }
 
+/* The first "key=value" word in which two signatures differ. */
+static void first_difference(const char *x, const char *y, char *a, char *b, size_t n) {
+    for (;;) {
+        size_t lx = strcspn(x, " "), ly = strcspn(y, " ");
+        if (lx != ly || strncmp(x, y, lx) || !x[lx] || !y[ly]) {
+            snprintf(a, n, "%.*s", (int)lx, x);
+            snprintf(b, n, "%.*s", (int)ly, y);
+            return;
+        }
+        x += lx + 1;
+        y += ly + 1;
+    }
+}
+
 static int meta_long(const struct wf_st_file *f, const char *key, long *out) {
     const char *s = wf_st_meta(f, key);
     char *end;
@@ -101,8 +115,10 @@ int wf_trainer_restore(struct wf_trainer *t, const char *path) {
         goto done;
     }
     if (!job || strcmp(job, sig)) {
-        rc = wf_error(WF_ERR_INVALID, "%s: was written with different job settings than %s\n  checkpoint: %s\n  job:        %s",
-                      path, j->path, job ? job : "(none)", sig);
+        char a[128] = "(none)", b[128] = "";
+        first_difference(job ? job : "", sig, a, b, sizeof a);
+        rc = wf_error(WF_ERR_INVALID, "%s: was written with different job settings than %s: checkpoint has %s, job has %s",
+                      path, j->path, a, b);
         goto done;
     }
     if (epoch_step > t->steps_per_epoch || epoch > j->epochs) {

@@ -121,7 +121,8 @@ void wf_job_free(struct wf_job *j) {
     wf_free(j->data);
     wf_free(j->out);
     wf_free(j->init);
-    for (int k = 0; k < j->n_split; k++) wf_free(j->split[k]);
+    for (int k = 0; k < j->n_split; k++)
+        wf_free(j->split[k]);
     wf_free(j->split);
     wf_free(j->pipeline);
     memset(j, 0, sizeof *j);
@@ -239,8 +240,10 @@ static int set_value(struct parser *ps, int key) {
         for (int k = 0; t->kind == WF_TOK_IDENT && d->names[k]; k++)
             if (strcmp(t->text, d->names[k]) == 0) v = k;
         if (v < 0) return range_error(ps, key);
-        if (key == K_OPTIMIZER) j->optimizer = v;
-        else if (key == K_LR_SCHEDULE) j->lr_schedule = v;
+        if (key == K_OPTIMIZER)
+            j->optimizer = v;
+        else if (key == K_LR_SCHEDULE)
+            j->lr_schedule = v;
         else {
             char *p = wf_strdup(d->names[v]);
             if (!p) return nomem(ps);
@@ -332,13 +335,16 @@ static int parse_line(struct parser *ps) {
     if (!rc) {
         s->vline = t->line;
         s->vcol = t->col;
-        if (wf_tok_eol(t)) rc = wf_lex_expected(&ps->lx, t, "value");
-        else rc = set_value(ps, key);
+        if (wf_tok_eol(t))
+            rc = wf_lex_expected(&ps->lx, t, "value");
+        else
+            rc = set_value(ps, key);
     }
     ps->lx.path_words = 0;
     if (!rc) rc = wf_lex_next(&ps->lx);
     if (!rc && !wf_tok_eol(t))
-        rc = wf_lex_expected(&ps->lx, t, keys[key].type == KT_PATH ? "end of line (quote a path with spaces)" : "end of line");
+        rc = wf_lex_expected(&ps->lx, t,
+                             keys[key].type == KT_PATH ? "end of line (quote a path with spaces)" : "end of line");
     return rc;
 }
 
@@ -406,8 +412,10 @@ int wf_job_parse(struct wf_job *j, const char *path, const char *text) {
     wf_lex_init(&ps->lx, j->path, text);
     rc = wf_lex_next(&ps->lx);
     while (!rc && tok(ps)->kind != WF_TOK_EOF) {
-        if (tok(ps)->kind == WF_TOK_NEWLINE) rc = wf_lex_next(&ps->lx);
-        else rc = parse_line(ps);
+        if (tok(ps)->kind == WF_TOK_NEWLINE)
+            rc = wf_lex_next(&ps->lx);
+        else
+            rc = parse_line(ps);
     }
     if (!rc) rc = check_job(ps);
     wf_free(ps);
@@ -447,7 +455,8 @@ static int write_path(struct wf_textbuf *b, const char *key, const char *v) {
         return WF_OK;
     }
     wf_textbuf_printf(b, "%s = \"", key);
-    for (const char *s = v; *s; s++) wf_textbuf_printf(b, "%s%c", *s == '"' || *s == '\\' ? "\\" : "", *s);
+    for (const char *s = v; *s; s++)
+        wf_textbuf_printf(b, "%s%c", *s == '"' || *s == '\\' ? "\\" : "", *s);
     wf_textbuf_printf(b, "\"\n");
     return WF_OK;
 }
@@ -488,7 +497,8 @@ int wf_job_write(const struct wf_job *j, char **text, size_t *len) {
     wf_textbuf_printf(&b, "checkpoint_every = %ld\n", j->checkpoint_every);
     wf_textbuf_printf(&b, "eval_batch = %d\n", j->eval_batch);
     wf_textbuf_printf(&b, "split = [");
-    for (int k = 0; k < j->n_split; k++) wf_textbuf_printf(&b, "%s%s", k ? ", " : "", j->split[k]);
+    for (int k = 0; k < j->n_split; k++)
+        wf_textbuf_printf(&b, "%s%s", k ? ", " : "", j->split[k]);
     wf_textbuf_printf(&b, "]\n");
     wf_textbuf_printf(&b, "pp = %d\n", j->pp);
     wf_textbuf_printf(&b, "dp = %d\n", j->dp);

@@ -32,18 +32,21 @@ static void attr_clear(struct wf_mattr *a) {
 static void stmt_clear(struct wf_mstmt *s) {
     wf_free(s->name);
     wf_free(s->op);
-    for (int k = 0; k < s->n_args; k++) wf_free(s->args[k]);
+    for (int k = 0; k < s->n_args; k++)
+        wf_free(s->args[k]);
     wf_free(s->args);
     wf_free(s->arg_line);
     wf_free(s->arg_col);
-    for (int k = 0; k < s->n_attrs; k++) attr_clear(&s->attrs[k]);
+    for (int k = 0; k < s->n_attrs; k++)
+        attr_clear(&s->attrs[k]);
     wf_free(s->attrs);
     memset(s, 0, sizeof *s);
 }
 
 void wf_model_free(struct wf_model *m) {
     if (!m) return;
-    for (int k = 0; k < m->n; k++) stmt_clear(&m->st[k]);
+    for (int k = 0; k < m->n; k++)
+        stmt_clear(&m->st[k]);
     wf_free(m->st);
     wf_free(m->path);
     wf_free(m->name);
@@ -67,8 +70,8 @@ static int check_new_name(struct parser *ps) {
     const struct wf_tok *t = tok(ps);
     const struct wf_mstmt *prev = find_def(ps->m, t->text);
     if (!prev) return WF_OK;
-    return wf_lex_error(&ps->lx, t->line, t->col, "'%s' already defined at %s:%d:%d", t->text, ps->lx.path,
-                        prev->line, prev->col);
+    return wf_lex_error(&ps->lx, t->line, t->col, "'%s' already defined at %s:%d:%d", t->text, ps->lx.path, prev->line,
+                        prev->col);
 }
 
 static int add_arg(struct parser *ps, struct wf_mstmt *s, const char *name, int line, int col) {
@@ -130,9 +133,12 @@ static int parse_value(struct parser *ps, struct wf_mattr *a) {
     if (wf_tok_is(t, ']')) return next(ps);
     for (;;) {
         int64_t v;
-        if (t->kind == WF_TOK_INT && !t->big && t->i >= 0) v = t->i;
-        else if (wf_tok_word(t, "B")) v = WF_DIM_B;
-        else return expected(ps, "list item (non-negative integer or B)");
+        if (t->kind == WF_TOK_INT && !t->big && t->i >= 0)
+            v = t->i;
+        else if (wf_tok_word(t, "B"))
+            v = WF_DIM_B;
+        else
+            return expected(ps, "list item (non-negative integer or B)");
         if (a->n >= WF_MODEL_MAX_DIMS)
             return wf_lex_error(&ps->lx, t->line, t->col, "list too long (at most %d items)", WF_MODEL_MAX_DIMS);
         a->list[a->n++] = v;
@@ -187,9 +193,12 @@ static int parse_decl(struct parser *ps, struct wf_mstmt *s) {
     if ((rc = next(ps))) return rc;
     if (!wf_tok_is(t, ':')) return expected(ps, "':' after the tensor name");
     if ((rc = next(ps))) return rc;
-    if (wf_tok_word(t, "f32")) s->dtype = WF_F32;
-    else if (wf_tok_word(t, "i32")) s->dtype = WF_I32;
-    else return expected(ps, "type f32 or i32");
+    if (wf_tok_word(t, "f32"))
+        s->dtype = WF_F32;
+    else if (wf_tok_word(t, "i32"))
+        s->dtype = WF_I32;
+    else
+        return expected(ps, "type f32 or i32");
     if ((rc = next(ps))) return rc;
     if (!wf_tok_is(t, '[')) return expected(ps, "'[' to start the shape");
     int open_line = t->line, open_col = t->col;
@@ -197,9 +206,12 @@ static int parse_decl(struct parser *ps, struct wf_mstmt *s) {
     if (wf_tok_is(t, ']')) return expected(ps, "at least one dimension (positive integer or B)");
     for (;;) {
         int64_t d;
-        if (t->kind == WF_TOK_INT && !t->big && t->i > 0) d = t->i;
-        else if (wf_tok_word(t, "B")) d = WF_DIM_B;
-        else return expected(ps, "dimension (positive integer or B)");
+        if (t->kind == WF_TOK_INT && !t->big && t->i > 0)
+            d = t->i;
+        else if (wf_tok_word(t, "B"))
+            d = WF_DIM_B;
+        else
+            return expected(ps, "dimension (positive integer or B)");
         if (s->ndim >= WF_MODEL_MAX_DIMS)
             return wf_lex_error(&ps->lx, t->line, t->col, "too many dimensions (at most %d)", WF_MODEL_MAX_DIMS);
         s->dims[s->ndim++] = d;
@@ -386,8 +398,10 @@ int wf_model_parse(struct wf_model *m, const char *path, const char *text) {
     wf_lex_init(&ps->lx, m->path, text);
     int rc = next(ps);
     while (!rc && tok(ps)->kind != WF_TOK_EOF) {
-        if (tok(ps)->kind == WF_TOK_NEWLINE) rc = next(ps);
-        else rc = parse_stmt(ps);
+        if (tok(ps)->kind == WF_TOK_NEWLINE)
+            rc = next(ps);
+        else
+            rc = parse_stmt(ps);
     }
     wf_free(ps);
     if (rc) wf_model_free(m);
@@ -458,8 +472,10 @@ int wf_model_copy(struct wf_model *dst, const struct wf_model *src) {
     dst->name = dup_or_null(src->name, &rc);
     if (!rc && src->n > 0) {
         dst->st = wf_calloc((size_t)src->n, sizeof *dst->st);
-        if (!dst->st) rc = WF_ERR_NOMEM;
-        else dst->cap = src->n;
+        if (!dst->st)
+            rc = WF_ERR_NOMEM;
+        else
+            dst->cap = src->n;
         for (int k = 0; !rc && k < src->n; k++) {
             rc = copy_stmt(&dst->st[k], &src->st[k]);
             dst->n = k + 1; /* a partial statement is freeable */

@@ -76,8 +76,10 @@ static void write_value(struct wf_textbuf *b, const struct wf_mattr *a) {
     case WF_MV_LIST:
         wf_textbuf_printf(b, "[");
         for (int j = 0; j < a->n; j++) {
-            if (a->list[j] == WF_DIM_B) wf_textbuf_printf(b, "%sB", j ? ", " : "");
-            else wf_textbuf_printf(b, "%s%lld", j ? ", " : "", (long long)a->list[j]);
+            if (a->list[j] == WF_DIM_B)
+                wf_textbuf_printf(b, "%sB", j ? ", " : "");
+            else
+                wf_textbuf_printf(b, "%s%lld", j ? ", " : "", (long long)a->list[j]);
         }
         wf_textbuf_printf(b, "]");
         break;
@@ -91,8 +93,10 @@ static void write_stmt(struct wf_textbuf *b, const struct wf_mstmt *s) {
         wf_textbuf_printf(b, "%s %s : %s[", s->kind == WF_MS_INPUT ? "input" : "param", s->name,
                           s->dtype == WF_F32 ? "f32" : "i32");
         for (int j = 0; j < s->ndim; j++) {
-            if (s->dims[j] == WF_DIM_B) wf_textbuf_printf(b, "%sB", j ? ", " : "");
-            else wf_textbuf_printf(b, "%s%lld", j ? ", " : "", (long long)s->dims[j]);
+            if (s->dims[j] == WF_DIM_B)
+                wf_textbuf_printf(b, "%sB", j ? ", " : "");
+            else
+                wf_textbuf_printf(b, "%s%lld", j ? ", " : "", (long long)s->dims[j]);
         }
         wf_textbuf_printf(b, "]");
         for (int a = 0; a < s->n_attrs; a++) {
@@ -102,7 +106,8 @@ static void write_stmt(struct wf_textbuf *b, const struct wf_mstmt *s) {
         break;
     case WF_MS_LAYER:
         wf_textbuf_printf(b, "%s = %s(", s->name, s->op);
-        for (int j = 0; j < s->n_args; j++) wf_textbuf_printf(b, "%s%s", j ? ", " : "", s->args[j]);
+        for (int j = 0; j < s->n_args; j++)
+            wf_textbuf_printf(b, "%s%s", j ? ", " : "", s->args[j]);
         for (int a = 0; a < s->n_attrs; a++) {
             wf_textbuf_printf(b, "%s%s=", a || s->n_args ? ", " : "", s->attrs[a].key);
             write_value(b, &s->attrs[a]);
@@ -111,7 +116,8 @@ static void write_stmt(struct wf_textbuf *b, const struct wf_mstmt *s) {
         break;
     case WF_MS_OUTPUT:
         wf_textbuf_printf(b, "output");
-        for (int j = 0; j < s->n_args; j++) wf_textbuf_printf(b, "%s %s", j ? "," : "", s->args[j]);
+        for (int j = 0; j < s->n_args; j++)
+            wf_textbuf_printf(b, "%s %s", j ? "," : "", s->args[j]);
         break;
     }
     wf_textbuf_printf(b, "\n");
@@ -120,7 +126,8 @@ static void write_stmt(struct wf_textbuf *b, const struct wf_mstmt *s) {
 int wf_model_write(const struct wf_model *m, char **text, size_t *len) {
     *text = NULL;
     if (len) *len = 0;
-    if (m->name && !wf_lex_is_ident(m->name)) return wf_error(WF_ERR_INVALID, "model write: bad model name '%s'", m->name);
+    if (m->name && !wf_lex_is_ident(m->name))
+        return wf_error(WF_ERR_INVALID, "model write: bad model name '%s'", m->name);
     if (m->n < 0 || (m->n > 0 && !m->st)) return wf_error(WF_ERR_INVALID, "model write: bad statement count");
     for (int k = 0; k < m->n; k++) {
         int rc = check_stmt(m, k);
@@ -128,6 +135,7 @@ int wf_model_write(const struct wf_model *m, char **text, size_t *len) {
     }
     struct wf_textbuf b = {0};
     if (m->name) wf_textbuf_printf(&b, "model %s\n", m->name);
-    for (int k = 0; k < m->n; k++) write_stmt(&b, &m->st[k]);
+    for (int k = 0; k < m->n; k++)
+        write_stmt(&b, &m->st[k]);
     return wf_textbuf_take(&b, text, len);
 }

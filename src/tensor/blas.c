@@ -22,13 +22,15 @@ void wf_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         for (int i = 0; i < M; i++) {
             float *c = C + (long)i * ldc;
             if (beta == 0.0f) {
-                for (int j = 0; j < N; j++) c[j] = 0.0f;
+                for (int j = 0; j < N; j++)
+                    c[j] = 0.0f;
             } else {
-                for (int j = 0; j < N; j++) c[j] *= beta;
+                for (int j = 0; j < N; j++)
+                    c[j] *= beta;
             }
         }
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
-                lda, B, ldb, beta, C, ldc);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                B, ldb, beta, C, ldc);
 }

@@ -21,11 +21,18 @@
 #include "weft/core.h"
 #include "weft/kernels.h"
 
-/* GEMM columns per chunk: above this the BLAS gains little, and the scratch
- * (and cache traffic of im2col/col2im) keeps growing. Chosen by measurement
- * on the Fashion-MNIST CNN shapes. */
+/* Columns per GEMM: a chunk holds as many samples as fit in this many
+ * columns, at least one. Per-sample GEMMs of a few hundred columns run as
+ * fast as one big GEMM (measured) and keep col in L2, so chunks of several
+ * samples only happen for small feature maps, where a per-sample GEMM
+ * would be too narrow. */
 #ifndef CONV_CHUNK_COLS
-#define CONV_CHUNK_COLS 4096
+#define CONV_CHUNK_COLS 384
+#endif
+/* The backward's dinp goes through the wide layout (see conv_plan) when it
+ * wastes at most this fraction of extra dcol columns, (Wx - OW) / OW. */
+#ifndef CONV_WIDE_MAX_WASTE
+#define CONV_WIDE_MAX_WASTE 0.5
 #endif
 
 static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
@@ -49,28 +56,50 @@ void wf_conv2d_shape_init(struct wf_conv2d_shape *s, int N, int C, int H, int W,
     s->OW = (W + 2 * pad - KW) / stride + 1;
 }
 
+/* How a call lays out its scratch: a pure function of the shape, so every
+ * call runs the same reductions in the same order.
+ *
+ * The image im2col reads is (C, Hx, Wx): the input itself, or a zero-padded
+ * copy in xp. With stride 1 the backward can compute dcol in a "wide"
+ * layout, Q = OH*Wx columns per sample instead of OH*OW, from a copy of
+ * dout whose extra columns are zero: row (c,kh,kw) of dcol then lands on
+ * one contiguous run of the image, and col2im is a plain vector add instead
+ * of OH short rows. The extra dcol entries are exact zeros. */
+struct conv_plan {
+    int nb;     /* samples per chunk */
+    int Hx, Wx; /* image as im2col reads it */
+    int wide;   /* backward dcol in the wide layout */
+    long K;     /* C*KH*KW, rows of col */
+    long P, Q;  /* GEMM columns per sample: P = OH*OW; Q = OH*Wx if wide, else P */
+    long ncol;  /* floats: col (K, nb*Q), also dcol */
+    long ntmp;  /* floats: GEMM output (forward) or permuted/widened dout (backward) */
+    long nxp;   /* floats: padded image (C, Hx, Wx) */
+};
+
 static int conv_is_pointwise(const struct wf_conv2d_shape *s) {
     return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0;
 }
 
-/* samples per chunk */
-static int conv_chunk(const struct wf_conv2d_shape *s) {
-    long P = (long)s->OH * s->OW;
-    long nb = (CONV_CHUNK_COLS + P - 1) / P;
-    if (nb > s->N) nb = s->N;
-    return nb < 1 ? 1 : (int)nb;
-}
-
-/* floats of the zero-padded image (C, H+2p, W+2p); none without padding */
-static long conv_padded_size(const struct wf_conv2d_shape *s) {
-    return s->pad > 0 ? (long)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad) : 0;
+static void conv_plan(struct conv_plan *p, const struct wf_conv2d_shape *s) {
+    p->K = (long)s->C * s->KH * s->KW;
+    p->P = (long)s->OH * s->OW;
+    p->Hx = s->H + 2 * s->pad;
+    p->Wx = s->W + 2 * s->pad;
+    p->wide = s->stride == 1 && p->Wx - s->OW <= CONV_WIDE_MAX_WASTE * s->OW;
+    p->Q = p->wide ? (long)s->OH * p->Wx : p->P;
+    long nb = CONV_CHUNK_COLS / p->P;
+    p->nb = (int)(nb > s->N ? s->N : nb < 1 ? 1 : nb);
+    p->ncol = p->K * p->nb * p->Q;
+    long permute = p->nb > 1 ? (long)s->OC * p->nb * p->P : 0, widened = p->wide ? (long)s->OC * p->nb * p->Q : 0;
+    p->ntmp = permute > widened ? permute : widened;
+    p->nxp = s->pad > 0 ? (long)s->C * p->Hx * p->Wx : 0;
 }
 
 long wf_conv2d_workspace(const struct wf_conv2d_shape *s) {
     if (conv_is_pointwise(s)) return 0;
-    long P = (long)s->OH * s->OW, K = (long)s->C * s->KH * s->KW;
-    int nb = conv_chunk(s);
-    return K * nb * P + (nb > 1 ? (long)s->OC * nb * P : 0) + conv_padded_size(s);
+    struct conv_plan p;
+    conv_plan(&p, s);
+    return p.ncol + p.ntmp + p.nxp;
 }
 
 /* xp (C, H+2p, W+2p) = img (C,H,W) with a zero border */
@@ -88,6 +117,20 @@ static void pad_image(float *xp, const float *img, const struct wf_conv2d_shape 
     }
 }
 
+/* dst[0..n) = src[0..n). Rows of 8..32 floats (OW = 14, 28, ...) are
+ * copied as 8-float blocks, the last one overlapping, without a scalar tail
+ * or a library call; fixed-size memcpy compiles to single vector moves. */
+static inline void copy_row(float *restrict dst, const float *restrict src, int n) {
+    if (n < 8 || n > 32) {
+        memcpy(dst, src, sizeof(float) * n);
+        return;
+    }
+    memcpy(dst, src, 8 * sizeof(float));
+    if (n > 16) memcpy(dst + 8, src + 8, 8 * sizeof(float));
+    if (n > 24) memcpy(dst + 16, src + 16, 8 * sizeof(float));
+    memcpy(dst + n - 8, src + n - 8, 8 * sizeof(float));
+}
+
 /* col (K, ld) columns [0, P) = im2col of x (C, Hx, Wx), an image already
  * padded (or needing none), so every read is in bounds: no branches. */
 static void im2col(float *col, long ld, const float *x, int Hx, int Wx, const struct wf_conv2d_shape *s) {
@@ -99,8 +142,7 @@ static void im2col(float *col, long ld, const float *x, int Hx, int Wx, const st
                 const float *src = x + ((long)c * Hx + kh) * Wx + kw;
                 if (st == 1) {
                     for (int oh = 0; oh < OH; oh++)
-                        for (int ow = 0; ow < OW; ow++)
-                            dst[(long)oh * OW + ow] = src[(long)oh * Wx + ow];
+                        copy_row(dst + (long)oh * OW, src + (long)oh * Wx, OW);
                 } else {
                     for (int oh = 0; oh < OH; oh++)
                         for (int ow = 0; ow < OW; ow++)
@@ -121,15 +163,28 @@ static void col2im(float *x, int Hx, int Wx, const float *col, long ld, const st
             for (int kw = 0; kw < s->KW; kw++) {
                 const float *src = col + ((long)(c * s->KH + kh) * s->KW + kw) * ld;
                 float *dst = x + ((long)c * Hx + kh) * Wx + kw;
-                if (st == 1) {
-                    for (int oh = 0; oh < OH; oh++)
-                        for (int ow = 0; ow < OW; ow++)
-                            dst[(long)oh * Wx + ow] += src[(long)oh * OW + ow];
-                } else {
-                    for (int oh = 0; oh < OH; oh++)
-                        for (int ow = 0; ow < OW; ow++)
-                            dst[(long)oh * st * Wx + ow * st] += src[(long)oh * OW + ow];
-                }
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++)
+                        dst[(long)oh * st * Wx + ow * st] += src[(long)oh * OW + ow];
+            }
+        }
+    }
+}
+
+/* col2im of a wide dcol (K, ld) columns [0, OH*Wx), stride 1: row
+ * (c,kh,kw) covers x[c, kh + oh, kw + ow] for oh < OH, ow < Wx, i.e. one
+ * contiguous run; it is cut at the last real column so it stays inside
+ * channel c. Same addition order as col2im. */
+static void col2im_wide(float *x, int Hx, int Wx, const float *col, long ld, const struct wf_conv2d_shape *s) {
+    const long len = (long)(s->OH - 1) * Wx + s->OW;
+    memset(x, 0, sizeof(float) * s->C * Hx * Wx);
+    for (int c = 0; c < s->C; c++) {
+        for (int kh = 0; kh < s->KH; kh++) {
+            for (int kw = 0; kw < s->KW; kw++) {
+                const float *restrict src = col + ((long)(c * s->KH + kh) * s->KW + kw) * ld;
+                float *restrict dst = x + ((long)c * Hx + kh) * Wx + kw;
+                for (long j = 0; j < len; j++)
+                    dst[j] += src[j];
             }
         }
     }
@@ -145,18 +200,19 @@ static void im2col_sample(float *col, long ld, const float *img, float *xp, cons
     }
 }
 
-/* dimg (C,H,W) = col2im of columns [0,P) of col (K, ld), accumulating in xp when padded */
-static void col2im_sample(float *dimg, const float *col, long ld, float *xp, const struct wf_conv2d_shape *s) {
-    const int H = s->H, W = s->W, p = s->pad;
-    if (p == 0) {
-        col2im(dimg, H, W, col, ld, s);
-        return;
-    }
-    const int Hp = H + 2 * p, Wp = W + 2 * p;
-    col2im(xp, Hp, Wp, col, ld, s);
+/* dimg (C,H,W) = col2im of one sample's dcol columns (K, ld), accumulating in xp when padded */
+static void col2im_sample(float *dimg, const float *dcol, long ld, float *xp, const struct conv_plan *p,
+                          const struct wf_conv2d_shape *s) {
+    const int H = s->H, W = s->W, pad = s->pad;
+    float *x = pad > 0 ? xp : dimg;
+    if (p->wide)
+        col2im_wide(x, p->Hx, p->Wx, dcol, ld, s);
+    else
+        col2im(x, p->Hx, p->Wx, dcol, ld, s);
+    if (pad == 0) return;
     for (int c = 0; c < s->C; c++)
         for (int h = 0; h < H; h++)
-            memcpy(dimg + ((long)c * H + h) * W, xp + ((long)c * Hp + h + p) * Wp + p, sizeof(float) * W);
+            memcpy(dimg + ((long)c * H + h) * W, xp + ((long)c * p->Hx + h + pad) * p->Wx + pad, sizeof(float) * W);
 }
 
 /* out (OC, P) += bias, per channel */
@@ -170,20 +226,22 @@ static void add_bias(float *out, const float *bias, int OC, long P) {
 
 void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, const struct wf_conv2d_shape *s,
                        float *work) {
-    const int OC = s->OC, K = s->C * s->KH * s->KW;
+    const int OC = s->OC;
     const long P = (long)s->OH * s->OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
     if (conv_is_pointwise(s)) {
         for (int n = 0; n < s->N; n++) {
-            sgemm(0, 0, OC, (int)P, K, 1.0f, w, K, inp + n * inp_n, (int)P, 0.0f, out + n * out_n, (int)P);
+            sgemm(0, 0, OC, (int)P, s->C, 1.0f, w, s->C, inp + n * inp_n, (int)P, 0.0f, out + n * out_n, (int)P);
             if (bias) add_bias(out + n * out_n, bias, OC, P);
         }
         return;
     }
-    const int chunk = conv_chunk(s);
-    for (int n0 = 0; n0 < s->N; n0 += chunk) {
-        const int nb = WF_MIN(chunk, s->N - n0);
+    struct conv_plan p;
+    conv_plan(&p, s);
+    const int K = (int)p.K;
+    float *col = work, *tmp = col + p.ncol, *xp = tmp + p.ntmp;
+    for (int n0 = 0; n0 < s->N; n0 += p.nb) {
+        const int nb = WF_MIN(p.nb, s->N - n0);
         const long ld = nb * P;
-        float *col = work, *tmp = col + K * ld, *xp = tmp + (chunk > 1 ? OC * ld : 0);
         for (int i = 0; i < nb; i++)
             im2col_sample(col + i * P, ld, inp + (n0 + i) * inp_n, xp, s);
         if (nb == 1) {
@@ -222,8 +280,8 @@ static double plane_sum(const float *x, long n) {
 
 void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                         const struct wf_conv2d_shape *s, float *work) {
-    const int OC = s->OC, K = s->C * s->KH * s->KW;
-    const long P = (long)s->OH * s->OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
+    const int OC = s->OC, OH = s->OH, OW = s->OW;
+    const long P = (long)OH * OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
     if (dbias) {
         for (int oc = 0; oc < OC; oc++) {
             double sum = 0;
@@ -233,24 +291,27 @@ void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout,
         }
     }
     if (s->N == 0) {
-        memset(dw, 0, sizeof(float) * OC * K);
+        memset(dw, 0, sizeof(float) * OC * s->C * s->KH * s->KW);
         return;
     }
     if (conv_is_pointwise(s)) {
+        const int C = s->C;
         for (int n = 0; n < s->N; n++) {
             const float *dout_n = dout + n * out_n, *inp_ = inp + n * inp_n;
             /* dw (OC,C) (+)= dout_n (OC,P) @ inp_n (C,P)^T */
-            sgemm(0, 1, OC, K, (int)P, 1.0f, dout_n, (int)P, inp_, (int)P, n ? 1.0f : 0.0f, dw, K);
+            sgemm(0, 1, OC, C, (int)P, 1.0f, dout_n, (int)P, inp_, (int)P, n ? 1.0f : 0.0f, dw, C);
             /* dinp_n (C,P) = w (OC,C)^T @ dout_n */
-            if (dinp) sgemm(1, 0, K, (int)P, OC, 1.0f, w, K, dout_n, (int)P, 0.0f, dinp + n * inp_n, (int)P);
+            if (dinp) sgemm(1, 0, C, (int)P, OC, 1.0f, w, C, dout_n, (int)P, 0.0f, dinp + n * inp_n, (int)P);
         }
         return;
     }
-    const int chunk = conv_chunk(s);
-    for (int n0 = 0; n0 < s->N; n0 += chunk) {
-        const int nb = WF_MIN(chunk, s->N - n0);
+    struct conv_plan p;
+    conv_plan(&p, s);
+    const int K = (int)p.K;
+    float *col = work, *tmp = col + p.ncol, *xp = tmp + p.ntmp;
+    for (int n0 = 0; n0 < s->N; n0 += p.nb) {
+        const int nb = WF_MIN(p.nb, s->N - n0);
         const long ld = nb * P;
-        float *col = work, *tmp = col + K * ld, *xp = tmp + (chunk > 1 ? OC * ld : 0);
         for (int i = 0; i < nb; i++)
             im2col_sample(col + i * P, ld, inp + (n0 + i) * inp_n, xp, s);
         const float *d = dout + n0 * out_n;
@@ -264,10 +325,26 @@ void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout,
         /* dw (OC,K) (+)= d (OC, nb*P) @ col (K, nb*P)^T, chunks summed in order */
         sgemm(0, 1, OC, K, (int)ld, 1.0f, d, (int)ld, col, (int)ld, n0 ? 1.0f : 0.0f, dw, K);
         if (!dinp) continue;
-        /* dcol (K, nb*P) = w (OC,K)^T @ d, overwriting col */
-        sgemm(1, 0, K, (int)ld, OC, 1.0f, w, K, d, (int)ld, 0.0f, col, (int)ld);
+        long ldq = ld;
+        if (p.wide) {
+            /* d -> tmp (OC, nb, OH, Wx), zero beyond column OW */
+            ldq = nb * p.Q;
+            for (int oc = 0; oc < OC; oc++) {
+                for (int i = 0; i < nb; i++) {
+                    const float *src = dout + (n0 + i) * out_n + oc * P;
+                    float *dst = tmp + oc * ldq + i * p.Q;
+                    for (int oh = 0; oh < OH; oh++) {
+                        memcpy(dst + (long)oh * p.Wx, src + (long)oh * OW, sizeof(float) * OW);
+                        memset(dst + (long)oh * p.Wx + OW, 0, sizeof(float) * (p.Wx - OW));
+                    }
+                }
+            }
+            d = tmp;
+        }
+        /* dcol (K, nb*Q) = w (OC,K)^T @ d, overwriting col */
+        sgemm(1, 0, K, (int)ldq, OC, 1.0f, w, K, d, (int)ldq, 0.0f, col, (int)ldq);
         for (int i = 0; i < nb; i++)
-            col2im_sample(dinp + (n0 + i) * inp_n, col + i * P, ld, xp, s);
+            col2im_sample(dinp + (n0 + i) * inp_n, col + i * (ldq / nb), ldq, xp, &p, s);
     }
 }
 
@@ -296,9 +373,32 @@ static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, cons
     for (long pl = 0; pl < planes; pl++) {
         const float *x = inp + pl * H * W;
         for (int oh = 0; oh < OH; oh++) {
-            float *o = out + (pl * OH + oh) * OW;
-            int32_t *a = argmax + (pl * OH + oh) * OW;
+            float *restrict o = out + (pl * OH + oh) * OW;
+            int32_t *restrict a = argmax + (pl * OH + oh) * OW;
             const int h0 = oh * st;
+            if (k == 2 && st == 2) { /* the common 2x2 pool, unrolled */
+                const float *restrict x0 = x + h0 * W, *restrict x1 = x0 + W;
+                for (int ow = 0; ow < OW; ow++) {
+                    const int i = h0 * W + 2 * ow;
+                    float b = x0[2 * ow], v;
+                    int32_t bi = i, c;
+                    v = x0[2 * ow + 1];
+                    c = (v > b) | (v != v);
+                    b = c ? v : b;
+                    bi = c ? i + 1 : bi;
+                    v = x1[2 * ow];
+                    c = (v > b) | (v != v);
+                    b = c ? v : b;
+                    bi = c ? i + W : bi;
+                    v = x1[2 * ow + 1];
+                    c = (v > b) | (v != v);
+                    b = c ? v : b;
+                    bi = c ? i + W + 1 : bi;
+                    o[ow] = b;
+                    a[ow] = bi;
+                }
+                continue;
+            }
             for (int ow = 0; ow < OW; ow++) {
                 o[ow] = x[h0 * W + ow * st];
                 a[ow] = h0 * W + ow * st;
@@ -306,8 +406,9 @@ static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, cons
             for (int kh = 0; kh < k; kh++) {
                 for (int kw = kh == 0 ? 1 : 0; kw < k; kw++) {
                     const int base = (h0 + kh) * W + kw;
+                    const float *restrict xb = x + base;
                     for (int ow = 0; ow < OW; ow++) {
-                        const float v = x[base + ow * st];
+                        const float v = xb[ow * st];
                         const int better = (v > o[ow]) | (v != v);
                         o[ow] = better ? v : o[ow];
                         a[ow] = better ? base + ow * st : a[ow];

@@ -20,10 +20,12 @@ static double sum_contig(const float *x, long n) {
     double acc[8] = {0};
     long i = 0;
     for (; i + 8 <= n; i += 8) {
-        for (int k = 0; k < 8; k++) acc[k] += (double)x[i + k];
+        for (int k = 0; k < 8; k++)
+            acc[k] += (double)x[i + k];
     }
     double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) s += (double)x[i];
+    for (; i < n; i++)
+        s += (double)x[i];
     return s;
 }
 
@@ -32,10 +34,12 @@ static double dot_contig(const float *x, const float *y, long n) {
     double acc[8] = {0};
     long i = 0;
     for (; i + 8 <= n; i += 8) {
-        for (int k = 0; k < 8; k++) acc[k] += (double)x[i + k] * (double)y[i + k];
+        for (int k = 0; k < 8; k++)
+            acc[k] += (double)x[i + k] * (double)y[i + k];
     }
     double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) s += (double)x[i] * (double)y[i];
+    for (; i < n; i++)
+        s += (double)x[i] * (double)y[i];
     return s;
 }
 
@@ -49,29 +53,36 @@ static void col_sum(float *out, const float *x, const float *y, long rows, long 
     double acc[COL_BLOCK];
     for (long j0 = 0; j0 < cols; j0 += COL_BLOCK) {
         long nj = WF_MIN(COL_BLOCK, cols - j0);
-        for (long j = 0; j < nj; j++) acc[j] = 0.0;
+        for (long j = 0; j < nj; j++)
+            acc[j] = 0.0;
         for (long r = 0; r < rows; r++) {
             const float *xr = x + r * cols + j0;
             if (y) {
                 const float *yr = y + r * cols + j0;
-                for (long j = 0; j < nj; j++) acc[j] += (double)xr[j] * (double)yr[j];
+                for (long j = 0; j < nj; j++)
+                    acc[j] += (double)xr[j] * (double)yr[j];
             } else {
-                for (long j = 0; j < nj; j++) acc[j] += (double)xr[j];
+                for (long j = 0; j < nj; j++)
+                    acc[j] += (double)xr[j];
             }
         }
-        for (long j = 0; j < nj; j++) out[j0 + j] = (float)(scale * acc[j]);
+        for (long j = 0; j < nj; j++)
+            out[j0 + j] = (float)(scale * acc[j]);
     }
 }
 
 /* ---- linear and matmul ---- */
 
 void wf_linear_forward(float *out, const float *inp, const float *w, const float *bias, int B, int C, int OC) {
-    wf_sgemm(0, 1, B, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
-    if (!bias) return;
-    for (int b = 0; b < B; b++) {
-        float *o = out + (long)b * OC;
-        for (int j = 0; j < OC; j++) o[j] += bias[j];
+    if (!bias) {
+        wf_sgemm(0, 1, B, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+        return;
     }
+    /* Start from the bias and accumulate with beta = 1 (as torch.addmm):
+     * OpenBLAS's beta = 0 path clears C in a pass of its own, so this saves
+     * one pass over out against beta = 0 then a bias pass. */
+    for (int b = 0; b < B; b++) memcpy(out + (long)b * OC, bias, (size_t)OC * sizeof(float));
+    wf_sgemm(0, 1, B, OC, C, 1.0f, inp, C, w, C, 1.0f, out, OC);
 }
 
 void wf_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
@@ -88,13 +99,12 @@ void wf_matmul_forward(float *out, const float *a, const float *b, int nb, int M
         return;
     }
     for (int i = 0; i < nb; i++) {
-        wf_sgemm(0, 0, M, N, K, 1.0f, a + (long)i * M * K, K, b + (long)i * K * N, N, 0.0f, out + (long)i * M * N,
-                 N);
+        wf_sgemm(0, 0, M, N, K, 1.0f, a + (long)i * M * K, K, b + (long)i * K * N, N, 0.0f, out + (long)i * M * N, N);
     }
 }
 
-void wf_matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b, int nb, int M,
-                        int K, int N, int b_shared) {
+void wf_matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b, int nb, int M, int K,
+                        int N, int b_shared) {
     if (b_shared) {
         /* da (nb*M, K) = dout (nb*M, N) @ b^T; db (K, N) = a^T (K, nb*M) @ dout */
         if (da) wf_sgemm(0, 1, nb * M, K, N, 1.0f, dout, N, b, N, 0.0f, da, K);
@@ -114,11 +124,13 @@ void wf_add_forward(float *out, const float *a, const float *b, long n, long m) 
     if (m <= 0) return;
     if (m == 1) {
         float s = b[0];
-        for (long i = 0; i < n; i++) out[i] = a[i] + s;
+        for (long i = 0; i < n; i++)
+            out[i] = a[i] + s;
         return;
     }
     for (long r = 0; r < n; r += m) {
-        for (long j = 0; j < m; j++) out[r + j] = a[r + j] + b[j];
+        for (long j = 0; j < m; j++)
+            out[r + j] = a[r + j] + b[j];
     }
 }
 
@@ -132,11 +144,13 @@ void wf_mul_forward(float *out, const float *a, const float *b, long n, long m) 
     if (m <= 0) return;
     if (m == 1) {
         float s = b[0];
-        for (long i = 0; i < n; i++) out[i] = a[i] * s;
+        for (long i = 0; i < n; i++)
+            out[i] = a[i] * s;
         return;
     }
     for (long r = 0; r < n; r += m) {
-        for (long j = 0; j < m; j++) out[r + j] = a[r + j] * b[j];
+        for (long j = 0; j < m; j++)
+            out[r + j] = a[r + j] * b[j];
     }
 }
 
@@ -147,11 +161,13 @@ void wf_mul_backward(float *da, float *db, const float *dout, const float *a, co
     if (!da) return;
     if (m == 1) {
         float s = b[0];
-        for (long i = 0; i < n; i++) da[i] = dout[i] * s;
+        for (long i = 0; i < n; i++)
+            da[i] = dout[i] * s;
         return;
     }
     for (long r = 0; r < n; r += m) {
-        for (long j = 0; j < m; j++) da[r + j] = dout[r + j] * b[j];
+        for (long j = 0; j < m; j++)
+            da[r + j] = dout[r + j] * b[j];
     }
 }
 
@@ -159,11 +175,13 @@ void wf_mul_backward(float *da, float *db, const float *dout, const float *a, co
 
 void wf_relu_forward(float *out, const float *inp, long n) {
     /* written so NaN propagates, as torch.relu does */
-    for (long i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
+    for (long i = 0; i < n; i++)
+        out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
 }
 
 void wf_relu_backward(float *dinp, const float *dout, const float *out, long n) {
-    for (long i = 0; i < n; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    for (long i = 0; i < n; i++)
+        dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 #define WF_SQRT1_2 0.70710678118654752440f
@@ -188,11 +206,13 @@ void wf_gelu_backward(float *dinp, const float *dout, const float *inp, long n) 
 }
 
 void wf_tanh_forward(float *out, const float *inp, long n) {
-    for (long i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+    for (long i = 0; i < n; i++)
+        out[i] = tanhf(inp[i]);
 }
 
 void wf_tanh_backward(float *dinp, const float *dout, const float *out, long n) {
-    for (long i = 0; i < n; i++) dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+    for (long i = 0; i < n; i++)
+        dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
 }
 
 void wf_sigmoid_forward(float *out, const float *inp, long n) {
@@ -208,14 +228,16 @@ void wf_sigmoid_forward(float *out, const float *inp, long n) {
 }
 
 void wf_sigmoid_backward(float *dinp, const float *dout, const float *out, long n) {
-    for (long i = 0; i < n; i++) dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
+    for (long i = 0; i < n; i++)
+        dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
 }
 
 /* ---- softmax family ---- */
 
 static float row_max(const float *x, int V) {
     float mx = x[0];
-    for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+    for (int j = 1; j < V; j++)
+        mx = x[j] > mx ? x[j] : mx;
     return mx;
 }
 
@@ -237,7 +259,8 @@ void wf_softmax_forward(float *out, const float *inp, int R, int V) {
         float *o = out + (long)r * V;
         double s = row_exp(o, x, row_max(x, V), V);
         float inv = (float)(1.0 / s);
-        for (int j = 0; j < V; j++) o[j] *= inv;
+        for (int j = 0; j < V; j++)
+            o[j] *= inv;
     }
 }
 
@@ -246,7 +269,8 @@ void wf_softmax_backward(float *dinp, const float *dout, const float *out, int R
         const float *d = dout + (long)r * V, *y = out + (long)r * V;
         float *g = dinp + (long)r * V;
         float dot = (float)dot_contig(d, y, V);
-        for (int j = 0; j < V; j++) g[j] = y[j] * (d[j] - dot);
+        for (int j = 0; j < V; j++)
+            g[j] = y[j] * (d[j] - dot);
     }
 }
 
@@ -258,7 +282,8 @@ void wf_log_softmax_forward(float *out, const float *inp, int R, int V) {
         float mx = row_max(x, V);
         /* o holds exp(x - mx) only to get the sum; it is overwritten next */
         float lse = (float)log(row_exp(o, x, mx, V));
-        for (int j = 0; j < V; j++) o[j] = (x[j] - mx) - lse;
+        for (int j = 0; j < V; j++)
+            o[j] = (x[j] - mx) - lse;
     }
 }
 
@@ -267,7 +292,8 @@ void wf_log_softmax_backward(float *dinp, const float *dout, const float *out, i
         const float *d = dout + (long)r * V, *y = out + (long)r * V;
         float *g = dinp + (long)r * V;
         float s = (float)sum_contig(d, V);
-        for (int j = 0; j < V; j++) g[j] = d[j] - expf(y[j]) * s;
+        for (int j = 0; j < V; j++)
+            g[j] = d[j] - expf(y[j]) * s;
     }
 }
 
@@ -285,7 +311,8 @@ int wf_softmax_xent_forward(float *loss, float *probs, const float *logits, cons
         /* -log softmax[t] = log(sum) - (x[t] - mx), without forming p[t] */
         total += log(s) - (double)(x[targets[b]] - mx);
         float inv = (float)(1.0 / s);
-        for (int j = 0; j < V; j++) p[j] *= inv;
+        for (int j = 0; j < V; j++)
+            p[j] *= inv;
     }
     *loss = (float)((double)scale * total);
     return -1;
@@ -299,7 +326,8 @@ void wf_softmax_xent_backward(float *dlogits, const float *probs, const int32_t 
         float *d = dlogits + (long)b * V;
         int t = targets[b];
         float pt = (t >= 0 && t < V) ? p[t] : 0.0f; /* read before d (may alias p) is written */
-        for (int j = 0; j < V; j++) d[j] = s * p[j];
+        for (int j = 0; j < V; j++)
+            d[j] = s * p[j];
         if (t >= 0 && t < V) d[t] = s * (pt - 1.0f);
     }
 }
@@ -320,8 +348,8 @@ int wf_argmax_correct(const float *logits, const int32_t *targets, int B, int V)
 
 /* ---- layernorm ---- */
 
-void wf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
-                          int R, int C, float eps) {
+void wf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int R,
+                          int C, float eps) {
     for (int r = 0; r < R; r++) {
         const float *x = inp + (long)r * C;
         float *o = out + (long)r * C;
@@ -349,7 +377,8 @@ void wf_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
         double aw[COL_BLOCK], ab[COL_BLOCK];
         for (int j0 = 0; j0 < C; j0 += COL_BLOCK) {
             int nj = WF_MIN(COL_BLOCK, C - j0);
-            for (int j = 0; j < nj; j++) aw[j] = ab[j] = 0.0;
+            for (int j = 0; j < nj; j++)
+                aw[j] = ab[j] = 0.0;
             for (int r = 0; r < R; r++) {
                 const float *d = dout + (long)r * C + j0, *x = inp + (long)r * C + j0;
                 float m = mean[r], rs = rstd[r];
@@ -404,7 +433,8 @@ void wf_dropout_forward(float *out, float *mask, const float *inp, long n, float
 }
 
 void wf_dropout_backward(float *dinp, const float *dout, const float *mask, long n) {
-    for (long i = 0; i < n; i++) dinp[i] = dout[i] * mask[i];
+    for (long i = 0; i < n; i++)
+        dinp[i] = dout[i] * mask[i];
 }
 
 /* ---- embedding ---- */
@@ -425,7 +455,8 @@ void wf_embedding_backward(float *dtable, const float *dout, const int32_t *ids,
         if (ids[b] < 0 || ids[b] >= V) continue; /* rejected by the forward */
         float *t = dtable + (long)ids[b] * D;
         const float *d = dout + (long)b * D;
-        for (int j = 0; j < D; j++) t[j] += d[j];
+        for (int j = 0; j < D; j++)
+            t[j] += d[j];
     }
 }
 
@@ -471,8 +502,8 @@ void wf_slice_backward(float *dinp, const float *dout, long outer, int dim, long
 void wf_transpose_forward(float *out, const float *inp, long A, long X, long M, long Y, long Z) {
     /* out[a,y,m,x,:] = inp[a,x,m,y,:], in TR_TILE x TR_TILE tiles of (x,y)
      * so both sides stay in cache when Z is small */
-    long sx = M * Y * Z, sy = Z;     /* input strides of x and y */
-    long dy = M * X * Z, dx = Z;     /* output strides */
+    long sx = M * Y * Z, sy = Z; /* input strides of x and y */
+    long dy = M * X * Z, dx = Z; /* output strides */
     for (long a = 0; a < A; a++) {
         for (long m = 0; m < M; m++) {
             const float *src = inp + a * X * M * Y * Z + m * Y * Z;
@@ -497,7 +528,8 @@ void wf_transpose_forward(float *out, const float *inp, long A, long X, long M, 
 }
 
 void wf_sum_forward(float *out, const float *inp, long outer, int dim, long inner) {
-    for (long o = 0; o < outer; o++) col_sum(out + o * inner, inp + o * dim * inner, NULL, dim, inner, 1.0);
+    for (long o = 0; o < outer; o++)
+        col_sum(out + o * inner, inp + o * dim * inner, NULL, dim, inner, 1.0);
 }
 
 void wf_sum_backward(float *dinp, const float *dout, long outer, int dim, long inner) {
@@ -510,7 +542,8 @@ void wf_sum_backward(float *dinp, const float *dout, long outer, int dim, long i
 
 void wf_mean_forward(float *out, const float *inp, long outer, int dim, long inner) {
     /* dim == 0 gives NaN, as torch.mean of an empty axis */
-    for (long o = 0; o < outer; o++) col_sum(out + o * inner, inp + o * dim * inner, NULL, dim, inner, 1.0 / dim);
+    for (long o = 0; o < outer; o++)
+        col_sum(out + o * inner, inp + o * dim * inner, NULL, dim, inner, 1.0 / dim);
 }
 
 void wf_mean_backward(float *dinp, const float *dout, long outer, int dim, long inner) {
@@ -519,7 +552,8 @@ void wf_mean_backward(float *dinp, const float *dout, long outer, int dim, long 
         const float *g = dout + o * inner;
         for (int d = 0; d < dim; d++) {
             float *t = dinp + (o * dim + d) * inner;
-            for (long i = 0; i < inner; i++) t[i] = g[i] / fd;
+            for (long i = 0; i < inner; i++)
+                t[i] = g[i] / fd;
         }
     }
 }

@@ -15,9 +15,11 @@ void wf_sgd_update(float *p, const float *g, float *buf, long n, float lr, float
                    long step) {
     if (momentum == 0.0f || !buf) {
         if (wd != 0.0f) {
-            for (long i = 0; i < n; i++) p[i] = p[i] - lr * (g[i] + wd * p[i]);
+            for (long i = 0; i < n; i++)
+                p[i] = p[i] - lr * (g[i] + wd * p[i]);
         } else {
-            for (long i = 0; i < n; i++) p[i] = p[i] - lr * g[i];
+            for (long i = 0; i < n; i++)
+                p[i] = p[i] - lr * g[i];
         }
         return;
     }
@@ -39,15 +41,17 @@ void wf_sgd_update(float *p, const float *g, float *buf, long n, float lr, float
 static void sqrt_block(float *dst, const float *src, long n) {
     long i = 0;
 #if defined(__AVX__)
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_sqrt_ps(_mm256_loadu_ps(src + i)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_sqrt_ps(_mm256_loadu_ps(src + i)));
 #endif
-    for (; i < n; i++) dst[i] = sqrtf(src[i]);
+    for (; i < n; i++)
+        dst[i] = sqrtf(src[i]);
 }
 
 #define ADAM_BLOCK 512 /* elements per pass; the sqrt scratch lives on the stack */
 
-void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
-                    float eps, float wd, int decoupled, long step) {
+void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
+                    float wd, int decoupled, long step) {
     /* The scalars are computed in double then rounded, as Python computes
      * them before handing them to torch's float kernels. */
     double bc1 = 1.0 - pow((double)beta1, (double)step);
@@ -71,7 +75,8 @@ void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float 
             }
         } else {
             if (shrink) {
-                for (long k = 0; k < nk; k++) pb[k] = pb[k] * decay;
+                for (long k = 0; k < nk; k++)
+                    pb[k] = pb[k] * decay;
             }
             for (long k = 0; k < nk; k++) {
                 float gk = gb[k];
@@ -92,13 +97,16 @@ double wf_sumsq(const float *x, long n) {
     double acc[8] = {0};
     long i = 0;
     for (; i + 8 <= n; i += 8) {
-        for (int k = 0; k < 8; k++) acc[k] += (double)x[i + k] * (double)x[i + k];
+        for (int k = 0; k < 8; k++)
+            acc[k] += (double)x[i + k] * (double)x[i + k];
     }
     double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) s += (double)x[i] * (double)x[i];
+    for (; i < n; i++)
+        s += (double)x[i] * (double)x[i];
     return s;
 }
 
 void wf_scale(float *x, long n, float s) {
-    for (long i = 0; i < n; i++) x[i] *= s;
+    for (long i = 0; i < n; i++)
+        x[i] *= s;
 }

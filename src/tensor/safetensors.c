@@ -611,8 +611,7 @@ int wf_st_writer_serialize(const struct wf_st_writer *w, unsigned char **out, si
         sb_str(&s, "]}");
     }
     sb_str(&s, "}");
-    while (s.n % 8)
-        sb_str(&s, " ");
+    sb_put(&s, "       ", (8 - s.n % 8) % 8); /* pad with spaces to a multiple of 8 */
     if (s.oom) {
         rc = wf_error(WF_ERR_NOMEM, "safetensors: out of memory serializing the header");
         goto out;

@@ -242,9 +242,10 @@ static void test_syntax_variants(void) {
 
 /* Doubles survive write → parse bit for bit, and print as floats. */
 static void test_floats(void) {
-    const double vals[] = {0.0, -0.0, 1.0, -1.0, 0.1, 1.0 / 3.0, 2.0 / 3.0, 1e-300, 5e-324, DBL_MIN, DBL_MAX,
-                           -DBL_MAX, 1e16, 1e21, 123456789.0, 9007199254740993.0, 0.02, 3.14159265358979312,
-                           1e-8, 6.02214076e23, INFINITY, -INFINITY, NAN};
+    const double vals[] = {
+        0.0,     -0.0,          1.0,      -1.0,      0.1,  1.0 / 3.0,   2.0 / 3.0,          1e-300, 5e-324,
+        DBL_MIN, DBL_MAX,       -DBL_MAX, 1e16,      1e21, 123456789.0, 9007199254740993.0, 0.02,   3.14159265358979312,
+        1e-8,    6.02214076e23, INFINITY, -INFINITY, NAN};
     struct wf_mattr attrs[WF_ARRAY_LEN(vals)];
     char keys[WF_ARRAY_LEN(vals)][8];
     memset(attrs, 0, sizeof attrs);
@@ -361,8 +362,10 @@ static void test_errors(void) {
     EXPECT_ERROR(WITH_HEAD("= relu(x)\n"), "m.wf:2:1: expected statement");
     /* missing '(' and ')' */
     EXPECT_ERROR(WITH_HEAD("h = relu x\n"), "m.wf:2:10: expected '(' after op 'relu', got 'x'");
-    EXPECT_ERROR(WITH_HEAD("h = relu(x\n"), "m.wf:2:11: expected ',' or ')' to close the call opened at 2:9, got end of line");
-    EXPECT_ERROR(WITH_HEAD("h = relu(x"), "m.wf:2:11: expected ',' or ')' to close the call opened at 2:9, got end of file");
+    EXPECT_ERROR(WITH_HEAD("h = relu(x\n"),
+                 "m.wf:2:11: expected ',' or ')' to close the call opened at 2:9, got end of line");
+    EXPECT_ERROR(WITH_HEAD("h = relu(x"),
+                 "m.wf:2:11: expected ',' or ')' to close the call opened at 2:9, got end of file");
     EXPECT_ERROR(WITH_HEAD("h = relu(x y)\n"), "m.wf:2:12: expected ',' or ')'");
     EXPECT_ERROR(WITH_HEAD("h = (x)\n"), "m.wf:2:5: expected op name, got '('");
     EXPECT_ERROR(WITH_HEAD("h =\n"), "m.wf:2:4: expected op name, got end of line");
@@ -372,7 +375,8 @@ static void test_errors(void) {
     EXPECT_ERROR(WITH_HEAD("h = linear(x, out=3, y)\n"),
                  "m.wf:2:22: expected key=value (positional arguments come first), got 'y'");
     /* duplicate attribute keys */
-    EXPECT_ERROR(WITH_HEAD("h = linear(x, out=3, out=4)\n"), "m.wf:2:22: duplicate attribute 'out' (first at m.wf:2:15)");
+    EXPECT_ERROR(WITH_HEAD("h = linear(x, out=3, out=4)\n"),
+                 "m.wf:2:22: duplicate attribute 'out' (first at m.wf:2:15)");
     EXPECT_ERROR("param w : f32[3] init=zeros std=1 init=ones\n",
                  "m.wf:1:35: duplicate attribute 'init' (first at m.wf:1:18)");
     /* bad numbers */
@@ -397,16 +401,19 @@ static void test_errors(void) {
     EXPECT_ERROR("input : f32[3]\n", "m.wf:1:7: expected tensor name, got ':'");
     EXPECT_ERROR("input\n", "m.wf:1:6: expected tensor name, got end of line");
     /* unterminated lists */
-    EXPECT_ERROR("input x : f32[B, 3\n", "m.wf:1:19: expected ',' or ']' to close the shape opened at 1:14, got end of line");
+    EXPECT_ERROR("input x : f32[B, 3\n",
+                 "m.wf:1:19: expected ',' or ']' to close the shape opened at 1:14, got end of line");
     EXPECT_ERROR("input x : f32[B,\n", "m.wf:1:17: expected dimension (positive integer or B), got end of line");
     EXPECT_ERROR(WITH_HEAD("h = reshape(x, shape=[B, 2\n"),
                  "m.wf:2:27: expected ',' or ']' to close the list opened at 2:22, got end of line");
     EXPECT_ERROR(WITH_HEAD("h = reshape(x, shape=[B, 2)\n"), "m.wf:2:27: expected ',' or ']'");
-    EXPECT_ERROR(WITH_HEAD("h = reshape(x, shape=[1,2,3,4,5,6,7,8,9])\n"), "m.wf:2:39: list too long (at most 8 items)");
+    EXPECT_ERROR(WITH_HEAD("h = reshape(x, shape=[1,2,3,4,5,6,7,8,9])\n"),
+                 "m.wf:2:39: list too long (at most 8 items)");
     EXPECT_ERROR(WITH_HEAD("h = reshape(x, shape=[B, -1])\n"),
                  "m.wf:2:26: expected list item (non-negative integer or B), got '-1'");
     EXPECT_ERROR(WITH_HEAD("h = reshape(x, shape=[1.5])\n"), "m.wf:2:23: expected list item");
-    EXPECT_ERROR(WITH_HEAD("h = reshape(x, shape=)\n"), "m.wf:2:22: expected value (number, true/false, name or [list]), got ')'");
+    EXPECT_ERROR(WITH_HEAD("h = reshape(x, shape=)\n"),
+                 "m.wf:2:22: expected value (number, true/false, name or [list]), got ')'");
     /* names defined twice, in one namespace */
     EXPECT_ERROR("input x : f32[B, 4]\n"
                  "input y : i32[B]\n"
@@ -432,12 +439,15 @@ static void test_errors(void) {
     EXPECT_ERROR("param w : f32[3] init=zeros, std=1\n",
                  "m.wf:1:28: expected attribute key=value or end of line, got ','");
     EXPECT_ERROR("param w : f32[3] init\n", "m.wf:1:22: expected '=' after attribute 'init', got end of line");
-    EXPECT_ERROR("param w : f32[3] init=\n", "m.wf:1:23: expected value (number, true/false, name or [list]), got end of line");
+    EXPECT_ERROR("param w : f32[3] init=\n",
+                 "m.wf:1:23: expected value (number, true/false, name or [list]), got end of line");
     /* the lexer */
     EXPECT_ERROR(WITH_HEAD("h = relu(x) @\n"), "m.wf:2:13: unexpected character '@'");
-    EXPECT_ERROR(WITH_HEAD("h = relu(x, s=\"str\")\n"), "m.wf:2:15: expected value (number, true/false, name or [list]), got \"str\"");
+    EXPECT_ERROR(WITH_HEAD("h = relu(x, s=\"str\")\n"),
+                 "m.wf:2:15: expected value (number, true/false, name or [list]), got \"str\"");
     EXPECT_ERROR(WITH_HEAD("h = relu(x, s=\"open)\n"), "m.wf:2:15: expected '\"' to close the string, got end of line");
-    EXPECT_ERROR(WITH_HEAD("h = relu(x, s=\"a\\nb\")\n"), "m.wf:2:17: expected \\\" or \\\\ after a backslash, got '\\n'");
+    EXPECT_ERROR(WITH_HEAD("h = relu(x, s=\"a\\nb\")\n"),
+                 "m.wf:2:17: expected \\\" or \\\\ after a backslash, got '\\n'");
     EXPECT_ERROR("model \x01\n", "m.wf:1:7: unexpected byte 0x01");
     EXPECT_ERROR("model true\n", "m.wf:1:7: expected model name, got 'true'");
     EXPECT_ERROR("nan = relu(x)\n", "m.wf:1:1: expected statement");
@@ -454,7 +464,8 @@ static void test_errors(void) {
     /* too many arguments */
     static char big[8192];
     size_t o = (size_t)snprintf(big, sizeof big, "y = concat(");
-    for (int k = 0; k <= WF_MODEL_MAX_ARGS; k++) o += (size_t)snprintf(big + o, sizeof big - o, "%sx", k ? ", " : "");
+    for (int k = 0; k <= WF_MODEL_MAX_ARGS; k++)
+        o += (size_t)snprintf(big + o, sizeof big - o, "%sx", k ? ", " : "");
     snprintf(big + o, sizeof big - o, ")\n");
     EXPECT_ERROR(big, "too many names (at most 256)");
 #undef WITH_HEAD
@@ -504,9 +515,12 @@ static void test_alloc_failures(void) {
         wf_alloc_fail_at(k);
         int rc = wf_model_parse(&m, "af.wf", text);
         wf_alloc_fail_at(0);
-        if (rc == WF_OK) ok = 1;
-        else if (rc == WF_ERR_NOMEM) nomem++;
-        else other++;
+        if (rc == WF_OK)
+            ok = 1;
+        else if (rc == WF_ERR_NOMEM)
+            nomem++;
+        else
+            other++;
         CHECK(rc != WF_ERR_NOMEM || (m.n == 0 && m.st == NULL && m.path == NULL));
         wf_model_free(&m);
     }
@@ -536,11 +550,13 @@ static void test_alloc_failures(void) {
         wf_alloc_fail_at(k);
         int rc = wf_model_write(&m, &out, NULL);
         wf_alloc_fail_at(0);
-        if (rc == WF_OK) ok = 1;
+        if (rc == WF_OK)
+            ok = 1;
         else if (rc == WF_ERR_NOMEM) {
             nomem++;
             CHECK(out == NULL);
-        } else other++;
+        } else
+            other++;
         wf_free(out);
     }
     CHECK(ok && nomem >= 1 && other == 0);

@@ -403,10 +403,15 @@ int main(void) {
     test_conv(2, 4, 5, 4, 3, 1, 1, 2, 0, 0, 1000); /* 1x1 strided: im2col path */
     test_conv(2, 2, 4, 3, 2, 1, 3, 2, 2, 1, 1000); /* pad larger than the kernel: empty rows */
     test_conv(2, 1, 12, 12, 4, 5, 5, 1, 2, 1, 1000);
-    /* several chunks, the last one a single sample */
-    test_conv(7, 2, 40, 40, 3, 3, 3, 1, 1, 1, 60);
-    test_conv_chunks(7, 2, 40, 40, 3, 3, 1);
-    test_conv_chunks(5, 3, 64, 64, 2, 3, 1);
+    test_conv(2, 2, 6, 4, 2, 2, 4, 1, 0, 1, 1000); /* stride 1, too narrow for the wide dinp layout */
+    test_conv(2, 2, 6, 7, 3, 3, 5, 1, 1, 1, 1000); /* stride 1, narrow with padding */
+    /* several samples per GEMM chunk (small maps), the last chunk partial */
+    test_conv(7, 2, 12, 12, 3, 3, 3, 1, 1, 1, 300);
+    test_conv(5, 2, 5, 5, 3, 3, 3, 2, 1, 0, 1000);
+    test_conv_chunks(7, 2, 12, 12, 3, 3, 1);
+    test_conv_chunks(9, 2, 6, 6, 3, 3, 1);
+    test_conv_chunks(5, 3, 20, 20, 2, 3, 1);
+    test_conv_chunks(3, 32, 14, 14, 8, 5, 2);
 
     for (int is_max = 0; is_max <= 1; is_max++) {
         test_pool(is_max, 2, 3, 8, 8, 2, 2, 0);

@@ -304,7 +304,9 @@ static void test_corrupt(void) {
     write_st(p, "{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,8]}}", d, 8);
     EXPECT_LOAD_ERROR(p, WF_ERR_CORRUPT, "dtype is not a string");
     write_st(p, "{\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[1024],\"data_offsets\":[0,4096]}}", d, 24);
-    EXPECT_LOAD_ERROR(p, WF_ERR_CORRUPT, "tensor 'fc1.weight' data_offsets [0, 4096) exceed the data block of 24");
+    EXPECT_LOAD_ERROR(
+        p, WF_ERR_CORRUPT,
+        "tensor 'fc1.weight': data_offsets [0, 4096) exceed the data block of 24 bytes (file truncated?)");
     write_st(p,
              "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
              "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
@@ -315,7 +317,7 @@ static void test_corrupt(void) {
              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}",
              d, 20);
     EXPECT_LOAD_ERROR(p, WF_ERR_CORRUPT, "belong to no tensor");
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", d, 20);
+    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", d, 24);
     EXPECT_LOAD_ERROR(p, WF_ERR_CORRUPT, "shape [2, 3] of F32 is 24 bytes but data_offsets [0, 20) span 20");
     write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4096],\"data_offsets\":[0,8]}}", d, 8);
     EXPECT_LOAD_ERROR(p, WF_ERR_CORRUPT, "larger than the data block");
