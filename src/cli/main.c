@@ -36,6 +36,7 @@ static void usage_train(FILE *f) {
                "  --resume [CKPT]   continue from CKPT (default OUT/checkpoint.safetensors)\n"
                "  --stop-after N    stop (with a checkpoint) after N more steps\n"
                "  --quiet           print only the final result\n"
+               "  --profile         time every node and print where a step spends its time\n"
                "  --help            this text\n");
 }
 
@@ -122,9 +123,25 @@ static int parse_long(const char *cmd, const char *opt, const char *s, long *out
     return 0;
 }
 
+static void print_profile(const struct wf_trainer *t) {
+    const struct wf_program *p = &t->ex.prog;
+    double total = 0;
+    for (int i = 0; i < p->n_exec; i++) total += t->ex.node_seconds[i];
+    printf("\nprofile: %.3f s in %d nodes (per step: %.1f us)\n", total, p->n_exec,
+           1e6 * total / (double)(t->step ? t->step : 1));
+    printf("%-20s %-14s %10s %7s %10s\n", "node", "op", "us/step", "share", "GFLOP/s");
+    for (int i = 0; i < p->n_exec; i++) {
+        const struct wf_node *n = &p->g.n[i];
+        double s = t->ex.node_seconds[i];
+        double per = s / (double)(t->step ? t->step : 1) / t->job.micro_batches;
+        printf("%-20s %-14s %10.1f %6.1f%% %10.1f\n", n->name, wf_op_get(n->op)->name, 1e6 * per,
+               100 * s / (total > 0 ? total : 1), per > 0 ? n->flops / per / 1e9 : 0.0);
+    }
+}
+
 static int cmd_train(int argc, char **argv) {
     const char *job = NULL, *resume = NULL;
-    int want_resume = 0, quiet = 0;
+    int want_resume = 0, quiet = 0, profile = 0;
     long stop_after = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -137,6 +154,8 @@ static int cmd_train(int argc, char **argv) {
             if (parse_long("train", "--stop-after", i + 1 < argc ? argv[++i] : NULL, &stop_after) < 0) return 2;
         } else if (!strcmp(argv[i], "--quiet")) {
             quiet = 1;
+        } else if (!strcmp(argv[i], "--profile")) {
+            profile = 1;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "weft train: error: unknown option '%s'\n", argv[i]);
             usage_train(stderr);
@@ -177,6 +196,7 @@ static int cmd_train(int argc, char **argv) {
         if (resume) printf("resumed from %s at step %ld (epoch %d)\n", resume, t.step, t.epoch + 1);
         fflush(stdout);
     }
+    t.ex.profile = profile;
     double t0 = wf_now();
     if (wf_trainer_run(&t, stop_after, on_progress, &ps) < 0) {
         if (ps.tty && !quiet) printf("\n");
@@ -189,6 +209,7 @@ static int cmd_train(int argc, char **argv) {
         wf_trainer_free(&t);
         return fail("train");
     }
+    if (profile) print_profile(&t);
     printf("step %ld: test accuracy %.2f%%  test loss %.4f  (%.1f s)  checkpoint %s\n", t.step, 100 * acc, loss,
            wf_now() - t0, t.ckpt_path);
     wf_trainer_free(&t);

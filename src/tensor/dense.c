@@ -81,7 +81,8 @@ void wf_linear_forward(float *out, const float *inp, const float *w, const float
     /* Start from the bias and accumulate with beta = 1 (as torch.addmm):
      * OpenBLAS's beta = 0 path clears C in a pass of its own, so this saves
      * one pass over out against beta = 0 then a bias pass. */
-    for (int b = 0; b < B; b++) memcpy(out + (long)b * OC, bias, (size_t)OC * sizeof(float));
+    for (int b = 0; b < B; b++)
+        memcpy(out + (long)b * OC, bias, (size_t)OC * sizeof(float));
     wf_sgemm(0, 1, B, OC, C, 1.0f, inp, C, w, C, 1.0f, out, OC);
 }
 

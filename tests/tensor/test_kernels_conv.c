@@ -245,6 +245,36 @@ static void test_conv_chunks(int N, int C, int H, int W, int OC, int K, int pad)
         wf_free(bufs[i]);
 }
 
+/* Degenerate shapes: an empty batch, and a kernel larger than the padded
+ * input (OH = 0). Gradients are zero-filled, nothing else is touched. */
+static void test_conv_empty(void) {
+    struct wf_conv2d_shape s;
+    float w[2 * 3 * 3 * 3], dw[2 * 3 * 3 * 3], db[2], dinp[3 * 2 * 2], dout[1] = {0}, inp[3 * 2 * 2] = {0};
+    for (size_t i = 0; i < WF_ARRAY_LEN(w); i++)
+        w[i] = 1.0f;
+    wf_conv2d_shape_init(&s, 0, 3, 4, 4, 2, 3, 3, 1, 1);
+    CHECK(wf_conv2d_workspace(&s) == 0);
+    fill_nan(dw, WF_ARRAY_LEN(dw));
+    fill_nan(db, 2);
+    wf_conv2d_forward(NULL, NULL, w, NULL, &s, NULL);
+    wf_conv2d_backward(NULL, dw, db, NULL, NULL, w, &s, NULL);
+    int zero = 1;
+    for (size_t i = 0; i < WF_ARRAY_LEN(dw); i++)
+        zero &= dw[i] == 0.0f;
+    CHECK(zero && db[0] == 0.0f && db[1] == 0.0f);
+    wf_conv2d_shape_init(&s, 1, 3, 2, 2, 2, 3, 3, 1, 0); /* 3x3 kernel on 2x2: OH = OW = 0 */
+    CHECK(s.OH == 0 && s.OW == 0 && wf_conv2d_workspace(&s) == 0);
+    fill_nan(dw, WF_ARRAY_LEN(dw));
+    fill_nan(dinp, WF_ARRAY_LEN(dinp));
+    wf_conv2d_backward(dinp, dw, NULL, dout, inp, w, &s, NULL);
+    zero = 1;
+    for (size_t i = 0; i < WF_ARRAY_LEN(dw); i++)
+        zero &= dw[i] == 0.0f;
+    for (size_t i = 0; i < WF_ARRAY_LEN(dinp); i++)
+        zero &= dinp[i] == 0.0f;
+    CHECK(zero);
+}
+
 /* ---- pooling ---- */
 
 struct pool_case {
@@ -412,6 +442,7 @@ int main(void) {
     test_conv_chunks(9, 2, 6, 6, 3, 3, 1);
     test_conv_chunks(5, 3, 20, 20, 2, 3, 1);
     test_conv_chunks(3, 32, 14, 14, 8, 5, 2);
+    test_conv_empty();
 
     for (int is_max = 0; is_max <= 1; is_max++) {
         test_pool(is_max, 2, 3, 8, 8, 2, 2, 0);
