@@ -25,6 +25,10 @@ struct wf_exec {
     uint64_t rng_step;      /* dropout: stream from (step, global micro-batch index) */
     double *node_seconds;   /* per node, accumulated when profiling */
     int profile;
+    /* called after each node; lets the trainer update a parameter the moment
+     * its gradient is final, while it is still in cache */
+    void (*node_done)(void *ud, int node);
+    void *node_done_ud;
 };
 
 int wf_exec_init(struct wf_exec *e, const struct wf_model *m, int batch, int train, float *params, float *grads);

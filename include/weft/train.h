@@ -54,6 +54,7 @@ struct wf_trainer {
     long epoch_step;             /* steps done in the current epoch */
     long steps_per_epoch;
     double last_loss;
+    double step_lr;              /* learning rate of the step in progress */
     FILE *metrics;
     char *ckpt_path;
     int quiet;

@@ -317,6 +317,7 @@ int wf_exec_run(struct wf_exec *e, int from, int to) {
         int rc = n->backward ? run_backward(e, n) : run_forward(e, n);
         if (rc < 0) return rc;
         if (e->profile) e->node_seconds[i] += wf_now() - t0;
+        if (e->node_done) e->node_done(e->node_done_ud, i);
     }
     return WF_OK;
 }

@@ -256,6 +256,21 @@ static void unfix(struct wf_trainer *t) {
     for (int64_t i = 0; i < t->n_params; i++) t->grads[i] = (float)((double)t->acc[i] * inv);
 }
 
+static void update_param(struct wf_trainer *t, int pv, double lr, long step) {
+    const struct wf_job *j = &t->job;
+    const struct wf_value *v = &t->ex.prog.g.v[pv];
+    if (v->grad < 0) return;
+    int64_t off = t->ex.prog.offset[pv];
+    long n = (long)v->numel;
+    float *p = t->params + off, *gr = t->grads + off;
+    if (j->optimizer == WF_OPT_SGD)
+        wf_sgd_update(p, gr, t->opt_a ? t->opt_a + off : NULL, n, (float)lr, (float)j->momentum,
+                      (float)j->weight_decay, j->nesterov, step);
+    else
+        wf_adam_update(p, gr, t->opt_a + off, t->opt_b + off, n, (float)lr, (float)j->beta1, (float)j->beta2,
+                       (float)j->eps, (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, step);
+}
+
 static void optimizer_step(struct wf_trainer *t, double lr) {
     const struct wf_job *j = &t->job;
     const struct wf_graph *g = &t->ex.prog.g;
@@ -265,19 +280,21 @@ static void optimizer_step(struct wf_trainer *t, double lr) {
         double coef = j->clip_norm / (norm + 1e-6);
         if (coef < 1.0) wf_scale(t->grads, (long)t->n_params, (float)coef);
     }
-    long step = t->step + 1;
+    for (int i = 0; i < g->n_params; i++) update_param(t, g->params[i], lr, t->step + 1);
+}
+
+/* With one micro-batch and no clipping a parameter's update needs only its
+ * own gradient: apply it as soon as the node producing that gradient ran.
+ * Nothing later in the step reads the parameter (all its uses are done
+ * when its final gradient exists), so the result is bit-identical. */
+static int fused_update(const struct wf_trainer *t) { return t->job.micro_batches == 1 && !(t->job.clip_norm > 0); }
+
+static void on_node_done(void *ud, int node) {
+    struct wf_trainer *t = ud;
+    const struct wf_graph *g = &t->ex.prog.g;
     for (int i = 0; i < g->n_params; i++) {
-        int pv = g->params[i];
-        if (g->v[pv].grad < 0) continue;
-        int64_t off = t->ex.prog.offset[pv];
-        long n = (long)g->v[pv].numel;
-        float *p = t->params + off, *gr = t->grads + off;
-        if (j->optimizer == WF_OPT_SGD)
-            wf_sgd_update(p, gr, t->opt_a ? t->opt_a + off : NULL, n, (float)lr, (float)j->momentum,
-                          (float)j->weight_decay, j->nesterov, step);
-        else
-            wf_adam_update(p, gr, t->opt_a + off, t->opt_b + off, n, (float)lr, (float)j->beta1, (float)j->beta2,
-                           (float)j->eps, (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, step);
+        int gv = g->v[g->params[i]].grad;
+        if (gv >= 0 && g->v[gv].producer == node) update_param(t, g->params[i], t->step_lr, t->step + 1);
     }
 }
 
@@ -291,6 +308,10 @@ static int train_step(struct wf_trainer *t, double *loss_out) {
     const uint32_t *ids = t->order + (size_t)t->epoch_step * (size_t)j->batch;
     double loss = 0;
     const float *lp = wf_exec_ptr(&t->ex, t->ex.prog.g.loss);
+    t->step_lr = wf_lr_at(j, t->step, t->steps_per_epoch * j->epochs);
+    int fused = fused_update(t);
+    t->ex.node_done = fused ? on_node_done : NULL;
+    t->ex.node_done_ud = t;
     for (int k = 0; k < K; k++) {
         load_micro_batch(t, ids + (size_t)k * mb, mb);
         wf_exec_set_rng(&t->ex, j->seed, (uint64_t)t->step, (uint64_t)k);
@@ -304,8 +325,7 @@ static int train_step(struct wf_trainer *t, double *loss_out) {
     if (!isfinite(loss))
         return wf_error(WF_ERR_RANGE, "the loss became %g at step %ld (epoch %d); try a lower learning rate", loss,
                         t->step + 1, t->epoch + 1);
-    double lr = wf_lr_at(j, t->step, t->steps_per_epoch * j->epochs);
-    optimizer_step(t, lr);
+    if (!fused) optimizer_step(t, t->step_lr);
     t->step++;
     t->epoch_step++;
     *loss_out = loss;
