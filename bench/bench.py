@@ -147,6 +147,8 @@ class Bench:
                "--warmup", str(warmup), "--steps", str(steps), "--data", self.a.data]
         if blas_info:
             cmd.append("--blas-info")
+        if self.a.torch_no_mkldnn:
+            cmd.append("--no-mkldnn")
         logp = self.log("torch-%s-t%dx%d" % (case, torch_threads, blas_threads))
         rc, rss, wall = run_measured(cmd, blas_env(self.env, blas_threads, torch_threads), logp, self.a.timeout)
         text = open(logp).read()
@@ -180,17 +182,21 @@ class Bench:
         self.blas_core = b.get("openblas_core")
         print()
 
-    def sgemm_peak(self):
-        print("== SGEMM peak (OpenBLAS, square %d, median of %d runs)" % (self.a.sgemm_n, self.a.sgemm_runs))
-        ths = ",".join(str(t) for t in self.a.threads)
-        out = subprocess.run([self.a.sgemm, "--n", str(self.a.sgemm_n), "--runs", str(self.a.sgemm_runs),
-                              "--threads", ths, "--json"], capture_output=True, text=True, env=self.env)
+    def sgemm(self, threads, runs):
+        out = subprocess.run([self.a.sgemm, "--n", str(self.a.sgemm_n), "--runs", str(runs),
+                              "--threads", ",".join(map(str, threads)), "--json"],
+                             capture_output=True, text=True, env=self.env)
         if out.returncode != 0:
             raise RuntimeError("sgemm_peak failed: " + out.stderr)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def sgemm_peak(self):
+        print("== SGEMM peak (OpenBLAS, square %d, median of %d runs)" % (self.a.sgemm_n, self.a.sgemm_runs))
+        r = self.sgemm(self.a.threads, self.a.sgemm_runs)
         self.peak = {t: r["gflops_%d" % t] for t in self.a.threads}
         print("core %s: " % r["core"] + ", ".join("%d thread%s %.1f GFLOP/s" % (t, "" if t == 1 else "s", g)
                                                   for t, g in self.peak.items()))
+        print("(measured again just before each case, at its thread count: the %% column uses that figure)")
         if self.blas_core and r["core"] != self.blas_core:
             print("WARNING: sgemm_peak ran core %s, PyTorch's OpenBLAS ran %s" % (r["core"], self.blas_core))
         print()
@@ -221,11 +227,12 @@ class Bench:
             warmup, steps = c["quick"] if self.a.quick else c["full"]
             for threads in self.a.threads:
                 idle = idle_pct(0.5)
-                if idle < 80:
-                    print("   (warning: only %.0f%% of the CPUs idle before this case: others are busy)" % idle)
+                peak = self.sgemm([threads], max(3, self.a.sgemm_runs // 2))["gflops_%d" % threads]
                 setting, desc = self.torch_setting(case, threads, warmup, steps)
-                print("== %s, %d thread%s: steps %d..%d timed; PyTorch %s" % (
-                    case, threads, "" if threads == 1 else "s", warmup + 1, warmup + steps, desc), flush=True)
+                print("== %s, %d thread%s: steps %d..%d timed; SGEMM peak now %.1f GFLOP/s; PyTorch %s" % (
+                    case, threads, "" if threads == 1 else "s", warmup + 1, warmup + steps, peak, desc), flush=True)
+                print("   CPU idle before the case: %.0f%%%s" % (idle, "  (others are busy: expect noise)"
+                                                             if idle < 80 else ""), flush=True)
                 W, T = [], []
                 for i in range(self.a.runs):
                     order = ("weft", "torch") if i % 2 == 0 else ("torch", "weft")
@@ -243,7 +250,7 @@ class Bench:
                     case=case, threads=threads, torch_setting=setting, weft_sps=ws, torch_sps=ts,
                     weft_all=[r["sps"] for r in W], torch_all=[r["sps"] for r in T],
                     ratio=ws / ts if ts else float("nan"),
-                    gflops=ws * self.flops[c["model"]] / 1e9,
+                    gflops=ws * self.flops[c["model"]] / 1e9, peak=peak,
                     weft_rss_kb=max(r["rss_kb"] for r in W), torch_rss_kb=max(r["rss_kb"] for r in T),
                     goal=c["goal"]))
 
@@ -269,16 +276,16 @@ class Bench:
     def report(self):
         print("== results (medians of %d run%s; ratio = weft / PyTorch samples/s)" % (
             self.a.runs, "" if self.a.runs == 1 else "s"))
-        hdr = ("case", "thr", "weft samp/s", "PyTorch samp/s", "ratio", "goal", "weft GFLOP/s", "% SGEMM pk",
-               "weft RSS MiB", "result")
-        fmt = "%-7s %3s %12s %14s %6s %5s %12s %10s %12s %6s"
+        hdr = ("case", "thr", "weft samp/s", "PyTorch samp/s", "PT tXb", "ratio", "goal", "weft GFLOP/s",
+               "% SGEMM pk", "weft RSS MiB", "result")
+        fmt = "%-7s %3s %12s %14s %6s %6s %5s %12s %10s %12s %6s"
         print(fmt % hdr)
         for r in self.rows:
             ok = r["ratio"] >= r["goal"]
             r["pass"] = ok
             print(fmt % (r["case"], r["threads"], "%.0f" % r["weft_sps"], "%.0f" % r["torch_sps"],
-                         "%.2f" % r["ratio"], "%.1f" % r["goal"], "%.1f" % r["gflops"],
-                         "%.0f%%" % (100 * r["gflops"] / self.peak[r["threads"]]),
+                         "%dx%d" % tuple(r["torch_setting"]), "%.2f" % r["ratio"], "%.1f" % r["goal"], "%.1f" % r["gflops"],
+                         "%.0f%%" % (100 * r["gflops"] / r["peak"]),
                          "%.1f" % (r["weft_rss_kb"] / 1024), "PASS" if ok else "FAIL"))
         print()
         if len(self.a.threads) >= 2:
@@ -302,11 +309,15 @@ class Bench:
               % (self.flops["mlp"] / 1e6, self.flops["cnn"] / 1e6))
         print("   forward, weight grads, input grads except the first layer's); `weft check` reports %s"
               % ", ".join("%s %.2f M" % (m, v / 1e6) for m, v in self.check_flops.items()))
-        print("   (it also counts an input gradient for the data). % SGEMM pk = that / the SGEMM peak at the")
-        print("   same thread count, i.e. the fraction of the GEMM-only roofline.")
+        print("   (it also counts an input gradient for the data). % SGEMM pk = that / the SGEMM peak measured")
+        print("   just before the case at the same thread count: the fraction of the GEMM-only roofline.")
         print(" - weft RSS = the largest peak RSS of the weft processes of that row (whole process, including")
         print("   its final evaluation); PyTorch's (Python + libtorch) is in the per-run lines and JSON.")
-        print(" - PyTorch thread setting: 1 thread = 1 torch x 1 BLAS; 2 threads = see each case's header.")
+        print(" - PT tXb: PyTorch's torch (OpenMP/oneDNN) threads x OpenBLAS threads for that row; at 2 threads")
+        print("   the faster of 1x2 and 2x1 in a short probe (see each case's header; --torch-setting fixes it).")
+        print(" - PyTorch's convolutions run in %s; its linear layers in the same OpenBLAS as weft."
+              % ("im2col + OpenBLAS (--torch-no-mkldnn)" if self.a.torch_no_mkldnn else
+                 "its default oneDNN kernels (--torch-no-mkldnn: im2col + OpenBLAS)"))
         print("logs and jobs: %s" % self.tmp)
 
     def main(self):
@@ -372,6 +383,8 @@ def main():
     ap.add_argument("--runs", type=int, default=None, help="runs per case and side (default 3, quick 1)")
     ap.add_argument("--torch-setting", choices=["auto", "1xN", "Nx1"], default="auto",
                     help="PyTorch's N-thread setting: 1 torch x N BLAS, N torch x 1 BLAS, or the faster (auto)")
+    ap.add_argument("--torch-no-mkldnn", action="store_true",
+                    help="PyTorch convolutions through im2col + OpenBLAS instead of its default oneDNN kernels")
     ap.add_argument("--rss-case", default="mlp64", choices=sorted(CASES))
     ap.add_argument("--rss-epochs", type=int, default=None, help="epochs of the RSS run (default 3; 0 = skip)")
     ap.add_argument("--sgemm-n", type=int, default=1024)

@@ -2,7 +2,7 @@
 # Installs every Debian package weft needs to build, test and train.
 # Usage: scripts/install-deps.sh [--bench]   (--bench adds PyTorch and Open MPI for bench/)
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev libcjson-dev
+pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libdnnl-dev zlib1g-dev libcjson-dev
       dataset-fashion-mnist python3)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch python3-numpy hyperfine)

@@ -63,10 +63,8 @@ static int finalize(struct wf_graph *g, struct contribs *c, int vi) {
     if (cv->n == 1) return cv->v[0];
     char name[512];
     snprintf(name, sizeof name, "d%s", g->v[vi].name);
-    const struct wf_value *x = &g->v[vi];
-    int64_t shape[WF_MAX_DIMS];
-    memcpy(shape, x->shape, sizeof shape);
-    int gi = wf_graph_add_value(g, name, WF_V_GRAD, WF_F32, x->ndim, shape);
+    const struct wf_value x = g->v[vi]; /* a copy: adding values moves g->v */
+    int gi = wf_graph_add_value(g, name, WF_V_GRAD, WF_F32, x.ndim, x.shape);
     if (gi < 0) return gi;
     int ni = wf_graph_add_node(g, WF_OP_ACCUM, name);
     if (ni < 0) return ni;
@@ -76,7 +74,7 @@ static int finalize(struct wf_graph *g, struct contribs *c, int vi) {
     n->col = g->v[vi].col;
     for (int k = 0; k < cv->n; k++) n->in[n->n_in++] = cv->v[k];
     n->out[n->n_out++] = gi;
-    n->flops = (double)x->numel * (cv->n - 1);
+    n->flops = (double)x.numel * (cv->n - 1);
     g->v[gi].producer = ni;
     g->v[gi].grad_of = vi;
     return gi;

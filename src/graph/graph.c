@@ -241,7 +241,8 @@ static int need_f32(struct build *b, int vi, const char *what) {
 static int infer(struct build *b) {
     struct wf_graph *g = b->g;
     struct wf_node *n = &g->n[b->node];
-    const struct wf_value *x = &g->v[n->in[0]];
+    const struct wf_value xcopy = g->v[n->in[0]]; /* adding params and outputs moves g->v */
+    const struct wf_value *x = &xcopy;
     int64_t sh[WF_MAX_DIMS];
     char s1[96], s2[96];
     int nd = x->ndim, rc;

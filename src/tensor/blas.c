@@ -1,15 +1,21 @@
 /* tensor: the BLAS seam. Every GEMM in weft goes through wf_sgemm, which
  * forwards to OpenBLAS (cblas_sgemm, row-major). Results are deterministic
- * for a given BLAS thread count (DESIGN.md §4 rule 2). */
+ * for a given BLAS thread count (DESIGN.md §4 rule 2). The thread count is
+ * also oneDNN's, which runs the convolutions (conv_dnnl.c). */
 #include <cblas.h>
 
+#include "conv_int.h"
 #include "weft/kernels.h"
 
 /* Some cblas.h builds (netlib's) lack the OpenBLAS extensions. */
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
 
-void wf_blas_set_threads(int n) { openblas_set_num_threads(n > 0 ? n : 1); }
+/* oneDNN (OpenMP) gets the same count: 1 thread means 1 thread in both */
+void wf_blas_set_threads(int n) {
+    openblas_set_num_threads(n > 0 ? n : 1);
+    wf_conv_dnnl_set_threads(n > 0 ? n : 1);
+}
 
 int wf_blas_get_threads(void) { return openblas_get_num_threads(); }
 

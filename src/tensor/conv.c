@@ -20,8 +20,10 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "conv_int.h"
 #include "weft/core.h"
 #include "weft/kernels.h"
 
@@ -109,12 +111,6 @@ static void conv_plan(struct conv_plan *p, const struct wf_conv2d_shape *s) {
     p->ndwt = p->K * s->OC;
 }
 
-long wf_conv2d_workspace(const struct wf_conv2d_shape *s) {
-    if (conv_is_empty(s) || conv_is_pointwise(s)) return 0;
-    struct conv_plan p;
-    conv_plan(&p, s);
-    return p.ncol + p.ntmp + p.nxp + p.ndwt;
-}
 
 /* xp (C, H+2p, W+2p) = img (C,H,W) with a zero border */
 static void pad_image(float *xp, const float *img, const struct wf_conv2d_shape *s) {
@@ -238,11 +234,10 @@ static void add_bias(float *out, const float *bias, int OC, long P) {
     }
 }
 
-void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, const struct wf_conv2d_shape *s,
-                       float *work) {
+static void blas_forward(float *out, const float *inp, const float *w, const float *bias,
+                         const struct wf_conv2d_shape *s, float *work) {
     const int OC = s->OC;
     const long P = (long)s->OH * s->OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
-    if (conv_is_empty(s)) return;
     if (conv_is_pointwise(s)) {
         for (int n = 0; n < s->N; n++) {
             sgemm(0, 0, OC, (int)P, s->C, 1.0f, w, s->C, inp + n * inp_n, (int)P, 0.0f, out + n * out_n, (int)P);
@@ -293,16 +288,11 @@ static double plane_sum(const float *x, long n) {
     return sum;
 }
 
-void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                        const struct wf_conv2d_shape *s, float *work) {
+/* dinp, dw and dbias each nullable: only the others are computed */
+static void blas_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                          const struct wf_conv2d_shape *s, float *work) {
     const int OC = s->OC, OH = s->OH, OW = s->OW;
     const long P = (long)OH * OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
-    if (conv_is_empty(s)) {
-        memset(dw, 0, sizeof(float) * OC * s->C * s->KH * s->KW);
-        if (dbias) memset(dbias, 0, sizeof(float) * OC);
-        if (dinp && s->N > 0) memset(dinp, 0, sizeof(float) * s->N * inp_n);
-        return;
-    }
     if (dbias) {
         for (int oc = 0; oc < OC; oc++) {
             double sum = 0;
@@ -316,7 +306,7 @@ void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout,
         for (int n = 0; n < s->N; n++) {
             const float *dout_n = dout + n * out_n, *inp_ = inp + n * inp_n;
             /* dw (OC,C) (+)= dout_n (OC,P) @ inp_n (C,P)^T */
-            sgemm(0, 1, OC, C, (int)P, 1.0f, dout_n, (int)P, inp_, (int)P, n ? 1.0f : 0.0f, dw, C);
+            if (dw) sgemm(0, 1, OC, C, (int)P, 1.0f, dout_n, (int)P, inp_, (int)P, n ? 1.0f : 0.0f, dw, C);
             /* dinp_n (C,P) = w (OC,C)^T @ dout_n */
             if (dinp) sgemm(1, 0, C, (int)P, OC, 1.0f, w, C, dout_n, (int)P, 0.0f, dinp + n * inp_n, (int)P);
         }
@@ -326,11 +316,13 @@ void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout,
     conv_plan(&p, s);
     const int K = (int)p.K;
     float *col = work, *tmp = col + p.ncol, *xp = tmp + p.ntmp, *dwt = xp + p.nxp;
+    if (!dw && !dinp) return;
     for (int n0 = 0; n0 < s->N; n0 += p.nb) {
         const int nb = WF_MIN(p.nb, s->N - n0);
         const long ld = nb * P;
-        for (int i = 0; i < nb; i++)
-            im2col_sample(col + i * P, ld, inp + (n0 + i) * inp_n, xp, s);
+        if (dw)
+            for (int i = 0; i < nb; i++)
+                im2col_sample(col + i * P, ld, inp + (n0 + i) * inp_n, xp, s);
         const float *d = dout + n0 * out_n;
         if (nb > 1) {
             /* dout (nb, OC, P) -> tmp (OC, nb, P) */
@@ -341,7 +333,7 @@ void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout,
         }
         /* dw^T (K,OC) (+)= col (K, nb*P) @ d (OC, nb*P)^T, chunks summed in
          * order; the transposed product runs ~10% faster in OpenBLAS here */
-        sgemm(0, 1, K, OC, (int)ld, 1.0f, col, (int)ld, d, (int)ld, n0 ? 1.0f : 0.0f, dwt, OC);
+        if (dw) sgemm(0, 1, K, OC, (int)ld, 1.0f, col, (int)ld, d, (int)ld, n0 ? 1.0f : 0.0f, dwt, OC);
         if (!dinp) continue;
         long ldq = ld;
         if (p.wide) {
@@ -365,9 +357,77 @@ void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout,
         for (int i = 0; i < nb; i++)
             col2im_sample(dinp + (n0 + i) * inp_n, col + i * q, ldq, xp, &p, s);
     }
+    if (!dw) return;
     for (int oc = 0; oc < OC; oc++)
         for (int k = 0; k < K; k++)
             dw[(long)oc * K + k] = dwt[(long)k * OC + oc];
+}
+
+/* ---- the backend per op ---- */
+
+static _Atomic int backend_setting = -1; /* enum wf_conv_backend, -1: WEFT_CONV not read yet */
+
+void wf_conv_backend_set(enum wf_conv_backend b) { backend_setting = (int)b; }
+
+enum wf_conv_backend wf_conv_backend_get(void) {
+    int b = backend_setting;
+    if (b >= 0) return (enum wf_conv_backend)b;
+    const char *v = getenv("WEFT_CONV");
+    b = WF_CONV_AUTO;
+    if (v && strcmp(v, "blas") == 0)
+        b = WF_CONV_BLAS;
+    else if (v && strcmp(v, "dnnl") == 0)
+        b = WF_CONV_DNNL;
+    else if (v && *v && strcmp(v, "auto") != 0)
+        WF_LOGW("tensor", "WEFT_CONV=%s is not blas, dnnl or auto; using auto", v);
+    backend_setting = b;
+    return (enum wf_conv_backend)b;
+}
+
+int wf_conv_dnnl_ops(const struct wf_conv2d_shape *s) {
+    if (conv_is_empty(s)) return 0;
+    switch (wf_conv_backend_get()) {
+    case WF_CONV_BLAS: return 0;
+    case WF_CONV_DNNL: return WF_CONV_OP_ALL;
+    default: break;
+    }
+    return WF_CONV_OP_ALL;
+}
+
+long wf_conv2d_workspace(const struct wf_conv2d_shape *s) {
+    if (conv_is_empty(s)) return 0;
+    long n = 0;
+    if (!conv_is_pointwise(s)) {
+        struct conv_plan p;
+        conv_plan(&p, s);
+        n = p.ncol + p.ntmp + p.nxp + p.ndwt;
+    }
+    /* the BLAS part stays: it is the fallback if oneDNN cannot run a call */
+    const int ops = wf_conv_dnnl_ops(s);
+    const long d = ops ? wf_conv_dnnl_workspace(s, ops) : 0;
+    return WF_MAX(n, d);
+}
+
+void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, const struct wf_conv2d_shape *s,
+                       float *work) {
+    if (conv_is_empty(s)) return;
+    if ((wf_conv_dnnl_ops(s) & WF_CONV_OP_FWD) && wf_conv_dnnl_forward(out, inp, w, bias, s, work) == 0) return;
+    blas_forward(out, inp, w, bias, s, work);
+}
+
+void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                        const struct wf_conv2d_shape *s, float *work) {
+    if (conv_is_empty(s)) {
+        memset(dw, 0, sizeof(float) * (size_t)s->OC * s->C * s->KH * s->KW);
+        if (dbias) memset(dbias, 0, sizeof(float) * (size_t)s->OC);
+        if (dinp && s->N > 0) memset(dinp, 0, sizeof(float) * (size_t)s->N * s->C * s->H * s->W);
+        return;
+    }
+    const int ops = wf_conv_dnnl_ops(s);
+    if ((ops & WF_CONV_OP_BWD_WEIGHTS) && wf_conv_dnnl_backward_weights(dw, dbias, dout, inp, s, work) == 0)
+        dw = dbias = NULL;
+    if (dinp && (ops & WF_CONV_OP_BWD_DATA) && wf_conv_dnnl_backward_data(dinp, dout, w, s, work) == 0) dinp = NULL;
+    if (dw || dinp) blas_backward(dinp, dw, dbias, dout, inp, w, s, work);
 }
 
 /* ---- pooling ---- */
