@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --no-deps) deps=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$1") ;;
   esac
   shift

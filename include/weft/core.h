@@ -57,6 +57,9 @@ void *wf_aalloc(size_t size);
 void wf_afree(void *p);
 /* Test hook: the n-th allocation from now fails (n >= 1); n = 0 disables. */
 void wf_alloc_fail_at(long n);
+/* Allocations made through the seam so far (tests check that a training
+ * step makes none). */
+long wf_alloc_count(void);
 
 /* ---- counter-based random numbers (Philox4x32-10) ----
  * A stream is a pure function of (key, stream id); position i of a stream

@@ -66,6 +66,8 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
 /* Trains until the job's epochs (or max_steps, or stop_after_steps > 0
  * more steps) are done, checkpointing as the job says and at the end. */
 int wf_trainer_run(struct wf_trainer *t, long stop_after_steps, wf_progress_fn fn, void *ud);
+/* One optimizer step on the next global batch; allocates nothing. */
+int wf_trainer_step(struct wf_trainer *t, double *loss);
 /* Mean loss and accuracy on a dataset (the test split by default). */
 int wf_trainer_evaluate(struct wf_trainer *t, const struct wf_dataset *d, double *loss, double *acc);
 int wf_trainer_save(struct wf_trainer *t, const char *path);

@@ -6,10 +6,14 @@
 #include "weft/core.h"
 
 static atomic_long fail_countdown; /* 0: off; k: the k-th call from now fails */
+static atomic_long n_allocs;       /* successful or not, every call counts */
+
+long wf_alloc_count(void) { return atomic_load(&n_allocs); }
 
 void wf_alloc_fail_at(long n) { atomic_store(&fail_countdown, n > 0 ? n : 0); }
 
 static int should_fail(void) {
+    atomic_fetch_add(&n_allocs, 1);
     long c = atomic_load(&fail_countdown);
     while (c > 0) {
         if (atomic_compare_exchange_weak(&fail_countdown, &c, c - 1)) return c == 1;

@@ -298,7 +298,7 @@ static void on_node_done(void *ud, int node) {
     }
 }
 
-static int train_step(struct wf_trainer *t, double *loss_out) {
+int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
     const struct wf_job *j = &t->job;
     int K = j->micro_batches, mb = j->batch / K;
     if (t->order_epoch != t->epoch) {
@@ -396,7 +396,7 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
     int rc = WF_OK;
     while (t->step < stop_at) {
         double loss = 0;
-        if ((rc = train_step(t, &loss)) < 0) break;
+        if ((rc = wf_trainer_step(t, &loss)) < 0) break;
         t->last_loss = loss;
         double now = wf_now();
         double sps = (double)(t->step - steps0) * j->batch / (now - t0 + 1e-12);
