@@ -26,6 +26,7 @@ from torch_train import steady_rate  # noqa: E402  (the same window rule on both
 
 ROOT = os.path.dirname(HERE)
 TRAIN_N = 60000  # Fashion-MNIST training samples
+NOISY = 10.0     # % of the machine used by other processes during a run above which a row is flagged
 
 # case -> model, batch, goal (weft/PyTorch samples/s), (warm-up, timed steps) full and quick
 CASES = {
@@ -61,8 +62,17 @@ def weft_check_flops(weft, model, batch):
     return parse_count(m.group(1)) if m else float("nan")
 
 
+def cpu_busy_s():
+    """Seconds of CPU time spent (not idle) on all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(cmd, env, log_path, timeout):
-    """Runs cmd with stdout+stderr to log_path; returns (rc, peak RSS kB of that child, wall s)."""
+    """Runs cmd with stdout+stderr to log_path; returns (rc, peak RSS kB of that child, wall s,
+    others' CPU load during the run in % of the machine: all CPUs' busy time minus the child's)."""
+    b0 = cpu_busy_s()
     t0 = time.monotonic()
     with open(log_path, "w") as log:
         p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -77,7 +87,9 @@ def run_measured(cmd, env, log_path, timeout):
                 break
             time.sleep(0.02)
         p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, ru.ru_maxrss, time.monotonic() - t0
+    wall = time.monotonic() - t0
+    others = (cpu_busy_s() - b0 - ru.ru_utime - ru.ru_stime) / (wall * (os.cpu_count() or 1))
+    return p.returncode, ru.ru_maxrss, wall, max(0.0, 100.0 * others)
 
 
 def blas_env(base, blas_threads, omp_threads=1):
@@ -120,8 +132,8 @@ class Bench:
                     ("max_steps = %d\n" % total if steps else "") +
                     "out = %s\n" % os.path.join(d, "out"))
         logp = self.log("weft-%s-t%d" % (case, threads))
-        rc, rss, wall = run_measured([self.weft, "train", job, "--quiet"], blas_env(self.env, threads), logp,
-                                     self.a.timeout)
+        rc, rss, wall, others = run_measured([self.weft, "train", job, "--quiet"], blas_env(self.env, threads),
+                                             logp, self.a.timeout)
         if rc != 0:
             raise RuntimeError("weft train failed (rc %d), see %s:\n%s" % (rc, logp, open(logp).read()[-2000:]))
         steps_t, epochs_ev = [], []
@@ -132,7 +144,7 @@ class Bench:
                     epochs_ev.append(r)
                 elif "step" in r:
                     steps_t.append(r["time_s"])
-        res = dict(rss_kb=rss, wall_s=wall, epochs=epochs_ev, log=logp)
+        res = dict(rss_kb=rss, wall_s=wall, others_pct=others, epochs=epochs_ev, log=logp)
         if steps:
             if len(steps_t) < total:
                 raise RuntimeError("weft wrote %d step lines, wanted %d (%s)" % (len(steps_t), total, d))
@@ -150,12 +162,13 @@ class Bench:
         if self.a.torch_no_mkldnn:
             cmd.append("--no-mkldnn")
         logp = self.log("torch-%s-t%dx%d" % (case, torch_threads, blas_threads))
-        rc, rss, wall = run_measured(cmd, blas_env(self.env, blas_threads, torch_threads), logp, self.a.timeout)
+        rc, rss, wall, others = run_measured(cmd, blas_env(self.env, blas_threads, torch_threads), logp,
+                                             self.a.timeout)
         text = open(logp).read()
         if rc != 0:
             raise RuntimeError("torch_train.py failed (rc %d), see %s:\n%s" % (rc, logp, text[-2000:]))
         r = json.loads([l for l in text.splitlines() if l.startswith("{")][-1])
-        r.update(sps=r["samples_per_s"], rss_kb=rss, wall_s=wall)
+        r.update(sps=r["samples_per_s"], rss_kb=rss, wall_s=wall, others_pct=others)
         return r
 
     # ---- checks and peak ----
@@ -241,9 +254,10 @@ class Bench:
                             W.append(self.weft_run(case, threads, warmup, steps))
                         else:
                             T.append(self.torch_run(case, setting[0], setting[1], warmup, steps))
-                    print("   run %d: weft %9.0f/s  PyTorch %9.0f/s  (weft RSS %.0f MiB, PyTorch %.0f MiB)" % (
-                        i + 1, W[-1]["sps"], T[-1]["sps"], W[-1]["rss_kb"] / 1024, T[-1]["rss_kb"] / 1024),
-                        flush=True)
+                    print("   run %d: weft %9.0f/s  PyTorch %9.0f/s  (RSS weft %.0f MiB, PyTorch %.0f MiB; "
+                          "others' CPU load during weft %.0f%%, PyTorch %.0f%%)" % (
+                              i + 1, W[-1]["sps"], T[-1]["sps"], W[-1]["rss_kb"] / 1024, T[-1]["rss_kb"] / 1024,
+                              W[-1]["others_pct"], T[-1]["others_pct"]), flush=True)
                 ws = statistics.median(r["sps"] for r in W)
                 ts = statistics.median(r["sps"] for r in T)
                 self.rows.append(dict(
@@ -252,6 +266,7 @@ class Bench:
                     ratio=ws / ts if ts else float("nan"),
                     gflops=ws * self.flops[c["model"]] / 1e9, peak=peak,
                     weft_rss_kb=max(r["rss_kb"] for r in W), torch_rss_kb=max(r["rss_kb"] for r in T),
+                    others_pct=max(r["others_pct"] for r in W + T),
                     goal=c["goal"]))
 
     def rss_epochs(self):
@@ -286,7 +301,8 @@ class Bench:
             print(fmt % (r["case"], r["threads"], "%.0f" % r["weft_sps"], "%.0f" % r["torch_sps"],
                          "%dx%d" % tuple(r["torch_setting"]), "%.2f" % r["ratio"], "%.1f" % r["goal"], "%.1f" % r["gflops"],
                          "%.0f%%" % (100 * r["gflops"] / r["peak"]),
-                         "%.1f" % (r["weft_rss_kb"] / 1024), "PASS" if ok else "FAIL"))
+                         "%.1f" % (r["weft_rss_kb"] / 1024), "PASS" if ok else "FAIL")
+                  + ("  noisy: others used up to %.0f%%" % r["others_pct"] if r["others_pct"] > NOISY else ""))
         print()
         if len(self.a.threads) >= 2:
             t1, t2 = self.a.threads[0], self.a.threads[1]
@@ -299,9 +315,13 @@ class Bench:
                     s = b[0]["weft_sps"] / a[0]["weft_sps"]
                     ts = b[0]["torch_sps"] / a[0]["torch_sps"]
                     self.scaling[case] = s
-                    print("   %-7s weft x%.2f  %s   (PyTorch x%.2f)" % (case, s, "PASS" if s >= 1.0 else "FAIL", ts))
+                    noisy = max(a[0]["others_pct"], b[0]["others_pct"]) > NOISY
+                    print("   %-7s weft x%.3f  %s   (PyTorch x%.3f)%s" % (case, s, "PASS" if s >= 1.0 else "FAIL", ts,
+                                                                   "  noisy" if noisy else ""))
             print()
         print("notes:")
+        print(" - noisy: during some run of that row, other processes used more than %.0f%% of the machine's" % NOISY)
+        print("   CPU time (all CPUs' busy time minus the benchmarked process's own); its figures are suspect.")
         print(" - samples/s: steady state over the timed steps (after the warm-up), batch gathering from a")
         print("   shuffled index included, data loading excluded; the first step of each later epoch is left")
         print("   out on both sides (weft evaluates and checkpoints there).")
