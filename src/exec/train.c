@@ -391,7 +391,7 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
     long total = t->steps_per_epoch * j->epochs;
     if (j->max_steps > 0 && j->max_steps < total) total = j->max_steps;
     long stop_at = stop_after > 0 ? WF_MIN(total, t->step + stop_after) : total;
-    double t0 = wf_now(), last_report = 0;
+    double t0 = wf_now(), last_report = 0, last_flush = t0;
     long steps0 = t->step;
     int rc = WF_OK;
     while (t->step < stop_at) {
@@ -428,7 +428,10 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
             t->epoch++;
             t->epoch_step = 0;
         }
-        fflush(t->metrics);
+        if (epoch_end || now - last_flush > 1.0) { /* metrics are visible within a second */
+            fflush(t->metrics);
+            last_flush = now;
+        }
         int ckpt = epoch_end && j->checkpoint_every == 0;
         if (j->checkpoint_every > 0 && t->step % j->checkpoint_every == 0) ckpt = 1;
         if (ckpt && t->step < stop_at && (rc = wf_trainer_save(t, t->ckpt_path)) < 0) break;
@@ -437,6 +440,7 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
             last_report = now;
         }
     }
+    fflush(t->metrics);
     if (rc == WF_OK) rc = wf_trainer_save(t, t->ckpt_path);
     return rc;
 }
