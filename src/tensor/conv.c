@@ -1,7 +1,13 @@
 /*
  * tensor layer: 2-D convolution and pooling kernels, NCHW, float32.
  *
- * Convolution is im2col + SGEMM (OpenBLAS), per chunk of samples; weights
+ * Convolution has two backends (conv_int.h): oneDNN's direct kernels
+ * (conv_dnnl.c) and im2col + OpenBLAS here. WEFT_CONV=blas|dnnl|auto picks
+ * one for every op, auto (the default) per op and shape by the rule at
+ * wf_conv_dnnl_ops(). The workspace covers both, so a oneDNN call that
+ * cannot run falls back to BLAS.
+ *
+ * The BLAS backend is im2col + SGEMM, per chunk of samples; weights
  * are (OC, C, KH, KW), exactly PyTorch's nn.Conv2d layout, so its weights
  * load directly. Forward: out_n (OC, P) = w (OC, K) @ col_n (K, P), with
  * P = OH*OW and K = C*KH*KW. Backward, per chunk in sample order:
@@ -110,7 +116,6 @@ static void conv_plan(struct conv_plan *p, const struct wf_conv2d_shape *s) {
     p->nxp = s->pad > 0 ? (long)s->C * p->Hx * p->Wx : 0;
     p->ndwt = p->K * s->OC;
 }
-
 
 /* xp (C, H+2p, W+2p) = img (C,H,W) with a zero border */
 static void pad_image(float *xp, const float *img, const struct wf_conv2d_shape *s) {
@@ -384,6 +389,19 @@ enum wf_conv_backend wf_conv_backend_get(void) {
     return (enum wf_conv_backend)b;
 }
 
+/* "auto": oneDNN where it was measured faster (the CNN's layers at N=64,
+ * medians, OpenBLAS SkylakeX kernels; 1 thread: thread CPU time, 2: wall).
+ * Its direct kernels work on blocks of 16 channels. With 16+ input and
+ * output channels (conv2, 32 -> 64) all three ops ran 1.6-2x faster than
+ * im2col + OpenBLAS at 1 thread (forward 7.5 vs 12.2 ms, backward-weights
+ * 7.7 vs 11.8, backward-data 7.3 vs 14.8) and 2-3x at 2 (5.4 vs 13.1
+ * forward): the per-sample GEMMs are too small for OpenBLAS to gain from a
+ * second thread. With few input channels (conv1, 1 -> 32) the forward does
+ * little arithmetic per output and reordering the output out of the
+ * blocked layout costs more than the whole BLAS forward (1.9 vs 1.1 ms at
+ * 1 thread, equal at 2), while backward-weights gains (1.6 vs 1.7 ms; 1.2
+ * vs 2.0 at 2 threads). Pointwise convolutions need no im2col and stay on
+ * BLAS, unmeasured against oneDNN. */
 int wf_conv_dnnl_ops(const struct wf_conv2d_shape *s) {
     if (conv_is_empty(s)) return 0;
     switch (wf_conv_backend_get()) {
@@ -391,7 +409,8 @@ int wf_conv_dnnl_ops(const struct wf_conv2d_shape *s) {
     case WF_CONV_DNNL: return WF_CONV_OP_ALL;
     default: break;
     }
-    return WF_CONV_OP_ALL;
+    if (conv_is_pointwise(s) || s->OC < 16) return 0;
+    return s->C >= 16 ? WF_CONV_OP_ALL : WF_CONV_OP_BWD_WEIGHTS;
 }
 
 long wf_conv2d_workspace(const struct wf_conv2d_shape *s) {

@@ -26,10 +26,11 @@ int wf_conv_dnnl_ops(const struct wf_conv2d_shape *s);
 /* ---- conv_dnnl.c ----
  * Primitives are created on first use of a (shape, thread count) and kept
  * for the life of the process; a call never creates one again. Calls
- * return 0, or -1 when oneDNN cannot run this shape here (creation failed,
- * the cache is full, or work is smaller than this thread count needs), and
- * the caller then runs the BLAS backend: the same -1 every time for the
- * same shape and thread count, so the results stay reproducible. */
+ * return 0, or -1 when oneDNN cannot run this shape here (libdnnl.so.2
+ * missing, creation failed, or the workspace returned for the shape is
+ * smaller than this thread count needs), and the caller then runs the BLAS
+ * backend: the same -1 every time for the same shape and thread count, so
+ * the results stay reproducible. */
 
 /* floats of scratch for the oneDNN ops in mask (0 if it cannot run them);
  * records the size so that calls can check their work is big enough */
@@ -42,8 +43,10 @@ int wf_conv_dnnl_backward_data(float *dinp, const float *dout, const float *w, c
 /* dw (OC,C,KH,KW), dbias (OC) [nullable] */
 int wf_conv_dnnl_backward_weights(float *dw, float *dbias, const float *dout, const float *inp,
                                   const struct wf_conv2d_shape *s, float *work);
-/* oneDNN's threads (OpenMP) for this process, as wf_blas_set_threads */
+/* oneDNN's threads (OpenMP) for the calling thread, as wf_blas_set_threads */
 void wf_conv_dnnl_set_threads(int n);
+/* 1 if libdnnl.so.2 is loaded (loading it if need be), else 0 */
+int wf_conv_dnnl_available(void);
 /* the implementation oneDNN chose for op (one bit of the mask), or "" */
 const char *wf_conv_dnnl_impl(const struct wf_conv2d_shape *s, int op);
 

@@ -2,15 +2,23 @@
  * tests/tensor: convolution and pooling kernels against direct (naive)
  * forward loops in double and against central finite differences of
  * L = sum(out * R) for a random R; checks that backward overwrites its
- * outputs, honours NULL gradients and is bitwise deterministic.
+ * outputs, honours NULL gradients and is bitwise deterministic, within a
+ * process and across processes, with 1 and 2 threads.
+ *
+ * Every convolution check runs once per backend (src/tensor/conv_int.h):
+ * BLAS, oneDNN, and the per-op mix "auto" that is the default.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../../src/tensor/conv_int.h"
 #include "testutil.h"
 #include "weft/core.h"
 #include "weft/kernels.h"
+
+static const char *backend_name[] = {"auto", "blas", "dnnl"};
 
 /* FD tolerance on |analytic - numeric| / (1 + |numeric|). Convolution and
  * average pooling are linear, so the only FD error is float rounding of the
@@ -107,8 +115,8 @@ static void conv_naive(float *out, const float *inp, const float *w, const float
 static void test_conv(int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad, int with_bias,
                       long max_checks) {
     char name[128];
-    snprintf(name, sizeof name, "conv N%d C%d %dx%d OC%d k%dx%d s%d p%d%s", N, C, H, W, OC, KH, KW, stride, pad,
-             with_bias ? "" : " nobias");
+    snprintf(name, sizeof name, "%s conv N%d C%d %dx%d OC%d k%dx%d s%d p%d%s", backend_name[wf_conv_backend_get()], N,
+             C, H, W, OC, KH, KW, stride, pad, with_bias ? "" : " nobias");
     struct conv_case c;
     memset(&c, 0, sizeof c);
     wf_conv2d_shape_init(&c.s, N, C, H, W, OC, KH, KW, stride, pad);
@@ -140,6 +148,12 @@ static void test_conv(int N, int C, int H, int W, int OC, int KH, int KW, int st
     char what[160];
     snprintf(what, sizeof what, "%s: forward", name);
     wf_test_close(what, c.out, ref, c.no, 1e-5, 1e-5);
+    /* again with a dirty workspace: the same bits */
+    float *out2 = fvec(c.no);
+    if (c.work) fill_nan(c.work, c.nwork);
+    wf_conv2d_forward(out2, c.inp, c.w, c.bias, &c.s, c.work);
+    CHECKF(bits_equal(c.out, out2, c.no), "%s: forward not deterministic", name);
+    wf_free(out2);
 
     /* backward into NaN-filled outputs: all must be overwritten */
     float *dinp = fvec(c.ni), *dw = fvec(c.nw), *db = fvec(OC);
@@ -234,10 +248,16 @@ static void test_conv_chunks(int N, int C, int H, int W, int OC, int K, int pad)
         dwsum[i] = (float)accw[i];
     for (int i = 0; i < OC; i++)
         dbsum[i] = (float)accb[i];
-    wf_test_close("chunks: forward", out, out1, N * no, 1e-5, 1e-5);
-    wf_test_close("chunks: dinp", dinp, dinp1, N * ni, 1e-5, 1e-5);
-    wf_test_close("chunks: dw", dw, dwsum, nw, 1e-4, 1e-4);
-    wf_test_close("chunks: dbias", db, dbsum, OC, 1e-4, 1e-4);
+    char what[64];
+    const char *b = backend_name[wf_conv_backend_get()];
+    snprintf(what, sizeof what, "%s chunks: forward", b);
+    wf_test_close(what, out, out1, N * no, 1e-5, 1e-5);
+    snprintf(what, sizeof what, "%s chunks: dinp", b);
+    wf_test_close(what, dinp, dinp1, N * ni, 1e-5, 1e-5);
+    snprintf(what, sizeof what, "%s chunks: dw", b);
+    wf_test_close(what, dw, dwsum, nw, 1e-4, 1e-4);
+    snprintf(what, sizeof what, "%s chunks: dbias", b);
+    wf_test_close(what, db, dbsum, OC, 1e-4, 1e-4);
     wf_free(accw);
     wf_free(accb);
     float *bufs[] = {inp, w, bias, dout, out, out1, dinp, dinp1, dw, dwn, db, dbn, dwsum, dbsum, work, work1};
@@ -273,6 +293,117 @@ static void test_conv_empty(void) {
     for (size_t i = 0; i < WF_ARRAY_LEN(dinp); i++)
         zero &= dinp[i] == 0.0f;
     CHECK(zero);
+}
+
+/* ---- reproducibility ---- */
+
+/* The CNN's two convolutions at batch 64, forward and full backward, run
+ * reps times: returns a hash of every output bit of the first run and
+ * clears *stable if a later run differs in any bit. */
+static uint64_t conv_digest(int C, int H, int OC, int reps, int *stable) {
+    struct wf_conv2d_shape s;
+    wf_conv2d_shape_init(&s, 64, C, H, H, OC, 5, 5, 1, 2);
+    long ni = (long)s.N * C * H * H, nw = (long)OC * C * 25, no = (long)s.N * OC * s.OH * s.OW;
+    long nwork = wf_conv2d_workspace(&s);
+    struct wf_rng r;
+    wf_rng_init(&r, 4242, (uint64_t)C);
+    float *inp = fvec(ni), *w = fvec(nw), *bias = fvec(OC), *dout = fvec(no), *out = fvec(no), *dinp = fvec(ni);
+    float *dw = fvec(nw), *db = fvec(OC), *work = fvec(nwork);
+    fill(inp, ni, &r, 1.0f);
+    fill(w, nw, &r, 0.2f);
+    fill(bias, OC, &r, 0.5f);
+    fill(dout, no, &r, 1.0f);
+    uint64_t first = 0;
+    for (int i = 0; i < reps; i++) {
+        wf_conv2d_forward(out, inp, w, bias, &s, work);
+        wf_conv2d_backward(dinp, dw, db, dout, inp, w, &s, work);
+        uint64_t h = wf_hash64(out, sizeof(float) * no, 1);
+        h = wf_hash_combine(h, wf_hash64(dinp, sizeof(float) * ni, 2));
+        h = wf_hash_combine(h, wf_hash64(dw, sizeof(float) * nw, 3));
+        h = wf_hash_combine(h, wf_hash64(db, sizeof(float) * OC, 4));
+        if (i == 0)
+            first = h;
+        else if (h != first)
+            *stable = 0;
+    }
+    float *bufs[] = {inp, w, bias, dout, out, dinp, dw, db, work};
+    for (size_t i = 0; i < WF_ARRAY_LEN(bufs); i++)
+        wf_free(bufs[i]);
+    return first;
+}
+
+static void digest_text(char *buf, size_t n, int reps, int *stable) {
+    uint64_t c1 = conv_digest(1, 28, 32, reps, stable), c2 = conv_digest(32, 14, 64, reps, stable);
+    snprintf(buf, n, "%016llx %016llx", (unsigned long long)c1, (unsigned long long)c2);
+}
+
+/* child mode: prints the digest for a backend and thread count */
+static int digest_child(int backend, int threads) {
+    wf_conv_backend_set((enum wf_conv_backend)backend);
+    wf_blas_set_threads(threads);
+    char d[64];
+    int stable = 1;
+    digest_text(d, sizeof d, 1, &stable);
+    printf("%s\n", d);
+    return 0;
+}
+
+/* Bitwise identical outputs and gradients across repeated calls and across
+ * processes, per backend, with 1 and 2 threads. */
+static void test_reproducible(void) {
+    char exe[512];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(len > 0);
+    exe[len > 0 ? len : 0] = '\0';
+    for (int t = 1; t <= 2; t++) {
+        wf_blas_set_threads(t);
+        for (int b = WF_CONV_AUTO; b <= WF_CONV_DNNL; b++) {
+            wf_conv_backend_set((enum wf_conv_backend)b);
+            char here[64], there[64] = "";
+            int stable = 1;
+            digest_text(here, sizeof here, 5, &stable);
+            CHECKF(stable, "%s, %d threads: repeated calls differ", backend_name[b], t);
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "'%s' --digest %d %d", exe, b, t);
+            FILE *f = popen(cmd, "r");
+            CHECKF(f != NULL, "popen %s", cmd);
+            if (!f) continue;
+            if (!fgets(there, sizeof there, f)) there[0] = '\0';
+            there[strcspn(there, "\n")] = '\0';
+            int rc = pclose(f);
+            CHECKF(rc == 0 && strcmp(here, there) == 0, "%s, %d threads: this process %s, a new one %s (rc %d)",
+                   backend_name[b], t, here, there, rc);
+            printf("reproducible: %s, %d thread%s: %s\n", backend_name[b], t, t > 1 ? "s" : "", here);
+        }
+    }
+}
+
+/* A workspace sized at 1 thread, then used at 2: oneDNN's scratch may grow
+ * with the thread count, so such a call must fit or fall back to BLAS (ASan
+ * catches an overrun: the buffer is exactly the advertised size). */
+static void test_thread_change(void) {
+    struct wf_conv2d_shape s;
+    wf_conv2d_shape_init(&s, 8, 32, 14, 14, 64, 5, 5, 1, 2);
+    long ni = 8L * 32 * 196, nw = 64L * 32 * 25, no = 8L * 64 * 196;
+    struct wf_rng r;
+    wf_rng_init(&r, 5, 6);
+    float *inp = fvec(ni), *w = fvec(nw), *out = fvec(no), *ref = fvec(no), *dout = fvec(no);
+    float *dinp = fvec(ni), *dw = fvec(nw), *db = fvec(64);
+    fill(inp, ni, &r, 1.0f);
+    fill(w, nw, &r, 0.2f);
+    fill(dout, no, &r, 1.0f);
+    conv_naive(ref, inp, w, NULL, &s);
+    wf_conv_backend_set(WF_CONV_DNNL);
+    wf_blas_set_threads(1);
+    long nwork = wf_conv2d_workspace(&s);
+    float *work = fvec(nwork);
+    wf_blas_set_threads(2);
+    wf_conv2d_forward(out, inp, w, NULL, &s, work);
+    wf_conv2d_backward(dinp, dw, db, dout, inp, w, &s, work);
+    wf_test_close("workspace from 1 thread, run with 2: forward", out, ref, no, 1e-5, 1e-5);
+    float *bufs[] = {inp, w, out, ref, dout, dinp, dw, db, work};
+    for (size_t i = 0; i < WF_ARRAY_LEN(bufs); i++)
+        wf_free(bufs[i]);
 }
 
 /* ---- pooling ---- */
@@ -421,28 +552,43 @@ static void test_maxpool_ties(void) {
         CHECK(dinp[i] == (i == 5 ? 4.0f : i == 6 ? 6.0f : 0.0f));
 }
 
-int main(void) {
-    /* stride 1 and 2, pad 0/1/2, non-square kernels, C>1, OC>1, N>1 */
-    test_conv(2, 3, 7, 6, 4, 3, 2, 1, 0, 1, 1000);
-    test_conv(2, 3, 7, 6, 4, 3, 2, 2, 1, 1, 1000);
-    test_conv(3, 2, 8, 8, 3, 5, 5, 1, 2, 1, 1000);
-    test_conv(2, 2, 9, 7, 3, 3, 3, 2, 2, 0, 1000);
-    test_conv(2, 2, 6, 5, 2, 2, 4, 2, 1, 1, 1000);
-    test_conv(1, 1, 5, 5, 1, 3, 3, 1, 1, 1, 1000);
-    test_conv(2, 4, 5, 4, 3, 1, 1, 1, 0, 1, 1000); /* pointwise fast path */
-    test_conv(2, 4, 5, 4, 3, 1, 1, 2, 0, 0, 1000); /* 1x1 strided: im2col path */
-    test_conv(2, 2, 4, 3, 2, 1, 3, 2, 2, 1, 1000); /* pad larger than the kernel: empty rows */
-    test_conv(2, 1, 12, 12, 4, 5, 5, 1, 2, 1, 1000);
-    test_conv(2, 2, 6, 4, 2, 2, 4, 1, 0, 1, 1000); /* stride 1, too narrow for the wide dinp layout */
-    test_conv(2, 2, 6, 7, 3, 3, 5, 1, 1, 1, 1000); /* stride 1, narrow with padding */
-    /* several samples per GEMM chunk (small maps), the last chunk partial */
-    test_conv(7, 2, 12, 12, 3, 3, 3, 1, 1, 1, 300);
-    test_conv(5, 2, 5, 5, 3, 3, 3, 2, 1, 0, 1000);
-    test_conv_chunks(7, 2, 12, 12, 3, 3, 1);
-    test_conv_chunks(9, 2, 6, 6, 3, 3, 1);
-    test_conv_chunks(5, 3, 20, 20, 2, 3, 1);
-    test_conv_chunks(3, 32, 14, 14, 8, 5, 2);
-    test_conv_empty();
+int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "--digest") == 0) return digest_child(atoi(argv[2]), atoi(argv[3]));
+    CHECKF(wf_conv_dnnl_available(), "libdnnl.so.2 is not loaded: the dnnl checks would test BLAS");
+    for (int b = WF_CONV_AUTO; b <= WF_CONV_DNNL; b++) {
+        wf_conv_backend_set((enum wf_conv_backend)b);
+        /* stride 1 and 2, pad 0/1/2, non-square kernels, C>1, OC>1, N>1 */
+        test_conv(2, 3, 7, 6, 4, 3, 2, 1, 0, 1, 1000);
+        test_conv(2, 3, 7, 6, 4, 3, 2, 2, 1, 1, 1000);
+        test_conv(3, 2, 8, 8, 3, 5, 5, 1, 2, 1, 1000);
+        test_conv(2, 2, 9, 7, 3, 3, 3, 2, 2, 0, 1000);
+        test_conv(2, 2, 6, 5, 2, 2, 4, 2, 1, 1, 1000);
+        test_conv(1, 1, 5, 5, 1, 3, 3, 1, 1, 1, 1000);
+        test_conv(2, 4, 5, 4, 3, 1, 1, 1, 0, 1, 1000); /* pointwise fast path */
+        test_conv(2, 4, 5, 4, 3, 1, 1, 2, 0, 0, 1000); /* 1x1 strided: im2col path */
+        test_conv(2, 2, 4, 3, 2, 1, 3, 2, 2, 1, 1000); /* pad larger than the kernel: empty rows */
+        test_conv(2, 1, 12, 12, 4, 5, 5, 1, 2, 1, 1000);
+        test_conv(2, 2, 6, 4, 2, 2, 4, 1, 0, 1, 1000); /* stride 1, too narrow for the wide dinp layout */
+        test_conv(2, 2, 6, 7, 3, 3, 5, 1, 1, 1, 1000); /* stride 1, narrow with padding */
+        /* several samples per GEMM chunk (small maps), the last chunk partial */
+        test_conv(7, 2, 12, 12, 3, 3, 3, 1, 1, 1, 300);
+        test_conv(5, 2, 5, 5, 3, 3, 3, 2, 1, 0, 1000);
+        /* the CNN's layers at a small batch; 16+ channels take oneDNN's blocked kernels in "auto" */
+        test_conv(2, 1, 28, 28, 32, 5, 5, 1, 2, 1, 300);
+        test_conv(2, 32, 14, 14, 64, 5, 5, 1, 2, 1, 300);
+        test_conv(3, 20, 9, 9, 24, 3, 3, 1, 1, 0, 300); /* channels not a multiple of 16 */
+        test_conv_chunks(7, 2, 12, 12, 3, 3, 1);
+        test_conv_chunks(9, 2, 6, 6, 3, 3, 1);
+        test_conv_chunks(5, 3, 20, 20, 2, 3, 1);
+        test_conv_chunks(3, 32, 14, 14, 8, 5, 2);
+        /* more samples than oneDNN's chunk (64): a full chunk and a tail */
+        test_conv_chunks(70, 16, 6, 6, 16, 3, 1);
+        test_conv(67, 16, 4, 4, 16, 3, 3, 1, 1, 1, 200);
+        test_conv_empty();
+    }
+    test_reproducible();
+    test_thread_change();
+    wf_conv_backend_set(WF_CONV_AUTO);
 
     for (int is_max = 0; is_max <= 1; is_max++) {
         test_pool(is_max, 2, 3, 8, 8, 2, 2, 0);

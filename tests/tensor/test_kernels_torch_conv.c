@@ -2,12 +2,15 @@
  * tests/tensor: convolution and pooling kernels against PyTorch 1.13.
  * Reads the committed reference data in tests/ref/conv (format in its
  * manifest.txt, generator tools/ref/gen_conv_ref.py); regenerates the
- * inputs, runs forward and backward, and compares every output.
+ * inputs, runs forward and backward, and compares every output. The
+ * convolution cases run under each backend (src/tensor/conv_int.h): BLAS,
+ * oneDNN, and "auto", the default per-op mix.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/tensor/conv_int.h"
 #include "testutil.h"
 #include "weft/core.h"
 #include "weft/kernels.h"
@@ -156,14 +159,14 @@ static void run_pool(const char *name, int is_max, uint64_t seed, struct reader 
     wf_free(am);
 }
 
-int main(void) {
-    char *manifest = NULL;
-    size_t len = 0;
-    int rc = wf_read_file(wf_test_src("tests/ref/conv/manifest.txt"), &manifest, &len);
-    CHECKF(rc == WF_OK, "reading the manifest: %s", wf_errmsg());
-    if (rc != WF_OK) return wf_test_done("test_kernels_torch_conv");
+static const char *backend_name[] = {"auto", "blas", "dnnl"};
+
+/* Runs every case of the manifest; pass 0 runs pooling too. Returns the
+ * number of cases. */
+static int run_manifest(char *manifest, int pass) {
     int ncases = 0;
-    for (char *line = strtok(manifest, "\n"); line; line = strtok(NULL, "\n")) {
+    char *save = NULL;
+    for (char *line = strtok_r(manifest, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == '#' || line[0] == '\0') continue;
         uint64_t seed = (uint64_t)++ncases;
         char kind[16], name[64];
@@ -173,24 +176,41 @@ int main(void) {
         int is_conv = strcmp(kind, "conv") == 0, is_max = strcmp(kind, "maxpool") == 0;
         int want = is_conv ? 12 : 10;
         CHECKF(got == want && (is_conv || is_max || strcmp(kind, "avgpool") == 0), "bad manifest line: %s", line);
-        if (got != want) continue;
+        if (got != want || (!is_conv && pass > 0)) continue;
         char rel[128];
         snprintf(rel, sizeof rel, "tests/ref/conv/%s.bin", name);
         char *data = NULL;
         size_t n = 0;
-        rc = wf_read_file(wf_test_src(rel), &data, &n);
+        int rc = wf_read_file(wf_test_src(rel), &data, &n);
         CHECKF(rc == WF_OK, "%s: %s", rel, wf_errmsg());
         if (rc != WF_OK) continue;
         struct reader rd = {(const unsigned char *)data, n, 0};
+        char what[96];
+        snprintf(what, sizeof what, "%s %s", backend_name[wf_conv_backend_get()], name);
         if (is_conv)
-            run_conv(name, seed, &rd, d);
+            run_conv(what, seed, &rd, d);
         else
-            run_pool(name, is_max, seed, &rd, d);
+            run_pool(what, is_max, seed, &rd, d);
         wf_free(data);
     }
+    return ncases;
+}
+
+int main(void) {
+    CHECKF(wf_conv_dnnl_available(), "libdnnl.so.2 is not loaded: the dnnl checks would test BLAS");
+    int ncases = 0;
+    for (int b = WF_CONV_AUTO; b <= WF_CONV_DNNL; b++) {
+        char *manifest = NULL;
+        size_t len = 0;
+        int rc = wf_read_file(wf_test_src("tests/ref/conv/manifest.txt"), &manifest, &len);
+        CHECKF(rc == WF_OK, "reading the manifest: %s", wf_errmsg());
+        if (rc != WF_OK) return wf_test_done("test_kernels_torch_conv");
+        wf_conv_backend_set((enum wf_conv_backend)b);
+        ncases = run_manifest(manifest, b - WF_CONV_AUTO);
+        wf_free(manifest);
+    }
     CHECKF(ncases >= 18, "only %d cases in the manifest", ncases);
-    wf_free(manifest);
-    printf("%d cases; worst |err| %.3g; worst |err|/(atol + rtol|want|) %.3g (atol %g rtol %g) at %s\n", ncases,
-           worst_abs, worst_ratio, ATOL, RTOL, worst_what);
+    printf("%d cases x 3 backends; worst |err| %.3g; worst |err|/(atol + rtol|want|) %.3g (atol %g rtol %g) at %s\n",
+           ncases, worst_abs, worst_ratio, ATOL, RTOL, worst_what);
     return wf_test_done("test_kernels_torch_conv");
 }
