@@ -3,7 +3,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all test run asan asan-test deps clean format bench
+.PHONY: all test run asan asan-test tsan-test deps clean format bench
 
 all:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
@@ -21,6 +21,13 @@ asan:
 asan-test: asan
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -L unit
 
+# Our own threads (the pool) under ThreadSanitizer. OpenBLAS and oneDNN are
+# not instrumented, so only the tests that stay out of them run here.
+tsan-test:
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DWEFT_NATIVE=OFF -DCMAKE_C_FLAGS="-fsanitize=thread -g" $(CMAKE_FLAGS) >/dev/null
+	cmake --build build-tsan -j $(JOBS) --target test_pool
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R test_pool
+
 deps:
 	scripts/install-deps.sh
 
@@ -31,4 +38,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs the whole test suite: the release
-# build's tests, then the unit tests again under ASan+UBSan.
+# build's tests, then the unit tests again under ASan+UBSan, then the
+# thread pool under TSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -8,3 +9,4 @@ flags="-DWEFT_WERROR=${WEFT_WERROR:-ON}"
 make all CMAKE_FLAGS="$flags"
 make test CMAKE_FLAGS="$flags"
 make asan-test CMAKE_FLAGS="$flags"
+make tsan-test CMAKE_FLAGS="$flags"

@@ -20,14 +20,14 @@
 enum wf_storage { WF_STORE_NONE, WF_STORE_ARENA, WF_STORE_PARAM, WF_STORE_GRAD };
 
 struct wf_program {
-    struct wf_graph g;        /* owned */
-    int n_exec;               /* nodes to run: g.nn (train) or g.n_fwd (eval) */
-    int *storage;             /* per value: enum wf_storage */
-    int64_t *offset;          /* per value: bytes into the arena, or floats into params/grads */
-    size_t arena_bytes;       /* planned arena */
-    size_t naive_bytes;       /* the arena without reuse, for reports */
-    size_t work_floats;       /* largest kernel scratch */
-    int64_t n_param_floats;   /* length of the flat parameter vector */
+    struct wf_graph g;      /* owned */
+    int n_exec;             /* nodes to run: g.nn (train) or g.n_fwd (eval) */
+    int *storage;           /* per value: enum wf_storage */
+    int64_t *offset;        /* per value: bytes into the arena, or floats into params/grads */
+    size_t arena_bytes;     /* planned arena */
+    size_t naive_bytes;     /* the arena without reuse, for reports */
+    size_t work_floats;     /* largest kernel scratch */
+    int64_t n_param_floats; /* length of the flat parameter vector */
     double flops_fwd, flops_bwd;
     double compile_seconds;
 };

@@ -71,18 +71,18 @@ struct wf_rng {
     uint64_t stream;  /* e.g. hash of (step, micro-batch, op) */
     uint64_t counter; /* blocks of 4 draws consumed */
     uint32_t buf[4];
-    int idx;          /* next unused word in buf, 4 = empty */
+    int idx; /* next unused word in buf, 4 = empty */
 };
 void wf_rng_init(struct wf_rng *r, uint64_t seed, uint64_t stream);
 uint32_t wf_rng_u32(struct wf_rng *r);
-float wf_rng_uniform(struct wf_rng *r);   /* [0, 1) with 24 random bits */
-float wf_rng_normal(struct wf_rng *r);    /* standard normal, Box-Muller */
+float wf_rng_uniform(struct wf_rng *r);              /* [0, 1) with 24 random bits */
+float wf_rng_normal(struct wf_rng *r);               /* standard normal, Box-Muller */
 uint32_t wf_rng_below(struct wf_rng *r, uint32_t n); /* unbiased in [0, n) */
 /* uniform in [0,1) for element i of stream (key, stream): no state */
 float wf_rng_uniform_at(uint64_t key, uint64_t stream, uint64_t i);
 
 /* ---- hashing ---- */
-uint64_t wf_mix64(uint64_t x);                             /* splitmix64 finalizer */
+uint64_t wf_mix64(uint64_t x);                                 /* splitmix64 finalizer */
 uint64_t wf_hash64(const void *data, size_t n, uint64_t seed); /* FNV-1a 64 + mix */
 uint64_t wf_hash_combine(uint64_t h, uint64_t v);
 
@@ -90,6 +90,14 @@ uint64_t wf_hash_combine(uint64_t h, uint64_t v);
 double wf_now(void);      /* monotonic seconds */
 double wf_cpu_time(void); /* process CPU seconds */
 long wf_peak_rss_kb(void);
+
+/* ---- threads: a fork-join pool for data-parallel loops ----
+ * fn(ctx, begin, end) runs on contiguous chunks of [0, n), one per thread,
+ * each at least min_chunk long; the caller runs the first chunk and returns
+ * when all are done. Not reentrant: call it from one thread at a time. */
+int wf_pool_set_threads(int n); /* total threads including the caller */
+int wf_pool_threads(void);
+void wf_parallel_for(long n, long min_chunk, void (*fn)(void *ctx, long begin, long end), void *ctx);
 
 /* ---- misc ---- */
 #define WF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

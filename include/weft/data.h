@@ -14,13 +14,13 @@
 
 /* An image classification dataset held in memory as bytes. */
 struct wf_dataset {
-    char *name;         /* e.g. "fashion-mnist/train" */
-    int n;              /* samples */
-    int c, h, w;        /* image shape, c = 1 for IDX */
-    int n_classes;      /* 1 + max label */
-    uint8_t *images;    /* n * c*h*w bytes */
-    int32_t *labels;    /* n */
-    size_t bytes_read;  /* bytes read from storage (decompressed) */
+    char *name;        /* e.g. "fashion-mnist/train" */
+    int n;             /* samples */
+    int c, h, w;       /* image shape, c = 1 for IDX */
+    int n_classes;     /* 1 + max label */
+    uint8_t *images;   /* n * c*h*w bytes */
+    int32_t *labels;   /* n */
+    size_t bytes_read; /* bytes read from storage (decompressed) */
 };
 
 /* Reads an IDX file (gzip or plain, detected by magic). IDX3 images

@@ -15,15 +15,15 @@
 
 struct wf_exec {
     struct wf_program prog;
-    float *params;          /* n_param_floats, caller-owned */
-    float *grads;           /* n_param_floats, caller-owned (train only) */
-    unsigned char *arena;   /* prog.arena_bytes, owned */
-    float *work;            /* prog.work_floats, owned */
+    float *params;        /* n_param_floats, caller-owned */
+    float *grads;         /* n_param_floats, caller-owned (train only) */
+    unsigned char *arena; /* prog.arena_bytes, owned */
+    float *work;          /* prog.work_floats, owned */
     int train;
-    float loss_scale;       /* cross-entropy: 1 / (rows per micro-batch * micro-batches per step) */
-    uint64_t rng_key;       /* dropout: key from the seed */
-    uint64_t rng_step;      /* dropout: stream from (step, global micro-batch index) */
-    double *node_seconds;   /* per node, accumulated when profiling */
+    float loss_scale;     /* cross-entropy: 1 / (rows per micro-batch * micro-batches per step) */
+    uint64_t rng_key;     /* dropout: key from the seed */
+    uint64_t rng_step;    /* dropout: stream from (step, global micro-batch index) */
+    double *node_seconds; /* per node, accumulated when profiling */
     int profile;
     /* called after each node; lets the trainer update a parameter the moment
      * its gradient is final, while it is still in cache */

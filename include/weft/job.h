@@ -49,40 +49,40 @@ enum wf_opt_kind { WF_OPT_SGD, WF_OPT_ADAM, WF_OPT_ADAMW };
 enum wf_lr_kind { WF_LR_CONSTANT, WF_LR_STEP, WF_LR_COSINE };
 
 struct wf_job {
-    char *path;             /* the job file */
-    char *model;            /* model file path, resolved (required) */
-    char *data;             /* dataset folder, resolved (required) */
-    char *out;              /* output folder, resolved (default: runs/<job file stem>) */
-    char *init;             /* optional safetensors file of initial weights, resolved; NULL = seeded init */
-    int epochs;             /* default 1, >= 1 */
-    int batch;              /* global batch, default 64, >= 1 */
-    int micro_batches;      /* K, default 1, batch % K == 0 */
-    uint64_t seed;          /* default 0 */
-    int threads;            /* BLAS threads per process, default 1 */
-    long max_steps;         /* stop after this many steps, 0 = no limit (default 0) */
+    char *path;        /* the job file */
+    char *model;       /* model file path, resolved (required) */
+    char *data;        /* dataset folder, resolved (required) */
+    char *out;         /* output folder, resolved (default: runs/<job file stem>) */
+    char *init;        /* optional safetensors file of initial weights, resolved; NULL = seeded init */
+    int epochs;        /* default 1, >= 1 */
+    int batch;         /* global batch, default 64, >= 1 */
+    int micro_batches; /* K, default 1, batch % K == 0 */
+    uint64_t seed;     /* default 0 */
+    int threads;       /* BLAS threads per process, default 1 */
+    long max_steps;    /* stop after this many steps, 0 = no limit (default 0) */
     /* optimizer */
-    int optimizer;          /* enum wf_opt_kind, default sgd */
-    double lr;              /* default 0.01 */
-    double momentum;        /* sgd, default 0 */
-    int nesterov;           /* sgd, default false */
-    double weight_decay;    /* default 0 */
-    double beta1, beta2;    /* adam, default 0.9, 0.999 */
-    double eps;             /* adam, default 1e-8 */
-    double clip_norm;       /* global-norm clipping, 0 = off (default) */
+    int optimizer;       /* enum wf_opt_kind, default sgd */
+    double lr;           /* default 0.01 */
+    double momentum;     /* sgd, default 0 */
+    int nesterov;        /* sgd, default false */
+    double weight_decay; /* default 0 */
+    double beta1, beta2; /* adam, default 0.9, 0.999 */
+    double eps;          /* adam, default 1e-8 */
+    double clip_norm;    /* global-norm clipping, 0 = off (default) */
     /* learning-rate schedule */
-    int lr_schedule;        /* enum wf_lr_kind, default constant */
-    long warmup;            /* linear warm-up steps, default 0 */
-    long step_size;         /* step schedule: decay every step_size steps (required for step) */
-    double gamma;           /* step schedule factor, default 0.1 */
-    double min_lr;          /* cosine floor, default 0 */
+    int lr_schedule; /* enum wf_lr_kind, default constant */
+    long warmup;     /* linear warm-up steps, default 0 */
+    long step_size;  /* step schedule: decay every step_size steps (required for step) */
+    double gamma;    /* step schedule factor, default 0.1 */
+    double min_lr;   /* cosine floor, default 0 */
     /* checkpoints and evaluation */
-    long checkpoint_every;  /* steps between checkpoints, 0 = at each epoch end (default) */
-    int eval_batch;         /* default 1000 */
+    long checkpoint_every; /* steps between checkpoints, 0 = at each epoch end (default) */
+    int eval_batch;        /* default 1000 */
     /* parallel layout (used by later layers; parsed and checked now) */
     int n_split;
-    char **split;           /* split = [t1, t2] : tensor names */
-    int pp, dp;             /* default 1, 1 */
-    char *pipeline;         /* "1f1b" (default) or "gpipe" */
+    char **split;   /* split = [t1, t2] : tensor names */
+    int pp, dp;     /* default 1, 1 */
+    char *pipeline; /* "1f1b" (default) or "gpipe" */
     /* where the path values were given in the job file, for messages; 0 if defaulted */
     struct wf_job_loc {
         int line, col;

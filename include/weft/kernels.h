@@ -23,21 +23,21 @@ void wf_blas_set_threads(int n);
 int wf_blas_get_threads(void);
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; ta/tb: 1 = transpose */
-void wf_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-              int ldb, float beta, float *C, int ldc);
+void wf_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc);
 
 /* ---- dense ---- */
 /* out (B,OC) = inp (B,C) @ w (OC,C)^T + bias (OC) [bias may be NULL] */
 void wf_linear_forward(float *out, const float *inp, const float *w, const float *bias, int B, int C, int OC);
 /* dinp (B,C) [nullable], dw (OC,C), dbias (OC) [nullable] from dout (B,OC) */
-void wf_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                        const float *w, int B, int C, int OC);
+void wf_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                        int B, int C, int OC);
 
 /* batched matmul: out (nb,M,N) = a (nb,M,K) @ b (nb,K,N); if b_shared, b is (K,N) for every batch */
 void wf_matmul_forward(float *out, const float *a, const float *b, int nb, int M, int K, int N, int b_shared);
 /* da (nb,M,K) [nullable], db (nb,K,N) or (K,N) if b_shared [nullable] */
-void wf_matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b, int nb, int M,
-                        int K, int N, int b_shared);
+void wf_matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b, int nb, int M, int K,
+                        int N, int b_shared);
 
 /* ---- element-wise; b broadcasts over leading dims: a,out have n elements, b has m, n % m == 0 ---- */
 void wf_add_forward(float *out, const float *a, const float *b, long n, long m);
@@ -76,17 +76,17 @@ int wf_argmax_correct(const float *logits, const int32_t *targets, int B, int V)
 
 /* ---- convolution and pooling, NCHW ---- */
 struct wf_conv2d_shape {
-    int N, C, H, W;     /* input */
-    int OC, KH, KW;     /* filters: w is (OC, C, KH, KW) */
-    int stride, pad;    /* same for both axes */
-    int OH, OW;         /* output, (H + 2*pad - KH)/stride + 1 */
+    int N, C, H, W;  /* input */
+    int OC, KH, KW;  /* filters: w is (OC, C, KH, KW) */
+    int stride, pad; /* same for both axes */
+    int OH, OW;      /* output, (H + 2*pad - KH)/stride + 1 */
 };
-void wf_conv2d_shape_init(struct wf_conv2d_shape *s, int N, int C, int H, int W, int OC, int KH, int KW,
-                          int stride, int pad);
+void wf_conv2d_shape_init(struct wf_conv2d_shape *s, int N, int C, int H, int W, int OC, int KH, int KW, int stride,
+                          int pad);
 long wf_conv2d_workspace(const struct wf_conv2d_shape *s); /* floats of scratch for forward and backward */
 /* out (N,OC,OH,OW) = conv(inp (N,C,H,W), w) + bias (OC) [nullable] */
-void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias,
-                       const struct wf_conv2d_shape *s, float *work);
+void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, const struct wf_conv2d_shape *s,
+                       float *work);
 /* dinp [nullable], dw, dbias [nullable] */
 void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                         const struct wf_conv2d_shape *s, float *work);
@@ -106,8 +106,8 @@ void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2
 
 /* ---- normalization, dropout, embedding ---- */
 /* out (R,C) = (inp - mean) * rstd * w + b over the last axis; saves mean (R), rstd (R) */
-void wf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
-                          int R, int C, float eps);
+void wf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int R,
+                          int C, float eps);
 void wf_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                            const float *mean, const float *rstd, int R, int C);
 
@@ -143,8 +143,8 @@ void wf_mean_backward(float *dinp, const float *dout, long outer, int dim, long 
 void wf_sgd_update(float *p, const float *g, float *buf, long n, float lr, float momentum, float wd, int nesterov,
                    long step);
 /* Adam (decoupled = 0: g += wd*p) / AdamW (decoupled = 1: p *= 1 - lr*wd), step from 1 */
-void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
-                    float eps, float wd, int decoupled, long step);
+void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
+                    float wd, int decoupled, long step);
 /* sum of squares in double, fixed order */
 double wf_sumsq(const float *x, long n);
 void wf_scale(float *x, long n, float s);

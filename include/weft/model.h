@@ -42,33 +42,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WF_DIM_B (-1)     /* the symbolic batch dimension in a declared shape */
-#define WF_MODEL_MAX_DIMS 8      /* dims of a shape, items of a list attribute */
-#define WF_MODEL_MAX_ARGS 256     /* positional arguments of a layer, names of an output */
-#define WF_MODEL_MAX_ATTRS 64     /* attributes of one statement */
+#define WF_DIM_B (-1)         /* the symbolic batch dimension in a declared shape */
+#define WF_MODEL_MAX_DIMS 8   /* dims of a shape, items of a list attribute */
+#define WF_MODEL_MAX_ARGS 256 /* positional arguments of a layer, names of an output */
+#define WF_MODEL_MAX_ATTRS 64 /* attributes of one statement */
 #define WF_MODEL_MAX_STMTS 1000000
 
 enum wf_mval_type { WF_MV_INT, WF_MV_FLOAT, WF_MV_BOOL, WF_MV_IDENT, WF_MV_LIST };
 
 struct wf_mattr {
     char *key;
-    int type;                         /* enum wf_mval_type */
-    int64_t i;                        /* INT, BOOL (0/1) */
-    double f;                         /* FLOAT */
-    char *s;                          /* IDENT */
-    int n;                            /* LIST length */
-    int64_t list[WF_MODEL_MAX_DIMS];  /* LIST items; WF_DIM_B for B */
-    int line, col;                    /* of the key */
+    int type;                        /* enum wf_mval_type */
+    int64_t i;                       /* INT, BOOL (0/1) */
+    double f;                        /* FLOAT */
+    char *s;                         /* IDENT */
+    int n;                           /* LIST length */
+    int64_t list[WF_MODEL_MAX_DIMS]; /* LIST items; WF_DIM_B for B */
+    int line, col;                   /* of the key */
 };
 
 enum wf_mstmt_kind { WF_MS_INPUT, WF_MS_PARAM, WF_MS_LAYER, WF_MS_OUTPUT };
 
 struct wf_mstmt {
-    int kind;          /* enum wf_mstmt_kind */
-    char *name;        /* input/param/layer name; NULL for output */
-    int line, col;     /* of the statement's first token */
+    int kind;      /* enum wf_mstmt_kind */
+    char *name;    /* input/param/layer name; NULL for output */
+    int line, col; /* of the statement's first token */
     /* input/param: declared type and shape */
-    int dtype;         /* WF_F32 or WF_I32 (safetensors.h) */
+    int dtype; /* WF_F32 or WF_I32 (safetensors.h) */
     int ndim;
     int64_t dims[WF_MODEL_MAX_DIMS]; /* WF_DIM_B for B */
     /* layer: op and positional tensor arguments; output: the names listed */
@@ -83,8 +83,8 @@ struct wf_mstmt {
 };
 
 struct wf_model {
-    char *path;        /* for messages; "<memory>" if none */
-    char *name;        /* from `model NAME`, may be NULL */
+    char *path; /* for messages; "<memory>" if none */
+    char *name; /* from `model NAME`, may be NULL */
     int n, cap;
     struct wf_mstmt *st;
 };

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 enum wf_dtype { WF_F32 = 0, WF_I32 = 1, WF_I64 = 2, WF_U8 = 3, WF_F64 = 4 };
-const char *wf_dtype_name(int dtype);  /* "F32", "I32", "I64", "U8", "F64" */
+const char *wf_dtype_name(int dtype); /* "F32", "I32", "I64", "U8", "F64" */
 int wf_dtype_size(int dtype);
 
 #define WF_ST_MAX_DIMS 8
@@ -27,15 +27,15 @@ struct wf_st_tensor {
     int dtype;
     int ndim;
     int64_t shape[WF_ST_MAX_DIMS];
-    const void *data;   /* points into the file buffer (reader) or caller memory (writer) */
+    const void *data; /* points into the file buffer (reader) or caller memory (writer) */
     size_t nbytes;
 };
 
 struct wf_st_file {
     char *path;
-    unsigned char *buf;       /* whole file */
+    unsigned char *buf; /* whole file */
     size_t len;
-    int n;                    /* tensors */
+    int n; /* tensors */
     struct wf_st_tensor *t;
     int n_meta;
     char **meta_key, **meta_val;
@@ -49,7 +49,7 @@ void wf_st_free(struct wf_st_file *f);
 
 struct wf_st_writer {
     int n, cap;
-    struct wf_st_tensor *t;   /* data not copied: must stay valid until save */
+    struct wf_st_tensor *t; /* data not copied: must stay valid until save */
     int n_meta, meta_cap;
     char **meta_key, **meta_val;
 };

@@ -23,38 +23,38 @@
 #define WF_GRAD_FIXED_SHIFT 40
 
 struct wf_progress {
-    int epoch, epochs;           /* 0-based epoch, total */
-    long step, steps_total;      /* optimizer steps done, planned */
+    int epoch, epochs;      /* 0-based epoch, total */
+    long step, steps_total; /* optimizer steps done, planned */
     long epoch_step, epoch_steps;
-    double loss;                 /* last step's mean loss */
-    double samples_per_s;        /* since this process started training */
+    double loss;          /* last step's mean loss */
+    double samples_per_s; /* since this process started training */
     double eta_s;
     double lr;
-    int epoch_done;              /* set on the call that closes an epoch */
-    double test_acc, test_loss;  /* valid when epoch_done */
+    int epoch_done;             /* set on the call that closes an epoch */
+    double test_acc, test_loss; /* valid when epoch_done */
 };
 typedef void (*wf_progress_fn)(void *ud, const struct wf_progress *p);
 
 struct wf_trainer {
     struct wf_job job;
     struct wf_model model;
-    char *model_text;            /* canonical model text */
+    char *model_text; /* canonical model text */
     struct wf_dataset train, test;
-    struct wf_exec ex;           /* train program, batch = batch / K */
+    struct wf_exec ex; /* train program, batch = batch / K */
     struct wf_exec eval, eval_rest;
     int has_eval_rest;
-    int64_t n_params;            /* floats */
+    int64_t n_params;                      /* floats */
     float *params, *grads, *opt_a, *opt_b; /* opt_a: momentum or exp_avg; opt_b: exp_avg_sq */
-    int64_t *acc;                /* fixed-point gradient sums when K > 1 */
-    uint32_t *order;             /* this epoch's sample order */
-    int order_epoch;             /* epoch `order` holds, -1 none */
-    int x_in, y_in;              /* model input values fed from the dataset */
-    long step;                   /* optimizer steps done */
-    int epoch;                   /* current epoch */
-    long epoch_step;             /* steps done in the current epoch */
+    int64_t *acc;                          /* fixed-point gradient sums when K > 1 */
+    uint32_t *order;                       /* this epoch's sample order */
+    int order_epoch;                       /* epoch `order` holds, -1 none */
+    int x_in, y_in;                        /* model input values fed from the dataset */
+    long step;                             /* optimizer steps done */
+    int epoch;                             /* current epoch */
+    long epoch_step;                       /* steps done in the current epoch */
     long steps_per_epoch;
     double last_loss;
-    double step_lr;              /* learning rate of the step in progress */
+    double step_lr; /* learning rate of the step in progress */
     FILE *metrics;
     char *ckpt_path;
     int quiet;

@@ -59,16 +59,22 @@ static int fail(const char *cmd) {
 }
 
 static void fmt_count(char *buf, size_t n, double v) {
-    if (v >= 1e9) snprintf(buf, n, "%.2fG", v / 1e9);
-    else if (v >= 1e6) snprintf(buf, n, "%.2fM", v / 1e6);
-    else if (v >= 1e3) snprintf(buf, n, "%.1fk", v / 1e3);
-    else snprintf(buf, n, "%.0f", v);
+    if (v >= 1e9)
+        snprintf(buf, n, "%.2fG", v / 1e9);
+    else if (v >= 1e6)
+        snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e3)
+        snprintf(buf, n, "%.1fk", v / 1e3);
+    else
+        snprintf(buf, n, "%.0f", v);
 }
 
 static void fmt_time(char *buf, size_t n, double s) {
     long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
 struct progress_state {
@@ -96,7 +102,8 @@ static void on_progress(void *ud, const struct wf_progress *p) {
     if (s->tty) {
         char bar[31];
         int fill = (int)(frac * 30);
-        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
         printf("\r\033[Kepoch %d/%d [%s] %3.0f%%  loss %.4f  %.0f samples/s  ETA %s", p->epoch + 1, p->epochs, bar,
                100 * frac, p->loss, p->samples_per_s, eta);
@@ -104,8 +111,8 @@ static void on_progress(void *ud, const struct wf_progress *p) {
     } else {
         double now = wf_now();
         if (now - s->last_plain >= 10) {
-            printf("epoch %d/%d step %ld/%ld  loss %.4f  %.0f samples/s  ETA %s\n", p->epoch + 1, p->epochs,
-                   p->step, p->steps_total, p->loss, p->samples_per_s, eta);
+            printf("epoch %d/%d step %ld/%ld  loss %.4f  %.0f samples/s  ETA %s\n", p->epoch + 1, p->epochs, p->step,
+                   p->steps_total, p->loss, p->samples_per_s, eta);
             fflush(stdout);
             s->last_plain = now;
         }
@@ -126,7 +133,8 @@ static int parse_long(const char *cmd, const char *opt, const char *s, long *out
 static void print_profile(const struct wf_trainer *t) {
     const struct wf_program *p = &t->ex.prog;
     double total = 0;
-    for (int i = 0; i < p->n_exec; i++) total += t->ex.node_seconds[i];
+    for (int i = 0; i < p->n_exec; i++)
+        total += t->ex.node_seconds[i];
     printf("\nprofile: %.3f s in %d nodes (per step: %.1f us)\n", total, p->n_exec,
            1e6 * total / (double)(t->step ? t->step : 1));
     printf("%-20s %-14s %10s %7s %10s\n", "node", "op", "us/step", "share", "GFLOP/s");
@@ -190,8 +198,8 @@ static int cmd_train(int argc, char **argv) {
         fmt_count(np, sizeof np, (double)t.n_params);
         printf("weft train %s: model %s (%s parameters), %d train / %d test samples, batch %d = %d x %d, "
                "%d thread%s%s\n",
-               job, t.model.name ? t.model.name : "model", np, t.train.n, t.test.n, t.job.batch,
-               t.job.micro_batches, t.job.batch / t.job.micro_batches, t.job.threads, t.job.threads > 1 ? "s" : "",
+               job, t.model.name ? t.model.name : "model", np, t.train.n, t.test.n, t.job.batch, t.job.micro_batches,
+               t.job.batch / t.job.micro_batches, t.job.threads, t.job.threads > 1 ? "s" : "",
                resume ? ", resumed" : "");
         if (resume) printf("resumed from %s at step %ld (epoch %d)\n", resume, t.step, t.epoch + 1);
         fflush(stdout);
@@ -289,13 +297,14 @@ static int cmd_check(int argc, char **argv) {
     printf("model %s (%s), batch %ld\n\n", g->name, path, batch);
     printf("%-16s %-14s %-26s %12s %12s\n", "layer", "op", "output", "params", "flops");
     for (int i = 0; i < g->nv; i++)
-        if (g->v[i].kind == WF_V_INPUT) printf("%-16s %-14s %-26s\n", g->v[i].name, "input", wf_shape_str(&g->v[i], s, sizeof s));
+        if (g->v[i].kind == WF_V_INPUT)
+            printf("%-16s %-14s %-26s\n", g->v[i].name, "input", wf_shape_str(&g->v[i], s, sizeof s));
     for (int i = 0; i < g->n_fwd; i++) {
         const struct wf_node *n = &g->n[i];
         int64_t pc = 0;
         for (int k = 0; k < n->n_in; k++)
-            if (g->v[n->in[k]].kind == WF_V_PARAM && g->v[n->in[k]].producer < 0 &&
-                strchr(g->v[n->in[k]].name, '.') && !strncmp(g->v[n->in[k]].name, n->name, strlen(n->name)))
+            if (g->v[n->in[k]].kind == WF_V_PARAM && g->v[n->in[k]].producer < 0 && strchr(g->v[n->in[k]].name, '.') &&
+                !strncmp(g->v[n->in[k]].name, n->name, strlen(n->name)))
                 pc += g->v[n->in[k]].numel;
         fmt_count(f, sizeof f, n->flops);
         printf("%-16s %-14s %-26s %12lld %12s\n", n->name, wf_op_get(n->op)->name,

@@ -20,13 +20,14 @@ size_t wf_node_work_floats(const struct wf_graph *g, const struct wf_node *n) {
     if (f->op != WF_OP_CONV2D) return 0;
     const struct wf_value *x = &g->v[f->in[0]], *y = &g->v[f->out[0]];
     struct wf_conv2d_shape s;
-    wf_conv2d_shape_init(&s, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3],
-                         (int)y->shape[1], (int)f->ai[1], (int)f->ai[1], (int)f->ai[2], (int)f->ai[3]);
+    wf_conv2d_shape_init(&s, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3], (int)y->shape[1],
+                         (int)f->ai[1], (int)f->ai[1], (int)f->ai[2], (int)f->ai[3]);
     return (size_t)wf_conv2d_workspace(&s);
 }
 
 static int root_of(const struct wf_graph *g, int v) {
-    while (g->v[v].alias >= 0) v = g->v[v].alias;
+    while (g->v[v].alias >= 0)
+        v = g->v[v].alias;
     return v;
 }
 
@@ -90,10 +91,13 @@ static int plan(struct wf_program *p) {
             if (n->out[i] >= 0 && end[n->out[i]] < ni) end[n->out[i]] = ni;
         size_t w = wf_node_work_floats(g, n);
         if (w > p->work_floats) p->work_floats = w;
-        if (n->backward) p->flops_bwd += n->flops;
-        else p->flops_fwd += n->flops;
+        if (n->backward)
+            p->flops_bwd += n->flops;
+        else
+            p->flops_fwd += n->flops;
     }
-    for (int i = 0; i < g->n_outputs; i++) end[g->outputs[i]] = nn;
+    for (int i = 0; i < g->n_outputs; i++)
+        end[g->outputs[i]] = nn;
     if (g->loss >= 0) end[g->loss] = nn;
     if (g->logits >= 0) end[g->logits] = nn;
     /* a view keeps its base alive */

@@ -28,9 +28,9 @@ static void job_signature(const struct wf_job *j, char *buf, size_t n) {
              "seed=%llu batch=%d micro_batches=%d epochs=%d optimizer=%s lr=%.17g momentum=%.17g nesterov=%d "
              "weight_decay=%.17g beta1=%.17g beta2=%.17g eps=%.17g clip_norm=%.17g lr_schedule=%s warmup=%ld "
              "step_size=%ld gamma=%.17g min_lr=%.17g threads=%d",
-             (unsigned long long)j->seed, j->batch, j->micro_batches, j->epochs, opt[j->optimizer], j->lr,
-             j->momentum, j->nesterov, j->weight_decay, j->beta1, j->beta2, j->eps, j->clip_norm,
-             sch[j->lr_schedule], j->warmup, j->step_size, j->gamma, j->min_lr, j->threads);
+             (unsigned long long)j->seed, j->batch, j->micro_batches, j->epochs, opt[j->optimizer], j->lr, j->momentum,
+             j->nesterov, j->weight_decay, j->beta1, j->beta2, j->eps, j->clip_norm, sch[j->lr_schedule], j->warmup,
+             j->step_size, j->gamma, j->min_lr, j->threads);
 }
 
 int wf_trainer_save(struct wf_trainer *t, const char *path) {
@@ -117,8 +117,9 @@ int wf_trainer_restore(struct wf_trainer *t, const char *path) {
     if (!job || strcmp(job, sig)) {
         char a[128] = "(none)", b[128] = "";
         first_difference(job ? job : "", sig, a, b, sizeof a);
-        rc = wf_error(WF_ERR_INVALID, "%s: was written with different job settings than %s: checkpoint has %s, job has %s",
-                      path, j->path, a, b);
+        rc = wf_error(WF_ERR_INVALID,
+                      "%s: was written with different job settings than %s: checkpoint has %s, job has %s", path,
+                      j->path, a, b);
         goto done;
     }
     if (epoch_step > t->steps_per_epoch || epoch > j->epochs) {

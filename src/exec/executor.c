@@ -32,8 +32,7 @@ int wf_exec_init(struct wf_exec *e, const struct wf_model *m, int batch, int tra
     e->node_seconds = wf_calloc((size_t)e->prog.g.nn, sizeof(double));
     if (!e->arena || !e->work || !e->node_seconds) {
         wf_exec_free(e);
-        return wf_error(WF_ERR_NOMEM, "out of memory allocating %zu bytes of activations",
-                        e->prog.arena_bytes);
+        return wf_error(WF_ERR_NOMEM, "out of memory allocating %zu bytes of activations", e->prog.arena_bytes);
     }
     return WF_OK;
 }
@@ -55,8 +54,10 @@ void wf_exec_set_rng(struct wf_exec *e, uint64_t seed, uint64_t step, uint64_t m
 /* (outer, dim, inner) around axis a */
 static void split_axis(const struct wf_value *v, int a, long *outer, int *dim, long *inner) {
     long o = 1, in = 1;
-    for (int i = 0; i < a; i++) o *= v->shape[i];
-    for (int i = a + 1; i < v->ndim; i++) in *= v->shape[i];
+    for (int i = 0; i < a; i++)
+        o *= v->shape[i];
+    for (int i = a + 1; i < v->ndim; i++)
+        in *= v->shape[i];
     *outer = o;
     *dim = (int)v->shape[a];
     *inner = in;
@@ -64,9 +65,12 @@ static void split_axis(const struct wf_value *v, int a, long *outer, int *dim, l
 
 static void transpose_dims(const struct wf_value *x, int a0, int a1, long d[5]) {
     long A = 1, M = 1, Z = 1;
-    for (int i = 0; i < a0; i++) A *= x->shape[i];
-    for (int i = a0 + 1; i < a1; i++) M *= x->shape[i];
-    for (int i = a1 + 1; i < x->ndim; i++) Z *= x->shape[i];
+    for (int i = 0; i < a0; i++)
+        A *= x->shape[i];
+    for (int i = a0 + 1; i < a1; i++)
+        M *= x->shape[i];
+    for (int i = a1 + 1; i < x->ndim; i++)
+        Z *= x->shape[i];
     d[0] = A;
     d[1] = x->shape[a0];
     d[2] = M;
@@ -119,8 +123,8 @@ static int run_forward(struct wf_exec *e, const struct wf_node *n) {
         const int32_t *t = PI(n->in[1]);
         int bad = wf_softmax_xent_forward(out, P(n->out[1]), P(n->in[0]), t, R, last, e->loss_scale);
         if (bad >= 0)
-            return wf_error(WF_ERR_RANGE, "%s:%d:%d: layer '%s': label %d of row %d is outside [0, %d)",
-                            g->path, n->line, n->col, n->name, (int)t[bad], bad, last);
+            return wf_error(WF_ERR_RANGE, "%s:%d:%d: layer '%s': label %d of row %d is outside [0, %d)", g->path,
+                            n->line, n->col, n->name, (int)t[bad], bad, last);
         break;
     }
     case WF_OP_CONV2D: {
@@ -133,8 +137,10 @@ static int run_forward(struct wf_exec *e, const struct wf_node *n) {
     case WF_OP_AVGPOOL2D: {
         struct wf_pool2d_shape s;
         pool_shape(g, n, &s);
-        if (n->op == WF_OP_MAXPOOL2D) wf_maxpool2d_forward(out, PI(n->out[1]), P(n->in[0]), &s);
-        else wf_avgpool2d_forward(out, P(n->in[0]), &s);
+        if (n->op == WF_OP_MAXPOOL2D)
+            wf_maxpool2d_forward(out, PI(n->out[1]), P(n->in[0]), &s);
+        else
+            wf_avgpool2d_forward(out, P(n->in[0]), &s);
         break;
     }
     case WF_OP_RESHAPE:
@@ -193,8 +199,10 @@ static int run_forward(struct wf_exec *e, const struct wf_node *n) {
         long outer = 1, inner = 1;
         int dim = (int)numel;
         if (n->ai[0] != WF_ATTR_UNSET) split_axis(x, (int)n->ai[0], &outer, &dim, &inner);
-        if (n->op == WF_OP_SUM) wf_sum_forward(out, P(n->in[0]), outer, dim, inner);
-        else wf_mean_forward(out, P(n->in[0]), outer, dim, inner);
+        if (n->op == WF_OP_SUM)
+            wf_sum_forward(out, P(n->in[0]), outer, dim, inner);
+        else
+            wf_mean_forward(out, P(n->in[0]), outer, dim, inner);
         break;
     }
     default: return wf_error(WF_ERR_INTERNAL, "node '%s': op %d has no forward", n->name, n->op);
@@ -208,7 +216,8 @@ static int run_backward(struct wf_exec *e, const struct wf_node *b) {
         float *out = P(b->out[0]);
         long numel = (long)g->v[b->out[0]].numel;
         wf_add_forward(out, P(b->in[0]), P(b->in[1]), numel, numel);
-        for (int i = 2; i < b->n_in; i++) wf_add_forward(out, out, P(b->in[i]), numel, numel);
+        for (int i = 2; i < b->n_in; i++)
+            wf_add_forward(out, out, P(b->in[i]), numel, numel);
         return WF_OK;
     }
     const struct wf_node *f = &g->n[b->fwd];
@@ -254,8 +263,10 @@ static int run_backward(struct wf_exec *e, const struct wf_node *b) {
     case WF_OP_AVGPOOL2D: {
         struct wf_pool2d_shape s;
         pool_shape(g, f, &s);
-        if (f->op == WF_OP_MAXPOOL2D) wf_maxpool2d_backward(dx, dout, PI(f->out[1]), &s);
-        else wf_avgpool2d_backward(dx, dout, &s);
+        if (f->op == WF_OP_MAXPOOL2D)
+            wf_maxpool2d_backward(dx, dout, PI(f->out[1]), &s);
+        else
+            wf_avgpool2d_backward(dx, dout, &s);
         break;
     }
     case WF_OP_RESHAPE:
@@ -300,8 +311,10 @@ static int run_backward(struct wf_exec *e, const struct wf_node *b) {
         long outer = 1, inner = 1;
         int dim = (int)numel;
         if (f->ai[0] != WF_ATTR_UNSET) split_axis(x, (int)f->ai[0], &outer, &dim, &inner);
-        if (f->op == WF_OP_SUM) wf_sum_backward(dx, dout, outer, dim, inner);
-        else wf_mean_backward(dx, dout, outer, dim, inner);
+        if (f->op == WF_OP_SUM)
+            wf_sum_backward(dx, dout, outer, dim, inner);
+        else
+            wf_mean_backward(dx, dout, outer, dim, inner);
         break;
     }
     default: return wf_error(WF_ERR_INTERNAL, "node '%s': op %d has no backward", b->name, f->op);

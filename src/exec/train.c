@@ -37,14 +37,17 @@ static void init_param(const struct wf_value *v, float *p, uint64_t seed) {
     switch (v->init) {
     case WF_INIT_FANIN_UNIFORM: {
         float b = (float)(1.0 / sqrt(v->init_arg > 0 ? v->init_arg : 1.0));
-        for (long i = 0; i < n; i++) p[i] = (2.0f * wf_rng_uniform(&r) - 1.0f) * b;
+        for (long i = 0; i < n; i++)
+            p[i] = (2.0f * wf_rng_uniform(&r) - 1.0f) * b;
         break;
     }
     case WF_INIT_NORMAL:
-        for (long i = 0; i < n; i++) p[i] = wf_rng_normal(&r) * (float)v->init_arg;
+        for (long i = 0; i < n; i++)
+            p[i] = wf_rng_normal(&r) * (float)v->init_arg;
         break;
     case WF_INIT_ONES:
-        for (long i = 0; i < n; i++) p[i] = 1.0f;
+        for (long i = 0; i < n; i++)
+            p[i] = 1.0f;
         break;
     default: memset(p, 0, sizeof(float) * (size_t)n); break;
     }
@@ -58,7 +61,8 @@ int wf_load_param(const struct wf_st_file *f, const char *name, const struct wf_
         return wf_error(WF_ERR_NOTFOUND, "%s: no tensor '%s' (the model needs %s)", f->path, name,
                         wf_shape_str(v, s, sizeof s));
     int ok = t->dtype == WF_F32 && t->ndim == v->ndim;
-    for (int i = 0; ok && i < v->ndim; i++) ok = t->shape[i] == v->shape[i];
+    for (int i = 0; ok && i < v->ndim; i++)
+        ok = t->shape[i] == v->shape[i];
     if (!ok) {
         char got[128];
         int k = snprintf(got, sizeof got, "%s[", wf_dtype_name(t->dtype));
@@ -93,11 +97,10 @@ static int find_inputs(struct wf_trainer *t) {
     long want = (long)t->train.c * t->train.h * t->train.w;
     if (per != want || g->v[t->y_in].numel != g->batch) {
         char s[96];
-        return wf_error(WF_ERR_SHAPE,
-                        "%s:%d:%d: input '%s' is %s: %ld values per sample, but %s has %d x %d x %d = %ld per sample",
-                        g->path, g->v[t->x_in].line, g->v[t->x_in].col, g->v[t->x_in].name,
-                        wf_shape_str(&g->v[t->x_in], s, sizeof s), per, t->train.name, t->train.c, t->train.h,
-                        t->train.w, want);
+        return wf_error(
+            WF_ERR_SHAPE, "%s:%d:%d: input '%s' is %s: %ld values per sample, but %s has %d x %d x %d = %ld per sample",
+            g->path, g->v[t->x_in].line, g->v[t->x_in].col, g->v[t->x_in].name,
+            wf_shape_str(&g->v[t->x_in], s, sizeof s), per, t->train.name, t->train.c, t->train.h, t->train.w, want);
     }
     if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: the model has no scalar loss output", g->path);
     return WF_OK;
@@ -253,7 +256,8 @@ static int accumulate(struct wf_trainer *t, int first) {
 
 static void unfix(struct wf_trainer *t) {
     const double inv = 1.0 / (double)(1ull << WF_GRAD_FIXED_SHIFT);
-    for (int64_t i = 0; i < t->n_params; i++) t->grads[i] = (float)((double)t->acc[i] * inv);
+    for (int64_t i = 0; i < t->n_params; i++)
+        t->grads[i] = (float)((double)t->acc[i] * inv);
 }
 
 static void update_param(struct wf_trainer *t, int pv, double lr, long step) {
@@ -264,8 +268,8 @@ static void update_param(struct wf_trainer *t, int pv, double lr, long step) {
     long n = (long)v->numel;
     float *p = t->params + off, *gr = t->grads + off;
     if (j->optimizer == WF_OPT_SGD)
-        wf_sgd_update(p, gr, t->opt_a ? t->opt_a + off : NULL, n, (float)lr, (float)j->momentum,
-                      (float)j->weight_decay, j->nesterov, step);
+        wf_sgd_update(p, gr, t->opt_a ? t->opt_a + off : NULL, n, (float)lr, (float)j->momentum, (float)j->weight_decay,
+                      j->nesterov, step);
     else
         wf_adam_update(p, gr, t->opt_a + off, t->opt_b + off, n, (float)lr, (float)j->beta1, (float)j->beta2,
                        (float)j->eps, (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, step);
@@ -280,7 +284,8 @@ static void optimizer_step(struct wf_trainer *t, double lr) {
         double coef = j->clip_norm / (norm + 1e-6);
         if (coef < 1.0) wf_scale(t->grads, (long)t->n_params, (float)coef);
     }
-    for (int i = 0; i < g->n_params; i++) update_param(t, g->params[i], lr, t->step + 1);
+    for (int i = 0; i < g->n_params; i++)
+        update_param(t, g->params[i], lr, t->step + 1);
 }
 
 /* With one micro-batch and no clipping a parameter's update needs only its
@@ -357,15 +362,16 @@ static int eval_chunk(struct wf_exec *e, const struct wf_dataset *d, const uint3
     return WF_OK;
 }
 
-int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, const struct wf_dataset *d, double *loss,
-                      double *acc) {
+int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, const struct wf_dataset *d, double *loss, double *acc) {
     uint32_t *ids = wf_malloc(sizeof(uint32_t) * (size_t)d->n);
     if (!ids) return wf_error(WF_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < d->n; i++) ids[i] = (uint32_t)i;
+    for (int i = 0; i < d->n; i++)
+        ids[i] = (uint32_t)i;
     int B = e->prog.g.batch, i = 0, rc = WF_OK;
     double sum = 0;
     long correct = 0;
-    for (; rc == WF_OK && i + B <= d->n; i += B) rc = eval_chunk(e, d, ids + i, B, &sum, &correct);
+    for (; rc == WF_OK && i + B <= d->n; i += B)
+        rc = eval_chunk(e, d, ids + i, B, &sum, &correct);
     if (rc == WF_OK && i < d->n) {
         if (!rest || rest->prog.g.batch != d->n - i)
             rc = wf_error(WF_ERR_INTERNAL, "no executor for the last %d samples", d->n - i);
@@ -402,8 +408,7 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
         double sps = (double)(t->step - steps0) * j->batch / (now - t0 + 1e-12);
         fprintf(t->metrics,
                 "{\"step\":%ld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f}\n",
-                t->step, t->epoch + 1, loss, wf_lr_at(j, t->step - 1, t->steps_per_epoch * j->epochs), sps,
-                now - t0);
+                t->step, t->epoch + 1, loss, wf_lr_at(j, t->step - 1, t->steps_per_epoch * j->epochs), sps, now - t0);
         int epoch_end = t->epoch_step == t->steps_per_epoch;
         struct wf_progress p = {.epoch = t->epoch,
                                 .epochs = j->epochs,

@@ -72,7 +72,8 @@ static int finalize(struct wf_graph *g, struct contribs *c, int vi) {
     n->backward = 1;
     n->line = g->v[vi].line;
     n->col = g->v[vi].col;
-    for (int k = 0; k < cv->n; k++) n->in[n->n_in++] = cv->v[k];
+    for (int k = 0; k < cv->n; k++)
+        n->in[n->n_in++] = cv->v[k];
     n->out[n->n_out++] = gi;
     n->flops = (double)x.numel * (cv->n - 1);
     g->v[gi].producer = ni;
@@ -90,11 +91,13 @@ int wf_graph_autodiff(struct wf_graph *g) {
     if (!c) return wf_error(WF_ERR_NOMEM, "out of memory in autodiff");
 
     /* Which values depend on a parameter. */
-    for (int i = 0; i < g->nv; i++) g->v[i].requires_grad = g->v[i].kind == WF_V_PARAM;
+    for (int i = 0; i < g->nv; i++)
+        g->v[i].requires_grad = g->v[i].kind == WF_V_PARAM;
     for (int ni = 0; ni < g->n_fwd; ni++) {
         struct wf_node *n = &g->n[ni];
         int rg = 0;
-        for (int i = 0; i < n->n_in; i++) rg |= g->v[n->in[i]].requires_grad;
+        for (int i = 0; i < n->n_in; i++)
+            rg |= g->v[n->in[i]].requires_grad;
         if (n->op == WF_OP_CROSS_ENTROPY || !wf_op_get(n->op)->differentiable) rg &= g->v[n->in[0]].requires_grad;
         for (int j = 0; j < n->n_out; j++)
             if (g->v[n->out[j]].kind == WF_V_ACT) g->v[n->out[j]].requires_grad = rg;
@@ -138,8 +141,10 @@ int wf_graph_autodiff(struct wf_graph *g) {
         unsigned in_mask, out_mask;
         backward_reads(f->op, &in_mask, &out_mask);
         b->in[b->n_in++] = dout;
-        for (int i = 0; i < f->n_in; i++) b->in[b->n_in++] = (in_mask >> i) & 1 ? f->in[i] : -1;
-        for (int j = 0; j < f->n_out; j++) b->in[b->n_in++] = (out_mask >> j) & 1 ? f->out[j] : -1;
+        for (int i = 0; i < f->n_in; i++)
+            b->in[b->n_in++] = (in_mask >> i) & 1 ? f->in[i] : -1;
+        for (int j = 0; j < f->n_out; j++)
+            b->in[b->n_in++] = (out_mask >> j) & 1 ? f->out[j] : -1;
         int fin = f->n_in;
         for (int i = 0; i < fin; i++) {
             int xi = g->n[ni].in[i];
@@ -147,8 +152,8 @@ int wf_graph_autodiff(struct wf_graph *g) {
             if (!g->v[xi].requires_grad || g->v[xi].dtype != WF_F32) continue;
             if (g->n[ni].op == WF_OP_CROSS_ENTROPY && i == 1) continue;
             if (c[xi].n >= WF_MAX_IO) {
-                rc = wf_error(WF_ERR_INVALID, "%s:%d:%d: '%s' is used by more than %d layers", g->path,
-                              g->v[xi].line, g->v[xi].col, g->v[xi].name, WF_MAX_IO);
+                rc = wf_error(WF_ERR_INVALID, "%s:%d:%d: '%s' is used by more than %d layers", g->path, g->v[xi].line,
+                              g->v[xi].col, g->v[xi].name, WF_MAX_IO);
                 goto done;
             }
             char gname[600];

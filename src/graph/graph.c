@@ -13,8 +13,10 @@
 #include "weft/safetensors.h"
 
 #define U WF_ATTR_UNSET
-#define REQ(n, t) {n, t, 1, 0}
-#define OPT(n, t, d) {n, t, 0, d}
+#define REQ(n, t)                                                                                                      \
+    { n, t, 1, 0 }
+#define OPT(n, t, d)                                                                                                   \
+    { n, t, 0, d }
 
 static const struct wf_op_info ops[WF_OP_COUNT] = {
     [WF_OP_LINEAR] = {"linear", 1, 1, 2, {REQ("out", WF_AT_INT), OPT("bias", WF_AT_BOOL, 1)}, 2, 1},
@@ -36,20 +38,10 @@ static const struct wf_op_info ops[WF_OP_COUNT] = {
                        OPT("pad", WF_AT_INT, 0), OPT("bias", WF_AT_BOOL, 1)},
                       2,
                       1},
-    [WF_OP_MAXPOOL2D] = {"maxpool2d",
-                         1,
-                         1,
-                         3,
-                         {REQ("kernel", WF_AT_INT), OPT("stride", WF_AT_INT, U), OPT("pad", WF_AT_INT, 0)},
-                         0,
-                         1},
-    [WF_OP_AVGPOOL2D] = {"avgpool2d",
-                         1,
-                         1,
-                         3,
-                         {REQ("kernel", WF_AT_INT), OPT("stride", WF_AT_INT, U), OPT("pad", WF_AT_INT, 0)},
-                         0,
-                         1},
+    [WF_OP_MAXPOOL2D] =
+        {"maxpool2d", 1, 1, 3, {REQ("kernel", WF_AT_INT), OPT("stride", WF_AT_INT, U), OPT("pad", WF_AT_INT, 0)}, 0, 1},
+    [WF_OP_AVGPOOL2D] =
+        {"avgpool2d", 1, 1, 3, {REQ("kernel", WF_AT_INT), OPT("stride", WF_AT_INT, U), OPT("pad", WF_AT_INT, 0)}, 0, 1},
     [WF_OP_RESHAPE] = {"reshape", 1, 1, 1, {REQ("shape", WF_AT_SHAPE)}, 0, 1},
     [WF_OP_FLATTEN] = {"flatten", 1, 1, 0, {{0}}, 0, 1},
     [WF_OP_TRANSPOSE] = {"transpose", 1, 1, 2, {REQ("dim0", WF_AT_INT), REQ("dim1", WF_AT_INT)}, 0, 1},
@@ -57,13 +49,7 @@ static const struct wf_op_info ops[WF_OP_COUNT] = {
     [WF_OP_DROPOUT] = {"dropout", 1, 1, 1, {OPT("p", WF_AT_FLOAT, 0.5)}, 0, 1},
     [WF_OP_EMBEDDING] = {"embedding", 1, 1, 2, {REQ("vocab", WF_AT_INT), REQ("dim", WF_AT_INT)}, 1, 1},
     [WF_OP_CONCAT] = {"concat", 2, 8, 1, {REQ("axis", WF_AT_INT)}, 0, 1},
-    [WF_OP_SLICE] = {"slice",
-                     1,
-                     1,
-                     3,
-                     {REQ("axis", WF_AT_INT), REQ("start", WF_AT_INT), REQ("len", WF_AT_INT)},
-                     0,
-                     1},
+    [WF_OP_SLICE] = {"slice", 1, 1, 3, {REQ("axis", WF_AT_INT), REQ("start", WF_AT_INT), REQ("len", WF_AT_INT)}, 0, 1},
     [WF_OP_SUM] = {"sum", 1, 1, 1, {OPT("axis", WF_AT_INT, U)}, 0, 1},
     [WF_OP_MEAN] = {"mean", 1, 1, 1, {OPT("axis", WF_AT_INT, U)}, 0, 1},
     [WF_OP_ACCUM] = {"accum", 1, WF_MAX_IO, 0, {{0}}, 0, 0},
@@ -94,14 +80,17 @@ int wf_graph_find(const struct wf_graph *g, const char *name) {
 
 int64_t wf_graph_param_count(const struct wf_graph *g) {
     int64_t n = 0;
-    for (int i = 0; i < g->n_params; i++) n += g->v[g->params[i]].numel;
+    for (int i = 0; i < g->n_params; i++)
+        n += g->v[g->params[i]].numel;
     return n;
 }
 
 void wf_graph_free(struct wf_graph *g) {
     if (!g) return;
-    for (int i = 0; i < g->nv; i++) wf_free(g->v[i].name);
-    for (int i = 0; i < g->nn; i++) wf_free(g->n[i].name);
+    for (int i = 0; i < g->nv; i++)
+        wf_free(g->v[i].name);
+    for (int i = 0; i < g->nn; i++)
+        wf_free(g->n[i].name);
     wf_free(g->v);
     wf_free(g->n);
     wf_free(g->name);
@@ -186,9 +175,7 @@ static int layer_err(struct build *b, const char *fmt, ...) {
     return err_at(b, b->st->line, b->st->col, WF_ERR_SHAPE, "layer '%s' (%s): %s", b->st->name, b->st->op, msg);
 }
 
-static const char *vshape(const struct build *b, int vi, char *buf) {
-    return wf_shape_str(&b->g->v[vi], buf, 96);
-}
+static const char *vshape(const struct build *b, int vi, char *buf) { return wf_shape_str(&b->g->v[vi], buf, 96); }
 
 /* resolve a possibly negative axis */
 static int axis_of(int64_t a, int ndim) { return (int)(a < 0 ? a + ndim : a); }
@@ -286,10 +273,11 @@ static int infer(struct build *b) {
     case WF_OP_MUL: {
         const struct wf_value *y = &g->v[n->in[1]];
         int ok = y->ndim <= nd;
-        for (int i = 0; ok && i < y->ndim; i++) ok = y->shape[y->ndim - 1 - i] == x->shape[nd - 1 - i];
+        for (int i = 0; ok && i < y->ndim; i++)
+            ok = y->shape[y->ndim - 1 - i] == x->shape[nd - 1 - i];
         if (!ok)
-            return LAYER_ERR(b, "second argument %s must match the trailing dimensions of %s",
-                             vshape(b, n->in[1], s1), vshape(b, n->in[0], s2));
+            return LAYER_ERR(b, "second argument %s must match the trailing dimensions of %s", vshape(b, n->in[1], s1),
+                             vshape(b, n->in[0], s2));
         n->flops = (double)x->numel;
         break;
     }
@@ -332,7 +320,8 @@ static int infer(struct build *b) {
         if (nd != 4) return LAYER_ERR(b, "input must be 4-d (N, C, H, W), got %s", vshape(b, n->in[0], s1));
         if (n->ai[1] == WF_ATTR_UNSET) n->ai[1] = n->ai[0];
         int64_t k = n->ai[0], st = n->ai[1], p = n->ai[2];
-        if (k <= 0 || st <= 0 || p < 0 || 2 * p > k) return LAYER_ERR(b, "need kernel, stride > 0 and 0 <= pad <= kernel/2");
+        if (k <= 0 || st <= 0 || p < 0 || 2 * p > k)
+            return LAYER_ERR(b, "need kernel, stride > 0 and 0 <= pad <= kernel/2");
         sh[2] = (x->shape[2] + 2 * p - k) / st + 1;
         sh[3] = (x->shape[3] + 2 * p - k) / st + 1;
         if (x->shape[2] + 2 * p < k || x->shape[3] + 2 * p < k)
@@ -409,10 +398,11 @@ static int infer(struct build *b) {
         for (int i = 0; i < n->n_in; i++) {
             const struct wf_value *y = &g->v[n->in[i]];
             int ok = y->ndim == nd;
-            for (int d = 0; ok && d < nd; d++) ok = d == a || y->shape[d] == x->shape[d];
+            for (int d = 0; ok && d < nd; d++)
+                ok = d == a || y->shape[d] == x->shape[d];
             if (!ok)
-                return LAYER_ERR(b, "argument %d %s does not match %s outside axis %d", i + 1,
-                                 vshape(b, n->in[i], s1), vshape(b, n->in[0], s2), a);
+                return LAYER_ERR(b, "argument %d %s does not match %s outside axis %d", i + 1, vshape(b, n->in[i], s1),
+                                 vshape(b, n->in[0], s2), a);
             sh[a] += y->shape[a];
         }
         break;
@@ -435,7 +425,8 @@ static int infer(struct build *b) {
             int a = axis_of(n->ai[0], nd);
             if (a < 0 || a >= nd) return LAYER_ERR(b, "axis %lld out of range", (long long)n->ai[0]);
             n->ai[0] = a;
-            for (int d = a; d < nd - 1; d++) sh[d] = sh[d + 1];
+            for (int d = a; d < nd - 1; d++)
+                sh[d] = sh[d + 1];
             nd--;
         }
         n->flops = (double)x->numel;
@@ -453,7 +444,8 @@ static int set_attrs(struct build *b, struct wf_node *n) {
     for (int i = 0; i < st->n_attrs; i++) {
         const struct wf_mattr *a = &st->attrs[i];
         int k = 0;
-        while (k < info->n_attr && strcmp(info->attr[k].name, a->key)) k++;
+        while (k < info->n_attr && strcmp(info->attr[k].name, a->key))
+            k++;
         if (k == info->n_attr) {
             char known[256] = "";
             for (int j = 0; j < info->n_attr; j++)
@@ -517,14 +509,13 @@ static int build_layer(struct build *b) {
         for (int i = 0; i < WF_OP_COUNT; i++)
             if (i != WF_OP_ACCUM)
                 snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", ops[i].name);
-        return err_at(b, st->op_line, st->op_col, WF_ERR_PARSE, "unknown op '%s' (expected one of: %s)", st->op,
-                      known);
+        return err_at(b, st->op_line, st->op_col, WF_ERR_PARSE, "unknown op '%s' (expected one of: %s)", st->op, known);
     }
     const struct wf_op_info *info = &ops[op];
     if (st->n_args < info->min_in || st->n_args > info->max_in) {
         if (info->min_in == info->max_in)
-            return err_at(b, st->op_line, st->op_col, WF_ERR_PARSE, "%s takes %d tensor argument%s, got %d",
-                          info->name, info->min_in, info->min_in > 1 ? "s" : "", st->n_args);
+            return err_at(b, st->op_line, st->op_col, WF_ERR_PARSE, "%s takes %d tensor argument%s, got %d", info->name,
+                          info->min_in, info->min_in > 1 ? "s" : "", st->n_args);
         return err_at(b, st->op_line, st->op_col, WF_ERR_PARSE, "%s takes %d to %d tensor arguments, got %d",
                       info->name, info->min_in, info->max_in, st->n_args);
     }
@@ -550,8 +541,8 @@ static int build_decl(struct build *b) {
     const struct wf_mstmt *st = b->st;
     int64_t sh[WF_MAX_DIMS];
     if (st->ndim > WF_MAX_DIMS)
-        return err_at(b, st->line, st->col, WF_ERR_PARSE, "'%s' has %d dimensions, at most %d are supported",
-                      st->name, st->ndim, WF_MAX_DIMS);
+        return err_at(b, st->line, st->col, WF_ERR_PARSE, "'%s' has %d dimensions, at most %d are supported", st->name,
+                      st->ndim, WF_MAX_DIMS);
     for (int i = 0; i < st->ndim; i++) {
         sh[i] = st->dims[i] == WF_DIM_B ? b->g->batch : st->dims[i];
         if (sh[i] <= 0)
@@ -559,8 +550,8 @@ static int build_decl(struct build *b) {
     }
     if (st->kind == WF_MS_PARAM && st->dtype != WF_F32)
         return err_at(b, st->line, st->col, WF_ERR_PARSE, "param '%s' must be f32", st->name);
-    int vi = wf_graph_add_value(b->g, st->name, st->kind == WF_MS_INPUT ? WF_V_INPUT : WF_V_PARAM, st->dtype,
-                                st->ndim, sh);
+    int vi =
+        wf_graph_add_value(b->g, st->name, st->kind == WF_MS_INPUT ? WF_V_INPUT : WF_V_PARAM, st->dtype, st->ndim, sh);
     if (vi < 0) return vi;
     struct wf_value *v = &b->g->v[vi];
     v->line = st->line;
@@ -568,17 +559,20 @@ static int build_decl(struct build *b) {
     if (st->kind == WF_MS_INPUT) return WF_OK;
     for (int i = 0; i < st->ndim; i++)
         if (st->dims[i] == WF_DIM_B)
-            return err_at(b, st->line, st->col, WF_ERR_PARSE, "param '%s' cannot depend on the batch size B",
-                          st->name);
+            return err_at(b, st->line, st->col, WF_ERR_PARSE, "param '%s' cannot depend on the batch size B", st->name);
     v->init = WF_INIT_NORMAL;
     v->init_arg = 0.02;
     for (int i = 0; i < st->n_attrs; i++) {
         const struct wf_mattr *a = &st->attrs[i];
         if (!strcmp(a->key, "init") && a->type == WF_MV_IDENT) {
-            if (!strcmp(a->s, "normal")) v->init = WF_INIT_NORMAL;
-            else if (!strcmp(a->s, "zeros")) v->init = WF_INIT_ZEROS;
-            else if (!strcmp(a->s, "ones")) v->init = WF_INIT_ONES;
-            else if (!strcmp(a->s, "uniform")) v->init = WF_INIT_FANIN_UNIFORM;
+            if (!strcmp(a->s, "normal"))
+                v->init = WF_INIT_NORMAL;
+            else if (!strcmp(a->s, "zeros"))
+                v->init = WF_INIT_ZEROS;
+            else if (!strcmp(a->s, "ones"))
+                v->init = WF_INIT_ONES;
+            else if (!strcmp(a->s, "uniform"))
+                v->init = WF_INIT_FANIN_UNIFORM;
             else
                 return err_at(b, a->line, a->col, WF_ERR_PARSE,
                               "unknown init '%s' (expected normal, uniform, zeros or ones)", a->s);

@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "conv_int.h"
+#include "weft/core.h"
 #include "weft/kernels.h"
 
 /* Some cblas.h builds (netlib's) lack the OpenBLAS extensions. */
@@ -15,6 +16,7 @@ int openblas_get_num_threads(void);
 void wf_blas_set_threads(int n) {
     openblas_set_num_threads(n > 0 ? n : 1);
     wf_conv_dnnl_set_threads(n > 0 ? n : 1);
+    wf_pool_set_threads(n > 0 ? n : 1);
 }
 
 int wf_blas_get_threads(void) { return openblas_get_num_threads(); }

@@ -523,7 +523,7 @@ static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, cons
 /* Max over the window, padding excluded; ties keep the first (row-major)
  * position and NaN propagates, as PyTorch's CPU kernel. An empty window
  * (only possible with pad > k/2, which PyTorch rejects) gives 0 and -1. */
-void wf_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
+static void maxpool2d_forward_serial(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
     if (s->pad == 0) {
         maxpool_unpadded(out, argmax, inp, s);
         return;
@@ -562,7 +562,8 @@ void wf_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const s
     }
 }
 
-void wf_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct wf_pool2d_shape *s) {
+static void maxpool2d_backward_serial(float *dinp, const float *dout, const int32_t *argmax,
+                                      const struct wf_pool2d_shape *s) {
     const long HW = (long)s->H * s->W, OHW = (long)s->OH * s->OW, planes = (long)s->N * s->C;
     memset(dinp, 0, sizeof(float) * planes * HW);
     for (long pl = 0; pl < planes; pl++) {
@@ -575,7 +576,7 @@ void wf_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax
 }
 
 /* count_include_pad: the divisor is always k*k */
-void wf_avgpool2d_forward(float *out, const float *inp, const struct wf_pool2d_shape *s) {
+static void avgpool2d_forward_serial(float *out, const float *inp, const struct wf_pool2d_shape *s) {
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride, pad = s->pad;
     const long planes = (long)s->N * s->C;
     const float div = (float)(k * k);
@@ -598,7 +599,7 @@ void wf_avgpool2d_forward(float *out, const float *inp, const struct wf_pool2d_s
     }
 }
 
-void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2d_shape *s) {
+static void avgpool2d_backward_serial(float *dinp, const float *dout, const struct wf_pool2d_shape *s) {
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride, pad = s->pad;
     const long planes = (long)s->N * s->C;
     const float div = (float)(k * k);
@@ -619,4 +620,57 @@ void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2
             }
         }
     }
+}
+
+/* ---- pooling over the pool's threads: planes are independent, so each
+ * thread takes a contiguous range of (n, c) planes; same bits for any count */
+
+enum { POOL_MAX_F, POOL_MAX_B, POOL_AVG_F, POOL_AVG_B };
+
+struct pool_job {
+    int kind;
+    const struct wf_pool2d_shape *s;
+    float *out;
+    int32_t *argmax;
+    const float *in;
+    const int32_t *cargmax;
+};
+
+static void pool_chunk(void *ctx, long b, long e) {
+    const struct pool_job *j = ctx;
+    struct wf_pool2d_shape s2 = *j->s;
+    long HW = (long)s2.H * s2.W, OHW = (long)s2.OH * s2.OW;
+    s2.N = 1;
+    s2.C = (int)(e - b);
+    switch (j->kind) {
+    case POOL_MAX_F: maxpool2d_forward_serial(j->out + b * OHW, j->argmax + b * OHW, j->in + b * HW, &s2); break;
+    case POOL_MAX_B: maxpool2d_backward_serial(j->out + b * HW, j->in + b * OHW, j->cargmax + b * OHW, &s2); break;
+    case POOL_AVG_F: avgpool2d_forward_serial(j->out + b * OHW, j->in + b * HW, &s2); break;
+    case POOL_AVG_B: avgpool2d_backward_serial(j->out + b * HW, j->in + b * OHW, &s2); break;
+    }
+}
+
+static void pool_run(const struct pool_job *j) {
+    long planes = (long)j->s->N * j->s->C, hw = (long)j->s->H * j->s->W;
+    wf_parallel_for(planes, WF_MAX(1, 32768 / WF_MAX(hw, 1)), pool_chunk, (void *)j);
+}
+
+void wf_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
+    struct pool_job j = {POOL_MAX_F, s, out, argmax, inp, NULL};
+    pool_run(&j);
+}
+
+void wf_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct wf_pool2d_shape *s) {
+    struct pool_job j = {POOL_MAX_B, s, dinp, NULL, dout, argmax};
+    pool_run(&j);
+}
+
+void wf_avgpool2d_forward(float *out, const float *inp, const struct wf_pool2d_shape *s) {
+    struct pool_job j = {POOL_AVG_F, s, out, NULL, inp, NULL};
+    pool_run(&j);
+}
+
+void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2d_shape *s) {
+    struct pool_job j = {POOL_AVG_B, s, dinp, NULL, dout, NULL};
+    pool_run(&j);
 }

@@ -174,15 +174,36 @@ void wf_mul_backward(float *da, float *db, const float *dout, const float *a, co
 
 /* ---- activations ---- */
 
-void wf_relu_forward(float *out, const float *inp, long n) {
+/* Element-wise loops long enough to be worth a second thread run on the
+ * pool in contiguous chunks: every element is computed the same way. */
+#define WF_PAR_MIN 32768
+
+struct ew_job {
+    float *out;
+    const float *a, *b;
+};
+
+static void relu_fwd_chunk(void *ctx, long b, long e) {
+    const struct ew_job *j = ctx;
     /* written so NaN propagates, as torch.relu does */
-    for (long i = 0; i < n; i++)
-        out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
+    for (long i = b; i < e; i++)
+        j->out[i] = j->a[i] < 0.0f ? 0.0f : j->a[i];
+}
+
+static void relu_bwd_chunk(void *ctx, long b, long e) {
+    const struct ew_job *j = ctx;
+    for (long i = b; i < e; i++)
+        j->out[i] = j->b[i] > 0.0f ? j->a[i] : 0.0f;
+}
+
+void wf_relu_forward(float *out, const float *inp, long n) {
+    struct ew_job j = {out, inp, NULL};
+    wf_parallel_for(n, WF_PAR_MIN, relu_fwd_chunk, &j);
 }
 
 void wf_relu_backward(float *dinp, const float *dout, const float *out, long n) {
-    for (long i = 0; i < n; i++)
-        dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    struct ew_job j = {dinp, dout, out};
+    wf_parallel_for(n, WF_PAR_MIN, relu_bwd_chunk, &j);
 }
 
 #define WF_SQRT1_2 0.70710678118654752440f

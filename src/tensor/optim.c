@@ -11,8 +11,8 @@
 
 #include "weft/kernels.h"
 
-void wf_sgd_update(float *p, const float *g, float *buf, long n, float lr, float momentum, float wd, int nesterov,
-                   long step) {
+static void sgd_serial(float *p, const float *g, float *buf, long n, float lr, float momentum, float wd, int nesterov,
+                       long step) {
     if (momentum == 0.0f || !buf) {
         if (wd != 0.0f) {
             for (long i = 0; i < n; i++)
@@ -50,8 +50,8 @@ static void sqrt_block(float *dst, const float *src, long n) {
 
 #define ADAM_BLOCK 512 /* elements per pass; the sqrt scratch lives on the stack */
 
-void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
-                    float wd, int decoupled, long step) {
+static void adam_serial(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
+                        float eps, float wd, int decoupled, long step) {
     /* The scalars are computed in double then rounded, as Python computes
      * them before handing them to torch's float kernels. */
     double bc1 = 1.0 - pow((double)beta1, (double)step);
@@ -109,4 +109,48 @@ double wf_sumsq(const float *x, long n) {
 void wf_scale(float *x, long n, float s) {
     for (long i = 0; i < n; i++)
         x[i] *= s;
+}
+
+/* ---- the updates over the pool's threads, in contiguous chunks ---- */
+
+struct opt_job {
+    float *p, *buf, *m, *v;
+    const float *g;
+    float lr, momentum, wd, beta1, beta2, eps;
+    int nesterov, decoupled;
+    long step;
+};
+
+static void sgd_chunk(void *ctx, long b, long e) {
+    const struct opt_job *j = ctx;
+    sgd_serial(j->p + b, j->g + b, j->buf ? j->buf + b : NULL, e - b, j->lr, j->momentum, j->wd, j->nesterov, j->step);
+}
+
+static void adam_chunk(void *ctx, long b, long e) {
+    const struct opt_job *j = ctx;
+    adam_serial(j->p + b, j->g + b, j->m + b, j->v + b, e - b, j->lr, j->beta1, j->beta2, j->eps, j->wd, j->decoupled,
+                j->step);
+}
+
+void wf_sgd_update(float *p, const float *g, float *buf, long n, float lr, float momentum, float wd, int nesterov,
+                   long step) {
+    struct opt_job j = {
+        .p = p, .buf = buf, .g = g, .lr = lr, .momentum = momentum, .wd = wd, .nesterov = nesterov, .step = step};
+    wf_parallel_for(n, 65536, sgd_chunk, &j);
+}
+
+void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
+                    float wd, int decoupled, long step) {
+    struct opt_job j = {.p = p,
+                        .m = m,
+                        .v = v,
+                        .g = g,
+                        .lr = lr,
+                        .wd = wd,
+                        .beta1 = beta1,
+                        .beta2 = beta2,
+                        .eps = eps,
+                        .decoupled = decoupled,
+                        .step = step};
+    wf_parallel_for(n, 32768, adam_chunk, &j);
 }

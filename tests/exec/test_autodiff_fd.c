@@ -14,55 +14,53 @@
 #include "weft/model.h"
 #include "weft/safetensors.h"
 
-static const char *model_all_ops =
-    "model allops\n"
-    "input x : f32[B, 2, 6, 6]\n"
-    "input y : i32[B]\n"
-    "param scale : f32[8] init=normal std=0.5\n"
-    "c1 = conv2d(x, out=3, kernel=3, pad=1, stride=1)\n"
-    "t1 = tanh(c1)\n"
-    "m1 = maxpool2d(t1, kernel=2)\n"
-    "a1 = avgpool2d(t1, kernel=2)\n"
-    "cat = concat(m1, a1, axis=1)\n"
-    "f = flatten(cat)\n"
-    "l1 = linear(f, out=8)\n"
-    "ln = layernorm(l1)\n"
-    "g = gelu(ln)\n"
-    "d = dropout(g, p=0.25)\n"
-    "sc = mul(d, scale)\n"
-    "s = sigmoid(sc)\n"
-    "r = reshape(s, shape=[B, 2, 4])\n"
-    "tr = transpose(r, dim0=1, dim1=2)\n"
-    "sl = slice(tr, axis=1, start=1, len=3)\n"
-    "sm = sum(sl, axis=2)\n"
-    "mm = mean(tr, axis=2)\n"
-    "res = add(l1, g)\n"
-    "rl = relu(res)\n"
-    "l2 = linear(rl, out=3, bias=false)\n"
-    "both = concat(sm, l2, axis=1)\n"
-    "k = linear(both, out=4)\n"
-    "k2 = add(k, mm)\n"
-    "loss = cross_entropy(k2, y)\n"
-    "output loss\n";
+static const char *model_all_ops = "model allops\n"
+                                   "input x : f32[B, 2, 6, 6]\n"
+                                   "input y : i32[B]\n"
+                                   "param scale : f32[8] init=normal std=0.5\n"
+                                   "c1 = conv2d(x, out=3, kernel=3, pad=1, stride=1)\n"
+                                   "t1 = tanh(c1)\n"
+                                   "m1 = maxpool2d(t1, kernel=2)\n"
+                                   "a1 = avgpool2d(t1, kernel=2)\n"
+                                   "cat = concat(m1, a1, axis=1)\n"
+                                   "f = flatten(cat)\n"
+                                   "l1 = linear(f, out=8)\n"
+                                   "ln = layernorm(l1)\n"
+                                   "g = gelu(ln)\n"
+                                   "d = dropout(g, p=0.25)\n"
+                                   "sc = mul(d, scale)\n"
+                                   "s = sigmoid(sc)\n"
+                                   "r = reshape(s, shape=[B, 2, 4])\n"
+                                   "tr = transpose(r, dim0=1, dim1=2)\n"
+                                   "sl = slice(tr, axis=1, start=1, len=3)\n"
+                                   "sm = sum(sl, axis=2)\n"
+                                   "mm = mean(tr, axis=2)\n"
+                                   "res = add(l1, g)\n"
+                                   "rl = relu(res)\n"
+                                   "l2 = linear(rl, out=3, bias=false)\n"
+                                   "both = concat(sm, l2, axis=1)\n"
+                                   "k = linear(both, out=4)\n"
+                                   "k2 = add(k, mm)\n"
+                                   "loss = cross_entropy(k2, y)\n"
+                                   "output loss\n";
 
-static const char *model_seq =
-    "model seq\n"
-    "input ids : i32[B, 5]\n"
-    "input y : i32[B]\n"
-    "param pos : f32[5, 6] init=normal std=0.3\n"
-    "param wq : f32[6, 6] init=uniform\n"
-    "e = embedding(ids, vocab=7, dim=6)\n"
-    "h = add(e, pos)\n"
-    "q = matmul(h, wq)\n"
-    "kt = transpose(h, dim0=1, dim1=2)\n"
-    "att = matmul(q, kt)\n"
-    "p = softmax(att)\n"
-    "ctx = matmul(p, h)\n"
-    "lp = log_softmax(ctx)\n"
-    "pool = mean(lp, axis=1)\n"
-    "o = linear(pool, out=3)\n"
-    "loss = cross_entropy(o, y)\n"
-    "output loss\n";
+static const char *model_seq = "model seq\n"
+                               "input ids : i32[B, 5]\n"
+                               "input y : i32[B]\n"
+                               "param pos : f32[5, 6] init=normal std=0.3\n"
+                               "param wq : f32[6, 6] init=uniform\n"
+                               "e = embedding(ids, vocab=7, dim=6)\n"
+                               "h = add(e, pos)\n"
+                               "q = matmul(h, wq)\n"
+                               "kt = transpose(h, dim0=1, dim1=2)\n"
+                               "att = matmul(q, kt)\n"
+                               "p = softmax(att)\n"
+                               "ctx = matmul(p, h)\n"
+                               "lp = log_softmax(ctx)\n"
+                               "pool = mean(lp, axis=1)\n"
+                               "o = linear(pool, out=3)\n"
+                               "loss = cross_entropy(o, y)\n"
+                               "output loss\n";
 
 static void fill_inputs(struct wf_exec *e, uint64_t seed) {
     const struct wf_graph *g = &e->prog.g;
@@ -72,12 +70,14 @@ static void fill_inputs(struct wf_exec *e, uint64_t seed) {
         if (g->v[i].kind != WF_V_INPUT) continue;
         if (g->v[i].dtype == WF_F32) {
             float *p = wf_exec_ptr(e, i);
-            for (int64_t k = 0; k < g->v[i].numel; k++) p[k] = wf_rng_normal(&r);
+            for (int64_t k = 0; k < g->v[i].numel; k++)
+                p[k] = wf_rng_normal(&r);
         } else {
             int32_t *p = wf_exec_ptr(e, i);
             int classes = 3;
             if (!strcmp(g->v[i].name, "ids")) classes = 7;
-            for (int64_t k = 0; k < g->v[i].numel; k++) p[k] = (int32_t)wf_rng_below(&r, (uint32_t)classes);
+            for (int64_t k = 0; k < g->v[i].numel; k++)
+                p[k] = (int32_t)wf_rng_below(&r, (uint32_t)classes);
         }
     }
 }
@@ -109,7 +109,8 @@ static void check_model(const char *name, const char *text, int batch) {
     CHECK(wf_exec_init(&e, &m, batch, 1, params, grads) == WF_OK);
     struct wf_rng r;
     wf_rng_init(&r, 3, 4);
-    for (int64_t i = 0; i < np; i++) params[i] = 0.5f * wf_rng_normal(&r);
+    for (int64_t i = 0; i < np; i++)
+        params[i] = 0.5f * wf_rng_normal(&r);
     /* layernorm weight near 1 keeps the check well conditioned */
     e.loss_scale = 1.0f / batch;
     loss_of(&e);

@@ -33,9 +33,11 @@ static void test_no_allocation_in_step(const char *extra) {
     CHECKF(rc == WF_OK, "%s", wf_errmsg());
     if (rc) return;
     double loss;
-    for (int i = 0; i < 3; i++) CHECK(wf_trainer_step(&t, &loss) == WF_OK);
+    for (int i = 0; i < 3; i++)
+        CHECK(wf_trainer_step(&t, &loss) == WF_OK);
     long before = wf_alloc_count();
-    for (int i = 0; i < 20; i++) CHECK(wf_trainer_step(&t, &loss) == WF_OK);
+    for (int i = 0; i < 20; i++)
+        CHECK(wf_trainer_step(&t, &loss) == WF_OK);
     CHECKF(wf_alloc_count() == before, "[%s] %ld allocations in 20 steps", extra, wf_alloc_count() - before);
     CHECK(isfinite(loss) && loss > 0);
     wf_trainer_free(&t);
@@ -46,7 +48,8 @@ static void test_micro_batches(void) {
      * agree to rounding (the K=2 sum is exact fixed point of two halves) */
     struct wf_trainer a, b;
     int ra = wf_trainer_init(&a, write_job("k1", "optimizer = sgd\nlr = 0.05\nclip_norm = 1e9"), NULL);
-    int rb = wf_trainer_init(&b, write_job("k2", "optimizer = sgd\nlr = 0.05\nmicro_batches = 2\nclip_norm = 1e9"), NULL);
+    int rb =
+        wf_trainer_init(&b, write_job("k2", "optimizer = sgd\nlr = 0.05\nmicro_batches = 2\nclip_norm = 1e9"), NULL);
     CHECKF(ra == WF_OK && rb == WF_OK, "%s", wf_errmsg());
     if (ra || rb) return;
     double la, lb;

@@ -29,7 +29,8 @@ static void check_plan(const struct wf_program *p, const char *what) {
     int nv = g->nv;
     int first[4096], last[4096];
     if (nv > 4096) return;
-    for (int v = 0; v < nv; v++) first[v] = last[v] = -1;
+    for (int v = 0; v < nv; v++)
+        first[v] = last[v] = -1;
     for (int ni = 0; ni < p->n_exec; ni++) {
         const struct wf_node *n = &g->n[ni];
         for (int i = 0; i < n->n_in; i++)
@@ -52,8 +53,10 @@ static void check_plan(const struct wf_program *p, const char *what) {
             if (p->storage[b] != WF_STORE_ARENA || first[b] < 0) continue;
             /* views legitimately share their base's bytes */
             int ra = a, rb = b;
-            while (g->v[ra].alias >= 0) ra = g->v[ra].alias;
-            while (g->v[rb].alias >= 0) rb = g->v[rb].alias;
+            while (g->v[ra].alias >= 0)
+                ra = g->v[ra].alias;
+            while (g->v[rb].alias >= 0)
+                rb = g->v[rb].alias;
             if (ra == rb) continue;
             int live = first[a] <= last[b] && first[b] <= last[a];
             int64_t a0 = p->offset[a], a1 = a0 + g->v[a].numel * 4, b0 = p->offset[b], b1 = b0 + g->v[b].numel * 4;
@@ -74,7 +77,8 @@ static void test_examples(void) {
         int fc3 = wf_graph_find(&p.g, "fc3");
         CHECK(fc3 >= 0 && p.g.v[fc3].shape[0] == 64 && p.g.v[fc3].shape[1] == 10);
         CHECK(p.g.loss >= 0 && p.g.logits == fc3);
-        for (int i = 0; i < p.g.n_params; i++) CHECK(p.g.v[p.g.params[i]].grad >= 0);
+        for (int i = 0; i < p.g.n_params; i++)
+            CHECK(p.g.v[p.g.params[i]].grad >= 0);
         /* 2*(784*256 + 256*256 + 256*10) per sample forward */
         CHECK((long)(p.flops_fwd / 64) >= 2 * (784 * 256 + 256 * 256 + 2560));
         check_plan(&p, "mlp");
@@ -90,7 +94,8 @@ static void test_examples(void) {
     }
     if (compile_file(&p, "examples/resmlp.wf", 16, 1) == WF_OK) {
         int accum = 0;
-        for (int i = 0; i < p.g.nn; i++) accum += p.g.n[i].op == WF_OP_ACCUM;
+        for (int i = 0; i < p.g.nn; i++)
+            accum += p.g.n[i].op == WF_OP_ACCUM;
         CHECKF(accum >= 2, "residual fan-out should give accum nodes, got %d", accum);
         check_plan(&p, "resmlp");
         wf_program_free(&p);
@@ -119,8 +124,7 @@ static void expect_error(const char *text, int status, const char *substr) {
 static void test_errors(void) {
     const char *head = "input x : f32[B, 10]\ninput y : i32[B]\n";
     char buf[1024];
-    snprintf(buf, sizeof buf, "%sh = linear(x, out=5)\nz = add(h, x)\nloss = cross_entropy(z, y)\noutput loss\n",
-             head);
+    snprintf(buf, sizeof buf, "%sh = linear(x, out=5)\nz = add(h, x)\nloss = cross_entropy(z, y)\noutput loss\n", head);
     expect_error(buf, WF_ERR_SHAPE, "bad.wf:4:1: layer 'z' (add)");
     snprintf(buf, sizeof buf, "%sh = lnear(x, out=5)\noutput h\n", head);
     expect_error(buf, WF_ERR_PARSE, "bad.wf:3:5: unknown op 'lnear'");
