@@ -11,7 +11,14 @@
  *    matching *_workspace() function;
  *  - kernels are deterministic for a given BLAS thread count: every
  *    reduction runs in a fixed order (DESIGN.md §4 rule 2);
- *  - GEMM goes through OpenBLAS (cblas_sgemm).
+ *  - GEMM goes through OpenBLAS (cblas_sgemm); convolutions through oneDNN
+ *    where it measured faster (loaded at run time; WEFT_CONV=blas|dnnl|auto
+ *    picks the path, see conv.c), else im2col + GEMM;
+ *  - wf_blas_set_threads sets the thread count of all three: OpenBLAS,
+ *    oneDNN's OpenMP and weft's own pool, which runs long element-wise
+ *    loops (ReLU, pooling, optimizer updates) in contiguous chunks;
+ *  - transpose has no backward of its own: it is wf_transpose_forward with
+ *    the two swapped axes exchanged.
  */
 #ifndef WEFT_KERNELS_H
 #define WEFT_KERNELS_H
