@@ -39,10 +39,14 @@ int main(int argc, char **argv) {
     int threads[16], nt = 0;
     const char *tlist = "1,2";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--n") && i + 1 < argc) n = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) tlist = argv[++i];
-        else if (!strcmp(argv[i], "--json")) json = 1;
+        if (!strcmp(argv[i], "--n") && i + 1 < argc)
+            n = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            tlist = argv[++i];
+        else if (!strcmp(argv[i], "--json"))
+            json = 1;
         else {
             fprintf(stderr, "usage: sgemm_peak [--n N] [--threads 1,2] [--runs R] [--json]\n");
             return 2;
@@ -50,7 +54,8 @@ int main(int argc, char **argv) {
     }
     for (const char *p = tlist; *p && nt < 16;) {
         threads[nt++] = atoi(p);
-        while (*p && *p != ',') p++;
+        while (*p && *p != ',')
+            p++;
         if (*p == ',') p++;
     }
     if (n < 16 || runs < 1 || runs > 101 || nt == 0) {
@@ -75,8 +80,10 @@ int main(int argc, char **argv) {
     }
     const double flop = 2.0 * (double)n * (double)n * (double)n;
     double gf[101];
-    if (!json) printf("OpenBLAS core: %s  (%s)\n", openblas_get_corename(), openblas_get_config());
-    else printf("{\"core\":\"%s\",\"n\":%d,\"runs\":%d", openblas_get_corename(), n, runs);
+    if (!json)
+        printf("OpenBLAS core: %s  (%s)\n", openblas_get_corename(), openblas_get_config());
+    else
+        printf("{\"core\":\"%s\",\"n\":%d,\"runs\":%d", openblas_get_corename(), n, runs);
     for (int t = 0; t < nt; t++) {
         openblas_set_num_threads(threads[t]);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);

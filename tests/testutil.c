@@ -20,8 +20,8 @@ int wf_test_close(const char *what, const float *a, const float *b, long n, doub
     wf_test_checks++;
     if (worst >= 0) {
         wf_test_failures++;
-        fprintf(stderr, "%s: mismatch at [%ld]: got %.9g want %.9g (rtol %g atol %g)\n", what, worst,
-                (double)a[worst], (double)b[worst], rtol, atol);
+        fprintf(stderr, "%s: mismatch at [%ld]: got %.9g want %.9g (rtol %g atol %g)\n", what, worst, (double)a[worst],
+                (double)b[worst], rtol, atol);
         return 0;
     }
     return 1;

@@ -6,24 +6,24 @@
 extern int wf_test_failures;
 extern int wf_test_checks;
 
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        wf_test_checks++;                                                                \
-        if (!(cond)) {                                                                   \
-            wf_test_failures++;                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
-        }                                                                                \
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        wf_test_checks++;                                                                                              \
+        if (!(cond)) {                                                                                                 \
+            wf_test_failures++;                                                                                        \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                   \
+        }                                                                                                              \
     } while (0)
 
-#define CHECKF(cond, ...)                                                                \
-    do {                                                                                 \
-        wf_test_checks++;                                                                \
-        if (!(cond)) {                                                                   \
-            wf_test_failures++;                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fputc('\n', stderr);                                                         \
-        }                                                                                \
+#define CHECKF(cond, ...)                                                                                              \
+    do {                                                                                                               \
+        wf_test_checks++;                                                                                              \
+        if (!(cond)) {                                                                                                 \
+            wf_test_failures++;                                                                                        \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fputc('\n', stderr);                                                                                       \
+        }                                                                                                              \
     } while (0)
 
 /* Compares two float arrays; |a-b| <= atol + rtol*|b|. Reports the worst. */

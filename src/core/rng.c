@@ -26,11 +26,17 @@ void wf_philox(uint64_t key, uint64_t ctr_hi, uint64_t ctr_lo, uint32_t out[4]) 
         mulhilo(PHILOX_M0, c0, &hi0, &lo0);
         mulhilo(PHILOX_M1, c2, &hi1, &lo1);
         uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        c0 = n0;
+        c1 = n1;
+        c2 = n2;
+        c3 = n3;
         k0 += PHILOX_W0;
         k1 += PHILOX_W1;
     }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
 }
 
 void wf_rng_init(struct wf_rng *r, uint64_t seed, uint64_t stream) {
@@ -93,4 +99,6 @@ uint64_t wf_hash64(const void *data, size_t n, uint64_t seed) {
     return wf_mix64(h);
 }
 
-uint64_t wf_hash_combine(uint64_t h, uint64_t v) { return wf_mix64(h ^ (v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2))); }
+uint64_t wf_hash_combine(uint64_t h, uint64_t v) {
+    return wf_mix64(h ^ (v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2)));
+}
