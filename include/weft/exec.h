@@ -31,6 +31,8 @@ struct wf_exec {
     void *node_done_ud;
 };
 
+/* params/grads may be NULL and set later (the plan tells their size,
+ * prog.n_param_floats); they must be set before the first run. */
 int wf_exec_init(struct wf_exec *e, const struct wf_model *m, int batch, int train, float *params, float *grads);
 void wf_exec_free(struct wf_exec *e);
 /* Pointer to a value's memory (NULL for -1). */

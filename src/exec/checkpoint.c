@@ -175,15 +175,13 @@ int wf_checkpoint_evaluate(const char *ckpt, const char *data_dir, int batch, do
     if ((rc = wf_model_parse(&m, where, text)) < 0) goto done;
     if ((rc = wf_dataset_load_idx(&d, data, "test")) < 0) goto done;
     int B = WF_MIN(batch, d.n);
-    struct wf_program probe;
-    if ((rc = wf_program_compile(&probe, &m, B, 0)) < 0) goto done;
-    params = wf_aalloc(sizeof(float) * (size_t)probe.n_param_floats);
-    wf_program_free(&probe);
+    if ((rc = wf_exec_init(&e, &m, B, 0, NULL, NULL)) < 0) goto done;
+    params = wf_aalloc(sizeof(float) * (size_t)e.prog.n_param_floats);
     if (!params) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((rc = wf_exec_init(&e, &m, B, 0, params, NULL)) < 0) goto done;
+    e.params = params;
     if (d.n % B && (rc = wf_exec_init(&rest, &m, d.n % B, 0, params, NULL)) < 0) goto done;
     const struct wf_graph *g = &e.prog.g;
     for (int i = 0; i < g->n_params && rc == WF_OK; i++)

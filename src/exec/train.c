@@ -82,14 +82,20 @@ static int load_dataset(struct wf_dataset *d, const struct wf_job *j, const char
     return WF_OK;
 }
 
-static int find_inputs(struct wf_trainer *t) {
-    const struct wf_graph *g = &t->ex.prog.g;
-    t->x_in = t->y_in = -1;
+/* The inputs fed from the dataset: the first f32 input (images) and the
+ * first i32 input (labels); -1 where absent. */
+static void data_inputs(const struct wf_graph *g, int *x, int *y) {
+    *x = *y = -1;
     for (int i = 0; i < g->nv; i++) {
         if (g->v[i].kind != WF_V_INPUT) continue;
-        if (g->v[i].dtype == WF_F32 && t->x_in < 0) t->x_in = i;
-        if (g->v[i].dtype == WF_I32 && t->y_in < 0) t->y_in = i;
+        if (g->v[i].dtype == WF_F32 && *x < 0) *x = i;
+        if (g->v[i].dtype == WF_I32 && *y < 0) *y = i;
     }
+}
+
+static int find_inputs(struct wf_trainer *t) {
+    const struct wf_graph *g = &t->ex.prog.g;
+    data_inputs(g, &t->x_in, &t->y_in);
     if (t->x_in < 0 || t->y_in < 0)
         return wf_error(WF_ERR_INVALID, "%s: the model needs an f32 input for images and an i32 input for labels",
                         g->path);
@@ -126,11 +132,9 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     wf_blas_set_threads(j->threads);
 
     int K = j->micro_batches, mb = j->batch / K;
-    /* the parameter vectors come first: compile once to size them */
-    struct wf_program probe;
-    if ((rc = wf_program_compile(&probe, &t->model, mb, 0)) < 0) goto fail;
-    t->n_params = probe.n_param_floats;
-    wf_program_free(&probe);
+    /* the plan sizes the parameter vectors; they are bound before any run */
+    if ((rc = wf_exec_init(&t->ex, &t->model, mb, 1, NULL, NULL)) < 0) goto fail;
+    t->n_params = t->ex.prog.n_param_floats;
     size_t pbytes = sizeof(float) * (size_t)t->n_params;
     t->params = wf_aalloc(pbytes);
     t->grads = wf_aalloc(pbytes);
@@ -143,7 +147,8 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
         rc = wf_error(WF_ERR_NOMEM, "out of memory for %lld parameters", (long long)t->n_params);
         goto fail;
     }
-    if ((rc = wf_exec_init(&t->ex, &t->model, mb, 1, t->params, t->grads)) < 0) goto fail;
+    t->ex.params = t->params;
+    t->ex.grads = t->grads;
     t->ex.loss_scale = 1.0f / (float)((double)mb * K);
     {
         const struct wf_graph *g = &t->ex.prog.g;
@@ -342,12 +347,8 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
 static int eval_chunk(struct wf_exec *e, const struct wf_dataset *d, const uint32_t *ids, int B, double *loss,
                       long *correct) {
     const struct wf_graph *g = &e->prog.g;
-    int xi = -1, yi = -1;
-    for (int i = 0; i < g->nv; i++) {
-        if (g->v[i].kind != WF_V_INPUT) continue;
-        if (g->v[i].dtype == WF_F32 && xi < 0) xi = i;
-        if (g->v[i].dtype == WF_I32 && yi < 0) yi = i;
-    }
+    int xi, yi;
+    data_inputs(g, &xi, &yi);
     if (xi < 0 || yi < 0 || g->loss < 0 || g->logits < 0)
         return wf_error(WF_ERR_INVALID, "%s: evaluation needs image and label inputs and a cross_entropy loss",
                         g->path);
