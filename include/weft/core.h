@@ -26,6 +26,9 @@ enum wf_status {
     WF_ERR_NOTFOUND = -7, /* missing file, tensor or name */
     WF_ERR_RANGE = -8,    /* value out of range (label, index, overflow) */
     WF_ERR_INTERNAL = -9, /* broken invariant: a bug in weft */
+    WF_ERR_TIMEOUT = -10, /* a peer did not answer in time */
+    WF_ERR_PEER = -11,    /* a peer closed the connection, failed or broke the protocol */
+    WF_ERR_AUTH = -12,    /* a peer without the cluster token */
 };
 
 const char *wf_status_str(int status);

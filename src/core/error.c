@@ -19,6 +19,9 @@ const char *wf_status_str(int s) {
     case WF_ERR_NOTFOUND: return "not found";
     case WF_ERR_RANGE: return "out of range";
     case WF_ERR_INTERNAL: return "internal error";
+    case WF_ERR_TIMEOUT: return "timed out";
+    case WF_ERR_PEER: return "peer failed";
+    case WF_ERR_AUTH: return "not authorized";
     }
     return "unknown status";
 }

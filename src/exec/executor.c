@@ -159,7 +159,9 @@ static int run_forward(struct wf_exec *e, const struct wf_node *n) {
         break;
     case WF_OP_DROPOUT: {
         if (e->train) {
-            uint64_t stream = wf_hash_combine(e->rng_step, (uint64_t)(n - g->n));
+            /* keyed by the layer's name, not its position: a stage of a pipeline
+             * draws the same mask as the whole model in one process */
+            uint64_t stream = wf_hash_combine(e->rng_step, wf_hash64(n->name, strlen(n->name), 0));
             wf_dropout_forward(out, P(n->out[1]), P(n->in[0]), numel, (float)n->af[0], e->rng_key, stream);
         } else {
             memcpy(out, P(n->in[0]), sizeof(float) * (size_t)numel);

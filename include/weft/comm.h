@@ -1,0 +1,146 @@
+/*
+ * weft comm layer: framed messages over TCP, bounded waits, byte buffers
+ * with bounded decoding, and collectives over a group of connections.
+ * Uses only the core layer.
+ *
+ * A frame is a 16-byte header and a payload (docs/protocol.md):
+ *
+ *     OFFSET SIZE MEANING
+ *     0      4    magic "WEFT" (0x54464557 little-endian)
+ *     4      2    protocol version (WF_PROTO_VERSION)
+ *     6      2    message type
+ *     8      4    payload length in bytes (<= the receiver's limit)
+ *     12     4    CRC-32 (zlib polynomial) of header bytes 0..11 and the payload
+ *
+ * All integers are little-endian. Every function that waits takes a timeout
+ * in seconds and fails with WF_ERR_TIMEOUT naming the peer when it passes;
+ * a closed or reset connection fails with WF_ERR_PEER naming the peer.
+ *
+ *     struct wf_conn c;
+ *     wf_tcp_connect(&c, "127.0.0.1", port, "coordinator", 5.0);
+ *     wf_send(&c, MSG_HELLO, buf, len, 5.0);
+ *     int type; const void *p; size_t n;
+ *     wf_recv(&c, &type, &p, &n, 5.0);   // p is valid until the next wf_recv on c
+ */
+#ifndef WEFT_COMM_H
+#define WEFT_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft/core.h"
+
+#define WF_FRAME_MAGIC 0x54464557u /* "WEFT" */
+#define WF_PROTO_VERSION 1
+#define WF_FRAME_HDR 16
+#define WF_FRAME_MAX_DEFAULT (1u << 30) /* default payload limit: 1 GiB */
+
+/* ---- frame header codec (pure; fuzzed) ---- */
+struct wf_frame_hdr {
+    uint16_t version, type;
+    uint32_t len, crc;
+};
+void wf_frame_encode_hdr(uint8_t out[WF_FRAME_HDR], int type, const void *payload, size_t len);
+/* Checks magic, version and len <= max_len; fills h. WF_ERR_CORRUPT with a
+ * message saying which field is wrong. */
+int wf_frame_decode_hdr(const uint8_t in[WF_FRAME_HDR], uint32_t max_len, struct wf_frame_hdr *h);
+/* Checks the CRC of a decoded header against its payload. */
+int wf_frame_check(const uint8_t in[WF_FRAME_HDR], const struct wf_frame_hdr *h, const void *payload);
+uint32_t wf_crc32(uint32_t crc, const void *data, size_t n);
+
+/* ---- connections ---- */
+struct wf_conn {
+    int fd;          /* non-blocking socket, -1 when closed */
+    char name[96];   /* "worker 2 (127.0.0.1:40211)": used in every message about it */
+    uint32_t max_len;/* payload limit for wf_recv (default WF_FRAME_MAX_DEFAULT) */
+    uint8_t *rbuf;   /* receive buffer (owned, grows to the largest frame) */
+    size_t rcap;
+    uint64_t bytes_sent, bytes_recv;
+};
+
+/* Listens on host:port (port 0 = any free port); *port_out gets the port. */
+int wf_tcp_listen(const char *host, int port, int *fd_out, int *port_out);
+/* Waits up to timeout_s for a connection on a listening socket. */
+int wf_tcp_accept(int lfd, struct wf_conn *c, const char *name, double timeout_s);
+/* Connects, retrying refused connections until timeout_s passes. */
+int wf_tcp_connect(struct wf_conn *c, const char *host, int port, const char *name, double timeout_s);
+void wf_conn_close(struct wf_conn *c);
+void wf_conn_set_name(struct wf_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int wf_send(struct wf_conn *c, int type, const void *payload, size_t len, double timeout_s);
+/* One frame from two pieces (a small header and a large body) without copying. */
+int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, double timeout_s);
+/* Receives one whole frame; *payload points into c's buffer until the next wf_recv. */
+int wf_recv(struct wf_conn *c, int *type, const void **payload, size_t *len, double timeout_s);
+/* Waits until one of conns (NULL entries skipped) or extra fd is readable;
+ * returns its index (n for extra_fd) or WF_ERR_TIMEOUT. A frame already
+ * buffered counts as readable. */
+int wf_poll_readable(struct wf_conn **conns, int n, int extra_fd, double timeout_s);
+
+/* ---- byte buffers: little-endian writer and bounded reader ---- */
+struct wf_wbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom; /* sticky: an allocation failed */
+};
+void wf_wbuf_init(struct wf_wbuf *b);
+void wf_wbuf_free(struct wf_wbuf *b);
+void wf_put_u8(struct wf_wbuf *b, uint8_t v);
+void wf_put_u32(struct wf_wbuf *b, uint32_t v);
+void wf_put_u64(struct wf_wbuf *b, uint64_t v);
+void wf_put_f64(struct wf_wbuf *b, double v);
+void wf_put_bytes(struct wf_wbuf *b, const void *p, size_t n);
+void wf_put_str(struct wf_wbuf *b, const char *s); /* u32 length + bytes */
+
+struct wf_rbuf {
+    const uint8_t *p;
+    size_t len, pos;
+    int err; /* sticky: read past the end or bad string */
+};
+void wf_rbuf_init(struct wf_rbuf *r, const void *p, size_t len);
+uint8_t wf_get_u8(struct wf_rbuf *r);
+uint32_t wf_get_u32(struct wf_rbuf *r);
+uint64_t wf_get_u64(struct wf_rbuf *r);
+double wf_get_f64(struct wf_rbuf *r);
+const void *wf_get_bytes(struct wf_rbuf *r, size_t n); /* NULL and err on overrun */
+/* Heap copy (wf_free) of a string of at most max_len bytes without NUL
+ * inside; NULL and err otherwise. */
+char *wf_get_str(struct wf_rbuf *r, size_t max_len);
+
+/* ---- collectives over a group ----
+ * peers[i] is the connection to rank i (NULL for self); every pair of ranks
+ * of the group is connected. All ranks call collectives in the same order.
+ * Sums of int64 are exact and associative, so every algorithm gives the
+ * same bits on every rank (DESIGN.md §4 rule 3). */
+struct wf_group {
+    int rank, size;
+    struct wf_conn **peers;
+    double timeout_s; /* per wait */
+    uint64_t bytes;   /* payload bytes sent by this rank */
+};
+/* In-place sum over the group; picks the algorithm by size (small: direct
+ * exchange / recursive doubling; large: ring reduce-scatter + all-gather). */
+int wf_allreduce_i64(struct wf_group *g, int64_t *buf, size_t n);
+/* Same with the algorithm forced: 0 auto, 1 direct, 2 ring (benchmarks, tests). */
+int wf_allreduce_i64_algo(struct wf_group *g, int64_t *buf, size_t n, int algo);
+/* Every rank gets root's buffer. */
+int wf_broadcast(struct wf_group *g, int root, void *buf, size_t n);
+/* Blocks until every rank has arrived. */
+int wf_barrier(struct wf_group *g);
+
+/* Background reducer: overlaps all-reduce of finished gradient buckets with
+ * the rest of the backward pass. Buckets must be submitted in the same order
+ * on every rank; the reducer thread owns the group's connections between
+ * wf_reducer_begin and wf_reducer_wait. */
+struct wf_reducer;
+int wf_reducer_create(struct wf_reducer **r, struct wf_group *g);
+void wf_reducer_destroy(struct wf_reducer *r);
+void wf_reducer_begin(struct wf_reducer *r);
+/* Queues buf[0..n) for an in-place sum. */
+int wf_reducer_submit(struct wf_reducer *r, int64_t *buf, size_t n);
+/* Waits for every queued bucket; returns the first error. */
+int wf_reducer_wait(struct wf_reducer *r);
+/* Seconds the reducer spent communicating since create. */
+double wf_reducer_busy_seconds(const struct wf_reducer *r);
+
+#endif

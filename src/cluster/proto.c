@@ -1,0 +1,2 @@
+/* cluster layer: placeholder until the protocol lands. */
+#include "weft/comm.h"
