@@ -34,6 +34,8 @@
 #define WF_PROTO_VERSION 1
 #define WF_FRAME_HDR 16
 #define WF_FRAME_MAX_DEFAULT (1u << 30) /* default payload limit: 1 GiB */
+/* Message types from here to 0xFFFF are the comm layer's own (collectives). */
+#define WF_MSG_COMM_FIRST 0xFF00
 
 /* ---- frame header codec (pure; fuzzed) ---- */
 struct wf_frame_hdr {
@@ -56,6 +58,7 @@ struct wf_conn {
     uint8_t *rbuf;   /* receive buffer (owned, grows to the largest frame) */
     size_t rcap;
     uint64_t bytes_sent, bytes_recv;
+    size_t rgot;     /* bytes of the frame in progress already in rbuf: a timed-out wf_recv resumes there */
 };
 
 /* Listens on host:port (port 0 = any free port); *port_out gets the port. */
@@ -64,6 +67,9 @@ int wf_tcp_listen(const char *host, int port, int *fd_out, int *port_out);
 int wf_tcp_accept(int lfd, struct wf_conn *c, const char *name, double timeout_s);
 /* Connects, retrying refused connections until timeout_s passes. */
 int wf_tcp_connect(struct wf_conn *c, const char *host, int port, const char *name, double timeout_s);
+/* Wraps a connected stream socket (e.g. one end of socketpair()); makes it
+ * non-blocking. c owns fd from then on, also on failure. */
+int wf_conn_from_fd(struct wf_conn *c, int fd, const char *name);
 void wf_conn_close(struct wf_conn *c);
 void wf_conn_set_name(struct wf_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -34,6 +34,9 @@ struct wf_exec {
 /* params/grads may be NULL and set later (the plan tells their size,
  * prog.n_param_floats); they must be set before the first run. */
 int wf_exec_init(struct wf_exec *e, const struct wf_model *m, int batch, int train, float *params, float *grads);
+/* The same for a pipeline stage (o may be NULL: a whole model). */
+int wf_exec_init_stage(struct wf_exec *e, const struct wf_model *m, int batch, int train, const struct wf_stage_opts *o,
+                       float *params, float *grads);
 void wf_exec_free(struct wf_exec *e);
 /* Pointer to a value's memory (NULL for -1). */
 void *wf_exec_ptr(const struct wf_exec *e, int v);

@@ -125,6 +125,12 @@ struct wf_graph {
     int logits, labels; /* of the cross_entropy producing the loss, -1 */
     int n_params;
     int params[256]; /* parameter values in definition order */
+    /* a pipeline stage (wf_graph_autodiff_stage): the gradient of `seed`
+     * arrives from the next stage into `seed_grad`; the final gradients of
+     * the inputs diff_in[] go to the previous stage from in_grad[] */
+    int seed, seed_grad;
+    int n_diff_in;
+    int diff_in[WF_MAX_IO], in_grad[WF_MAX_IO];
 };
 
 /* Builds the forward graph from a parsed model, B bound to `batch`.
@@ -133,6 +139,12 @@ struct wf_graph {
 int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch);
 /* Appends the backward pass for g->loss. */
 int wf_graph_autodiff(struct wf_graph *g);
+/* Appends the backward pass of a pipeline stage: from g->loss if the stage
+ * has one, else from value `seed` (its gradient is an input, g->seed_grad);
+ * gradients of the inputs diff_in[0..n) are produced too (g->in_grad). The
+ * nodes and their order are those the whole model's backward runs for the
+ * same layers, so a stage computes the same bits. */
+int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, int n_diff_in);
 void wf_graph_free(struct wf_graph *g);
 
 int wf_graph_find(const struct wf_graph *g, const char *name); /* value index or -1 */

@@ -99,6 +99,9 @@ static int plan(struct wf_program *p) {
     for (int i = 0; i < g->n_outputs; i++)
         end[g->outputs[i]] = nn;
     if (g->loss >= 0) end[g->loss] = nn;
+    if (g->seed >= 0) end[g->seed] = nn;
+    for (int i = 0; i < g->n_diff_in; i++)
+        if (g->in_grad[i] >= 0) end[g->in_grad[i]] = nn;
     if (g->logits >= 0) end[g->logits] = nn;
     /* a view keeps its base alive */
     for (int v = nv - 1; v >= 0; v--) {
@@ -152,11 +155,44 @@ done:
 }
 
 int wf_program_compile(struct wf_program *p, const struct wf_model *m, int batch, int train) {
+    return wf_program_compile_stage(p, m, batch, train, NULL);
+}
+
+/* Resolves the stage's seed and differentiated inputs by name. */
+static int stage_values(const struct wf_graph *g, const struct wf_stage_opts *o, int *seed, int *diff_in) {
+    *seed = -1;
+    if (o->seed && g->loss < 0) {
+        *seed = wf_graph_find(g, o->seed);
+        if (*seed < 0 || g->v[*seed].kind != WF_V_ACT || g->v[*seed].dtype != WF_F32)
+            return wf_error(WF_ERR_NOTFOUND, "%s: stage output '%s' is not an f32 layer output of this sub-graph",
+                            g->path, o->seed);
+    }
+    for (int i = 0; i < o->n_diff_in; i++) {
+        diff_in[i] = wf_graph_find(g, o->diff_in[i]);
+        if (diff_in[i] < 0 || g->v[diff_in[i]].kind != WF_V_INPUT || g->v[diff_in[i]].dtype != WF_F32)
+            return wf_error(WF_ERR_NOTFOUND, "%s: stage input '%s' is not an f32 input of this sub-graph", g->path,
+                            o->diff_in[i]);
+    }
+    return WF_OK;
+}
+
+int wf_program_compile_stage(struct wf_program *p, const struct wf_model *m, int batch, int train,
+                             const struct wf_stage_opts *o) {
     memset(p, 0, sizeof *p);
     double t0 = wf_now();
     int rc = wf_graph_build(&p->g, m, batch);
     if (rc < 0) return rc;
-    if (train && (rc = wf_graph_autodiff(&p->g)) < 0) goto fail;
+    if (train && !o) rc = wf_graph_autodiff(&p->g);
+    if (train && o) {
+        int seed, diff_in[WF_MAX_IO];
+        if (o->n_diff_in > WF_MAX_IO) {
+            rc = wf_error(WF_ERR_INVALID, "too many stage inputs");
+            goto fail;
+        }
+        if ((rc = stage_values(&p->g, o, &seed, diff_in)) == WF_OK)
+            rc = wf_graph_autodiff_stage(&p->g, seed, diff_in, o->n_diff_in);
+    }
+    if (rc < 0) goto fail;
     p->n_exec = train ? p->g.nn : p->g.n_fwd;
     if ((rc = plan(p)) < 0) goto fail;
     p->compile_seconds = wf_now() - t0;

@@ -20,8 +20,13 @@ void *wf_exec_ptr(const struct wf_exec *e, int v) {
 }
 
 int wf_exec_init(struct wf_exec *e, const struct wf_model *m, int batch, int train, float *params, float *grads) {
+    return wf_exec_init_stage(e, m, batch, train, NULL, params, grads);
+}
+
+int wf_exec_init_stage(struct wf_exec *e, const struct wf_model *m, int batch, int train, const struct wf_stage_opts *o,
+                       float *params, float *grads) {
     memset(e, 0, sizeof *e);
-    int rc = wf_program_compile(&e->prog, m, batch, train);
+    int rc = wf_program_compile_stage(&e->prog, m, batch, train, o);
     if (rc < 0) return rc;
     e->train = train;
     e->params = params;

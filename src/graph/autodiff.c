@@ -81,18 +81,38 @@ static int finalize(struct wf_graph *g, struct contribs *c, int vi) {
     return gi;
 }
 
-int wf_graph_autodiff(struct wf_graph *g) {
-    if (g->loss < 0)
+int wf_graph_autodiff(struct wf_graph *g) { return wf_graph_autodiff_stage(g, -1, NULL, 0); }
+
+int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, int n_diff_in) {
+    if (g->loss < 0 && seed < 0)
         return wf_error(WF_ERR_INVALID, "%s: no scalar f32 output to differentiate (name the loss in `output`)",
                         g->path);
+    if (n_diff_in > WF_MAX_IO) return wf_error(WF_ERR_INVALID, "%s: too many differentiated inputs", g->path);
     int rc = WF_OK;
     /* indexed by forward values only, which all exist already */
     struct contribs *c = wf_calloc((size_t)g->nv + 1, sizeof *c);
     if (!c) return wf_error(WF_ERR_NOMEM, "out of memory in autodiff");
 
-    /* Which values depend on a parameter. */
+    /* Which values depend on a parameter (or on a differentiated input). */
     for (int i = 0; i < g->nv; i++)
         g->v[i].requires_grad = g->v[i].kind == WF_V_PARAM;
+    for (int i = 0; i < n_diff_in; i++)
+        g->v[diff_in[i]].requires_grad = 1;
+    if (g->loss < 0) {
+        /* the seed's gradient arrives from outside, its only contribution */
+        char name[512];
+        snprintf(name, sizeof name, "d%s", g->v[seed].name);
+        const struct wf_value x = g->v[seed];
+        int gi = wf_graph_add_value(g, name, WF_V_GRAD, WF_F32, x.ndim, x.shape);
+        if (gi < 0) {
+            wf_free(c);
+            return gi;
+        }
+        g->v[gi].grad_of = seed;
+        g->seed = seed;
+        g->seed_grad = gi;
+        c[seed].v[c[seed].n++] = gi;
+    }
     for (int ni = 0; ni < g->n_fwd; ni++) {
         struct wf_node *n = &g->n[ni];
         int rg = 0;
@@ -102,10 +122,11 @@ int wf_graph_autodiff(struct wf_graph *g) {
         for (int j = 0; j < n->n_out; j++)
             if (g->v[n->out[j]].kind == WF_V_ACT) g->v[n->out[j]].requires_grad = rg;
     }
-    if (!g->v[g->loss].requires_grad) {
+    int root = g->loss >= 0 ? g->loss : seed;
+    if (!g->v[root].requires_grad) {
         wf_free(c);
-        return wf_error(WF_ERR_INVALID, "%s: the loss '%s' does not depend on any parameter", g->path,
-                        g->v[g->loss].name);
+        return wf_error(WF_ERR_INVALID, "%s: the %s '%s' does not depend on any parameter", g->path,
+                        g->loss >= 0 ? "loss" : "stage output", g->v[root].name);
     }
 
     int n_fwd = g->n_fwd;
@@ -185,6 +206,17 @@ int wf_graph_autodiff(struct wf_graph *g) {
         g->v[pi].grad = gi;
         if (gi < 0) WF_LOGW("graph", "%s: parameter '%s' does not affect the loss", g->path, g->v[pi].name);
     }
+    for (int i = 0; i < n_diff_in; i++) {
+        int gi = finalize(g, c, diff_in[i]);
+        if (gi < -1) {
+            rc = gi;
+            goto done;
+        }
+        g->diff_in[i] = diff_in[i];
+        g->in_grad[i] = gi;
+        g->v[diff_in[i]].grad = gi;
+    }
+    g->n_diff_in = n_diff_in;
 done:
     wf_free(c);
     return rc;

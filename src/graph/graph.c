@@ -594,6 +594,7 @@ static int build_decl(struct build *b) {
 int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch) {
     memset(g, 0, sizeof *g);
     g->loss = g->logits = g->labels = -1;
+    g->seed = g->seed_grad = -1;
     g->batch = batch;
     struct build b = {.g = g, .m = m};
     int rc = WF_OK;
