@@ -47,4 +47,16 @@ static inline int wf_exec_backward(struct wf_exec *e) { return wf_exec_run(e, e-
 /* Sets the dropout stream for one micro-batch: (seed, step, global micro-batch index). */
 void wf_exec_set_rng(struct wf_exec *e, uint64_t seed, uint64_t step, uint64_t micro_batch);
 
+/* ---- pipeline schedules (schedule.c) ---- */
+enum wf_sched_kind { WF_SCHED_1F1B, WF_SCHED_GPIPE };
+enum wf_ev_kind { WF_EV_F, WF_EV_B };
+struct wf_sched_ev {
+    int kind; /* enum wf_ev_kind */
+    int mb;   /* micro-batch, 0 .. K-1 */
+};
+/* Fills ev (2K entries) with stage s's task order; returns 2K. */
+int wf_schedule(int kind, int S, int s, int K, struct wf_sched_ev *ev);
+/* Largest number of micro-batches whose activations are alive at once. */
+int wf_schedule_max_live(const struct wf_sched_ev *ev, int n);
+
 #endif

@@ -73,6 +73,21 @@ int wf_trainer_evaluate(struct wf_trainer *t, const struct wf_dataset *d, double
 int wf_trainer_save(struct wf_trainer *t, const char *path);
 void wf_trainer_free(struct wf_trainer *t);
 
+/* A checkpoint from its parts, in the parameter order of graph g (the
+ * whole model): what the trainer writes, and what a coordinator writes from
+ * the pieces its pipeline stages send — equal states give equal bytes. */
+struct wf_ckpt_state {
+    const struct wf_job *job;
+    const char *model_text; /* canonical model text */
+    const struct wf_graph *g;
+    const float *const *param; /* per parameter i of g->params */
+    const float *const *opt_a, *const *opt_b; /* NULL when the optimizer has no such slot */
+    long step;
+    int epoch;
+    long epoch_step;
+};
+int wf_checkpoint_write(const char *path, const struct wf_ckpt_state *cs);
+
 /* Learning rate of step `step` (0-based) of `total`. */
 double wf_lr_at(const struct wf_job *j, long step, long total);
 

@@ -112,26 +112,41 @@ int wf_io_step(struct wf_io *io, const char *what) {
 }
 
 int wf_io_wait(struct wf_io **ios, int n, double timeout_s, const char *what) {
-    struct pollfd pfd[16];
-    struct wf_io *who[16];
+    struct pollfd stack_pfd[8], *pfd = stack_pfd;
+    struct wf_io *stack_who[8], **who = stack_who;
+    if (n > (int)WF_ARRAY_LEN(stack_pfd)) {
+        pfd = wf_malloc(sizeof *pfd * (size_t)n);
+        who = wf_malloc(sizeof *who * (size_t)n);
+        if (!pfd || !who) {
+            wf_free(pfd);
+            wf_free(who);
+            return wf_error(WF_ERR_NOMEM, "%s: out of memory polling %d connections", what, n);
+        }
+    }
     int m = 0;
-    for (int i = 0; i < n && m < (int)WF_ARRAY_LEN(pfd); i++) {
+    for (int i = 0; i < n; i++) {
         if (!ios[i] || ios[i]->left == 0) continue;
         /* two entries for one fd (send and receive to the same neighbour) are fine for poll */
         pfd[m] = (struct pollfd){.fd = ios[i]->c->fd, .events = ios[i]->rx ? POLLIN : POLLOUT};
         who[m++] = ios[i];
     }
-    if (m == 0) return WF_OK;
-    int k = wf_poll_until(pfd, (nfds_t)m, wf_deadline(timeout_s));
-    if (k > 0) return WF_OK;
-    if (k < 0) return wf_error(WF_ERR_IO, "%s: poll: %s", what, strerror(-k));
-    /* name the peer we wait for data from: a peer not reading is only a symptom */
-    struct wf_io *w = who[0];
-    for (int i = 0; i < m; i++)
-        if (who[i]->rx) {
-            w = who[i];
-            break;
-        }
-    return wf_error(WF_ERR_TIMEOUT, "%s: timed out after %.1f s %s %s", what, timeout_s,
-                    w->rx ? "waiting for data from" : "waiting to send to", w->c->name);
+    int st = WF_OK;
+    int k = m ? wf_poll_until(pfd, (nfds_t)m, wf_deadline(timeout_s)) : 1;
+    if (k < 0) st = wf_error(WF_ERR_IO, "%s: poll: %s", what, strerror(-k));
+    if (k == 0) {
+        /* name the peer we wait for data from: a peer not reading is only a symptom */
+        struct wf_io *w = who[0];
+        for (int i = 0; i < m; i++)
+            if (who[i]->rx) {
+                w = who[i];
+                break;
+            }
+        st = wf_error(WF_ERR_TIMEOUT, "%s: timed out after %.1f s %s %s", what, timeout_s,
+                      w->rx ? "waiting for data from" : "waiting to send to", w->c->name);
+    }
+    if (pfd != stack_pfd) {
+        wf_free(pfd);
+        wf_free(who);
+    }
+    return st;
 }

@@ -33,22 +33,21 @@ static void job_signature(const struct wf_job *j, char *buf, size_t n) {
              j->step_size, j->gamma, j->min_lr, j->threads);
 }
 
-int wf_trainer_save(struct wf_trainer *t, const char *path) {
-    const struct wf_graph *g = &t->ex.prog.g;
-    const struct wf_job *j = &t->job;
+int wf_checkpoint_write(const char *path, const struct wf_ckpt_state *cs) {
+    const struct wf_graph *g = cs->g;
+    const struct wf_job *j = cs->job;
     struct wf_st_writer w;
     wf_st_writer_init(&w);
     int rc = WF_OK;
     for (int i = 0; i < g->n_params && rc == WF_OK; i++) {
         const struct wf_value *v = &g->v[g->params[i]];
-        int64_t off = t->ex.prog.offset[g->params[i]];
-        rc = wf_st_writer_add(&w, v->name, WF_F32, v->ndim, v->shape, t->params + off);
-        float *slots[2] = {t->opt_a, t->opt_b};
+        rc = wf_st_writer_add(&w, v->name, WF_F32, v->ndim, v->shape, cs->param[i]);
+        const float *const *slots[2] = {cs->opt_a, cs->opt_b};
         for (int s = 0; s < 2 && rc == WF_OK; s++) {
             if (!slots[s]) continue;
             char name[300];
             snprintf(name, sizeof name, "optim.%s.%s", v->name, slot_name(j, s));
-            rc = wf_st_writer_add(&w, name, WF_F32, v->ndim, v->shape, slots[s] + off);
+            rc = wf_st_writer_add(&w, name, WF_F32, v->ndim, v->shape, slots[s][i]);
         }
     }
     char buf[64], sig[1024];
@@ -59,17 +58,38 @@ int wf_trainer_save(struct wf_trainer *t, const char *path) {
         if (rc == WF_OK) rc = wf_st_writer_meta(&w, k, buf);                                                           \
     } while (0)
     META("weft.format", "%d", 1);
-    META("weft.step", "%ld", t->step);
-    META("weft.epoch", "%d", t->epoch);
-    META("weft.epoch_step", "%ld", t->epoch_step);
+    META("weft.step", "%ld", cs->step);
+    META("weft.epoch", "%d", cs->epoch);
+    META("weft.epoch_step", "%ld", cs->epoch_step);
     META("weft.rng", "philox4x32-10 seed=%llu", (unsigned long long)j->seed);
 #undef META
     if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.job", sig);
-    if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.model", t->model_text);
+    if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.model", cs->model_text);
     if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.data", j->data);
     if (rc == WF_OK) rc = wf_st_writer_save(&w, path);
     wf_st_writer_free(&w);
     return rc;
+}
+
+int wf_trainer_save(struct wf_trainer *t, const char *path) {
+    const struct wf_graph *g = &t->ex.prog.g;
+    const float *p[256], *a[256], *b[256];
+    for (int i = 0; i < g->n_params; i++) {
+        int64_t off = t->ex.prog.offset[g->params[i]];
+        p[i] = t->params + off;
+        a[i] = t->opt_a ? t->opt_a + off : NULL;
+        b[i] = t->opt_b ? t->opt_b + off : NULL;
+    }
+    struct wf_ckpt_state cs = {.job = &t->job,
+                               .model_text = t->model_text,
+                               .g = g,
+                               .param = p,
+                               .opt_a = t->opt_a ? a : NULL,
+                               .opt_b = t->opt_b ? b : NULL,
+                               .step = t->step,
+                               .epoch = t->epoch,
+                               .epoch_step = t->epoch_step};
+    return wf_checkpoint_write(path, &cs);
 }
 
 /* The first "key=value" word in which two signatures differ. */

@@ -66,7 +66,9 @@ static int finalize(struct wf_graph *g, struct contribs *c, int vi) {
     const struct wf_value x = g->v[vi]; /* a copy: adding values moves g->v */
     int gi = wf_graph_add_value(g, name, WF_V_GRAD, WF_F32, x.ndim, x.shape);
     if (gi < 0) return gi;
-    int ni = wf_graph_add_node(g, WF_OP_ACCUM, name);
+    char nname[520];
+    snprintf(nname, sizeof nname, "%s.sum", name); /* not "d<layer>": that is the layer's backward */
+    int ni = wf_graph_add_node(g, WF_OP_ACCUM, nname);
     if (ni < 0) return ni;
     struct wf_node *n = &g->n[ni];
     n->backward = 1;
