@@ -88,6 +88,12 @@ struct wf_ckpt_state {
 };
 int wf_checkpoint_write(const char *path, const struct wf_ckpt_state *cs);
 
+/* A parameter's initial values: a pure function of (seed, its name, its init). */
+void wf_init_param(const struct wf_value *v, float *p, uint64_t seed);
+struct wf_st_file;
+/* Copies tensor `name` of a safetensors file into dst after checking its dtype and shape. */
+int wf_load_param(const struct wf_st_file *f, const char *name, const struct wf_value *v, float *dst);
+
 /* Learning rate of step `step` (0-based) of `total`. */
 double wf_lr_at(const struct wf_job *j, long step, long total);
 

@@ -17,6 +17,8 @@
 #include "weft/model.h"
 #include "weft/train.h"
 
+#include "cli_int.h"
+
 #define WEFT_VERSION "0.1.0"
 
 static void usage_main(FILE *f) {
@@ -24,7 +26,12 @@ static void usage_main(FILE *f) {
                "commands:\n"
                "  train JOB        train a model as the job file says\n"
                "  eval CHECKPOINT  evaluate a checkpoint on its test data\n"
-               "  check MODEL      validate a model file and print its graph\n\n"
+               "  check MODEL      validate a model file and print its graph\n"
+               "  run JOB          train on a coordinator and N local worker processes\n"
+               "  coordinator      serve workers and jobs (see weft worker, submit, status)\n"
+               "  worker           join a coordinator and run the stages it assigns\n"
+               "  submit JOB       run a job on a running coordinator\n"
+               "  status           show a coordinator's workers and job\n\n"
                "`weft COMMAND --help` tells more. Environment: WEFT_LOG=error|warn|info|debug.\n");
 }
 
@@ -57,6 +64,7 @@ static int fail(const char *cmd) {
     fprintf(stderr, "weft %s: error: %s\n", cmd, wf_errmsg());
     return 1;
 }
+int wf_cli_fail(const char *cmd) { return fail(cmd); }
 
 static void fmt_count(char *buf, size_t n, double v) {
     if (v >= 1e9)
@@ -119,7 +127,7 @@ static void on_progress(void *ud, const struct wf_progress *p) {
     }
 }
 
-static int parse_long(const char *cmd, const char *opt, const char *s, long *out) {
+int wf_cli_parse_long(const char *cmd, const char *opt, const char *s, long *out) {
     char *end;
     long v = s ? strtol(s, &end, 10) : 0;
     if (!s || *end || end == s || v <= 0) {
@@ -159,7 +167,7 @@ static int cmd_train(int argc, char **argv) {
             want_resume = 1;
             if (i + 1 < argc && argv[i + 1][0] != '-' && job) resume = argv[++i];
         } else if (!strcmp(argv[i], "--stop-after")) {
-            if (parse_long("train", "--stop-after", i + 1 < argc ? argv[++i] : NULL, &stop_after) < 0) return 2;
+            if (wf_cli_parse_long("train", "--stop-after", i + 1 < argc ? argv[++i] : NULL, &stop_after) < 0) return 2;
         } else if (!strcmp(argv[i], "--quiet")) {
             quiet = 1;
         } else if (!strcmp(argv[i], "--profile")) {
@@ -234,7 +242,7 @@ static int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
             data = argv[++i];
         } else if (!strcmp(argv[i], "--batch")) {
-            if (parse_long("eval", "--batch", i + 1 < argc ? argv[++i] : NULL, &batch) < 0) return 2;
+            if (wf_cli_parse_long("eval", "--batch", i + 1 < argc ? argv[++i] : NULL, &batch) < 0) return 2;
         } else if (argv[i][0] == '-' || ckpt) {
             fprintf(stderr, "weft eval: error: unexpected argument '%s'\n", argv[i]);
             usage_eval(stderr);
@@ -264,7 +272,7 @@ static int cmd_check(int argc, char **argv) {
             usage_check(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--batch")) {
-            if (parse_long("check", "--batch", i + 1 < argc ? argv[++i] : NULL, &batch) < 0) return 2;
+            if (wf_cli_parse_long("check", "--batch", i + 1 < argc ? argv[++i] : NULL, &batch) < 0) return 2;
         } else if (argv[i][0] == '-' || path) {
             fprintf(stderr, "weft check: error: unexpected argument '%s'\n", argv[i]);
             usage_check(stderr);
@@ -344,6 +352,11 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
-    fprintf(stderr, "weft: error: unknown command '%s' (commands: train, eval, check; see weft --help)\n", cmd);
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "coordinator")) return cmd_coordinator(argc - 2, argv + 2);
+    if (!strcmp(cmd, "worker")) return cmd_worker(argc - 2, argv + 2);
+    if (!strcmp(cmd, "submit")) return cmd_submit(argc - 2, argv + 2);
+    if (!strcmp(cmd, "status")) return cmd_status(argc - 2, argv + 2);
+    fprintf(stderr, "weft: error: unknown command '%s' (commands: train, eval, check, run, coordinator, worker, submit, status; see weft --help)\n", cmd);
     return 2;
 }

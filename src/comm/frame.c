@@ -5,14 +5,8 @@
  */
 #include <limits.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "comm_int.h"
-
-uint32_t wf_crc32(uint32_t crc, const void *data, size_t n) {
-    if (n == 0) return crc;
-    return (uint32_t)crc32_z(crc, data, n);
-}
 
 static void encode_fields(uint8_t out[WF_FRAME_HDR], int type, size_t len) {
     wf_le32(out, WF_FRAME_MAGIC);

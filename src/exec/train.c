@@ -30,7 +30,7 @@ double wf_lr_at(const struct wf_job *j, long step, long total) {
 
 /* ---- parameters ---- */
 
-static void init_param(const struct wf_value *v, float *p, uint64_t seed) {
+void wf_init_param(const struct wf_value *v, float *p, uint64_t seed) {
     struct wf_rng r;
     wf_rng_init(&r, seed, wf_hash64(v->name, strlen(v->name), 0x494E4954));
     long n = (long)v->numel;
@@ -174,7 +174,7 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     const struct wf_graph *g = &t->ex.prog.g;
     for (int i = 0; i < g->n_params; i++) {
         const struct wf_value *v = &g->v[g->params[i]];
-        init_param(v, t->params + t->ex.prog.offset[g->params[i]], j->seed);
+        wf_init_param(v, t->params + t->ex.prog.offset[g->params[i]], j->seed);
     }
     if (j->init) {
         struct wf_st_file f;

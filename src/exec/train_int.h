@@ -6,7 +6,6 @@
 #include "weft/train.h"
 
 int wf_trainer_restore(struct wf_trainer *t, const char *path);
-int wf_load_param(const struct wf_st_file *f, const char *name, const struct wf_value *v, float *dst);
 int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, const struct wf_dataset *d, double *loss, double *acc);
 
 #endif

@@ -18,6 +18,10 @@ enum wf_conv_backend { WF_CONV_AUTO = 0, WF_CONV_BLAS = 1, WF_CONV_DNNL = 2 };
 /* ops, as a bit mask */
 enum { WF_CONV_OP_FWD = 1, WF_CONV_OP_BWD_DATA = 2, WF_CONV_OP_BWD_WEIGHTS = 4, WF_CONV_OP_ALL = 7 };
 
+/* blas.c: sets OpenBLAS's threads for an (M x K) @ (K x N) GEMM by the rule
+ * there (one thread for small ones); every cblas call goes after it */
+void wf_blas_threads_for(long M, long N, long K);
+
 void wf_conv_backend_set(enum wf_conv_backend b);
 enum wf_conv_backend wf_conv_backend_get(void);
 /* the ops of shape s that run on oneDNN under the current backend */

@@ -1,0 +1,152 @@
+/*
+ * weft cluster layer: the coordinator, the worker agent and the messages
+ * between them (docs/protocol.md has the byte layout of every message).
+ *
+ *     weft coordinator ──control──► weft worker ◄──data──► weft worker
+ *
+ * Control traffic (registration, sub-graphs, the compile barrier,
+ * heartbeats, losses, checkpoint state) runs on one connection per worker
+ * to the coordinator; activations, gradients and all-reduce run on direct
+ * worker-to-worker connections. Every connection starts with a challenge:
+ * the acceptor sends a random nonce, the connector answers with
+ * HMAC-SHA256(cluster token, nonce), so a process without the token can
+ * neither join nor submit, and the token never crosses the wire.
+ */
+#ifndef WEFT_CLUSTER_H
+#define WEFT_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft/comm.h"
+
+enum wf_msg_type {
+    WF_M_CHALLENGE = 100, /* acceptor -> connector: nonce */
+    WF_M_HELLO,           /* connector -> acceptor: mac, role, resources */
+    WF_M_WELCOME,         /* id */
+    WF_M_REFUSE,          /* text; the connection is closed after it */
+    WF_M_ASSIGN = 110,    /* coordinator -> worker: stage sub-graph and peers */
+    WF_M_COMPILE_DONE,    /* seconds, bytes, nodes */
+    WF_M_COMPILE_FAIL,    /* text */
+    WF_M_START,           /* the compile barrier is passed */
+    WF_M_HEARTBEAT,       /* step, text: what the worker is doing */
+    WF_M_STEP_LOSS,       /* last stage: step, first micro-batch, losses */
+    WF_M_EVAL,            /* last stage: epoch, loss sum, correct, count */
+    WF_M_STATE,           /* first replica of a stage: step, floats (params, optimizer slots) */
+    WF_M_DONE,            /* worker finished the job: its statistics */
+    WF_M_FAIL,            /* worker failed: text */
+    WF_M_ABORT,           /* coordinator -> worker: text; the worker exits */
+    WF_M_SHUTDOWN,        /* coordinator -> worker: exit now, nothing failed */
+    WF_M_TRACE,           /* worker trace events, at the end */
+    WF_M_SUBMIT = 130,    /* client -> coordinator: a job */
+    WF_M_JOB_EVENT,       /* coordinator -> client: one progress line */
+    WF_M_JOB_END,         /* coordinator -> client: status, text */
+    WF_M_STATUS,          /* client -> coordinator */
+    WF_M_STATUS_REPLY,    /* text */
+    WF_M_ACT = 140,       /* step, micro-batch, activation floats */
+    WF_M_GRAD,            /* step, micro-batch, gradient floats */
+};
+
+enum wf_role { WF_ROLE_WORKER = 1, WF_ROLE_CLIENT = 2, WF_ROLE_PEER = 3 };
+enum wf_link { WF_LINK_PIPE = 1, WF_LINK_DP = 2 };
+
+#define WF_NONCE 32
+#define WF_MAC 32
+#define WF_MAX_WORKERS 256
+#define WF_TEXT_MAX (64u << 20) /* longest string field: model texts */
+
+struct wf_peer_addr {
+    char *host;
+    uint32_t port;
+};
+
+/* Every message decodes into this one struct (only the fields its type
+ * uses are set); strings and arrays are heap copies freed by wf_msg_free,
+ * except `data`, which points into the received payload. */
+struct wf_msg {
+    int type;
+    uint8_t nonce[WF_NONCE], mac[WF_MAC];
+    uint32_t role, cores, port, pid, link;
+    uint64_t mem, id, job_id;
+    char *text, *name;
+    /* ASSIGN */
+    uint32_t worker, stage, n_stages, replica, n_replicas, micro_batches, schedule, threads, trace;
+    uint32_t in_grad, out_grad;
+    char *job_text, *model_text, *in, *out, *x_name, *y_name;
+    uint32_t n_peers;
+    struct wf_peer_addr *peers;
+    /* numbers of COMPILE_DONE, HEARTBEAT, STEP_LOSS, EVAL, STATE, DONE, SUBMIT, ACT, GRAD, JOB_END */
+    int64_t step, epoch, epoch_step, status;
+    uint32_t first, n, workers, pp, dp;
+    double seconds, compute_s, comm_s, idle_s, loss_sum;
+    uint64_t bytes, correct, count, nodes, max_live;
+    double *vals; /* STEP_LOSS: n losses */
+    const void *data; /* STATE, ACT, GRAD, TRACE: bytes in the payload */
+    uint64_t nbytes;
+};
+
+/* Encodes m (by m->type) into b. */
+void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m);
+/* Decodes a payload of the given type; every length is checked against
+ * the payload, so a hostile peer gets WF_ERR_PEER and nothing else. */
+int wf_msg_decode(struct wf_msg *m, int type, const void *p, size_t len);
+void wf_msg_free(struct wf_msg *m);
+const char *wf_msg_name(int type);
+
+/* Sends m on c (one frame). */
+int wf_msg_send(struct wf_conn *c, const struct wf_msg *m, double timeout_s);
+/* Receives one frame and decodes it; *m must be freed with wf_msg_free. */
+int wf_msg_recv(struct wf_conn *c, struct wf_msg *m, double timeout_s);
+
+/* ---- authentication (auth.c) ---- */
+struct wf_token {
+    uint8_t key[64];
+    size_t len;
+};
+/* From WEFT_TOKEN, else the file (default "weft-token" in the working
+ * directory); a missing token is an error naming where it looked. */
+int wf_token_load(struct wf_token *t, const char *file);
+/* A new random token, written to file with mode 0600 if file != NULL. */
+int wf_token_generate(struct wf_token *t, char hex[129], const char *file);
+int wf_token_from_hex(struct wf_token *t, const char *hex);
+/* Acceptor side: challenge, check the HELLO's mac; *hello receives it. */
+int wf_auth_accept(struct wf_conn *c, const struct wf_token *t, struct wf_msg *hello, double timeout_s);
+/* Connector side: waits for the challenge and sends hello with its mac. */
+int wf_auth_connect(struct wf_conn *c, const struct wf_token *t, struct wf_msg *hello, double timeout_s);
+
+/* ---- processes ---- */
+struct wf_run_opts {
+    const char *job_path;
+    int workers, pp, dp, micro_batches, schedule, threads; /* 0: from the job / defaults */
+    const char *trace;                                     /* Chrome trace output, or NULL */
+    int quiet;
+    double heartbeat_timeout_s; /* default 5 */
+};
+
+/* The coordinator's event loop on a listening socket. With `run` set it
+ * runs that one job (waiting for its workers) and returns its status;
+ * otherwise it serves submitted jobs until interrupted. */
+struct wf_coord_opts {
+    int listen_fd;
+    const struct wf_token *token;
+    const struct wf_run_opts *run; /* NULL: serve */
+    const int *child_pids;         /* weft run: the workers it started (checked for exit) */
+    int n_children;
+};
+int wf_coordinator(const struct wf_coord_opts *o);
+/* Compiles the coordinator has done (always 0: workers compile). */
+long wf_coordinator_compiles(void);
+
+/* The worker agent: registers with host:port and runs what it is given. */
+int wf_worker(const char *host, int port, const struct wf_token *token, int once);
+
+/* "host:port" into host (heap, wf_free) and port. */
+int wf_parse_hostport(const char *s, char **host, int *port);
+
+/* weft run: a coordinator and N workers on loopback. */
+int wf_run_local(const struct wf_run_opts *o, const char *self_exe);
+/* weft submit / weft status against a running coordinator. */
+int wf_submit(const char *host, int port, const struct wf_token *t, const struct wf_run_opts *o);
+int wf_status(const char *host, int port, const struct wf_token *t);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * cli layer: the cluster commands.
+ *
+ *   weft run JOB --workers N [--pp P] [--dp D] [--schedule 1f1b|gpipe] [--micro-batches K] [--trace FILE]
+ *   weft coordinator [--listen HOST:PORT] [--token-file F]
+ *   weft worker --coordinator HOST:PORT [--token-file F] [--once]
+ *   weft submit JOB --coordinator HOST:PORT [layout options]
+ *   weft status --coordinator HOST:PORT
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "weft/cluster.h"
+#include "weft/core.h"
+
+#include "cli_int.h"
+
+extern volatile sig_atomic_t wf_coord_interrupted;
+
+static void usage_run(FILE *f) {
+    fprintf(f, "usage: weft run JOB [options]\n\n"
+               "Trains a job on a coordinator and N worker processes on this machine (loopback),\n"
+               "streams progress and stops every process on exit, error or Ctrl-C. The final\n"
+               "checkpoint is bit-identical to `weft train` with the same micro-batches and threads.\n\n"
+               "options:\n"
+               "  --workers N            worker processes (default pp x dp)\n"
+               "  --pp P                 pipeline stages (default: the job's split points + 1; without\n"
+               "                         split points weft picks them to balance compute)\n"
+               "  --dp D                 data-parallel replicas of each stage (default workers / pp)\n"
+               "  --schedule S           1f1b (default) or gpipe\n"
+               "  --micro-batches K      micro-batches per step (default: the job's)\n"
+               "  --threads T            BLAS threads per worker (default: the job's)\n"
+               "  --trace FILE           write every worker's F/B/send/recv/reduce events (Chrome trace)\n"
+               "  --heartbeat-timeout S  declare a silent worker dead after S seconds (default 5)\n"
+               "  --quiet                no progress line\n");
+}
+
+static void usage_cluster(FILE *f) {
+    fprintf(f, "usage: weft coordinator [--listen HOST:PORT] [--token-file F]\n"
+               "       weft worker --coordinator HOST:PORT [--token-file F] [--once]\n"
+               "       weft submit JOB --coordinator HOST:PORT [--token-file F] [layout options of weft run]\n"
+               "       weft status --coordinator HOST:PORT [--token-file F]\n\n"
+               "A coordinator accepts workers and jobs; workers register their cores and memory and\n"
+               "run the pipeline stages they are given. Every process needs the cluster token: the\n"
+               "coordinator writes a new one to --token-file (default ./weft-token) unless\n"
+               "WEFT_TOKEN is set; the others read WEFT_TOKEN or the file.\n");
+}
+
+/* Layout options shared by run and submit; returns 1 if consumed (with *i advanced), -1 on a bad value. */
+static int layout_opt(const char *cmd, int argc, char **argv, int *i, struct wf_run_opts *o) {
+    const char *a = argv[*i];
+    long v;
+    int *dst = !strcmp(a, "--workers")         ? &o->workers
+               : !strcmp(a, "--pp")            ? &o->pp
+               : !strcmp(a, "--dp")            ? &o->dp
+               : !strcmp(a, "--micro-batches") ? &o->micro_batches
+               : !strcmp(a, "--threads")       ? &o->threads
+                                               : NULL;
+    if (dst) {
+        if (wf_cli_parse_long(cmd, a, *i + 1 < argc ? argv[*i + 1] : NULL, &v) < 0) return -1;
+        *dst = (int)v;
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--schedule")) {
+        const char *s = *i + 1 < argc ? argv[*i + 1] : "";
+        if (strcmp(s, "1f1b") && strcmp(s, "gpipe")) {
+            fprintf(stderr, "weft %s: error: --schedule is 1f1b or gpipe, got '%s'\n", cmd, s);
+            return -1;
+        }
+        o->schedule = !strcmp(s, "gpipe");
+        (*i)++;
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    struct wf_run_opts o = {.schedule = -1};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int r = layout_opt("run", argc, argv, &i, &o);
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage_run(stdout);
+            return 0;
+        } else if (!strcmp(a, "--trace") && i + 1 < argc) {
+            o.trace = argv[++i];
+        } else if (!strcmp(a, "--heartbeat-timeout") && i + 1 < argc) {
+            o.heartbeat_timeout_s = atof(argv[++i]);
+        } else if (!strcmp(a, "--quiet")) {
+            o.quiet = 1;
+        } else if (a[0] == '-' || o.job_path) {
+            fprintf(stderr, "weft run: error: unexpected argument '%s'\n", a);
+            usage_run(stderr);
+            return 2;
+        } else {
+            o.job_path = a;
+        }
+    }
+    if (!o.job_path) {
+        usage_run(stderr);
+        return 2;
+    }
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        fprintf(stderr, "weft run: error: cannot find its own executable\n");
+        return 1;
+    }
+    self[n] = 0;
+    if (wf_run_local(&o, self) < 0) return wf_cli_fail("run");
+    return wf_coord_interrupted ? 130 : 0;
+}
+
+struct common {
+    const char *coord, *token_file, *listen, *job;
+    int once;
+    struct wf_run_opts o;
+};
+
+static int parse_common(const char *cmd, int argc, char **argv, struct common *c) {
+    memset(c, 0, sizeof *c);
+    c->o.schedule = -1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int r = layout_opt(cmd, argc, argv, &i, &c->o);
+        if (r < 0) return -1;
+        if (r) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage_cluster(stdout);
+            return 1;
+        } else if (!strcmp(a, "--coordinator") && i + 1 < argc) {
+            c->coord = argv[++i];
+        } else if (!strcmp(a, "--token-file") && i + 1 < argc) {
+            c->token_file = argv[++i];
+        } else if (!strcmp(a, "--listen") && i + 1 < argc) {
+            c->listen = argv[++i];
+        } else if (!strcmp(a, "--once")) {
+            c->once = 1;
+        } else if (a[0] != '-' && !c->job) {
+            c->job = a;
+        } else {
+            fprintf(stderr, "weft %s: error: unexpected argument '%s'\n", cmd, a);
+            usage_cluster(stderr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_int(int sig) {
+    (void)sig;
+    wf_coord_interrupted = 1;
+}
+
+int cmd_coordinator(int argc, char **argv) {
+    struct common c;
+    int r = parse_common("coordinator", argc, argv, &c);
+    if (r) return r < 0 ? 2 : 0;
+    char *host;
+    int port;
+    if (wf_parse_hostport(c.listen ? c.listen : "127.0.0.1:7070", &host, &port) < 0) return wf_cli_fail("coordinator");
+    struct wf_token tok;
+    const char *tf = c.token_file ? c.token_file : "weft-token";
+    char hex[129];
+    if (getenv("WEFT_TOKEN")) {
+        if (wf_token_load(&tok, NULL) < 0) return wf_cli_fail("coordinator");
+    } else if (wf_token_generate(&tok, hex, tf) < 0) {
+        return wf_cli_fail("coordinator");
+    }
+    int lfd, bound;
+    if (wf_tcp_listen(host, port, &lfd, &bound) < 0) return wf_cli_fail("coordinator");
+    printf("weft coordinator listening on %s:%d (token in %s)\n", host, bound, getenv("WEFT_TOKEN") ? "WEFT_TOKEN" : tf);
+    fflush(stdout);
+    wf_free(host);
+    signal(SIGINT, on_int);
+    signal(SIGTERM, on_int);
+    struct wf_coord_opts co = {.listen_fd = lfd, .token = &tok};
+    int rc = wf_coordinator(&co);
+    close(lfd);
+    return rc < 0 ? wf_cli_fail("coordinator") : 0;
+}
+
+static int client_setup(const char *cmd, struct common *c, struct wf_token *tok, char **host, int *port) {
+    if (!c->coord) {
+        fprintf(stderr, "weft %s: error: --coordinator HOST:PORT is required\n", cmd);
+        return -1;
+    }
+    if (wf_parse_hostport(c->coord, host, port) < 0 || wf_token_load(tok, c->token_file) < 0) {
+        wf_cli_fail(cmd);
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_worker(int argc, char **argv) {
+    struct common c;
+    int r = parse_common("worker", argc, argv, &c);
+    if (r) return r < 0 ? 2 : 0;
+    struct wf_token tok;
+    char *host;
+    int port;
+    if (client_setup("worker", &c, &tok, &host, &port) < 0) return 1;
+    int rc = wf_worker(host, port, &tok, c.once);
+    wf_free(host);
+    return rc < 0 ? wf_cli_fail("worker") : 0;
+}
+
+int cmd_submit(int argc, char **argv) {
+    struct common c;
+    int r = parse_common("submit", argc, argv, &c);
+    if (r) return r < 0 ? 2 : 0;
+    if (!c.job) {
+        usage_cluster(stderr);
+        return 2;
+    }
+    struct wf_token tok;
+    char *host;
+    int port;
+    if (client_setup("submit", &c, &tok, &host, &port) < 0) return 1;
+    c.o.job_path = c.job;
+    int rc = wf_submit(host, port, &tok, &c.o);
+    wf_free(host);
+    return rc < 0 ? wf_cli_fail("submit") : 0;
+}
+
+int cmd_status(int argc, char **argv) {
+    struct common c;
+    int r = parse_common("status", argc, argv, &c);
+    if (r) return r < 0 ? 2 : 0;
+    struct wf_token tok;
+    char *host;
+    int port;
+    if (client_setup("status", &c, &tok, &host, &port) < 0) return 1;
+    int rc = wf_status(host, port, &tok);
+    wf_free(host);
+    return rc < 0 ? wf_cli_fail("status") : 0;
+}

@@ -1,0 +1,849 @@
+/*
+ * cluster layer: the coordinator. One thread, one poll loop over the
+ * listening socket, the workers' control connections and the clients.
+ *
+ * A job goes WAITING (for enough idle workers) -> COMPILING (each worker
+ * was sent its stage sub-graph and compiles it) -> RUNNING (every part
+ * compiled: START) -> DONE or FAILED. The coordinator builds the logical
+ * graph and cuts it, but compiles nothing; it assembles the losses the last
+ * stages report, and checkpoints from the state the stages send, written
+ * exactly as one process would write them.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "weft/cluster.h"
+#include "weft/compile.h"
+#include "weft/core.h"
+#include "weft/job.h"
+#include "weft/model.h"
+#include "weft/train.h"
+
+#include "cluster_int.h"
+
+#define MAX_NODES WF_MAX_WORKERS
+#define MAX_CLIENTS 16
+#define LOSS_RING 64
+
+static long n_compiles; /* stays 0: the coordinator compiles nothing */
+long wf_coordinator_compiles(void) { return n_compiles; }
+
+volatile sig_atomic_t wf_coord_interrupted;
+
+struct node {
+    struct wf_conn c;
+    int used, id;
+    char host[64];
+    int port, pid, cores;
+    double last_seen;
+    int64_t step;
+    char activity[200];
+    int slot; /* worker index in the running job, -1 idle */
+};
+
+struct client {
+    struct wf_conn c;
+    int used, watching;
+};
+
+enum { J_NONE, J_WAITING, J_COMPILING, J_RUNNING, J_DONE, J_FAILED };
+
+struct job {
+    int state, id;
+    struct wf_job job;
+    struct wf_model model;
+    char *model_text;
+    struct wf_partition part;
+    int S, D, K, sched, threads, trace, n;
+    int node[MAX_NODES]; /* node index per worker slot */
+    int compiled, done;
+    double t_assign, t_start;
+    long steps_per_epoch, total;
+    struct {
+        int64_t step;
+        int got;
+        double *v;
+    } loss[LOSS_RING];
+    int *pstage;    /* per parameter of part.g: its stage */
+    int64_t *poff;  /* per parameter: offset in its stage's flat vector */
+    int64_t *sfloats; /* per stage: floats in its flat vector */
+    int64_t state_step;
+    int state_got;
+    int slots; /* optimizer slots */
+    FILE *metrics;
+    char *ckpt_path;
+    int client; /* watching client, -1: print here */
+    double last_print;
+    long steps_seen;
+    double last_loss, test_acc, test_loss;
+    int fail_prio;
+    double fail_at;
+    char fail_msg[1024];
+    float **state_buf; /* per stage: the last STATE received */
+    struct wf_trace_ev **tr;
+    long *ntr;
+    struct {
+        double compute, comm, idle;
+        long live, steps;
+    } *wstats;
+    int quiet;
+};
+
+struct coord {
+    const struct wf_coord_opts *o;
+    int lfd;
+    struct node nodes[MAX_NODES];
+    int next_id;
+    struct client clients[MAX_CLIENTS];
+    struct job job;
+    int next_job;
+    double hb_timeout;
+};
+
+/* ---- output ---- */
+
+static void emit(struct coord *co, struct job *jb, int progress, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void emit(struct coord *co, struct job *jb, int progress, const char *fmt, ...) {
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (jb->client >= 0) {
+        struct client *cl = &co->clients[jb->client];
+        struct wf_msg m = {.type = WF_M_JOB_EVENT, .text = line};
+        if (cl->used && wf_msg_send(&cl->c, &m, 5.0) < 0) {
+            wf_conn_close(&cl->c);
+            cl->used = 0;
+            jb->client = -1;
+        }
+        return;
+    }
+    if (jb->quiet && progress) return;
+    int tty = isatty(2);
+    if (progress && tty) {
+        fprintf(stderr, "\r%s\033[K", line);
+    } else {
+        if (tty) fputs("\r\033[K", stderr);
+        fprintf(stderr, "%s\n", line);
+    }
+    fflush(stderr);
+}
+
+static const char *node_desc(const struct coord *co, const struct job *jb, int ni, char *buf, size_t n) {
+    const struct node *nd = &co->nodes[ni];
+    if (nd->slot >= 0 && jb->S)
+        snprintf(buf, n, "worker %d (stage %d, replica %d, pid %d)", nd->slot, nd->slot / jb->D, nd->slot % jb->D,
+                 nd->pid);
+    else
+        snprintf(buf, n, "worker node %d (pid %d)", nd->id, nd->pid);
+    return buf;
+}
+
+/* ---- failure ---- */
+
+/* Records a failure; the one with the highest priority within a second
+ * (a worker that died beats the peers that lost it) is reported. */
+static void job_fail(struct job *jb, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void job_fail(struct job *jb, int prio, const char *fmt, ...) {
+    if (jb->state != J_COMPILING && jb->state != J_RUNNING && jb->state != J_WAITING) return;
+    if (jb->fail_at == 0) jb->fail_at = wf_now();
+    if (prio <= jb->fail_prio) return;
+    jb->fail_prio = prio;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(jb->fail_msg, sizeof jb->fail_msg, fmt, ap);
+    va_end(ap);
+}
+
+static void drop_node(struct coord *co, int ni) {
+    struct node *nd = &co->nodes[ni];
+    wf_conn_close(&nd->c);
+    nd->used = 0;
+}
+
+/* ---- job setup ---- */
+
+static void job_free(struct job *jb) {
+    wf_job_free(&jb->job);
+    wf_model_free(&jb->model);
+    wf_free(jb->model_text);
+    for (int i = 0; i < LOSS_RING; i++)
+        wf_free(jb->loss[i].v);
+    for (int s = 0; jb->state_buf && s < jb->S; s++)
+        wf_free(jb->state_buf[s]);
+    wf_free(jb->state_buf);
+    for (int w = 0; jb->tr && w < jb->n; w++)
+        wf_free(jb->tr[w]);
+    wf_free(jb->tr);
+    wf_free(jb->ntr);
+    wf_free(jb->wstats);
+    wf_free(jb->pstage);
+    wf_free(jb->poff);
+    wf_free(jb->sfloats);
+    wf_partition_free(&jb->part);
+    if (jb->metrics) fclose(jb->metrics);
+    wf_free(jb->ckpt_path);
+    memset(jb, 0, sizeof *jb);
+}
+
+/* Absolute form of a path the workers will open (they may run elsewhere in the tree). */
+static int absolutize(char **p) {
+    if (!*p || (*p)[0] == '/') return WF_OK;
+    char buf[PATH_MAX];
+    if (!realpath(*p, buf)) return WF_OK; /* the check of files reports it */
+    char *d = wf_strdup(buf);
+    if (!d) return wf_error(WF_ERR_NOMEM, "out of memory");
+    wf_free(*p);
+    *p = d;
+    return WF_OK;
+}
+
+static int job_setup(struct job *jb, const struct wf_run_opts *o) {
+    int rc;
+    struct wf_job *j = &jb->job;
+    if ((rc = wf_job_load(j, o->job_path)) < 0) return rc;
+    if ((rc = wf_job_check_files(j)) < 0) return rc;
+    if (o->micro_batches > 0) j->micro_batches = o->micro_batches;
+    if (o->threads > 0) j->threads = o->threads;
+    if (j->batch % j->micro_batches)
+        return wf_error(WF_ERR_INVALID, "%s: batch %d is not a multiple of %d micro-batches", j->path, j->batch,
+                        j->micro_batches);
+    if ((rc = absolutize(&j->model)) < 0 || (rc = absolutize(&j->data)) < 0 || (rc = absolutize(&j->init)) < 0)
+        return rc;
+    if ((rc = wf_mkdir_p(j->out)) < 0 || (rc = absolutize(&j->out)) < 0) return rc;
+    if ((rc = wf_model_load(&jb->model, j->model)) < 0) return rc;
+    if ((rc = wf_model_write(&jb->model, &jb->model_text, NULL)) < 0) return rc;
+    int pp = o->pp > 0 ? o->pp : (j->n_split ? j->n_split + 1 : j->pp);
+    if (j->n_split && pp != j->n_split + 1)
+        return wf_error(WF_ERR_INVALID, "%s: %d split points make %d stages, but --pp is %d", j->path, j->n_split,
+                        j->n_split + 1, pp);
+    int dp = o->dp > 0 ? o->dp : (o->workers > 0 && o->pp <= 0 && !j->n_split ? o->workers / pp : j->dp);
+    if (o->dp <= 0 && o->workers > 0) dp = o->workers / pp;
+    if (dp < 1) dp = 1;
+    if (o->workers > 0 && o->workers != pp * dp)
+        return wf_error(WF_ERR_INVALID, "--workers %d does not match --pp %d x --dp %d = %d", o->workers, pp, dp,
+                        pp * dp);
+    if (pp * dp > MAX_NODES) return wf_error(WF_ERR_INVALID, "at most %d workers", MAX_NODES);
+    if (j->micro_batches < dp)
+        return wf_error(WF_ERR_INVALID,
+                        "%d micro-batches cannot feed %d data-parallel replicas; use --micro-batches %d or more",
+                        j->micro_batches, dp, dp);
+    if (j->micro_batches > 256) return wf_error(WF_ERR_INVALID, "at most 256 micro-batches per step");
+    if (pp > 1 && j->clip_norm > 0)
+        return wf_error(WF_ERR_INVALID,
+                        "%s: clip_norm with more than one pipeline stage is not supported yet (the global norm "
+                        "spans stages); use --pp 1",
+                        j->path);
+    char **auto_split = NULL;
+    int n_split = j->n_split;
+    char **split = j->split;
+    if (!n_split && pp > 1) {
+        if ((rc = wf_partition_auto(&jb->model, pp, &auto_split)) < 0) return rc;
+        n_split = rc;
+        split = auto_split;
+    }
+    rc = wf_partition_build(&jb->part, &jb->model, n_split, split);
+    if (auto_split) {
+        for (int i = 0; i < pp; i++)
+            wf_free(auto_split[i]);
+        wf_free(auto_split);
+    }
+    if (rc < 0) return wf_error_prefix(rc, "%s", j->path);
+    jb->S = jb->part.n_stages;
+    jb->D = dp;
+    jb->n = jb->S * jb->D;
+    jb->K = j->micro_batches;
+    jb->sched = o->schedule >= 0 ? o->schedule : (j->pipeline && !strcmp(j->pipeline, "gpipe"));
+    jb->threads = j->threads;
+    jb->trace = o->trace != NULL;
+    jb->slots = j->optimizer == WF_OPT_SGD ? (j->momentum > 0) : 2;
+    /* where each parameter lives: its stage and offset there */
+    const struct wf_graph *g = &jb->part.g;
+    jb->pstage = wf_calloc((size_t)g->n_params + 1, sizeof(int));
+    jb->poff = wf_calloc((size_t)g->n_params + 1, sizeof(int64_t));
+    jb->sfloats = wf_calloc((size_t)jb->S, sizeof(int64_t));
+    jb->state_buf = wf_calloc((size_t)jb->S, sizeof(float *));
+    jb->tr = wf_calloc((size_t)jb->n, sizeof *jb->tr);
+    jb->ntr = wf_calloc((size_t)jb->n, sizeof(long));
+    jb->wstats = wf_calloc((size_t)jb->n, sizeof *jb->wstats);
+    if (!jb->pstage || !jb->poff || !jb->sfloats || !jb->state_buf || !jb->tr || !jb->ntr || !jb->wstats)
+        return wf_error(WF_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < g->n_params; i++) {
+        int pv = g->params[i];
+        jb->pstage[i] = -1;
+        for (int ni = 0; ni < g->n_fwd && jb->pstage[i] < 0; ni++)
+            for (int a = 0; a < g->n[ni].n_in; a++)
+                if (g->n[ni].in[a] == pv) jb->pstage[i] = jb->part.node_stage[ni];
+        if (jb->pstage[i] < 0) jb->pstage[i] = 0;
+        jb->poff[i] = jb->sfloats[jb->pstage[i]];
+        jb->sfloats[jb->pstage[i]] += g->v[pv].numel;
+    }
+    struct wf_dataset d;
+    if ((rc = wf_dataset_load_idx(&d, j->data, "train")) < 0) return rc;
+    jb->steps_per_epoch = d.n / j->batch;
+    wf_dataset_free(&d);
+    jb->total = jb->steps_per_epoch * j->epochs;
+    if (j->max_steps > 0 && j->max_steps < jb->total) jb->total = j->max_steps;
+    size_t n = strlen(j->out) + 64;
+    jb->ckpt_path = wf_malloc(n);
+    if (!jb->ckpt_path) return wf_error(WF_ERR_NOMEM, "out of memory");
+    snprintf(jb->ckpt_path, n, "%s/checkpoint.safetensors", j->out);
+    char mpath[4200];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", j->out);
+    if (!(jb->metrics = fopen(mpath, "w"))) return wf_error(WF_ERR_IO, "%s: cannot open for writing", mpath);
+    jb->state = J_WAITING;
+    jb->state_step = -1;
+    return WF_OK;
+}
+
+static int idle_nodes(struct coord *co) {
+    int n = 0;
+    for (int i = 0; i < MAX_NODES; i++)
+        n += co->nodes[i].used && co->nodes[i].slot < 0;
+    return n;
+}
+
+static int send_assign(struct coord *co, struct job *jb) {
+    char *job_text = NULL;
+    int rc = wf_job_write(&jb->job, &job_text, NULL);
+    if (rc < 0) return rc;
+    struct wf_peer_addr peers[MAX_NODES];
+    int w = 0;
+    for (int i = 0; i < MAX_NODES && w < jb->n; i++)
+        if (co->nodes[i].used && co->nodes[i].slot < 0) {
+            co->nodes[i].slot = w;
+            jb->node[w++] = i;
+        }
+    for (w = 0; w < jb->n; w++) {
+        const struct node *nd = &co->nodes[jb->node[w]];
+        peers[w].host = (char *)nd->host;
+        peers[w].port = (uint32_t)nd->port;
+    }
+    jb->t_assign = wf_now();
+    for (w = 0; w < jb->n && rc == WF_OK; w++) {
+        int s = w / jb->D;
+        const struct wf_stage_spec *sp = &jb->part.st[s];
+        struct wf_msg m = {.type = WF_M_ASSIGN,
+                           .job_id = (uint64_t)jb->id,
+                           .worker = (uint32_t)w,
+                           .stage = (uint32_t)s,
+                           .n_stages = (uint32_t)jb->S,
+                           .replica = (uint32_t)(w % jb->D),
+                           .n_replicas = (uint32_t)jb->D,
+                           .micro_batches = (uint32_t)jb->K,
+                           .schedule = (uint32_t)jb->sched,
+                           .threads = (uint32_t)jb->threads,
+                           .trace = (uint32_t)jb->trace,
+                           .in_grad = (uint32_t)sp->in_grad,
+                           .out_grad = (uint32_t)sp->out_grad,
+                           .job_text = job_text,
+                           .model_text = sp->model_text,
+                           .in = sp->in,
+                           .out = sp->out,
+                           .x_name = jb->part.x_name,
+                           .y_name = jb->part.y_name,
+                           .n_peers = (uint32_t)jb->n,
+                           .peers = peers};
+        struct node *nd = &co->nodes[jb->node[w]];
+        rc = wf_msg_send(&nd->c, &m, CTL_TIMEOUT);
+        if (rc < 0) {
+            char d[160];
+            job_fail(jb, 2, "%s: could not send its sub-graph: %s", node_desc(co, jb, jb->node[w], d, sizeof d),
+                     wf_errmsg());
+        }
+        WF_LOGI("coord", "job %d: worker %d gets stage %d (%d layers, %lld parameters), replica %d", jb->id, w, s,
+                sp->n_layers, (long long)sp->param_floats, w % jb->D);
+    }
+    wf_free(job_text);
+    jb->state = J_COMPILING;
+    emit(co, jb, 0, "job %d: %d stage%s x %d replica%s, %d micro-batches, %s; compiling on %d workers", jb->id, jb->S,
+         jb->S > 1 ? "s" : "", jb->D, jb->D > 1 ? "s" : "", jb->K, jb->sched ? "gpipe" : "1f1b", jb->n);
+    return WF_OK;
+}
+
+/* ---- results from the workers ---- */
+
+static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
+    int64_t step = m->step;
+    if (step < 0 || m->first + m->n > (uint32_t)jb->K) {
+        job_fail(jb, 1, "a worker reported losses of micro-batches %u..%u of %d", m->first, m->first + m->n, jb->K);
+        return;
+    }
+    int i = (int)(step % LOSS_RING);
+    if (!jb->loss[i].v && !(jb->loss[i].v = wf_calloc((size_t)jb->K, sizeof(double)))) return;
+    if (jb->loss[i].step != step) {
+        jb->loss[i].step = step;
+        jb->loss[i].got = 0;
+    }
+    memcpy(jb->loss[i].v + m->first, m->vals, sizeof(double) * m->n);
+    if (++jb->loss[i].got < jb->D) return;
+    double loss = 0; /* in micro-batch order, as one process adds them */
+    for (int k = 0; k < jb->K; k++)
+        loss += jb->loss[i].v[k];
+    double now = wf_now();
+    long done = step + 1;
+    double sps = (double)done * jb->job.batch / (now - jb->t_start + 1e-12);
+    jb->last_loss = loss;
+    double lr = wf_lr_at(&jb->job, step, jb->steps_per_epoch * jb->job.epochs);
+    fprintf(jb->metrics,
+            "{\"step\":%ld,\"epoch\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f}\n", done,
+            step / jb->steps_per_epoch + 1, loss, lr, sps, now - jb->t_start);
+    if (now - jb->last_print > 0.2 || done == jb->total) {
+        fflush(jb->metrics);
+        double eta = (double)(jb->total - done) * jb->job.batch / (sps > 0 ? sps : 1);
+        emit(co, jb, 1, "epoch %ld/%d  step %ld/%ld  loss %.4f  %.0f samples/s  ETA %.0fs",
+             step / jb->steps_per_epoch + 1, jb->job.epochs, done, jb->total, loss, sps, eta);
+        jb->last_print = now;
+    }
+}
+
+static void on_eval(struct coord *co, struct job *jb, const struct wf_msg *m) {
+    if (m->count == 0) return;
+    jb->test_loss = m->loss_sum / (double)m->count;
+    jb->test_acc = (double)m->correct / (double)m->count;
+    fprintf(jb->metrics,
+            "{\"event\":\"epoch\",\"epoch\":%lld,\"step\":%ld,\"train_loss\":%.9g,\"test_loss\":%.9g,"
+            "\"test_acc\":%.6f}\n",
+            (long long)m->epoch + 1, (long)((m->epoch + 1) * jb->steps_per_epoch), jb->last_loss, jb->test_loss,
+            jb->test_acc);
+    fflush(jb->metrics);
+    emit(co, jb, 0, "epoch %lld/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%", (long long)m->epoch + 1,
+         jb->job.epochs, jb->last_loss, jb->test_loss, 100 * jb->test_acc);
+}
+
+static void on_state(struct coord *co, struct job *jb, int w, const struct wf_msg *m) {
+    int s = w / jb->D;
+    size_t want = sizeof(float) * (size_t)jb->sfloats[s] * (size_t)(1 + jb->slots);
+    if (m->nbytes != want) {
+        job_fail(jb, 1, "worker %d sent %llu bytes of state for stage %d, expected %zu", w,
+                 (unsigned long long)m->nbytes, s, want);
+        return;
+    }
+    if (m->step != jb->state_step) {
+        jb->state_step = m->step;
+        jb->state_got = 0;
+    }
+    if (!jb->state_buf[s] && !(jb->state_buf[s] = wf_malloc(want + 4))) {
+        job_fail(jb, 1, "out of memory for a checkpoint");
+        return;
+    }
+    memcpy(jb->state_buf[s], m->data, want);
+    if (++jb->state_got < jb->S) return;
+    /* every stage has sent this step's state: the checkpoint of one process */
+    const struct wf_graph *g = &jb->part.g;
+    const float *p[256], *a[256], *b[256];
+    for (int i = 0; i < g->n_params; i++) {
+        int st = jb->pstage[i];
+        const float *base = jb->state_buf[st];
+        p[i] = base + jb->poff[i];
+        a[i] = base + jb->sfloats[st] + jb->poff[i];
+        b[i] = base + 2 * jb->sfloats[st] + jb->poff[i];
+    }
+    struct wf_ckpt_state cs = {.job = &jb->job,
+                               .model_text = jb->model_text,
+                               .g = g,
+                               .param = p,
+                               .opt_a = jb->slots >= 1 ? a : NULL,
+                               .opt_b = jb->slots >= 2 ? b : NULL,
+                               .step = m->step,
+                               .epoch = (int)m->epoch,
+                               .epoch_step = m->epoch_step};
+    if (wf_checkpoint_write(jb->ckpt_path, &cs) < 0) job_fail(jb, 1, "%s", wf_errmsg());
+}
+
+static void write_trace(struct coord *co, struct job *jb, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        emit(co, jb, 0, "cannot write the trace to %s", path);
+        return;
+    }
+    static const char *names[] = {"F", "B", "send", "recv", "allreduce", "optimizer", "eval"};
+    fprintf(f, "{\"traceEvents\":[\n");
+    int first = 1;
+    double t0 = jb->t_start;
+    for (int w = 0; w < jb->n; w++) {
+        fprintf(f, "%s{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"args\":{\"name\":\"worker %d: stage %d replica %d\"}}",
+                first ? "" : ",\n", w, w, w / jb->D, w % jb->D);
+        first = 0;
+        for (long i = 0; i < jb->ntr[w]; i++) {
+            const struct wf_trace_ev *e = &jb->tr[w][i];
+            int k = e->kind < 7 ? e->kind : 6;
+            char nm[64];
+            if (e->mb >= 0)
+                snprintf(nm, sizeof nm, "%s%d", names[k], e->mb);
+            else
+                snprintf(nm, sizeof nm, "%s", names[k]);
+            fprintf(f,
+                    ",\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,"
+                    "\"args\":{\"step\":%lld,\"mb\":%d}}",
+                    nm, names[k], w, k == TR_SEND || k == TR_RECV ? 1 : 0, (e->t0 - t0) * 1e6, (e->t1 - e->t0) * 1e6,
+                    (long long)e->step, e->mb);
+        }
+    }
+    fprintf(f, "\n]}\n");
+    fclose(f);
+}
+
+/* ---- the loop ---- */
+
+static void handle(struct coord *co, int ni, struct wf_msg *m) {
+    struct node *nd = &co->nodes[ni];
+    struct job *jb = &co->job;
+    nd->last_seen = wf_now();
+    int w = nd->slot;
+    char d[160];
+    switch (m->type) {
+    case WF_M_HEARTBEAT:
+        nd->step = m->step;
+        snprintf(nd->activity, sizeof nd->activity, "%s", m->text ? m->text : "");
+        break;
+    case WF_M_COMPILE_DONE:
+        if (w < 0 || jb->state != J_COMPILING) break;
+        WF_LOGI("coord", "%s compiled in %.3f s: %llu nodes, %.1f MiB planned", node_desc(co, jb, ni, d, sizeof d),
+                m->seconds, (unsigned long long)m->nodes, (double)m->bytes / 1048576.0);
+        emit(co, jb, 0, "  %s compiled its sub-graph in %.3f s (%llu nodes, %.1f MiB planned)",
+             node_desc(co, jb, ni, d, sizeof d), m->seconds, (unsigned long long)m->nodes,
+             (double)m->bytes / 1048576.0);
+        if (++jb->compiled == jb->n) {
+            struct wf_msg go = {.type = WF_M_START};
+            for (int k = 0; k < jb->n; k++)
+                wf_msg_send(&co->nodes[jb->node[k]].c, &go, CTL_TIMEOUT);
+            jb->state = J_RUNNING;
+            jb->t_start = wf_now();
+            emit(co, jb, 0, "job %d: every part compiled in %.2f s; training starts (coordinator compiles: %ld)",
+                 jb->id, jb->t_start - jb->t_assign, n_compiles);
+        }
+        break;
+    case WF_M_COMPILE_FAIL:
+        job_fail(jb, 1, "%s failed to compile its sub-graph: %s", node_desc(co, jb, ni, d, sizeof d),
+                 m->text ? m->text : "");
+        break;
+    case WF_M_FAIL:
+        job_fail(jb, 1, "%s failed: %s", node_desc(co, jb, ni, d, sizeof d), m->text ? m->text : "");
+        break;
+    case WF_M_STEP_LOSS:
+        if (w >= 0) on_loss(co, jb, m);
+        break;
+    case WF_M_EVAL:
+        if (w >= 0) on_eval(co, jb, m);
+        break;
+    case WF_M_STATE:
+        if (w >= 0) on_state(co, jb, w, m);
+        break;
+    case WF_M_TRACE:
+        if (w >= 0 && !jb->tr[w] && m->nbytes % sizeof(struct wf_trace_ev) == 0) {
+            jb->tr[w] = wf_malloc(m->nbytes + 1);
+            if (jb->tr[w]) {
+                memcpy(jb->tr[w], m->data, m->nbytes);
+                jb->ntr[w] = (long)(m->nbytes / sizeof(struct wf_trace_ev));
+            }
+        }
+        break;
+    case WF_M_DONE:
+        if (w < 0) break;
+        jb->wstats[w].compute = m->compute_s;
+        jb->wstats[w].comm = m->comm_s;
+        jb->wstats[w].idle = m->idle_s;
+        jb->wstats[w].live = (long)m->max_live;
+        jb->wstats[w].steps = m->step;
+        if (++jb->done == jb->n && jb->state == J_RUNNING) jb->state = J_DONE;
+        break;
+    default:
+        WF_LOGW("coord", "%s sent an unexpected %s", node_desc(co, jb, ni, d, sizeof d), wf_msg_name(m->type));
+        break;
+    }
+}
+
+static void status_text(struct coord *co, char *buf, size_t n) {
+    size_t k = 0;
+    struct job *jb = &co->job;
+    static const char *js[] = {"none", "waiting for workers", "compiling", "running", "done", "failed"};
+    k += (size_t)snprintf(buf + k, n - k, "coordinator: %d workers registered, %d idle\n", idle_nodes(co) + (jb->state ? jb->n : 0), idle_nodes(co));
+    for (int i = 0; i < MAX_NODES && k < n; i++) {
+        const struct node *nd = &co->nodes[i];
+        if (!nd->used) continue;
+        k += (size_t)snprintf(buf + k, n - k, "  node %d  %s:%d pid %d  %d cores  %s  step %lld  %s\n", nd->id,
+                              nd->host, nd->port, nd->pid, nd->cores, nd->slot >= 0 ? "busy" : "idle",
+                              (long long)nd->step, nd->activity);
+    }
+    if (jb->state && k < n)
+        snprintf(buf + k, n - k, "job %d: %s, %d stages x %d replicas\n", jb->id, js[jb->state], jb->S, jb->D);
+}
+
+static void accept_conn(struct coord *co) {
+    struct wf_conn c;
+    if (wf_tcp_accept(co->lfd, &c, "a new connection", 0.0) < 0) return;
+    struct wf_msg h;
+    if (wf_auth_accept(&c, co->o->token, &h, 5.0) < 0) {
+        WF_LOGW("coord", "%s", wf_errmsg());
+        fprintf(stderr, "weft coordinator: refused a connection: %s\n", wf_errmsg());
+        wf_conn_close(&c);
+        return;
+    }
+    if (h.role == WF_ROLE_WORKER) {
+        int i = 0;
+        while (i < MAX_NODES && co->nodes[i].used)
+            i++;
+        if (i == MAX_NODES) {
+            struct wf_msg no = {.type = WF_M_REFUSE, .text = (char *)"too many workers"};
+            wf_msg_send(&c, &no, 1.0);
+            wf_conn_close(&c);
+            wf_msg_free(&h);
+            return;
+        }
+        struct node *nd = &co->nodes[i];
+        memset(nd, 0, sizeof *nd);
+        nd->c = c;
+        nd->used = 1;
+        nd->id = co->next_id++;
+        nd->slot = -1;
+        nd->port = (int)h.port;
+        nd->pid = (int)h.pid;
+        nd->cores = (int)h.cores;
+        nd->last_seen = wf_now();
+        snprintf(nd->activity, sizeof nd->activity, "idle");
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        snprintf(nd->host, sizeof nd->host, "127.0.0.1");
+        if (getpeername(c.fd, (struct sockaddr *)&ss, &len) == 0) {
+            void *a = ss.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                               : (void *)&((struct sockaddr_in *)&ss)->sin_addr;
+            inet_ntop(ss.ss_family, a, nd->host, sizeof nd->host);
+        }
+        wf_conn_set_name(&nd->c, "worker node %d (pid %d)", nd->id, nd->pid);
+        struct wf_msg wel = {.type = WF_M_WELCOME, .id = (uint64_t)nd->id};
+        if (wf_msg_send(&nd->c, &wel, CTL_TIMEOUT) < 0) drop_node(co, i);
+        WF_LOGI("coord", "worker node %d registered: %s pid %d, %d cores", nd->id, nd->host, nd->pid, nd->cores);
+    } else if (h.role == WF_ROLE_CLIENT) {
+        int i = 0;
+        while (i < MAX_CLIENTS && co->clients[i].used)
+            i++;
+        if (i == MAX_CLIENTS) {
+            wf_conn_close(&c);
+        } else {
+            co->clients[i].c = c;
+            co->clients[i].used = 1;
+            wf_conn_set_name(&co->clients[i].c, "client %d", i);
+            struct wf_msg wel = {.type = WF_M_WELCOME, .id = (uint64_t)i};
+            wf_msg_send(&co->clients[i].c, &wel, CTL_TIMEOUT);
+        }
+    } else {
+        wf_conn_close(&c);
+    }
+    wf_msg_free(&h);
+}
+
+static void client_msg(struct coord *co, int ci, struct wf_msg *m) {
+    struct client *cl = &co->clients[ci];
+    if (m->type == WF_M_STATUS) {
+        char buf[16384];
+        status_text(co, buf, sizeof buf);
+        struct wf_msg r = {.type = WF_M_STATUS_REPLY, .text = buf};
+        wf_msg_send(&cl->c, &r, 5.0);
+    } else if (m->type == WF_M_SUBMIT) {
+        struct job *jb = &co->job;
+        if (jb->state == J_WAITING || jb->state == J_COMPILING || jb->state == J_RUNNING) {
+            struct wf_msg r = {.type = WF_M_JOB_END, .status = WF_ERR_INVALID, .text = (char *)"a job is already running"};
+            wf_msg_send(&cl->c, &r, 5.0);
+            return;
+        }
+        job_free(jb);
+        struct wf_run_opts o = {.job_path = m->text, .workers = (int)m->workers, .pp = (int)m->pp, .dp = (int)m->dp,
+                                .micro_batches = (int)m->micro_batches, .schedule = (int)m->schedule - 1,
+                                .threads = (int)m->threads};
+        jb->client = ci;
+        jb->id = ++co->next_job;
+        int rc = job_setup(jb, &o);
+        if (rc < 0) {
+            struct wf_msg r = {.type = WF_M_JOB_END, .status = rc, .text = (char *)wf_errmsg()};
+            wf_msg_send(&cl->c, &r, 5.0);
+            job_free(jb);
+            return;
+        }
+        emit(co, jb, 0, "job %d accepted: %s", jb->id, m->text);
+    }
+}
+
+/* Ends the job: tells its workers, prints the summary. Returns its status. */
+static int job_finish(struct coord *co, struct job *jb) {
+    int ok = jb->state == J_DONE;
+    for (int w = 0; w < jb->n; w++) {
+        int ni = jb->node[w];
+        if (!co->nodes[ni].used) continue;
+        if (!ok) {
+            struct wf_msg ab = {.type = WF_M_ABORT, .text = jb->fail_msg};
+            wf_msg_send(&co->nodes[ni].c, &ab, 1.0);
+            drop_node(co, ni); /* an aborted worker exits */
+        } else {
+            co->nodes[ni].slot = -1;
+        }
+    }
+    int status = ok ? WF_OK : WF_ERR_PEER;
+    if (ok) {
+        double wall = wf_now() - jb->t_start;
+        emit(co, jb, 0, "job %d done: %ld steps in %.1f s (%.0f samples/s); test accuracy %.2f%%; checkpoint %s",
+             jb->id, jb->total, wall, (double)jb->total * jb->job.batch / (wall > 0 ? wall : 1), 100 * jb->test_acc,
+             jb->ckpt_path);
+        for (int w = 0; w < jb->n; w++) {
+            double c = jb->wstats[w].compute, m = jb->wstats[w].comm, i = jb->wstats[w].idle;
+            emit(co, jb, 0,
+                 "  worker %d (stage %d, replica %d): compute %.2f s, communication %.2f s, waiting %.2f s, other "
+                 "%.2f s; at most %ld micro-batches of activations alive",
+                 w, w / jb->D, w % jb->D, c, m, i, wall - c - m - i > 0 ? wall - c - m - i : 0, jb->wstats[w].live);
+        }
+        if (co->o->run && co->o->run->trace) write_trace(co, jb, co->o->run->trace);
+        fprintf(jb->metrics, "{\"event\":\"workers\",\"wall_s\":%.4f,\"workers\":[", wall);
+        for (int w = 0; w < jb->n; w++)
+            fprintf(jb->metrics, "%s{\"worker\":%d,\"stage\":%d,\"replica\":%d,\"compute_s\":%.4f,\"comm_s\":%.4f,"
+                    "\"wait_s\":%.4f,\"max_live\":%ld}", w ? "," : "", w, w / jb->D, w % jb->D, jb->wstats[w].compute,
+                    jb->wstats[w].comm, jb->wstats[w].idle, jb->wstats[w].live);
+        fprintf(jb->metrics, "]}\n");
+    } else {
+        wf_error(WF_ERR_PEER, "job %d failed: %s", jb->id, jb->fail_msg);
+        emit(co, jb, 0, "job %d failed: %s", jb->id, jb->fail_msg);
+    }
+    if (jb->client >= 0 && co->clients[jb->client].used) {
+        struct wf_msg r = {.type = WF_M_JOB_END, .status = status, .text = ok ? (char *)"done" : jb->fail_msg};
+        wf_msg_send(&co->clients[jb->client].c, &r, 5.0);
+    }
+    jb->state = ok ? J_DONE : J_FAILED;
+    return status;
+}
+
+int wf_coordinator(const struct wf_coord_opts *o) {
+    signal(SIGPIPE, SIG_IGN);
+    struct coord *co = wf_calloc(1, sizeof *co);
+    if (!co) return wf_error(WF_ERR_NOMEM, "out of memory");
+    co->o = o;
+    co->lfd = o->listen_fd;
+    co->hb_timeout = o->run && o->run->heartbeat_timeout_s > 0 ? o->run->heartbeat_timeout_s : 5.0;
+    struct job *jb = &co->job;
+    int rc = WF_OK, finished = 0;
+    if (o->run) {
+        jb->client = -1;
+        jb->quiet = o->run->quiet;
+        jb->id = ++co->next_job;
+        if ((rc = job_setup(jb, o->run)) < 0) {
+            job_free(jb);
+            wf_free(co);
+            return rc;
+        }
+    }
+    double wait_report = wf_now();
+    while (!finished) {
+        struct pollfd pf[1 + MAX_NODES + MAX_CLIENTS];
+        int who[1 + MAX_NODES + MAX_CLIENTS], np = 0;
+        pf[np] = (struct pollfd){.fd = co->lfd, .events = POLLIN};
+        who[np++] = -1;
+        for (int i = 0; i < MAX_NODES; i++)
+            if (co->nodes[i].used) {
+                pf[np] = (struct pollfd){.fd = co->nodes[i].c.fd, .events = POLLIN};
+                who[np++] = i;
+            }
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            if (co->clients[i].used) {
+                pf[np] = (struct pollfd){.fd = co->clients[i].c.fd, .events = POLLIN};
+                who[np++] = MAX_NODES + i;
+            }
+        int r = poll(pf, (nfds_t)np, 100);
+        if (r < 0 && errno != EINTR) {
+            rc = wf_error(WF_ERR_IO, "poll: %s", strerror(errno));
+            break;
+        }
+        for (int k = 0; r > 0 && k < np; k++) {
+            if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (who[k] == -1) {
+                accept_conn(co);
+                continue;
+            }
+            struct wf_msg m;
+            if (who[k] < MAX_NODES) {
+                int ni = who[k];
+                if (!co->nodes[ni].used) continue;
+                if (wf_msg_recv(&co->nodes[ni].c, &m, CTL_TIMEOUT) < 0) {
+                    char d[160];
+                    if (co->nodes[ni].slot >= 0)
+                        job_fail(jb, 2, "%s died (connection lost) while %s at step %lld", node_desc(co, jb, ni, d, sizeof d),
+                                 co->nodes[ni].activity, (long long)co->nodes[ni].step);
+                    drop_node(co, ni);
+                    continue;
+                }
+                handle(co, ni, &m);
+                wf_msg_free(&m);
+            } else {
+                int ci = who[k] - MAX_NODES;
+                if (wf_msg_recv(&co->clients[ci].c, &m, 5.0) < 0) {
+                    wf_conn_close(&co->clients[ci].c);
+                    co->clients[ci].used = 0;
+                    if (jb->client == ci) jb->client = -1;
+                    continue;
+                }
+                client_msg(co, ci, &m);
+                wf_msg_free(&m);
+            }
+        }
+        double now = wf_now();
+        /* heartbeats */
+        for (int i = 0; i < MAX_NODES; i++) {
+            struct node *nd = &co->nodes[i];
+            if (!nd->used || now - nd->last_seen < co->hb_timeout) continue;
+            char d[160];
+            if (nd->slot >= 0)
+                job_fail(jb, 2, "%s stopped answering (no heartbeat for %.1f s) while %s at step %lld",
+                         node_desc(co, jb, i, d, sizeof d), now - nd->last_seen, nd->activity, (long long)nd->step);
+            WF_LOGW("coord", "dropping worker node %d: no heartbeat for %.1f s", nd->id, now - nd->last_seen);
+            drop_node(co, i);
+        }
+        if (wf_coord_interrupted) job_fail(jb, 3, "interrupted");
+        if (jb->state == J_WAITING) {
+            if (idle_nodes(co) >= jb->n) {
+                send_assign(co, jb);
+            } else if (now - wait_report > 5.0) {
+                emit(co, jb, 0, "job %d: waiting for workers (%d of %d registered)", jb->id, idle_nodes(co), jb->n);
+                wait_report = now;
+            }
+        }
+        if (jb->fail_at > 0 && (now - jb->fail_at > 1.0 || jb->fail_prio >= 3)) {
+            rc = job_finish(co, jb);
+            if (o->run) finished = 1;
+            jb->fail_at = 0;
+        } else if (jb->state == J_DONE && jb->fail_at == 0) {
+            rc = job_finish(co, jb);
+            if (o->run) finished = 1;
+            if (!o->run) jb->state = J_DONE;
+        }
+        if (!o->run && wf_coord_interrupted) finished = 1;
+        if (o->run && jb->state == J_FAILED) finished = 1;
+        (void)job_fail;
+    }
+    /* tell every worker still connected to go */
+    struct wf_msg bye = {.type = WF_M_SHUTDOWN};
+    for (int i = 0; i < MAX_NODES; i++)
+        if (co->nodes[i].used) {
+            wf_msg_send(&co->nodes[i].c, &bye, 1.0);
+            drop_node(co, i);
+        }
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (co->clients[i].used) wf_conn_close(&co->clients[i].c);
+    char keep[1024];
+    snprintf(keep, sizeof keep, "%s", wf_errmsg());
+    job_free(jb);
+    wf_free(co);
+    if (rc < 0) wf_error(rc, "%s", keep);
+    return rc;
+}

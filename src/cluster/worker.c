@@ -1,0 +1,910 @@
+/*
+ * cluster layer: the worker agent. It registers with the coordinator,
+ * compiles the stage sub-graph it is sent (its own topological order,
+ * kernels, memory plan and send/recv endpoints), waits at the compile
+ * barrier, connects to its pipeline and data-parallel peers and runs its
+ * stage's schedule step after step.
+ *
+ * Threads: the main thread computes; a control thread owns reading the
+ * coordinator connection (heartbeats out every 0.5 s, ABORT handled at
+ * once); a sender thread writes activations and gradients to peers so a
+ * stage never blocks in a send while its neighbour blocks in one to it.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "weft/cluster.h"
+#include "weft/core.h"
+#include "weft/data.h"
+#include "weft/exec.h"
+#include "weft/job.h"
+#include "weft/kernels.h"
+#include "weft/safetensors.h"
+#include "weft/train.h"
+
+#include "cluster_int.h"
+
+#define PEER_TIMEOUT 120.0 /* a peer's activation can take a long step; failures come by heartbeat */
+#define QN 64
+
+/* ---- control thread ---- */
+
+struct control {
+    struct wf_conn *c;
+    pthread_mutex_t send_mu, mu;
+    pthread_cond_t cv;
+    struct wf_msg q[16];
+    int qh, qn;
+    int64_t step;
+    char activity[200];
+    int stop;
+    pthread_t th;
+};
+
+static int ctl_send(struct control *ct, const struct wf_msg *m) {
+    pthread_mutex_lock(&ct->send_mu);
+    int rc = wf_msg_send(ct->c, m, CTL_TIMEOUT);
+    pthread_mutex_unlock(&ct->send_mu);
+    return rc;
+}
+
+static void ctl_doing(struct control *ct, int64_t step, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void ctl_doing(struct control *ct, int64_t step, const char *fmt, ...) {
+    va_list ap;
+    pthread_mutex_lock(&ct->mu);
+    ct->step = step;
+    va_start(ap, fmt);
+    vsnprintf(ct->activity, sizeof ct->activity, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&ct->mu);
+}
+
+static void *control_main(void *arg) {
+    struct control *ct = arg;
+    double last = 0;
+    for (;;) {
+        pthread_mutex_lock(&ct->mu);
+        int stop = ct->stop;
+        pthread_mutex_unlock(&ct->mu);
+        if (stop) return NULL;
+        double now = wf_now();
+        if (now - last >= HEARTBEAT_EVERY) {
+            struct wf_msg hb = {.type = WF_M_HEARTBEAT};
+            char act[200];
+            pthread_mutex_lock(&ct->mu);
+            hb.step = ct->step;
+            snprintf(act, sizeof act, "%s", ct->activity);
+            pthread_mutex_unlock(&ct->mu);
+            hb.text = act;
+            if (ctl_send(ct, &hb) < 0) {
+                fprintf(stderr, "weft worker: lost the coordinator: %s\n", wf_errmsg());
+                _exit(3);
+            }
+            last = now;
+        }
+        int r = wf_poll_readable(&ct->c, 1, -1, HEARTBEAT_EVERY / 2);
+        if (r == WF_ERR_TIMEOUT) continue;
+        struct wf_msg m;
+        int rc = r < 0 ? r : wf_msg_recv(ct->c, &m, CTL_TIMEOUT);
+        if (rc < 0) {
+            fprintf(stderr, "weft worker: lost the coordinator: %s\n", wf_errmsg());
+            _exit(3);
+        }
+        if (m.type == WF_M_ABORT) {
+            fprintf(stderr, "weft worker: job aborted by the coordinator: %s\n", m.text ? m.text : "");
+            _exit(3);
+        }
+        pthread_mutex_lock(&ct->mu);
+        if (ct->qn < (int)WF_ARRAY_LEN(ct->q)) {
+            ct->q[(ct->qh + ct->qn) % WF_ARRAY_LEN(ct->q)] = m;
+            ct->qn++;
+        } else {
+            wf_msg_free(&m);
+        }
+        pthread_cond_broadcast(&ct->cv);
+        pthread_mutex_unlock(&ct->mu);
+    }
+}
+
+/* Next message from the coordinator (not a heartbeat); waits forever. */
+static void ctl_next(struct control *ct, struct wf_msg *m) {
+    pthread_mutex_lock(&ct->mu);
+    while (ct->qn == 0)
+        pthread_cond_wait(&ct->cv, &ct->mu);
+    *m = ct->q[ct->qh];
+    ct->qh = (ct->qh + 1) % (int)WF_ARRAY_LEN(ct->q);
+    ct->qn--;
+    pthread_mutex_unlock(&ct->mu);
+}
+
+/* ---- sender thread ---- */
+
+struct sitem {
+    struct wf_conn *c;
+    int type;
+    uint8_t hdr[20];
+    float *buf;
+    size_t cap, n; /* floats */
+};
+
+struct sender {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sitem it[QN];
+    int head, count, stop, err;
+    char errmsg[512];
+    pthread_t th;
+    double busy;
+};
+
+static void *sender_main(void *arg) {
+    struct sender *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->count && !s->stop)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->count && s->stop) break;
+        struct sitem *it = &s->it[s->head];
+        pthread_mutex_unlock(&s->mu);
+        double t0 = wf_now();
+        int rc = wf_send2(it->c, it->type, it->hdr, sizeof it->hdr, it->buf, it->n * sizeof(float), PEER_TIMEOUT);
+        pthread_mutex_lock(&s->mu);
+        s->busy += wf_now() - t0;
+        if (rc < 0 && !s->err) {
+            s->err = rc;
+            snprintf(s->errmsg, sizeof s->errmsg, "%s", wf_errmsg());
+        }
+        s->head = (s->head + 1) % QN;
+        s->count--;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Queues a copy of data for peer c. */
+static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t step, int mb, const float *data, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    while (s->count == QN && !s->err)
+        pthread_cond_wait(&s->cv, &s->mu);
+    if (s->err) {
+        int rc = wf_error(s->err, "%s", s->errmsg);
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    struct sitem *it = &s->it[(s->head + s->count) % QN];
+    pthread_mutex_unlock(&s->mu);
+    if (it->cap < n) {
+        wf_afree(it->buf);
+        it->buf = wf_aalloc(n * sizeof(float));
+        it->cap = it->buf ? n : 0;
+        if (!it->buf) return wf_error(WF_ERR_NOMEM, "out of memory queueing a send");
+    }
+    memcpy(it->buf, data, n * sizeof(float));
+    it->n = n;
+    it->c = c;
+    it->type = type;
+    uint64_t nb = n * sizeof(float);
+    for (int i = 0; i < 8; i++)
+        it->hdr[i] = (uint8_t)((uint64_t)step >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        it->hdr[8 + i] = (uint8_t)((uint32_t)mb >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        it->hdr[12 + i] = (uint8_t)(nb >> (8 * i));
+    pthread_mutex_lock(&s->mu);
+    s->count++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return WF_OK;
+}
+
+/* Waits until everything queued is sent; returns the first error. */
+static int sender_flush(struct sender *s) {
+    pthread_mutex_lock(&s->mu);
+    while (s->count && !s->err)
+        pthread_cond_wait(&s->cv, &s->mu);
+    int rc = s->err ? wf_error(s->err, "%s", s->errmsg) : WF_OK;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---- the stage ---- */
+
+struct stage {
+    const char *in_name, *out_name, *x_name, *y_name; /* from ASSIGN; "" when absent */
+    struct wf_job job;
+    struct wf_model model;
+    int S, s, D, r, K, sched, w, k0, nk;
+    struct wf_exec ex, eval, eval_rest;
+    int has_rest, train_bwd;
+    int nslots;
+    unsigned char **arenas;
+    float *params, *grads, *opt_a, *opt_b;
+    int64_t *acc;
+    int64_t n_params;
+    struct wf_dataset train, test;
+    uint32_t *order;
+    int order_epoch;
+    float *xs;   /* gather scratch for a stage without the image input */
+    int32_t *ys; /* ... without the label input */
+    struct wf_conn prev, next;
+    int has_prev, has_next;
+    struct wf_conn *dp_conns;
+    struct wf_conn **dp_peers;
+    struct wf_group dp;
+    struct wf_reducer *red;
+    double *losses;
+    long step, epoch_step, steps_per_epoch, total;
+    int epoch;
+    double t_compute, t_idle, t_comm;
+    int max_live;
+    struct wf_trace_ev *tr;
+    long ntr, trcap;
+    int tracing;
+    struct sender snd;
+    struct control *ct;
+    int submitted_hi;    /* reducer: params [submitted_hi, n) are submitted (last micro-batch) */
+    char *ready;         /* per parameter: final gradient of the last micro-batch accumulated */
+    int reduce_rc;
+};
+
+static void trace(struct stage *st, int kind, int mb, double t0, double t1) {
+    if (!st->tracing || st->ntr >= st->trcap) return;
+    st->tr[st->ntr++] = (struct wf_trace_ev){.kind = (uint8_t)kind, .mb = mb, .step = st->step, .t0 = t0, .t1 = t1};
+}
+
+static int value_of(const struct wf_exec *e, const char *name) {
+    return name && *name ? wf_graph_find(&e->prog.g, name) : -1;
+}
+
+static void stage_free(struct stage *st) {
+    wf_exec_free(&st->ex);
+    wf_exec_free(&st->eval);
+    wf_exec_free(&st->eval_rest);
+    for (int i = 0; st->arenas && i < st->nslots; i++)
+        wf_afree(st->arenas[i]);
+    wf_free(st->arenas);
+    wf_afree(st->params);
+    wf_afree(st->grads);
+    wf_afree(st->opt_a);
+    wf_afree(st->opt_b);
+    wf_afree(st->acc);
+    wf_free(st->order);
+    wf_afree(st->xs);
+    wf_afree(st->ys);
+    wf_free(st->losses);
+    wf_free(st->tr);
+    wf_free(st->ready);
+    wf_dataset_free(&st->train);
+    wf_dataset_free(&st->test);
+    wf_model_free(&st->model);
+    wf_job_free(&st->job);
+    if (st->red) wf_reducer_destroy(st->red);
+    wf_conn_close(&st->prev);
+    wf_conn_close(&st->next);
+    for (int i = 0; st->dp_conns && i < st->D; i++)
+        wf_conn_close(&st->dp_conns[i]);
+    wf_free(st->dp_conns);
+    wf_free(st->dp_peers);
+}
+
+/* Compiles the stage: the train program at the micro-batch size, the eval
+ * programs, the memory for in-flight micro-batches. */
+static int stage_compile(struct stage *st, const struct wf_msg *a, double *seconds, uint64_t *bytes, uint64_t *nodes) {
+    double t0 = wf_now();
+    int rc;
+    if ((rc = wf_job_parse(&st->job, NULL, a->job_text)) < 0) return wf_error_prefix(rc, "the job sent");
+    const struct wf_job *j = &st->job;
+    char where[64];
+    snprintf(where, sizeof where, "<stage %u sub-graph>", a->stage);
+    if ((rc = wf_model_parse(&st->model, where, a->model_text)) < 0) return rc;
+    st->S = (int)a->n_stages;
+    st->s = (int)a->stage;
+    st->D = (int)a->n_replicas;
+    st->r = (int)a->replica;
+    st->K = (int)a->micro_batches;
+    st->sched = (int)a->schedule;
+    st->w = (int)a->worker;
+    st->k0 = st->r * st->K / st->D;
+    st->nk = (st->r + 1) * st->K / st->D - st->k0;
+    st->order_epoch = -1;
+    st->tracing = (int)a->trace;
+    if (j->batch % st->K) return wf_error(WF_ERR_INVALID, "batch %d is not a multiple of %d micro-batches", j->batch, st->K);
+    int mb = j->batch / st->K;
+    wf_blas_set_threads(a->threads ? (int)a->threads : j->threads);
+    if ((rc = wf_dataset_load_idx(&st->train, j->data, "train")) < 0) return rc;
+    if ((rc = wf_dataset_load_idx(&st->test, j->data, "test")) < 0) return rc;
+    struct wf_stage_opts o = {.seed = *a->out && a->out_grad ? a->out : NULL};
+    if (*a->in && a->in_grad) o.diff_in[o.n_diff_in++] = a->in;
+    st->train_bwd = st->s == st->S - 1 || o.seed;
+    if ((rc = wf_exec_init_stage(&st->ex, &st->model, mb, st->train_bwd, &o, NULL, NULL)) < 0) return rc;
+    const char *fail = getenv("WEFT_TEST_FAIL_COMPILE"); /* fault injection for tests: "stage index" */
+    if (fail && atoi(fail) == st->s)
+        return wf_error(WF_ERR_INVALID, "compile of stage %d failed on purpose (WEFT_TEST_FAIL_COMPILE)", st->s);
+    st->n_params = st->ex.prog.n_param_floats;
+    size_t pb = sizeof(float) * (size_t)(st->n_params + 1);
+    st->params = wf_aalloc(pb);
+    st->grads = wf_aalloc(pb);
+    int slots = j->optimizer == WF_OPT_SGD ? (j->momentum > 0) : 2;
+    if (slots >= 1) st->opt_a = wf_aalloc(pb);
+    if (slots >= 2) st->opt_b = wf_aalloc(pb);
+    st->acc = wf_aalloc(sizeof(int64_t) * (size_t)(st->n_params + 1));
+    st->ready = wf_calloc((size_t)st->ex.prog.g.n_params + 1, 1);
+    st->order = wf_malloc(sizeof(uint32_t) * (size_t)st->train.n);
+    st->losses = wf_calloc((size_t)st->K + 1, sizeof(double));
+    size_t chw = (size_t)st->train.c * st->train.h * st->train.w;
+    int eb = WF_MIN(j->eval_batch, st->test.n), big = WF_MAX(mb, eb);
+    st->xs = wf_aalloc(sizeof(float) * chw * (size_t)big);
+    st->ys = wf_aalloc(sizeof(int32_t) * (size_t)big);
+    st->nslots = st->sched == WF_SCHED_GPIPE ? st->nk : WF_MIN(st->nk, st->S - st->s);
+    if (st->nslots < 1) st->nslots = 1;
+    st->arenas = wf_calloc((size_t)st->nslots, sizeof *st->arenas);
+    if (!st->params || !st->grads || (slots >= 1 && !st->opt_a) || (slots >= 2 && !st->opt_b) || !st->acc ||
+        !st->ready || !st->order || !st->losses || !st->xs || !st->ys || !st->arenas)
+        return wf_error(WF_ERR_NOMEM, "out of memory for stage %d", st->s);
+    st->arenas[0] = st->ex.arena;
+    for (int i = 1; i < st->nslots; i++)
+        if (!(st->arenas[i] = wf_aalloc(st->ex.prog.arena_bytes)))
+            return wf_error(WF_ERR_NOMEM, "out of memory for %d micro-batches of activations", st->nslots);
+    st->ex.params = st->params;
+    st->ex.grads = st->grads;
+    const struct wf_graph *g = &st->ex.prog.g;
+    st->ex.loss_scale = 1.0f / (float)((double)mb * st->K);
+    if (g->loss >= 0 && g->logits >= 0) {
+        const struct wf_value *lg = &g->v[g->logits];
+        st->ex.loss_scale = (float)(1.0 / ((double)(lg->numel / lg->shape[lg->ndim - 1]) * st->K));
+    }
+    /* eval: replica 0 of each stage runs the test set through the pipeline */
+    if ((rc = wf_exec_init_stage(&st->eval, &st->model, eb, 0, NULL, st->params, NULL)) < 0) return rc;
+    if (st->test.n % eb) {
+        if ((rc = wf_exec_init_stage(&st->eval_rest, &st->model, st->test.n % eb, 0, NULL, st->params, NULL)) < 0)
+            return rc;
+        st->has_rest = 1;
+    }
+    /* parameters: seeded by name, the same values the whole model starts from */
+    for (int i = 0; i < g->n_params; i++) {
+        const struct wf_value *v = &g->v[g->params[i]];
+        wf_init_param(v, st->params + st->ex.prog.offset[g->params[i]], j->seed);
+    }
+    if (j->init) {
+        struct wf_st_file f;
+        if ((rc = wf_st_load(&f, j->init)) < 0) return rc;
+        for (int i = 0; i < g->n_params && rc == WF_OK; i++) {
+            const struct wf_value *v = &g->v[g->params[i]];
+            rc = wf_load_param(&f, v->name, v, st->params + st->ex.prog.offset[g->params[i]]);
+        }
+        wf_st_free(&f);
+        if (rc < 0) return rc;
+    }
+    st->steps_per_epoch = st->train.n / j->batch;
+    st->total = st->steps_per_epoch * j->epochs;
+    if (j->max_steps > 0 && j->max_steps < st->total) st->total = j->max_steps;
+    if (st->tracing) {
+        st->trcap = 1 << 20;
+        st->tr = wf_malloc(sizeof *st->tr * (size_t)st->trcap);
+        if (!st->tr) st->tracing = 0;
+    }
+    *seconds = wf_now() - t0;
+    *bytes = (uint64_t)st->ex.prog.arena_bytes * (uint64_t)st->nslots + st->eval.prog.arena_bytes + pb * 4;
+    *nodes = (uint64_t)st->ex.prog.n_exec;
+    return WF_OK;
+}
+
+/* ---- links ---- */
+
+struct want {
+    int peer, link;
+    struct wf_conn *c;
+};
+
+/* Connects to or accepts from every peer this stage talks to. The lower
+ * worker index connects, the higher accepts, so there is no cycle of
+ * waits; each accepted connection says who it is in its HELLO. */
+static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, const struct wf_token *tok) {
+    int D = st->D;
+    int me = st->w;
+    st->prev.fd = st->next.fd = -1;
+    st->dp_conns = wf_calloc((size_t)D, sizeof *st->dp_conns);
+    st->dp_peers = wf_calloc((size_t)D, sizeof *st->dp_peers);
+    if (!st->dp_conns || !st->dp_peers) return wf_error(WF_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < D; i++)
+        st->dp_conns[i].fd = -1;
+    struct want want[WF_MAX_WORKERS];
+    int nw = 0;
+    if (st->s > 0) want[nw++] = (struct want){(st->s - 1) * D + st->r, WF_LINK_PIPE, &st->prev};
+    if (st->s < st->S - 1) want[nw++] = (struct want){(st->s + 1) * D + st->r, WF_LINK_PIPE, &st->next};
+    for (int i = 0; i < D; i++)
+        if (i != st->r) want[nw++] = (struct want){st->s * D + i, WF_LINK_DP, &st->dp_conns[i]};
+    int rc = WF_OK, n_accept = 0;
+    for (int i = 0; i < nw && rc == WF_OK; i++) {
+        if (want[i].peer < me) {
+            n_accept++;
+            continue;
+        }
+        const struct wf_peer_addr *pa = &a->peers[want[i].peer];
+        char name[96];
+        snprintf(name, sizeof name, "worker %d (%s:%u)", want[i].peer, pa->host, pa->port);
+        if ((rc = wf_tcp_connect(want[i].c, pa->host, (int)pa->port, name, CTL_TIMEOUT)) < 0) break;
+        struct wf_msg h = {.role = WF_ROLE_PEER, .job_id = a->job_id, .id = (uint64_t)me, .link = (uint32_t)want[i].link};
+        rc = wf_auth_connect(want[i].c, tok, &h, CTL_TIMEOUT);
+    }
+    for (int k = 0; k < n_accept && rc == WF_OK; k++) {
+        struct wf_conn c;
+        if ((rc = wf_tcp_accept(lfd, &c, "a peer", CTL_TIMEOUT)) < 0) break;
+        struct wf_msg h;
+        if ((rc = wf_auth_accept(&c, tok, &h, CTL_TIMEOUT)) < 0) {
+            wf_conn_close(&c);
+            break;
+        }
+        int found = 0;
+        for (int i = 0; i < nw; i++)
+            if (h.role == WF_ROLE_PEER && h.job_id == a->job_id && (int)h.id == want[i].peer &&
+                (int)h.link == want[i].link && want[i].c->fd < 0) {
+                *want[i].c = c;
+                wf_conn_set_name(want[i].c, "worker %d (stage %d, replica %d)", want[i].peer, want[i].peer / D,
+                                 want[i].peer % D);
+                found = 1;
+                break;
+            }
+        wf_msg_free(&h);
+        if (!found) {
+            wf_conn_close(&c);
+            rc = wf_error(WF_ERR_PEER, "an unexpected peer connected to worker %d", me);
+        }
+    }
+    if (rc < 0) return rc;
+    for (int i = 0; i < nw; i++)
+        if (want[i].peer > me)
+            wf_conn_set_name(want[i].c, "worker %d (stage %d, replica %d)", want[i].peer, want[i].peer / D,
+                             want[i].peer % D);
+    st->has_prev = st->s > 0;
+    st->has_next = st->s < st->S - 1;
+    for (int i = 0; i < D; i++)
+        st->dp_peers[i] = i == st->r ? NULL : &st->dp_conns[i];
+    st->dp = (struct wf_group){.rank = st->r, .size = D, .peers = st->dp_peers, .timeout_s = PEER_TIMEOUT};
+    if (D > 1 && (rc = wf_reducer_create(&st->red, &st->dp)) < 0) return rc;
+    return WF_OK;
+}
+
+/* ---- one step ---- */
+
+/* Receives a frame of `type` for micro-batch mb into dst (n floats). */
+static int recv_tensor(struct stage *st, struct wf_conn *c, int type, int64_t step, int mb, float *dst, size_t n) {
+    double t0 = wf_now();
+    struct wf_msg m;
+    int rc = wf_msg_recv(c, &m, PEER_TIMEOUT);
+    if (rc < 0) return rc;
+    if (m.type != type || m.step != step || (int)m.first != mb || m.nbytes != n * sizeof(float))
+        rc = wf_error(WF_ERR_PEER, "%s sent %s for step %lld micro-batch %u (%llu bytes); expected %s for step %lld "
+                      "micro-batch %d (%zu bytes)",
+                      c->name, wf_msg_name(m.type), (long long)m.step, m.first, (unsigned long long)m.nbytes,
+                      wf_msg_name(type), (long long)step, mb, n * sizeof(float));
+    else
+        memcpy(dst, m.data, n * sizeof(float));
+    wf_msg_free(&m);
+    double t1 = wf_now();
+    st->t_idle += t1 - t0;
+    trace(st, TR_RECV, mb, t0, t1);
+    return rc;
+}
+
+static int fixed_add(struct stage *st, int64_t off, int64_t n, int first) {
+    const double scale = (double)(1ull << WF_GRAD_FIXED_SHIFT), lim = 4.6e18 / st->K;
+    const float *g = st->grads + off;
+    int64_t *a = st->acc + off;
+    for (int64_t i = 0; i < n; i++) {
+        double x = (double)g[i] * scale;
+        if (!(fabs(x) < lim))
+            return wf_error(WF_ERR_RANGE, "gradient element %lld is %g: non-finite or too large to sum exactly",
+                            (long long)(off + i), (double)g[i]);
+        a[i] = first ? (int64_t)x : a[i] + (int64_t)x;
+    }
+    return WF_OK;
+}
+
+/* Last micro-batch of a data-parallel step: as each parameter's gradient
+ * becomes final, add it to the exact sum, and hand finished tails of the
+ * flat vector to the reducer while the backward goes on. */
+static void on_last_node(void *ud, int node) {
+    struct stage *st = ud;
+    const struct wf_graph *g = &st->ex.prog.g;
+    for (int i = 0; i < g->n_params; i++) {
+        int gv = g->v[g->params[i]].grad;
+        if (gv < 0 || g->v[gv].producer != node) continue;
+        int64_t off = st->ex.prog.offset[g->params[i]];
+        int rc = fixed_add(st, off, (int64_t)g->v[g->params[i]].numel, st->nk == 1);
+        if (rc < 0 && !st->reduce_rc) st->reduce_rc = rc;
+        st->ready[i] = 1;
+    }
+    int lo = st->submitted_hi;
+    while (lo > 0 && (st->ready[lo - 1] || g->v[g->params[lo - 1]].grad < 0))
+        lo--;
+    int64_t from = lo < g->n_params ? st->ex.prog.offset[g->params[lo]] : st->n_params;
+    int64_t to = st->submitted_hi < g->n_params ? st->ex.prog.offset[g->params[st->submitted_hi]] : st->n_params;
+    if ((to - from) * 8 >= (256 << 10) || (lo == 0 && to > from)) {
+        int rc = wf_reducer_submit(st->red, st->acc + from, (size_t)(to - from));
+        if (rc < 0 && !st->reduce_rc) st->reduce_rc = rc;
+        st->submitted_hi = lo;
+    }
+}
+
+static void update_param(struct stage *st, int i, double lr) {
+    const struct wf_job *j = &st->job;
+    const struct wf_graph *g = &st->ex.prog.g;
+    const struct wf_value *v = &g->v[g->params[i]];
+    if (v->grad < 0) return;
+    int64_t off = st->ex.prog.offset[g->params[i]];
+    long n = (long)v->numel;
+    float *p = st->params + off, *gr = st->grads + off;
+    if (j->optimizer == WF_OPT_SGD)
+        wf_sgd_update(p, gr, st->opt_a ? st->opt_a + off : NULL, n, (float)lr, (float)j->momentum,
+                      (float)j->weight_decay, j->nesterov, st->step + 1);
+    else
+        wf_adam_update(p, gr, st->opt_a + off, st->opt_b + off, n, (float)lr, (float)j->beta1, (float)j->beta2,
+                       (float)j->eps, (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, st->step + 1);
+}
+
+/* Fills the stage's data inputs (a stage may have the images, the labels, both or neither). */
+static void gather(struct stage *st, struct wf_exec *e, const struct wf_dataset *d, const uint32_t *ids, int B) {
+    int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name);
+    if (xi < 0 && yi < 0) return;
+    float *x = xi >= 0 ? wf_exec_ptr(e, xi) : st->xs;
+    int32_t *y = yi >= 0 ? wf_exec_ptr(e, yi) : st->ys;
+    wf_dataset_gather(d, ids, B, x, y);
+}
+
+static int stage_step(struct stage *st) {
+    const struct wf_job *j = &st->job;
+    int mb = j->batch / st->K;
+    if (st->order_epoch != st->epoch) {
+        wf_epoch_order(st->order, (uint32_t)st->train.n, j->seed, (uint64_t)st->epoch);
+        st->order_epoch = st->epoch;
+    }
+    const uint32_t *ids = st->order + (size_t)st->epoch_step * (size_t)j->batch;
+    struct wf_sched_ev ev[2 * 256 + 2];
+    int nev = wf_schedule(st->sched, st->S, st->s, st->nk, ev);
+    const struct wf_graph *g = &st->ex.prog.g;
+    int in_v = value_of(&st->ex, st->in_name), out_v = value_of(&st->ex, st->out_name);
+    int live = 0, rc = WF_OK;
+    int quant = st->K > 1;
+    if (st->red) {
+        wf_reducer_begin(st->red);
+        memset(st->ready, 0, (size_t)g->n_params);
+        st->submitted_hi = g->n_params;
+        st->reduce_rc = 0;
+    }
+    for (int e = 0; e < nev && rc == WF_OK; e++) {
+        int jm = ev[e].mb, kg = st->k0 + jm;
+        st->ex.arena = st->arenas[jm % st->nslots];
+        if (ev[e].kind == WF_EV_F) {
+            ctl_doing(st->ct, st->step + 1, "forward of micro-batch %d", kg);
+            if (++live > st->max_live) st->max_live = live;
+            gather(st, &st->ex, &st->train, ids + (size_t)kg * mb, mb);
+            if (st->has_prev &&
+                (rc = recv_tensor(st, &st->prev, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, in_v),
+                                  (size_t)g->v[in_v].numel)) < 0)
+                break;
+            wf_exec_set_rng(&st->ex, j->seed, (uint64_t)st->step, (uint64_t)kg);
+            double t0 = wf_now();
+            if ((rc = wf_exec_forward(&st->ex)) < 0) break;
+            double t1 = wf_now();
+            st->t_compute += t1 - t0;
+            trace(st, TR_F, kg, t0, t1);
+            if (st->has_next) {
+                rc = sender_post(&st->snd, &st->next, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, out_v),
+                                 (size_t)g->v[out_v].numel);
+                trace(st, TR_SEND, kg, t1, wf_now());
+            } else {
+                st->losses[jm] = (double)*(float *)wf_exec_ptr(&st->ex, g->loss);
+            }
+        } else {
+            ctl_doing(st->ct, st->step + 1, "backward of micro-batch %d", kg);
+            live--;
+            if (!st->train_bwd) continue;
+            if (st->has_next && g->seed_grad >= 0 &&
+                (rc = recv_tensor(st, &st->next, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->seed_grad),
+                                  (size_t)g->v[g->seed_grad].numel)) < 0)
+                break;
+            int last = jm == st->nk - 1;
+            st->ex.node_done = st->red && last ? on_last_node : NULL;
+            st->ex.node_done_ud = st;
+            double t0 = wf_now();
+            if ((rc = wf_exec_backward(&st->ex)) < 0) break;
+            double t1 = wf_now();
+            st->t_compute += t1 - t0;
+            trace(st, TR_B, kg, t0, t1);
+            if (st->has_prev && g->n_diff_in > 0 && g->in_grad[0] >= 0) {
+                rc = sender_post(&st->snd, &st->prev, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->in_grad[0]),
+                                 (size_t)g->v[g->in_grad[0]].numel);
+                if (rc < 0) break;
+            }
+            if (quant && !(st->red && last)) rc = fixed_add(st, 0, st->n_params, jm == 0);
+        }
+    }
+    st->ex.node_done = NULL;
+    st->ex.arena = st->arenas[0];
+    if (rc < 0) return rc;
+    if (st->red) {
+        double t0 = wf_now();
+        rc = wf_reducer_wait(st->red);
+        if (rc == WF_OK) rc = st->reduce_rc;
+        double t1 = wf_now();
+        st->t_comm += t1 - t0;
+        trace(st, TR_REDUCE, -1, t0, t1);
+        if (rc < 0) return rc;
+    }
+    double t0 = wf_now();
+    if (quant) {
+        const double inv = 1.0 / (double)(1ull << WF_GRAD_FIXED_SHIFT);
+        for (int64_t i = 0; i < st->n_params; i++)
+            st->grads[i] = (float)((double)st->acc[i] * inv);
+    }
+    double lr = wf_lr_at(j, st->step, st->steps_per_epoch * j->epochs);
+    if (st->train_bwd)
+        for (int i = 0; i < g->n_params; i++)
+            update_param(st, i, lr);
+    double t1 = wf_now();
+    st->t_compute += t1 - t0;
+    trace(st, TR_OPT, -1, t0, t1);
+    if (st->s == st->S - 1) {
+        struct wf_msg m = {.type = WF_M_STEP_LOSS, .step = st->step, .first = (uint32_t)st->k0,
+                           .n = (uint32_t)st->nk, .vals = st->losses};
+        if ((rc = ctl_send(st->ct, &m)) < 0) return rc;
+    }
+    st->step++;
+    st->epoch_step++;
+    return WF_OK;
+}
+
+/* The test set through the pipeline (replica 0 of each stage). */
+static int stage_eval(struct stage *st) {
+    if (st->r != 0) return WF_OK;
+    int n = st->test.n, eb = st->eval.prog.g.batch, chunk = 0, rc = WF_OK;
+    double sum = 0;
+    long correct = 0;
+    double t0 = wf_now();
+    ctl_doing(st->ct, st->step, "evaluating after epoch %d", st->epoch + 1);
+    for (int i = 0; i < n && rc == WF_OK; i += eb, chunk++) {
+        int B = WF_MIN(eb, n - i);
+        struct wf_exec *e = B == eb ? &st->eval : &st->eval_rest;
+        uint32_t ids[4096];
+        uint32_t *idp = B <= 4096 ? ids : wf_malloc(sizeof(uint32_t) * (size_t)B);
+        if (!idp) return wf_error(WF_ERR_NOMEM, "out of memory");
+        for (int k = 0; k < B; k++)
+            idp[k] = (uint32_t)(i + k);
+        gather(st, e, &st->test, idp, B);
+        if (idp != ids) wf_free(idp);
+        const struct wf_graph *g = &e->prog.g;
+        int in_v = value_of(e, st->in_name), out_v = value_of(e, st->out_name);
+        if (st->has_prev &&
+            (rc = recv_tensor(st, &st->prev, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, in_v),
+                              (size_t)g->v[in_v].numel)) < 0)
+            break;
+        e->loss_scale = 1.0f;
+        if ((rc = wf_exec_forward(e)) < 0) break;
+        if (st->has_next) {
+            rc = sender_post(&st->snd, &st->next, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, out_v),
+                             (size_t)g->v[out_v].numel);
+        } else {
+            sum += (double)*(float *)wf_exec_ptr(e, g->loss);
+            const struct wf_value *lg = &g->v[g->logits];
+            int V = (int)lg->shape[lg->ndim - 1];
+            correct += wf_argmax_correct(wf_exec_ptr(e, g->logits), wf_exec_ptr(e, value_of(e, st->y_name)),
+                                         (int)(lg->numel / V), V);
+        }
+    }
+    trace(st, TR_EVAL, -1, t0, wf_now());
+    if (rc < 0 || st->has_next) return rc;
+    struct wf_msg m = {.type = WF_M_EVAL, .epoch = st->epoch, .loss_sum = sum, .correct = (uint64_t)correct,
+                       .count = (uint64_t)n};
+    return ctl_send(st->ct, &m);
+}
+
+static int stage_send_state(struct stage *st) {
+    if (st->r != 0) return WF_OK;
+    int64_t n = st->n_params;
+    int slots = (st->opt_a != NULL) + (st->opt_b != NULL);
+    size_t bytes = sizeof(float) * (size_t)n * (size_t)(1 + slots);
+    float *buf = wf_malloc(bytes + 4);
+    if (!buf) return wf_error(WF_ERR_NOMEM, "out of memory");
+    memcpy(buf, st->params, sizeof(float) * (size_t)n);
+    if (st->opt_a) memcpy(buf + n, st->opt_a, sizeof(float) * (size_t)n);
+    if (st->opt_b) memcpy(buf + 2 * n, st->opt_b, sizeof(float) * (size_t)n);
+    struct wf_msg m = {.type = WF_M_STATE, .step = st->step, .epoch = st->epoch, .epoch_step = st->epoch_step,
+                       .data = buf, .nbytes = bytes};
+    int rc = ctl_send(st->ct, &m);
+    wf_free(buf);
+    return rc;
+}
+
+static int stage_run(struct stage *st) {
+    const struct wf_job *j = &st->job;
+    int rc = WF_OK;
+    while (st->step < st->total && rc == WF_OK) {
+        if ((rc = stage_step(st)) < 0) break;
+        int epoch_end = st->epoch_step == st->steps_per_epoch;
+        if (epoch_end) {
+            if ((rc = sender_flush(&st->snd)) < 0) break;
+            if ((rc = stage_eval(st)) < 0) break;
+            st->epoch++;
+            st->epoch_step = 0;
+        }
+        int ckpt = (epoch_end && j->checkpoint_every == 0) ||
+                   (j->checkpoint_every > 0 && st->step % j->checkpoint_every == 0) || st->step == st->total;
+        if (ckpt) rc = stage_send_state(st);
+    }
+    if (rc == WF_OK) rc = sender_flush(&st->snd);
+    return rc;
+}
+
+/* ---- the agent ---- */
+
+static int local_addr(int fd, char *host, size_t n) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return wf_error(WF_ERR_IO, "getsockname failed");
+    void *a = ss.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                       : (void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (!inet_ntop(ss.ss_family, a, host, (socklen_t)n)) return wf_error(WF_ERR_IO, "inet_ntop failed");
+    return WF_OK;
+}
+
+static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const struct wf_token *tok) {
+    struct stage *st = wf_calloc(1, sizeof *st);
+    if (!st) return wf_error(WF_ERR_NOMEM, "out of memory");
+    st->ct = ct;
+    st->prev.fd = st->next.fd = -1;
+    st->in_name = a->in;
+    st->out_name = a->out;
+    st->x_name = a->x_name;
+    st->y_name = a->y_name;
+    double secs = 0;
+    uint64_t bytes = 0, nodes = 0;
+    const char *delay = getenv("WEFT_TEST_COMPILE_DELAY"); /* tests: a slow compile on one stage "stage:seconds" */
+    if (delay && atoi(delay) == (int)a->stage && strchr(delay, ':')) usleep((useconds_t)(atof(strchr(delay, ':') + 1) * 1e6));
+    ctl_doing(ct, 0, "compiling stage %u", a->stage);
+    int rc = stage_compile(st, a, &secs, &bytes, &nodes);
+    struct wf_msg m = {.type = rc < 0 ? WF_M_COMPILE_FAIL : WF_M_COMPILE_DONE};
+    char text[1024];
+    if (rc < 0) {
+        snprintf(text, sizeof text, "%s", wf_errmsg());
+        m.text = text;
+    } else {
+        m.seconds = secs;
+        m.bytes = bytes;
+        m.nodes = nodes;
+        WF_LOGI("worker", "worker %u: stage %u/%u replica %u/%u compiled in %.3f s: %llu nodes, %.1f MiB planned",
+                a->worker, a->stage, a->n_stages, a->replica, a->n_replicas, secs, (unsigned long long)nodes,
+                (double)bytes / 1048576.0);
+    }
+    int src = ctl_send(ct, &m);
+    if (rc < 0 || src < 0) {
+        stage_free(st);
+        wf_free(st);
+        return rc < 0 ? rc : src;
+    }
+    struct wf_msg go;
+    ctl_doing(ct, 0, "waiting at the compile barrier");
+    ctl_next(ct, &go);
+    int start = go.type == WF_M_START;
+    wf_msg_free(&go);
+    if (!start) {
+        stage_free(st);
+        wf_free(st);
+        return wf_error(WF_ERR_PEER, "the coordinator sent %s instead of START", wf_msg_name(go.type));
+    }
+    ctl_doing(ct, 0, "connecting to peers");
+    pthread_mutex_init(&st->snd.mu, NULL);
+    pthread_cond_init(&st->snd.cv, NULL);
+    pthread_create(&st->snd.th, NULL, sender_main, &st->snd);
+    rc = stage_connect(st, a, lfd, tok);
+    if (rc == WF_OK) rc = stage_run(st);
+    pthread_mutex_lock(&st->snd.mu);
+    st->snd.stop = 1;
+    pthread_cond_broadcast(&st->snd.cv);
+    pthread_mutex_unlock(&st->snd.mu);
+    pthread_join(st->snd.th, NULL);
+    for (int i = 0; i < QN; i++)
+        wf_afree(st->snd.it[i].buf);
+    if (rc == WF_OK) {
+        if (st->tracing) {
+            struct wf_msg t = {.type = WF_M_TRACE, .data = st->tr, .nbytes = sizeof *st->tr * (size_t)st->ntr};
+            rc = ctl_send(ct, &t);
+        }
+        struct wf_msg d = {.type = WF_M_DONE, .step = st->step, .compute_s = st->t_compute, .comm_s = st->t_comm,
+                           .idle_s = st->t_idle, .max_live = (uint64_t)st->max_live};
+        if (rc == WF_OK) rc = ctl_send(ct, &d);
+    }
+    stage_free(st);
+    wf_free(st);
+    return rc;
+}
+
+int wf_worker(const char *host, int port, const struct wf_token *tok, int once) {
+    signal(SIGPIPE, SIG_IGN);
+    struct wf_conn c;
+    char name[300];
+    snprintf(name, sizeof name, "coordinator %s:%d", host, port);
+    int rc = wf_tcp_connect(&c, host, port, name, CTL_TIMEOUT);
+    if (rc < 0) return rc;
+    char me[64];
+    int lfd = -1, dport = 0;
+    if ((rc = local_addr(c.fd, me, sizeof me)) < 0 || (rc = wf_tcp_listen(me, 0, &lfd, &dport)) < 0) {
+        wf_conn_close(&c);
+        return rc;
+    }
+    char hn[64] = "worker";
+    gethostname(hn, sizeof hn - 1);
+    struct wf_msg h = {.role = WF_ROLE_WORKER, .cores = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN),
+                       .mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE),
+                       .port = (uint32_t)dport, .pid = (uint32_t)getpid(), .name = hn};
+    struct wf_msg w;
+    if ((rc = wf_auth_connect(&c, tok, &h, CTL_TIMEOUT)) < 0 || (rc = wf_msg_recv(&c, &w, CTL_TIMEOUT)) < 0) {
+        close(lfd);
+        wf_conn_close(&c);
+        return rc;
+    }
+    if (w.type != WF_M_WELCOME) {
+        rc = wf_error(WF_ERR_AUTH, "%s refused this worker: %s", c.name, w.text ? w.text : wf_msg_name(w.type));
+        wf_msg_free(&w);
+        close(lfd);
+        wf_conn_close(&c);
+        return rc;
+    }
+    WF_LOGI("worker", "registered with %s as worker %llu (data port %d)", c.name, (unsigned long long)w.id, dport);
+    wf_msg_free(&w);
+    struct control *ct = wf_calloc(1, sizeof *ct);
+    if (!ct) return wf_error(WF_ERR_NOMEM, "out of memory");
+    ct->c = &c;
+    pthread_mutex_init(&ct->mu, NULL);
+    pthread_mutex_init(&ct->send_mu, NULL);
+    pthread_cond_init(&ct->cv, NULL);
+    snprintf(ct->activity, sizeof ct->activity, "idle");
+    pthread_create(&ct->th, NULL, control_main, ct);
+    for (;;) {
+        struct wf_msg m;
+        ctl_doing(ct, 0, "idle");
+        ctl_next(ct, &m);
+        if (m.type == WF_M_SHUTDOWN) {
+            wf_msg_free(&m);
+            rc = WF_OK;
+            break;
+        }
+        if (m.type != WF_M_ASSIGN) {
+            wf_msg_free(&m);
+            continue;
+        }
+        rc = run_job(ct, &m, lfd, tok);
+        wf_msg_free(&m);
+        if (rc < 0) {
+            char text[1024];
+            snprintf(text, sizeof text, "%s", wf_errmsg());
+            struct wf_msg f = {.type = WF_M_FAIL, .text = text};
+            ctl_send(ct, &f);
+            fprintf(stderr, "weft worker: %s\n", text);
+            if (once) break;
+        }
+        if (once) break;
+    }
+    pthread_mutex_lock(&ct->mu);
+    ct->stop = 1;
+    pthread_mutex_unlock(&ct->mu);
+    pthread_join(ct->th, NULL);
+    for (int i = 0; i < ct->qn; i++)
+        wf_msg_free(&ct->q[(ct->qh + i) % WF_ARRAY_LEN(ct->q)]);
+    wf_free(ct);
+    close(lfd);
+    wf_conn_close(&c);
+    return rc;
+}
