@@ -39,3 +39,33 @@ format:
 
 clean:
 	rm -rf build build-asan build-tsan
+
+# libFuzzer: every tests/fuzz/fuzz_*.c (except the fuzz_main.c replay driver)
+# is a harness. The weft libraries are built with clang into $(FUZZ_BUILD)
+# (-fsanitize=fuzzer-no-link plus ASan/UBSan), each harness is linked
+# against all of them and runs FUZZ_SECONDS on its seeds
+# (tests/fuzz/corpus/<harness>/) plus what earlier runs found
+# ($(FUZZ_BUILD)/corpus/<harness>/). A crash fails the target; its input
+# is left in $(FUZZ_BUILD)/fuzz/ (replay it with fuzz_main.c).
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
+FUZZ_HARNESSES = $(filter-out fuzz_main,$(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c))))
+FUZZ_LAYERS = cluster exec compile graph data tensor comm core
+.PHONY: fuzz
+fuzz:
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DWEFT_NATIVE=OFF -DWEFT_WERROR=OFF \
+	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) $(addprefix --target weft_,$(FUZZ_LAYERS))
+	@mkdir -p $(FUZZ_BUILD)/fuzz
+	@set -e; for h in $(FUZZ_HARNESSES); do \
+	  echo "fuzz: $$h for $(FUZZ_SECONDS) s"; \
+	  clang -fsanitize=fuzzer $(FUZZ_SAN) -Iinclude tests/fuzz/$$h.c -o $(FUZZ_BUILD)/fuzz/$$h \
+	    -Wl,--start-group $(foreach l,$(FUZZ_LAYERS),$(FUZZ_BUILD)/libweft_$(l).a) -Wl,--end-group \
+	    $$(pkg-config --libs openblas libcjson zlib) -ldl -lm -lpthread; \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$h; \
+	  $(FUZZ_BUILD)/fuzz/$$h -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/fuzz/$$h- $(FUZZ_BUILD)/corpus/$$h $$(ls -d tests/fuzz/corpus/$$h 2>/dev/null) \
+	    2>$(FUZZ_BUILD)/fuzz/$$h.log || { tail -60 $(FUZZ_BUILD)/fuzz/$$h.log; echo "fuzz: $$h failed"; exit 1; }; \
+	  grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^Done' $(FUZZ_BUILD)/fuzz/$$h.log | tr '\n' ' '; echo; \
+	done

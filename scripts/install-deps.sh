@@ -4,8 +4,10 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libdnnl-dev zlib1g-dev libcjson-dev
       dataset-fashion-mnist python3)
+pkgs+=(clang libclang-rt-14-dev)  # make fuzz: clang with libFuzzer (libclang-rt-14-dev holds libclang_rt.fuzzer)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch python3-numpy hyperfine)
+  pkgs+=(openmpi-bin libopenmpi-dev)  # bench/allreduce.sh: MPI_Allreduce as the reference
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -10,3 +10,4 @@ make all CMAKE_FLAGS="$flags"
 make test CMAKE_FLAGS="$flags"
 make asan-test CMAKE_FLAGS="$flags"
 make tsan-test CMAKE_FLAGS="$flags"
+make fuzz FUZZ_SECONDS=30

@@ -98,6 +98,7 @@ struct job {
     struct {
         double compute, comm, idle;
         long live, steps;
+        int finished;
     } *wstats;
     int quiet;
 };
@@ -561,6 +562,7 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
         jb->wstats[w].idle = m->idle_s;
         jb->wstats[w].live = (long)m->max_live;
         jb->wstats[w].steps = m->step;
+        jb->wstats[w].finished = 1; /* it may exit now: that is not a failure */
         if (++jb->done == jb->n && jb->state == J_RUNNING) jb->state = J_DONE;
         break;
     default:
@@ -777,7 +779,8 @@ int wf_coordinator(const struct wf_coord_opts *o) {
                 if (!co->nodes[ni].used) continue;
                 if (wf_msg_recv(&co->nodes[ni].c, &m, CTL_TIMEOUT) < 0) {
                     char d[160];
-                    if (co->nodes[ni].slot >= 0)
+                    int w = co->nodes[ni].slot;
+                    if (w >= 0 && !(jb->wstats && jb->wstats[w].finished))
                         job_fail(jb, 2, "%s died (connection lost) while %s at step %lld", node_desc(co, jb, ni, d, sizeof d),
                                  co->nodes[ni].activity, (long long)co->nodes[ni].step);
                     drop_node(co, ni);
@@ -803,7 +806,7 @@ int wf_coordinator(const struct wf_coord_opts *o) {
             struct node *nd = &co->nodes[i];
             if (!nd->used || now - nd->last_seen < co->hb_timeout) continue;
             char d[160];
-            if (nd->slot >= 0)
+            if (nd->slot >= 0 && !jb->wstats[nd->slot].finished)
                 job_fail(jb, 2, "%s stopped answering (no heartbeat for %.1f s) while %s at step %lld",
                          node_desc(co, jb, i, d, sizeof d), now - nd->last_seen, nd->activity, (long long)nd->step);
             WF_LOGW("coord", "dropping worker node %d: no heartbeat for %.1f s", nd->id, now - nd->last_seen);

@@ -105,6 +105,7 @@ static void *control_main(void *arg) {
             fprintf(stderr, "weft worker: job aborted by the coordinator: %s\n", m.text ? m.text : "");
             _exit(3);
         }
+        int bye = m.type == WF_M_SHUTDOWN;
         pthread_mutex_lock(&ct->mu);
         if (ct->qn < (int)WF_ARRAY_LEN(ct->q)) {
             ct->q[(ct->qh + ct->qn) % WF_ARRAY_LEN(ct->q)] = m;
@@ -114,6 +115,7 @@ static void *control_main(void *arg) {
         }
         pthread_cond_broadcast(&ct->cv);
         pthread_mutex_unlock(&ct->mu);
+        if (bye) return NULL; /* the coordinator closes the connection next: not a failure */
     }
 }
 
@@ -744,6 +746,9 @@ static int stage_run(struct stage *st) {
                    (j->checkpoint_every > 0 && st->step % j->checkpoint_every == 0) || st->step == st->total;
         if (ckpt) rc = stage_send_state(st);
     }
+    if (rc == WF_OK) rc = sender_flush(&st->snd);
+    /* stopped inside an epoch (max_steps): evaluate the final weights too */
+    if (rc == WF_OK && st->epoch_step != 0) rc = stage_eval(st);
     if (rc == WF_OK) rc = sender_flush(&st->snd);
     return rc;
 }

@@ -26,7 +26,9 @@
 /* Chunk of a ring step, and of one direct round (elements of int64). Big
  * enough that a frame's header and syscalls are noise, small enough to stay
  * in L2 between the receive, the CRC and the add. */
+#ifndef RING_CHUNK
 #define RING_CHUNK (128 * 1024 / 8)
+#endif
 #define DIRECT_CHUNK (32 * 1024 / 8)
 /* Below this many bytes per rank the direct exchange wins (measured: see
  * bench/ALLREDUCE.md); above, the ring's 2(n-1)/n traffic does. */

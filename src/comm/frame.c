@@ -70,7 +70,7 @@ void wf_wbuf_free(struct wf_wbuf *b) {
 /* Room for n more bytes; on failure the buffer keeps what it had and turns
  * sticky-oom, so a message is built with unchecked puts and checked once. */
 static uint8_t *wbuf_room(struct wf_wbuf *b, size_t n) {
-    if (b->oom) return NULL;
+    if (b->oom || n == 0) return NULL; /* p may still be NULL: no pointer arithmetic on it */
     if (n > SIZE_MAX - b->len) {
         b->oom = 1;
         return NULL;
