@@ -107,6 +107,11 @@ void wf_pool2d_shape_init(struct wf_pool2d_shape *s, int N, int C, int H, int W,
 /* out (N,C,OH,OW); argmax (N,C,OH,OW) holds the flat input index h*W+w of each max (first max wins) */
 void wf_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s);
 void wf_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct wf_pool2d_shape *s);
+/* relu then max pooling, fused (pad must be 0): out = maxpool2d(relu(inp)) bit for bit, without the relu'd
+ * tensor. argmax as wf_maxpool2d_forward's, except that a window whose maximum is not > 0 (0, or NaN) records
+ * -1 - index, so wf_maxpool2d_backward(dinp, dout, argmax) gives it no gradient: dinp is then the gradient of
+ * inp, relu's input, bit for bit what relu's backward of the unfused pair gives. */
+void wf_maxpool2d_relu_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s);
 /* average with count_include_pad = true (PyTorch's default) */
 void wf_avgpool2d_forward(float *out, const float *inp, const struct wf_pool2d_shape *s);
 void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2d_shape *s);

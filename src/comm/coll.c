@@ -30,9 +30,10 @@
 #define RING_CHUNK (128 * 1024 / 8)
 #endif
 #define DIRECT_CHUNK (32 * 1024 / 8)
-/* Below this many bytes per rank the direct exchange wins (measured: see
- * bench/ALLREDUCE.md); above, the ring's 2(n-1)/n traffic does. */
-#define DIRECT_MAX_BYTES (64 * 1024)
+/* The direct exchange wins while the (p-1) copies of the buffer each rank
+ * sends stay below this (loopback, 2 and 4 ranks: bench/ALLREDUCE.md);
+ * above, the ring's 2(p-1)/p copies and its pipelining do. */
+#define DIRECT_MAX_BYTES (128 * 1024)
 /* Broadcast: the root sends to everyone below this, a pipelined chain above. */
 #define BCAST_DIRECT_MAX (64 * 1024)
 #define BCAST_CHUNK (128 * 1024)
@@ -213,7 +214,7 @@ int wf_allreduce_i64_algo(struct wf_group *g, int64_t *buf, size_t n, int algo) 
     int st = check_group(g, "allreduce");
     if (st) return st;
     if (g->size == 1 || n == 0) return WF_OK;
-    if (algo == 0) algo = n * 8 < DIRECT_MAX_BYTES || n < (size_t)g->size ? 1 : 2;
+    if (algo == 0) algo = n * 8 * (size_t)(g->size - 1) < DIRECT_MAX_BYTES || n < (size_t)g->size ? 1 : 2;
     if (algo == 1) return allreduce_direct(g, buf, n);
     if (algo == 2) return allreduce_ring(g, buf, n);
     return wf_error(WF_ERR_INVALID, "allreduce: unknown algorithm %d (0 auto, 1 direct, 2 ring)", algo);

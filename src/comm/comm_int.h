@@ -17,7 +17,6 @@
 #define WF_MSG_ALLREDUCE 0xFF01
 #define WF_MSG_BCAST 0xFF02
 #define WF_MSG_BARRIER 0xFF03
-#define WF_MSG_HELLO 0xFF04
 
 /* ---- little-endian ---- */
 static inline void wf_le16(uint8_t *p, uint16_t v) {

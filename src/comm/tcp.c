@@ -85,8 +85,8 @@ int wf_conn_from_fd(struct wf_conn *c, int fd, const char *name) {
     wf_conn_set_name(c, "%s", name ? name : "peer");
     if (set_nonblock(fd) < 0) {
         int e = errno;
-        wf_conn_close(c);
-        return wf_error(WF_ERR_IO, "%s: cannot make the socket non-blocking: %s", name, strerror(e));
+        wf_conn_break(c);
+        return wf_error(WF_ERR_IO, "%s: cannot make the socket non-blocking: %s", c->name, strerror(e));
     }
     set_nodelay(fd);
     return WF_OK;

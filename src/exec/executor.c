@@ -95,6 +95,11 @@ static void pool_shape(const struct wf_graph *g, const struct wf_node *f, struct
                          (int)f->ai[1], (int)f->ai[2]);
 }
 
+/* The input of the relu whose output v feeds a max pool fused with it. */
+static int fused_relu_input(const struct wf_graph *g, const struct wf_node *pool) {
+    return g->n[g->v[pool->in[0]].producer].in[0];
+}
+
 #define P(v) ((float *)wf_exec_ptr(e, (v)))
 #define PI(v) ((int32_t *)wf_exec_ptr(e, (v)))
 
@@ -117,7 +122,10 @@ static int run_forward(struct wf_exec *e, const struct wf_node *n) {
     }
     case WF_OP_ADD: wf_add_forward(out, P(n->in[0]), P(n->in[1]), numel, (long)g->v[n->in[1]].numel); break;
     case WF_OP_MUL: wf_mul_forward(out, P(n->in[0]), P(n->in[1]), numel, (long)g->v[n->in[1]].numel); break;
-    case WF_OP_RELU: wf_relu_forward(out, P(n->in[0]), numel); break;
+    case WF_OP_RELU:
+        /* no storage for the output: fused into the max pool that follows (plan.c) */
+        if (out) wf_relu_forward(out, P(n->in[0]), numel);
+        break;
     case WF_OP_GELU: wf_gelu_forward(out, P(n->in[0]), numel); break;
     case WF_OP_TANH: wf_tanh_forward(out, P(n->in[0]), numel); break;
     case WF_OP_SIGMOID: wf_sigmoid_forward(out, P(n->in[0]), numel); break;
@@ -142,8 +150,11 @@ static int run_forward(struct wf_exec *e, const struct wf_node *n) {
     case WF_OP_AVGPOOL2D: {
         struct wf_pool2d_shape s;
         pool_shape(g, n, &s);
-        if (n->op == WF_OP_MAXPOOL2D)
-            wf_maxpool2d_forward(out, PI(n->out[1]), P(n->in[0]), &s);
+        const float *in = P(n->in[0]);
+        if (n->op == WF_OP_MAXPOOL2D && !in) /* relu fused in: pool relu's input */
+            wf_maxpool2d_relu_forward(out, PI(n->out[1]), P(fused_relu_input(g, n)), &s);
+        else if (n->op == WF_OP_MAXPOOL2D)
+            wf_maxpool2d_forward(out, PI(n->out[1]), in, &s);
         else
             wf_avgpool2d_forward(out, P(n->in[0]), &s);
         break;
@@ -249,7 +260,10 @@ static int run_backward(struct wf_exec *e, const struct wf_node *b) {
     case WF_OP_MUL:
         wf_mul_backward(dx, P(b->out[1]), dout, P(f->in[0]), P(f->in[1]), numel, (long)g->v[f->in[1]].numel);
         break;
-    case WF_OP_RELU: wf_relu_backward(dx, dout, P(f->out[0]), numel); break;
+    case WF_OP_RELU:
+        /* fused into the max pool's backward, which ran just before (no storage for dout) */
+        if (dout) wf_relu_backward(dx, dout, P(f->out[0]), numel);
+        break;
     case WF_OP_GELU: wf_gelu_backward(dx, dout, P(f->in[0]), numel); break;
     case WF_OP_TANH: wf_tanh_backward(dx, dout, P(f->out[0]), numel); break;
     case WF_OP_SIGMOID: wf_sigmoid_backward(dx, dout, P(f->out[0]), numel); break;
@@ -270,7 +284,9 @@ static int run_backward(struct wf_exec *e, const struct wf_node *b) {
     case WF_OP_AVGPOOL2D: {
         struct wf_pool2d_shape s;
         pool_shape(g, f, &s);
-        if (f->op == WF_OP_MAXPOOL2D)
+        if (f->op == WF_OP_MAXPOOL2D && b->out[0] >= 0 && !dx) /* relu fused in: write relu's input gradient */
+            wf_maxpool2d_backward(P(b[1].out[0]), dout, PI(f->out[1]), &s);
+        else if (f->op == WF_OP_MAXPOOL2D)
             wf_maxpool2d_backward(dx, dout, PI(f->out[1]), &s);
         else
             wf_avgpool2d_backward(dx, dout, &s);

@@ -25,6 +25,9 @@
  * maximum in its (n,c) plane for the backward.
  */
 #include <cblas.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,12 +467,101 @@ void wf_pool2d_shape_init(struct wf_pool2d_shape *s, int N, int C, int H, int W,
     s->OW = (W + 2 * pad - k) / stride + 1;
 }
 
+/* relu as wf_relu_forward computes it: NaN and -0.0 pass through */
+static inline float relu1(float v) { return v < 0.0f ? 0.0f : v; }
+
+/* The 2x2, stride-2 pool of one row pair (x0, x1: rows 2*oh and 2*oh+1 of a
+ * plane of width W), ow in [ow0, OW); i0 = 2*oh*W, the flat index of x0[0].
+ * A candidate replaces the best if strictly greater, or NaN: the first
+ * maximum wins, as in PyTorch. relu: the window's values are relu'd first,
+ * and a maximum not > 0 records -1 - index (see wf_maxpool2d_relu_forward). */
+static inline void maxpool22_row_tail(float *restrict o, int32_t *restrict a, const float *restrict x0,
+                                      const float *restrict x1, int W, int i0, int ow0, int OW, int relu) {
+    for (int ow = ow0; ow < OW; ow++) {
+        const int i = i0 + 2 * ow;
+        float v00 = x0[2 * ow], v01 = x0[2 * ow + 1], v10 = x1[2 * ow], v11 = x1[2 * ow + 1];
+        if (relu) {
+            v00 = relu1(v00);
+            v01 = relu1(v01);
+            v10 = relu1(v10);
+            v11 = relu1(v11);
+        }
+        float b = v00;
+        int32_t bi = i, c;
+        c = (v01 > b) | (v01 != v01);
+        b = c ? v01 : b;
+        bi = c ? i + 1 : bi;
+        c = (v10 > b) | (v10 != v10);
+        b = c ? v10 : b;
+        bi = c ? i + W : bi;
+        c = (v11 > b) | (v11 != v11);
+        b = c ? v11 : b;
+        bi = c ? i + W + 1 : bi;
+        if (relu && !(b > 0.0f)) bi = -1 - bi;
+        o[ow] = b;
+        a[ow] = bi;
+    }
+}
+
+#if defined(__AVX512F__)
+/* The same, 16 outputs at a time: the even and odd columns of 32 inputs
+ * are split with one permute each; the masked loads stay inside the row. */
+static void maxpool22_row(float *restrict o, int32_t *restrict a, const float *restrict x0, const float *restrict x1,
+                          int W, int i0, int OW, int relu) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(W), w1 = _mm512_set1_epi32(W + 1);
+    for (int ow = 0; ow < OW; ow += 16) {
+        const int n = OW - ow < 16 ? OW - ow : 16;
+        const __mmask16 mo = (__mmask16)((1u << n) - 1);
+        const __mmask16 mlo = (__mmask16)(n >= 8 ? 0xffff : (1u << 2 * n) - 1);
+        const __mmask16 mhi = (__mmask16)(n <= 8 ? 0 : (1u << 2 * (n - 8)) - 1);
+        const float *r0 = x0 + 2 * ow, *r1 = x1 + 2 * ow;
+        __m512 l0 = _mm512_maskz_loadu_ps(mlo, r0), h0 = _mm512_maskz_loadu_ps(mhi, r0 + 16);
+        __m512 l1 = _mm512_maskz_loadu_ps(mlo, r1), h1 = _mm512_maskz_loadu_ps(mhi, r1 + 16);
+        __m512 v00 = _mm512_permutex2var_ps(l0, even, h0), v01 = _mm512_permutex2var_ps(l0, odd, h0);
+        __m512 v10 = _mm512_permutex2var_ps(l1, even, h1), v11 = _mm512_permutex2var_ps(l1, odd, h1);
+        if (relu) {
+            v00 = _mm512_mask_mov_ps(v00, _mm512_cmp_ps_mask(v00, zero, _CMP_LT_OQ), zero);
+            v01 = _mm512_mask_mov_ps(v01, _mm512_cmp_ps_mask(v01, zero, _CMP_LT_OQ), zero);
+            v10 = _mm512_mask_mov_ps(v10, _mm512_cmp_ps_mask(v10, zero, _CMP_LT_OQ), zero);
+            v11 = _mm512_mask_mov_ps(v11, _mm512_cmp_ps_mask(v11, zero, _CMP_LT_OQ), zero);
+        }
+        const __m512i i = _mm512_add_epi32(_mm512_set1_epi32(i0 + 2 * ow), even); /* 2 * lane */
+        __m512 b = v00;
+        __m512i bi = i;
+        __mmask16 c = _mm512_cmp_ps_mask(v01, b, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v01, v01, _CMP_UNORD_Q);
+        b = _mm512_mask_mov_ps(b, c, v01);
+        bi = _mm512_mask_mov_epi32(bi, c, _mm512_add_epi32(i, one));
+        c = _mm512_cmp_ps_mask(v10, b, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v10, v10, _CMP_UNORD_Q);
+        b = _mm512_mask_mov_ps(b, c, v10);
+        bi = _mm512_mask_mov_epi32(bi, c, _mm512_add_epi32(i, w));
+        c = _mm512_cmp_ps_mask(v11, b, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v11, v11, _CMP_UNORD_Q);
+        b = _mm512_mask_mov_ps(b, c, v11);
+        bi = _mm512_mask_mov_epi32(bi, c, _mm512_add_epi32(i, w1));
+        if (relu) {
+            const __mmask16 pos = _mm512_cmp_ps_mask(b, zero, _CMP_GT_OQ);
+            bi = _mm512_mask_mov_epi32(_mm512_sub_epi32(_mm512_set1_epi32(-1), bi), pos, bi);
+        }
+        _mm512_mask_storeu_ps(o + ow, mo, b);
+        _mm512_mask_storeu_epi32(a + ow, mo, bi);
+    }
+}
+#else
+static void maxpool22_row(float *restrict o, int32_t *restrict a, const float *restrict x0, const float *restrict x1,
+                          int W, int i0, int OW, int relu) {
+    maxpool22_row_tail(o, a, x0, x1, W, i0, 0, OW, relu);
+}
+#endif
+
 /* Unpadded windows are always whole ((OH-1)*stride + k <= H), so the window
  * offsets can be the outer loops and ow the inner one: branch-free selects
  * that vectorize. Offsets are visited in row-major window order and only a
  * strictly greater value (or a NaN) replaces the best, so the first
- * maximum wins, as in PyTorch. */
-static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
+ * maximum wins, as in PyTorch. relu: as maxpool22_row. */
+static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s,
+                             int relu) {
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride;
     const long planes = (long)s->N * s->C;
     for (long pl = 0; pl < planes; pl++) {
@@ -478,31 +570,15 @@ static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, cons
             float *restrict o = out + (pl * OH + oh) * OW;
             int32_t *restrict a = argmax + (pl * OH + oh) * OW;
             const int h0 = oh * st;
-            if (k == 2 && st == 2) { /* the common 2x2 pool, unrolled */
-                const float *restrict x0 = x + h0 * W, *restrict x1 = x0 + W;
-                for (int ow = 0; ow < OW; ow++) {
-                    const int i = h0 * W + 2 * ow;
-                    float b = x0[2 * ow], v;
-                    int32_t bi = i, c;
-                    v = x0[2 * ow + 1];
-                    c = (v > b) | (v != v);
-                    b = c ? v : b;
-                    bi = c ? i + 1 : bi;
-                    v = x1[2 * ow];
-                    c = (v > b) | (v != v);
-                    b = c ? v : b;
-                    bi = c ? i + W : bi;
-                    v = x1[2 * ow + 1];
-                    c = (v > b) | (v != v);
-                    b = c ? v : b;
-                    bi = c ? i + W + 1 : bi;
-                    o[ow] = b;
-                    a[ow] = bi;
-                }
+            if (k == 2 && st == 2) { /* the common 2x2 pool */
+                if (relu)
+                    maxpool22_row(o, a, x + h0 * W, x + (h0 + 1) * W, W, h0 * W, OW, 1);
+                else
+                    maxpool22_row(o, a, x + h0 * W, x + (h0 + 1) * W, W, h0 * W, OW, 0);
                 continue;
             }
             for (int ow = 0; ow < OW; ow++) {
-                o[ow] = x[h0 * W + ow * st];
+                o[ow] = relu ? relu1(x[h0 * W + ow * st]) : x[h0 * W + ow * st];
                 a[ow] = h0 * W + ow * st;
             }
             for (int kh = 0; kh < k; kh++) {
@@ -510,13 +586,16 @@ static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, cons
                     const int base = (h0 + kh) * W + kw;
                     const float *restrict xb = x + base;
                     for (int ow = 0; ow < OW; ow++) {
-                        const float v = xb[ow * st];
+                        const float v = relu ? relu1(xb[ow * st]) : xb[ow * st];
                         const int better = (v > o[ow]) | (v != v);
                         o[ow] = better ? v : o[ow];
                         a[ow] = better ? base + ow * st : a[ow];
                     }
                 }
             }
+            if (relu)
+                for (int ow = 0; ow < OW; ow++)
+                    a[ow] = o[ow] > 0.0f ? a[ow] : -1 - a[ow];
         }
     }
 }
@@ -526,7 +605,7 @@ static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, cons
  * (only possible with pad > k/2, which PyTorch rejects) gives 0 and -1. */
 static void maxpool2d_forward_serial(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
     if (s->pad == 0) {
-        maxpool_unpadded(out, argmax, inp, s);
+        maxpool_unpadded(out, argmax, inp, s, 0);
         return;
     }
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride, pad = s->pad;
@@ -563,8 +642,74 @@ static void maxpool2d_forward_serial(float *out, int32_t *argmax, const float *i
     }
 }
 
+/* The backward of a pool whose windows tile the plane (k == stride, no
+ * padding): every input belongs to at most one window, so each gets
+ * 0 + dout of its window where the argmax points at it, else 0, written
+ * once; the same values as zeroing then adding dout at every argmax (0 + g
+ * too, so even a -0.0 gradient becomes +0.0 the same way). The 2x2 rows go
+ * 16 windows at a time. */
+static void maxpool_tiled_backward(float *dinp, const float *dout, const int32_t *argmax,
+                                   const struct wf_pool2d_shape *s) {
+    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k;
+    const long planes = (long)s->N * s->C;
+    for (long pl = 0; pl < planes; pl++) {
+        float *d = dinp + pl * H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *restrict g = dout + (pl * OH + oh) * OW;
+            const int32_t *restrict a = argmax + (pl * OH + oh) * OW;
+            const int h0 = oh * k;
+            int ow0 = 0;
+#if defined(__AVX512F__)
+            if (k == 2) {
+                const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                /* interleave two vectors: lanes 0-7 of each into the low half, 8-15 into the high */
+                const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+                const __m512 zero = _mm512_setzero_ps();
+                for (; ow0 < OW; ow0 += 16) {
+                    const int n = OW - ow0 < 16 ? OW - ow0 : 16;
+                    const __mmask16 mo = (__mmask16)((1u << n) - 1);
+                    const __mmask16 mlo = (__mmask16)(n >= 8 ? 0xffff : (1u << 2 * n) - 1);
+                    const __mmask16 mhi = (__mmask16)(n <= 8 ? 0 : (1u << 2 * (n - 8)) - 1);
+                    const __m512 gv = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(mo, g + ow0));
+                    const __m512i av = _mm512_maskz_loadu_epi32(mo, a + ow0);
+                    const __m512i i = _mm512_add_epi32(_mm512_set1_epi32(h0 * W + 2 * ow0), even);
+                    for (int dy = 0; dy < 2; dy++) {
+                        const __m512i i_dy = _mm512_add_epi32(i, _mm512_set1_epi32(dy * W));
+                        const __m512 e = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(av, i_dy), gv);
+                        const __m512 o =
+                            _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(av, _mm512_add_epi32(i_dy, _mm512_set1_epi32(1))), gv);
+                        float *row = d + (long)(h0 + dy) * W + 2 * ow0;
+                        _mm512_mask_storeu_ps(row, mlo, _mm512_permutex2var_ps(e, lo, o));
+                        _mm512_mask_storeu_ps(row + 16, mhi, _mm512_permutex2var_ps(e, hi, o));
+                    }
+                }
+            }
+#endif
+            for (int ow = ow0; ow < OW; ow++) {
+                const float gz = 0.0f + g[ow];
+                for (int dy = 0; dy < k; dy++) {
+                    float *row = d + (long)(h0 + dy) * W + ow * k;
+                    const int base = (h0 + dy) * W + ow * k;
+                    for (int dx = 0; dx < k; dx++)
+                        row[dx] = a[ow] == base + dx ? gz : 0.0f;
+                }
+            }
+            /* columns right of the last window */
+            for (int dy = 0; dy < k && OW * k < W; dy++)
+                memset(d + (long)(h0 + dy) * W + OW * k, 0, sizeof(float) * (size_t)(W - OW * k));
+        }
+        /* rows below the last window */
+        if (OH * k < H) memset(d + (long)OH * k * W, 0, sizeof(float) * (size_t)(H - OH * k) * W);
+    }
+}
+
 static void maxpool2d_backward_serial(float *dinp, const float *dout, const int32_t *argmax,
                                       const struct wf_pool2d_shape *s) {
+    if (s->pad == 0 && s->k == s->stride) {
+        maxpool_tiled_backward(dinp, dout, argmax, s);
+        return;
+    }
     const long HW = (long)s->H * s->W, OHW = (long)s->OH * s->OW, planes = (long)s->N * s->C;
     memset(dinp, 0, sizeof(float) * planes * HW);
     for (long pl = 0; pl < planes; pl++) {
@@ -626,7 +771,7 @@ static void avgpool2d_backward_serial(float *dinp, const float *dout, const stru
 /* ---- pooling over the pool's threads: planes are independent, so each
  * thread takes a contiguous range of (n, c) planes; same bits for any count */
 
-enum { POOL_MAX_F, POOL_MAX_B, POOL_AVG_F, POOL_AVG_B };
+enum { POOL_MAX_F, POOL_MAX_RELU_F, POOL_MAX_B, POOL_AVG_F, POOL_AVG_B };
 
 struct pool_job {
     int kind;
@@ -645,6 +790,7 @@ static void pool_chunk(void *ctx, long b, long e) {
     s2.C = (int)(e - b);
     switch (j->kind) {
     case POOL_MAX_F: maxpool2d_forward_serial(j->out + b * OHW, j->argmax + b * OHW, j->in + b * HW, &s2); break;
+    case POOL_MAX_RELU_F: maxpool_unpadded(j->out + b * OHW, j->argmax + b * OHW, j->in + b * HW, &s2, 1); break;
     case POOL_MAX_B: maxpool2d_backward_serial(j->out + b * HW, j->in + b * OHW, j->cargmax + b * OHW, &s2); break;
     case POOL_AVG_F: avgpool2d_forward_serial(j->out + b * OHW, j->in + b * HW, &s2); break;
     case POOL_AVG_B: avgpool2d_backward_serial(j->out + b * HW, j->in + b * OHW, &s2); break;
@@ -658,6 +804,11 @@ static void pool_run(const struct pool_job *j) {
 
 void wf_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
     struct pool_job j = {POOL_MAX_F, s, out, argmax, inp, NULL};
+    pool_run(&j);
+}
+
+void wf_maxpool2d_relu_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
+    struct pool_job j = {POOL_MAX_RELU_F, s, out, argmax, inp, NULL};
     pool_run(&j);
 }
 

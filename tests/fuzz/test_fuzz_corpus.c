@@ -17,12 +17,16 @@
 #define LLVMFuzzerTestOneInput fuzz_frame_one
 #include "fuzz_frame.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_msg_one
+#include "fuzz_msg.c"
+#undef LLVMFuzzerTestOneInput
 
 static const struct {
     const char *name;
     int (*run)(const uint8_t *data, size_t size);
 } harnesses[] = {
     {"fuzz_frame", fuzz_frame_one},
+    {"fuzz_msg", fuzz_msg_one},
 };
 
 #define MAX_SEEDS 256
