@@ -50,6 +50,83 @@ static int cmp_off(const void *a, const void *b) {
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
+/* ---- relu -> max pool fusion ----
+ * A relu whose output feeds only a max pool right after it (and relu's own
+ * backward) runs inside the pool: wf_maxpool2d_relu_forward pools relu's
+ * input directly, and the pool's backward, right before relu's, writes
+ * relu's input gradient (kernels.h). The relu'd tensor and its gradient are
+ * then never formed, and get no storage (WF_STORE_NONE): that is how the
+ * executor knows. Their producers stay in the graph, as no-ops. Relu's
+ * input lives on until the pool, and its gradient is born at the pool's
+ * backward, so that the plan keeps them apart from what those nodes read
+ * and write. The results are the unfused graph's, bit for bit.
+ *
+ * Only where nothing else could see the difference: the relu'd tensor, its
+ * gradient and the pool's argmax are read by no other node of the program
+ * and are no output of it (graph outputs, loss, pipeline stage values). */
+
+/* 1 if value v must stay visible: an output of the program */
+static int kept(const struct wf_graph *g, int v) {
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i] == v) return 1;
+    for (int i = 0; i < g->n_diff_in; i++)
+        if (g->in_grad[i] == v || g->diff_in[i] == v) return 1;
+    return v == g->loss || v == g->logits || v == g->labels || v == g->seed || v == g->seed_grad;
+}
+
+/* 1 if value v is read by no node of [0, nn) other than r1 and r2, and nothing views it */
+static int read_only_by(const struct wf_graph *g, int nn, int v, int r1, int r2) {
+    for (int k = 0; k < nn; k++) {
+        if (k == r1 || k == r2) continue;
+        const struct wf_node *n = &g->n[k];
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] == v) return 0;
+    }
+    for (int u = 0; u < g->nv; u++)
+        if (g->v[u].alias == v) return 0;
+    return !kept(g, v);
+}
+
+/* the backward node of forward node f among [n_fwd, nn), or -1 */
+static int backward_of(const struct wf_graph *g, int nn, int f) {
+    for (int k = g->n_fwd; k < nn; k++)
+        if (g->n[k].backward && g->n[k].fwd == f && g->n[k].op != WF_OP_ACCUM) return k;
+    return -1;
+}
+
+/* Marks in none[] the values fused pairs leave without storage, and moves
+ * the lifetimes of relu's input and its gradient as described above. */
+static void fuse_relu_pool(const struct wf_program *p, unsigned char *none, int *start, int *end) {
+    const struct wf_graph *g = &p->g;
+    const int nn = p->n_exec;
+    const char *env = getenv("WEFT_FUSE");
+    if (env && strcmp(env, "0") == 0) return;
+    for (int a = 0; a + 1 < g->n_fwd && a + 1 < nn; a++) {
+        const struct wf_node *A = &g->n[a], *B = &g->n[a + 1];
+        if (A->op != WF_OP_RELU || A->backward || B->op != WF_OP_MAXPOOL2D || B->backward) continue;
+        const int c = A->in[0], r = A->out[0], am = B->n_out > 1 ? B->out[1] : -1;
+        if (B->in[0] != r || B->ai[2] != 0 || am < 0) continue;
+        if (g->v[c].kind != WF_V_ACT || g->v[c].dtype != WF_F32 || g->v[r].alias >= 0) continue;
+        const int da = backward_of(g, nn, a), db = backward_of(g, nn, a + 1);
+        if ((da < 0) != (db < 0)) continue;
+        if (!read_only_by(g, nn, r, a + 1, da) || !read_only_by(g, nn, am, db, -1)) continue;
+        int dr = -1, dc = -1;
+        if (db >= 0) {
+            dr = g->n[db].out[0];
+            dc = g->n[da].out[0];
+            if (da != db + 1 || dr < 0 || dc < 0 || g->n[da].in[0] != dr || g->v[dr].alias >= 0 ||
+                g->v[dc].alias >= 0 || !read_only_by(g, nn, dr, da, -1))
+                continue;
+        }
+        none[r] = 1;
+        if (end[c] < a + 1) end[c] = a + 1;
+        if (dr >= 0) {
+            none[dr] = 1;
+            if (start[dc] > db) start[dc] = db;
+        }
+    }
+}
+
 static int plan(struct wf_program *p) {
     struct wf_graph *g = &p->g;
     int nv = g->nv, nn = p->n_exec;
@@ -58,8 +135,9 @@ static int plan(struct wf_program *p) {
     int *start = wf_malloc(sizeof(int) * (size_t)nv), *end = wf_malloc(sizeof(int) * (size_t)nv);
     struct block *bl = wf_malloc(sizeof *bl * (size_t)nv);
     struct block **act = wf_malloc(sizeof *act * (size_t)nv);
+    unsigned char *none = wf_calloc((size_t)nv, 1);
     int rc = WF_OK;
-    if (!p->storage || !p->offset || !start || !end || !bl || !act) {
+    if (!p->storage || !p->offset || !start || !end || !bl || !act || !none) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory planning memory");
         goto done;
     }
@@ -103,6 +181,7 @@ static int plan(struct wf_program *p) {
     for (int i = 0; i < g->n_diff_in; i++)
         if (g->in_grad[i] >= 0) end[g->in_grad[i]] = nn;
     if (g->logits >= 0) end[g->logits] = nn;
+    fuse_relu_pool(p, none, start, end);
     /* a view keeps its base alive */
     for (int v = nv - 1; v >= 0; v--) {
         if (g->v[v].alias < 0) continue;
@@ -113,7 +192,7 @@ static int plan(struct wf_program *p) {
     int nb = 0;
     p->naive_bytes = 0;
     for (int v = 0; v < nv; v++) {
-        if (p->storage[v] != WF_STORE_NONE) continue;
+        if (p->storage[v] != WF_STORE_NONE || none[v]) continue;
         const struct wf_value *x = &g->v[v];
         if (x->producer >= nn) continue; /* not executed by this program */
         p->storage[v] = WF_STORE_ARENA;
@@ -151,6 +230,7 @@ done:
     wf_free(end);
     wf_free(bl);
     wf_free(act);
+    wf_free(none);
     return rc;
 }
 
