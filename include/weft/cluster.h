@@ -80,7 +80,7 @@ struct wf_msg {
     uint32_t first, n, workers, pp, dp;
     double seconds, compute_s, comm_s, idle_s, loss_sum;
     uint64_t bytes, correct, count, nodes, max_live;
-    double *vals; /* STEP_LOSS: n losses */
+    double *vals;     /* STEP_LOSS: n losses */
     const void *data; /* STATE, ACT, GRAD, TRACE: bytes in the payload */
     uint64_t nbytes;
 };

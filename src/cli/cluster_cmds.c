@@ -175,7 +175,8 @@ int cmd_coordinator(int argc, char **argv) {
     }
     int lfd, bound;
     if (wf_tcp_listen(host, port, &lfd, &bound) < 0) return wf_cli_fail("coordinator");
-    printf("weft coordinator listening on %s:%d (token in %s)\n", host, bound, getenv("WEFT_TOKEN") ? "WEFT_TOKEN" : tf);
+    printf("weft coordinator listening on %s:%d (token in %s)\n", host, bound,
+           getenv("WEFT_TOKEN") ? "WEFT_TOKEN" : tf);
     fflush(stdout);
     wf_free(host);
     signal(SIGINT, on_int);

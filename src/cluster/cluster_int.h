@@ -6,7 +6,7 @@
 
 #include "weft/cluster.h"
 
-#define CTL_TIMEOUT 30.0  /* control messages that must come promptly */
+#define CTL_TIMEOUT 30.0 /* control messages that must come promptly */
 #define HEARTBEAT_EVERY 0.5
 
 /* Trace events a worker records and sends at the end (TRACE). */
@@ -18,6 +18,5 @@ struct wf_trace_ev {
     int64_t step;
     double t0, t1; /* seconds, CLOCK_MONOTONIC: one clock for every process on a machine */
 };
-
 
 #endif

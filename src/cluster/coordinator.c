@@ -77,8 +77,8 @@ struct job {
         int got;
         double *v;
     } loss[LOSS_RING];
-    int *pstage;    /* per parameter of part.g: its stage */
-    int64_t *poff;  /* per parameter: offset in its stage's flat vector */
+    int *pstage;      /* per parameter of part.g: its stage */
+    int64_t *poff;    /* per parameter: offset in its stage's flat vector */
     int64_t *sfloats; /* per stage: floats in its flat vector */
     int64_t state_step;
     int state_got;
@@ -99,8 +99,9 @@ struct job {
         double compute, comm, idle;
         long live, steps;
         int finished;
-    } *wstats;
+    } * wstats;
     int quiet;
+    int reported; /* job_finish has run */
 };
 
 struct coord {
@@ -478,7 +479,9 @@ static void write_trace(struct coord *co, struct job *jb, const char *path) {
     int first = 1;
     double t0 = jb->t_start;
     for (int w = 0; w < jb->n; w++) {
-        fprintf(f, "%s{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"args\":{\"name\":\"worker %d: stage %d replica %d\"}}",
+        fprintf(f,
+                "%s{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"args\":{\"name\":\"worker %d: stage %d replica "
+                "%d\"}}",
                 first ? "" : ",\n", w, w, w / jb->D, w % jb->D);
         first = 0;
         for (long i = 0; i < jb->ntr[w]; i++) {
@@ -531,12 +534,10 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
         }
         break;
     case WF_M_COMPILE_FAIL:
-        job_fail(jb, 1, "%s failed to compile its sub-graph: %s", node_desc(co, jb, ni, d, sizeof d),
+        job_fail(jb, 2, "%s failed to compile its sub-graph: %s", node_desc(co, jb, ni, d, sizeof d),
                  m->text ? m->text : "");
         break;
-    case WF_M_FAIL:
-        job_fail(jb, 1, "%s failed: %s", node_desc(co, jb, ni, d, sizeof d), m->text ? m->text : "");
-        break;
+    case WF_M_FAIL: job_fail(jb, 1, "%s failed: %s", node_desc(co, jb, ni, d, sizeof d), m->text ? m->text : ""); break;
     case WF_M_STEP_LOSS:
         if (w >= 0) on_loss(co, jb, m);
         break;
@@ -575,7 +576,10 @@ static void status_text(struct coord *co, char *buf, size_t n) {
     size_t k = 0;
     struct job *jb = &co->job;
     static const char *js[] = {"none", "waiting for workers", "compiling", "running", "done", "failed"};
-    k += (size_t)snprintf(buf + k, n - k, "coordinator: %d workers registered, %d idle\n", idle_nodes(co) + (jb->state ? jb->n : 0), idle_nodes(co));
+    int used = 0;
+    for (int i = 0; i < MAX_NODES; i++)
+        used += co->nodes[i].used;
+    k += (size_t)snprintf(buf + k, n - k, "coordinator: %d workers registered, %d idle\n", used, idle_nodes(co));
     for (int i = 0; i < MAX_NODES && k < n; i++) {
         const struct node *nd = &co->nodes[i];
         if (!nd->used) continue;
@@ -660,13 +664,18 @@ static void client_msg(struct coord *co, int ci, struct wf_msg *m) {
     } else if (m->type == WF_M_SUBMIT) {
         struct job *jb = &co->job;
         if (jb->state == J_WAITING || jb->state == J_COMPILING || jb->state == J_RUNNING) {
-            struct wf_msg r = {.type = WF_M_JOB_END, .status = WF_ERR_INVALID, .text = (char *)"a job is already running"};
+            struct wf_msg r = {
+                .type = WF_M_JOB_END, .status = WF_ERR_INVALID, .text = (char *)"a job is already running"};
             wf_msg_send(&cl->c, &r, 5.0);
             return;
         }
         job_free(jb);
-        struct wf_run_opts o = {.job_path = m->text, .workers = (int)m->workers, .pp = (int)m->pp, .dp = (int)m->dp,
-                                .micro_batches = (int)m->micro_batches, .schedule = (int)m->schedule - 1,
+        struct wf_run_opts o = {.job_path = m->text,
+                                .workers = (int)m->workers,
+                                .pp = (int)m->pp,
+                                .dp = (int)m->dp,
+                                .micro_batches = (int)m->micro_batches,
+                                .schedule = (int)m->schedule - 1,
                                 .threads = (int)m->threads};
         jb->client = ci;
         jb->id = ++co->next_job;
@@ -711,10 +720,13 @@ static int job_finish(struct coord *co, struct job *jb) {
         if (co->o->run && co->o->run->trace) write_trace(co, jb, co->o->run->trace);
         fprintf(jb->metrics, "{\"event\":\"workers\",\"wall_s\":%.4f,\"workers\":[", wall);
         for (int w = 0; w < jb->n; w++)
-            fprintf(jb->metrics, "%s{\"worker\":%d,\"stage\":%d,\"replica\":%d,\"compute_s\":%.4f,\"comm_s\":%.4f,"
-                    "\"wait_s\":%.4f,\"max_live\":%ld}", w ? "," : "", w, w / jb->D, w % jb->D, jb->wstats[w].compute,
-                    jb->wstats[w].comm, jb->wstats[w].idle, jb->wstats[w].live);
+            fprintf(jb->metrics,
+                    "%s{\"worker\":%d,\"stage\":%d,\"replica\":%d,\"compute_s\":%.4f,\"comm_s\":%.4f,"
+                    "\"wait_s\":%.4f,\"max_live\":%ld}",
+                    w ? "," : "", w, w / jb->D, w % jb->D, jb->wstats[w].compute, jb->wstats[w].comm,
+                    jb->wstats[w].idle, jb->wstats[w].live);
         fprintf(jb->metrics, "]}\n");
+        fflush(jb->metrics);
     } else {
         wf_error(WF_ERR_PEER, "job %d failed: %s", jb->id, jb->fail_msg);
         emit(co, jb, 0, "job %d failed: %s", jb->id, jb->fail_msg);
@@ -781,8 +793,9 @@ int wf_coordinator(const struct wf_coord_opts *o) {
                     char d[160];
                     int w = co->nodes[ni].slot;
                     if (w >= 0 && !(jb->wstats && jb->wstats[w].finished))
-                        job_fail(jb, 2, "%s died (connection lost) while %s at step %lld", node_desc(co, jb, ni, d, sizeof d),
-                                 co->nodes[ni].activity, (long long)co->nodes[ni].step);
+                        job_fail(jb, 2, "%s died (connection lost) while %s at step %lld",
+                                 node_desc(co, jb, ni, d, sizeof d), co->nodes[ni].activity,
+                                 (long long)co->nodes[ni].step);
                     drop_node(co, ni);
                     continue;
                 }
@@ -825,10 +838,10 @@ int wf_coordinator(const struct wf_coord_opts *o) {
             rc = job_finish(co, jb);
             if (o->run) finished = 1;
             jb->fail_at = 0;
-        } else if (jb->state == J_DONE && jb->fail_at == 0) {
+        } else if (jb->state == J_DONE && jb->fail_at == 0 && !jb->reported) {
             rc = job_finish(co, jb);
+            jb->reported = 1;
             if (o->run) finished = 1;
-            if (!o->run) jb->state = J_DONE;
         }
         if (!o->run && wf_coord_interrupted) finished = 1;
         if (o->run && jb->state == J_FAILED) finished = 1;

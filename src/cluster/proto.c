@@ -66,8 +66,8 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m) {
     case WF_M_STATUS_REPLY: put_s(b, m->text); break;
     case WF_M_ASSIGN: {
         wf_put_u64(b, m->job_id);
-        const uint32_t u[] = {m->worker,        m->stage,    m->n_stages, m->replica, m->n_replicas, m->micro_batches,
-                              m->schedule,      m->threads,  m->trace,    m->in_grad, m->out_grad};
+        const uint32_t u[] = {m->worker,   m->stage,   m->n_stages, m->replica, m->n_replicas, m->micro_batches,
+                              m->schedule, m->threads, m->trace,    m->in_grad, m->out_grad};
         for (size_t i = 0; i < WF_ARRAY_LEN(u); i++)
             wf_put_u32(b, u[i]);
         const char *s[] = {m->job_text, m->model_text, m->in, m->out, m->x_name, m->y_name};

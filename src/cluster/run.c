@@ -31,8 +31,7 @@ int wf_parse_hostport(const char *s, char **host, int *port) {
     const char *c = strrchr(s, ':');
     char *end;
     long p = c ? strtol(c + 1, &end, 10) : -1;
-    if (!c || c == s || *end || p <= 0 || p > 65535)
-        return wf_error(WF_ERR_INVALID, "'%s' is not HOST:PORT", s);
+    if (!c || c == s || *end || p <= 0 || p > 65535) return wf_error(WF_ERR_INVALID, "'%s' is not HOST:PORT", s);
     *host = wf_malloc((size_t)(c - s) + 1);
     if (!*host) return wf_error(WF_ERR_NOMEM, "out of memory");
     memcpy(*host, s, (size_t)(c - s));
@@ -119,7 +118,7 @@ int wf_run_local(const struct wf_run_opts *o, const char *self_exe) {
     char keep[1024];
     snprintf(keep, sizeof keep, "%s", wf_errmsg());
     close(lfd);
-    reap(pids, n, 5.0);
+    reap(pids, n, 2.0);
     wf_free(pids);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
@@ -153,9 +152,14 @@ int wf_submit(const char *host, int port, const struct wf_token *t, const struct
     struct wf_conn c;
     int rc = client_connect(&c, host, port, t);
     if (rc < 0) return rc;
-    struct wf_msg m = {.type = WF_M_SUBMIT, .text = path, .workers = (uint32_t)o->workers, .pp = (uint32_t)o->pp,
-                       .dp = (uint32_t)o->dp, .micro_batches = (uint32_t)o->micro_batches,
-                       .schedule = (uint32_t)(o->schedule + 1), .threads = (uint32_t)o->threads};
+    struct wf_msg m = {.type = WF_M_SUBMIT,
+                       .text = path,
+                       .workers = (uint32_t)o->workers,
+                       .pp = (uint32_t)o->pp,
+                       .dp = (uint32_t)o->dp,
+                       .micro_batches = (uint32_t)o->micro_batches,
+                       .schedule = (uint32_t)(o->schedule + 1),
+                       .threads = (uint32_t)o->threads};
     if ((rc = wf_msg_send(&c, &m, 10.0)) < 0) goto done;
     for (;;) {
         struct wf_msg r;

@@ -176,7 +176,8 @@ static void *sender_main(void *arg) {
 }
 
 /* Queues a copy of data for peer c. */
-static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t step, int mb, const float *data, size_t n) {
+static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t step, int mb, const float *data,
+                       size_t n) {
     pthread_mutex_lock(&s->mu);
     while (s->count == QN && !s->err)
         pthread_cond_wait(&s->cv, &s->mu);
@@ -256,8 +257,8 @@ struct stage {
     int tracing;
     struct sender snd;
     struct control *ct;
-    int submitted_hi;    /* reducer: params [submitted_hi, n) are submitted (last micro-batch) */
-    char *ready;         /* per parameter: final gradient of the last micro-batch accumulated */
+    int submitted_hi; /* reducer: params [submitted_hi, n) are submitted (last micro-batch) */
+    char *ready;      /* per parameter: final gradient of the last micro-batch accumulated */
     int reduce_rc;
 };
 
@@ -274,7 +275,7 @@ static void stage_free(struct stage *st) {
     wf_exec_free(&st->ex);
     wf_exec_free(&st->eval);
     wf_exec_free(&st->eval_rest);
-    for (int i = 0; st->arenas && i < st->nslots; i++)
+    for (int i = 1; st->arenas && i < st->nslots; i++) /* arenas[0] is the executor's own */
         wf_afree(st->arenas[i]);
     wf_free(st->arenas);
     wf_afree(st->params);
@@ -322,7 +323,8 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     st->nk = (st->r + 1) * st->K / st->D - st->k0;
     st->order_epoch = -1;
     st->tracing = (int)a->trace;
-    if (j->batch % st->K) return wf_error(WF_ERR_INVALID, "batch %d is not a multiple of %d micro-batches", j->batch, st->K);
+    if (j->batch % st->K)
+        return wf_error(WF_ERR_INVALID, "batch %d is not a multiple of %d micro-batches", j->batch, st->K);
     int mb = j->batch / st->K;
     wf_blas_set_threads(a->threads ? (int)a->threads : j->threads);
     if ((rc = wf_dataset_load_idx(&st->train, j->data, "train")) < 0) return rc;
@@ -438,7 +440,8 @@ static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, cons
         char name[96];
         snprintf(name, sizeof name, "worker %d (%s:%u)", want[i].peer, pa->host, pa->port);
         if ((rc = wf_tcp_connect(want[i].c, pa->host, (int)pa->port, name, CTL_TIMEOUT)) < 0) break;
-        struct wf_msg h = {.role = WF_ROLE_PEER, .job_id = a->job_id, .id = (uint64_t)me, .link = (uint32_t)want[i].link};
+        struct wf_msg h = {
+            .role = WF_ROLE_PEER, .job_id = a->job_id, .id = (uint64_t)me, .link = (uint32_t)want[i].link};
         rc = wf_auth_connect(want[i].c, tok, &h, CTL_TIMEOUT);
     }
     for (int k = 0; k < n_accept && rc == WF_OK; k++) {
@@ -488,7 +491,8 @@ static int recv_tensor(struct stage *st, struct wf_conn *c, int type, int64_t st
     int rc = wf_msg_recv(c, &m, PEER_TIMEOUT);
     if (rc < 0) return rc;
     if (m.type != type || m.step != step || (int)m.first != mb || m.nbytes != n * sizeof(float))
-        rc = wf_error(WF_ERR_PEER, "%s sent %s for step %lld micro-batch %u (%llu bytes); expected %s for step %lld "
+        rc = wf_error(WF_ERR_PEER,
+                      "%s sent %s for step %lld micro-batch %u (%llu bytes); expected %s for step %lld "
                       "micro-batch %d (%zu bytes)",
                       c->name, wf_msg_name(m.type), (long long)m.step, m.first, (unsigned long long)m.nbytes,
                       wf_msg_name(type), (long long)step, mb, n * sizeof(float));
@@ -593,9 +597,8 @@ static int stage_step(struct stage *st) {
             ctl_doing(st->ct, st->step + 1, "forward of micro-batch %d", kg);
             if (++live > st->max_live) st->max_live = live;
             gather(st, &st->ex, &st->train, ids + (size_t)kg * mb, mb);
-            if (st->has_prev &&
-                (rc = recv_tensor(st, &st->prev, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, in_v),
-                                  (size_t)g->v[in_v].numel)) < 0)
+            if (st->has_prev && (rc = recv_tensor(st, &st->prev, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, in_v),
+                                                  (size_t)g->v[in_v].numel)) < 0)
                 break;
             wf_exec_set_rng(&st->ex, j->seed, (uint64_t)st->step, (uint64_t)kg);
             double t0 = wf_now();
@@ -660,8 +663,11 @@ static int stage_step(struct stage *st) {
     st->t_compute += t1 - t0;
     trace(st, TR_OPT, -1, t0, t1);
     if (st->s == st->S - 1) {
-        struct wf_msg m = {.type = WF_M_STEP_LOSS, .step = st->step, .first = (uint32_t)st->k0,
-                           .n = (uint32_t)st->nk, .vals = st->losses};
+        struct wf_msg m = {.type = WF_M_STEP_LOSS,
+                           .step = st->step,
+                           .first = (uint32_t)st->k0,
+                           .n = (uint32_t)st->nk,
+                           .vals = st->losses};
         if ((rc = ctl_send(st->ct, &m)) < 0) return rc;
     }
     st->step++;
@@ -689,9 +695,8 @@ static int stage_eval(struct stage *st) {
         if (idp != ids) wf_free(idp);
         const struct wf_graph *g = &e->prog.g;
         int in_v = value_of(e, st->in_name), out_v = value_of(e, st->out_name);
-        if (st->has_prev &&
-            (rc = recv_tensor(st, &st->prev, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, in_v),
-                              (size_t)g->v[in_v].numel)) < 0)
+        if (st->has_prev && (rc = recv_tensor(st, &st->prev, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, in_v),
+                                              (size_t)g->v[in_v].numel)) < 0)
             break;
         e->loss_scale = 1.0f;
         if ((rc = wf_exec_forward(e)) < 0) break;
@@ -708,8 +713,8 @@ static int stage_eval(struct stage *st) {
     }
     trace(st, TR_EVAL, -1, t0, wf_now());
     if (rc < 0 || st->has_next) return rc;
-    struct wf_msg m = {.type = WF_M_EVAL, .epoch = st->epoch, .loss_sum = sum, .correct = (uint64_t)correct,
-                       .count = (uint64_t)n};
+    struct wf_msg m = {
+        .type = WF_M_EVAL, .epoch = st->epoch, .loss_sum = sum, .correct = (uint64_t)correct, .count = (uint64_t)n};
     return ctl_send(st->ct, &m);
 }
 
@@ -723,8 +728,12 @@ static int stage_send_state(struct stage *st) {
     memcpy(buf, st->params, sizeof(float) * (size_t)n);
     if (st->opt_a) memcpy(buf + n, st->opt_a, sizeof(float) * (size_t)n);
     if (st->opt_b) memcpy(buf + 2 * n, st->opt_b, sizeof(float) * (size_t)n);
-    struct wf_msg m = {.type = WF_M_STATE, .step = st->step, .epoch = st->epoch, .epoch_step = st->epoch_step,
-                       .data = buf, .nbytes = bytes};
+    struct wf_msg m = {.type = WF_M_STATE,
+                       .step = st->step,
+                       .epoch = st->epoch,
+                       .epoch_step = st->epoch_step,
+                       .data = buf,
+                       .nbytes = bytes};
     int rc = ctl_send(st->ct, &m);
     wf_free(buf);
     return rc;
@@ -777,7 +786,8 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     double secs = 0;
     uint64_t bytes = 0, nodes = 0;
     const char *delay = getenv("WEFT_TEST_COMPILE_DELAY"); /* tests: a slow compile on one stage "stage:seconds" */
-    if (delay && atoi(delay) == (int)a->stage && strchr(delay, ':')) usleep((useconds_t)(atof(strchr(delay, ':') + 1) * 1e6));
+    if (delay && atoi(delay) == (int)a->stage && strchr(delay, ':'))
+        usleep((useconds_t)(atof(strchr(delay, ':') + 1) * 1e6));
     ctl_doing(ct, 0, "compiling stage %u", a->stage);
     int rc = stage_compile(st, a, &secs, &bytes, &nodes);
     struct wf_msg m = {.type = rc < 0 ? WF_M_COMPILE_FAIL : WF_M_COMPILE_DONE};
@@ -827,8 +837,12 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
             struct wf_msg t = {.type = WF_M_TRACE, .data = st->tr, .nbytes = sizeof *st->tr * (size_t)st->ntr};
             rc = ctl_send(ct, &t);
         }
-        struct wf_msg d = {.type = WF_M_DONE, .step = st->step, .compute_s = st->t_compute, .comm_s = st->t_comm,
-                           .idle_s = st->t_idle, .max_live = (uint64_t)st->max_live};
+        struct wf_msg d = {.type = WF_M_DONE,
+                           .step = st->step,
+                           .compute_s = st->t_compute,
+                           .comm_s = st->t_comm,
+                           .idle_s = st->t_idle,
+                           .max_live = (uint64_t)st->max_live};
         if (rc == WF_OK) rc = ctl_send(ct, &d);
     }
     stage_free(st);
@@ -851,9 +865,12 @@ int wf_worker(const char *host, int port, const struct wf_token *tok, int once) 
     }
     char hn[64] = "worker";
     gethostname(hn, sizeof hn - 1);
-    struct wf_msg h = {.role = WF_ROLE_WORKER, .cores = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN),
+    struct wf_msg h = {.role = WF_ROLE_WORKER,
+                       .cores = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN),
                        .mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE),
-                       .port = (uint32_t)dport, .pid = (uint32_t)getpid(), .name = hn};
+                       .port = (uint32_t)dport,
+                       .pid = (uint32_t)getpid(),
+                       .name = hn};
     struct wf_msg w;
     if ((rc = wf_auth_connect(&c, tok, &h, CTL_TIMEOUT)) < 0 || (rc = wf_msg_recv(&c, &w, CTL_TIMEOUT)) < 0) {
         close(lfd);

@@ -90,8 +90,9 @@ static int assign_stages(const struct wf_graph *g, const int *split, int ns, int
     }
     if (rc == WF_OK && g->loss >= 0 && top_split(dep[g->loss]) != ns - 1) {
         int miss = top_split(dep[g->loss]) + 1;
-        rc = wf_error(WF_ERR_INVALID, "%s: the loss '%s' does not depend on split point '%s': it does not cut the graph",
-                      g->path, g->v[g->loss].name, g->v[split[miss]].name);
+        rc =
+            wf_error(WF_ERR_INVALID, "%s: the loss '%s' does not depend on split point '%s': it does not cut the graph",
+                     g->path, g->v[g->loss].name, g->v[split[miss]].name);
     }
     wf_free(dep);
     wf_free(pstage);

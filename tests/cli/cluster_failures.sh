@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Cluster failures: what `weft run` and a standalone coordinator do when a
-# worker is killed mid-run, stops answering (SIGSTOP), fails to compile its
-# stage, or is slow to compile; and that the cluster token keeps out a
-# client or worker without it. Each failure must end the run with a
+# shellcheck disable=SC2016 # conditions are single-quoted on purpose: check() evals them
+# Cluster failures: what `weft run` does when a worker is killed mid-run,
+# stops answering (SIGSTOP), fails to compile its stage or is slow to
+# compile, and when the run gets Ctrl-C; and that the cluster token keeps
+# out a client or worker without it. Each failure must end the run with a
 # non-zero exit within seconds, name the worker at fault, and leave no
 # process of the run behind. The standalone round (coordinator, two
-# workers, submit) must succeed, write a checkpoint and leave the workers
-# ready for the next job.
+# workers, submit) must succeed, write a checkpoint and its metrics once,
+# and leave the workers ready for the next job.
 set -uo pipefail
 WEFT=$1
 SRC=$2
@@ -57,8 +58,8 @@ wait_gone() { # SECONDS PID...: until none is alive; fails if some still are
   done
 }
 kids_of() { # PID N: waits (10 s at most) until PID has N children, prints them
-  local k i
-  for i in $(seq 100); do
+  local k
+  for _ in $(seq 100); do
     k=$(pgrep -P "$1" | tr '\n' ' ')
     [ "$(wc -w <<<"$k")" -ge "$2" ] && break
     alive "$1" || break
@@ -67,8 +68,7 @@ kids_of() { # PID N: waits (10 s at most) until PID has N children, prints them
   echo $k
 }
 wait_steps() { # METRICS PID: until training has started (a step line), 30 s at most
-  local i
-  for i in $(seq 300); do
+  for _ in $(seq 300); do
     grep -q '"step"' "$1" 2>/dev/null && return 0
     alive "$2" || return 1
     sleep 0.1
@@ -206,14 +206,38 @@ assert sorted({e["args"]["step"] for e in ev}) == list(range(5)), "steps"
 EOF'
 check "slow compile: checkpoint written" '[ -s "$tmp/d-out/checkpoint.safetensors" ]'
 
-# --- e. the cluster token; a standalone coordinator, workers, submit -------
+# --- e. Ctrl-C stops the run and every worker -----------------------------
+job "$tmp/f.job" "$tmp/f-out" 3000
+"$WEFT" run "$tmp/f.job" --workers 2 --pp 2 --quiet >"$tmp/f.out" 2>"$tmp/f.err" &
+rp=$!
+mine+=("$rp")
+kids=$(kids_of "$rp" 2)
+mine+=($kids)
+if wait_steps "$tmp/f-out/metrics.jsonl" "$rp"; then
+  t0=$(now)
+  kill -INT "$rp"
+  if wait_gone 10 "$rp"; then
+    wait "$rp"
+    rc=$?
+    check "SIGINT to weft run: exits non-zero ($rc) within 10 s ($(since "$t0") s), says interrupted" \
+      '[ "$rc" -ne 0 ] && grep -q "^weft run: error: .*interrupted" "$tmp/f.err"' || show "$tmp/f.err"
+    check "SIGINT: no process of the run is left" 'wait_gone 1 $kids'
+  else
+    bad "SIGINT: weft run still running 10 s after it"
+  fi
+else
+  bad "SIGINT: training never started"
+  show "$tmp/f.err"
+fi
+
+# --- f. the cluster token; a standalone coordinator, workers, submit -------
 port=
-for try in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$WEFT" coordinator --listen "127.0.0.1:$port" --token-file "$tmp/tok" >"$tmp/coord.out" 2>"$tmp/coord.err" &
   cp=$!
   mine+=("$cp")
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     grep -q "listening" "$tmp/coord.out" 2>/dev/null && break
     alive "$cp" || break
     sleep 0.1
@@ -257,7 +281,7 @@ else
   "$WEFT" worker --coordinator "$addr" --token-file "$tmp/tok" >"$tmp/w2.out" 2>"$tmp/w2.err" &
   w2=$!
   mine+=("$w1" "$w2")
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     "$WEFT" status --coordinator "$addr" --token-file "$tmp/tok" >"$tmp/st1" 2>&1
     grep -q "2 idle" "$tmp/st1" && break
     sleep 0.1
@@ -282,6 +306,18 @@ else
   "$WEFT" status --coordinator "$addr" --token-file "$tmp/tok" >"$tmp/st2" 2>&1
   check "after the job: status shows the two workers idle" 'grep -q "2 workers registered, 2 idle" "$tmp/st2"' ||
     show "$tmp/st2"
+
+  # the same workers take a second job
+  if alive "$w1" && alive "$w2"; then
+    job "$tmp/e2.job" "$tmp/e2-out" 10
+    timeout -k 5 30 "$WEFT" submit "$tmp/e2.job" --pp 2 --coordinator "$addr" --token-file "$tmp/tok" \
+      >"$tmp/sub2.out" 2>"$tmp/sub2.err"
+    rc=$?
+    check "a second submit on the same workers succeeds (exit $rc)" \
+      '[ "$rc" -eq 0 ] && [ -s "$tmp/e2-out/checkpoint.safetensors" ]' || { show "$tmp/sub2.out"; show "$tmp/sub2.err"; }
+  else
+    bad "a second submit: skipped, the workers are gone"
+  fi
 
   # stopping the coordinator stops its workers
   kill -TERM "$cp"

@@ -135,7 +135,8 @@ static void check_split(const char *model_rel, char **split, int ns, int B) {
         for (int k = 0; k < S && !b; k++)
             b = param_grad(&st[k], v->name);
         CHECKF(b != NULL, "parameter %s in no stage", v->name);
-        if (b && !memcmp(a, b, sizeof(float) * (size_t)v->numel)) same++;
+        if (b && !memcmp(a, b, sizeof(float) * (size_t)v->numel))
+            same++;
         else
             fprintf(stderr, "%s: gradient of %s differs from the whole model\n", model_rel, v->name);
     }
