@@ -25,8 +25,8 @@ asan-test: asan
 # not instrumented, so only the tests that stay out of them run here.
 tsan-test:
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DWEFT_NATIVE=OFF -DCMAKE_C_FLAGS="-fsanitize=thread -g" $(CMAKE_FLAGS) >/dev/null
-	cmake --build build-tsan -j $(JOBS) --target test_pool
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R test_pool
+	cmake --build build-tsan -j $(JOBS) --target test_pool test_reducer
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'test_pool|test_reducer'
 
 deps:
 	scripts/install-deps.sh
@@ -55,7 +55,7 @@ FUZZ_LAYERS = cluster exec compile graph data tensor comm core
 .PHONY: fuzz
 fuzz:
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DWEFT_NATIVE=OFF -DWEFT_WERROR=OFF \
-	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" >/dev/null
+	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN) -Wno-unknown-warning-option" >/dev/null
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) $(addprefix --target weft_,$(FUZZ_LAYERS))
 	@mkdir -p $(FUZZ_BUILD)/fuzz
 	@set -e; for h in $(FUZZ_HARNESSES); do \

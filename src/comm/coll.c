@@ -23,20 +23,20 @@
 
 #include "comm_int.h"
 
-/* Chunk of a ring step, and of one direct round (elements of int64). Big
- * enough that a frame's header and syscalls are noise, small enough to stay
- * in L2 between the receive, the CRC and the add. */
-#ifndef RING_CHUNK
-#define RING_CHUNK (128 * 1024 / 8)
-#endif
-#define DIRECT_CHUNK (32 * 1024 / 8)
-/* The direct exchange wins while the (p-1) copies of the buffer each rank
- * sends stay below this (loopback, 2 and 4 ranks: bench/ALLREDUCE.md);
- * above, the ring's 2(p-1)/p copies and its pipelining do. */
-#define DIRECT_MAX_BYTES (128 * 1024)
+/* Chunk of a ring step, and of one direct round (elements of int64). On
+ * loopback 48 KiB beat both 32 and 64-256 KiB in CPU time and bandwidth
+ * (bench/allreduce.sh): a frame then fits one 64 KiB loopback segment, so
+ * it arrives with one wake-up, and it stays in L1/L2 between the receive,
+ * the CRC and the add. It is also small enough for the stack. */
+#define RING_CHUNK (48 * 1024 / 8)
+#define DIRECT_CHUNK (48 * 1024 / 8)
+/* The direct exchange wins up to one chunk per rank: with 2 and 4 ranks on
+ * loopback it beat the ring from 4 to 48 KiB (by 2x at 4 ranks), and from
+ * 64 KiB on the ring was as fast or faster (bench/ALLREDUCE.md). */
+#define DIRECT_MAX_BYTES (48 * 1024)
 /* Broadcast: the root sends to everyone below this, a pipelined chain above. */
 #define BCAST_DIRECT_MAX (64 * 1024)
-#define BCAST_CHUNK (128 * 1024)
+#define BCAST_CHUNK (48 * 1024)
 
 static int check_group(const struct wf_group *g, const char *what) {
     if (!g || g->size < 1 || g->rank < 0 || g->rank >= g->size || (g->size > 1 && !g->peers))
@@ -214,7 +214,7 @@ int wf_allreduce_i64_algo(struct wf_group *g, int64_t *buf, size_t n, int algo) 
     int st = check_group(g, "allreduce");
     if (st) return st;
     if (g->size == 1 || n == 0) return WF_OK;
-    if (algo == 0) algo = n * 8 * (size_t)(g->size - 1) < DIRECT_MAX_BYTES || n < (size_t)g->size ? 1 : 2;
+    if (algo == 0) algo = n * 8 <= DIRECT_MAX_BYTES || n < (size_t)g->size ? 1 : 2;
     if (algo == 1) return allreduce_direct(g, buf, n);
     if (algo == 2) return allreduce_ring(g, buf, n);
     return wf_error(WF_ERR_INVALID, "allreduce: unknown algorithm %d (0 auto, 1 direct, 2 ring)", algo);

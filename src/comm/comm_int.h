@@ -56,14 +56,14 @@ void wf_conn_break(struct wf_conn *c);
  * advance, so one recvmsg can take header and payload together. */
 struct wf_io {
     struct wf_conn *c;
-    int rx;                   /* 1: receiving, 0: sending */
-    int type;                 /* frame type sent, or expected */
-    uint8_t hdr[WF_FRAME_HDR];/* header sent, or received */
-    struct iovec iov[2];      /* what is left to move: header, payload */
-    int iov_i;                /* first iovec not yet finished */
-    size_t left;              /* bytes of header + payload still to move */
-    size_t len;               /* payload bytes */
-    int hdr_ok;               /* rx: the header has been checked */
+    int rx;                    /* 1: receiving, 0: sending */
+    int type;                  /* frame type sent, or expected */
+    uint8_t hdr[WF_FRAME_HDR]; /* header sent, or received */
+    struct iovec iov[2];       /* what is left to move: header, payload */
+    int iov_i;                 /* first iovec not yet finished */
+    size_t left;               /* bytes of header + payload still to move */
+    size_t len;                /* payload bytes */
+    int hdr_ok;                /* rx: the header has been checked */
 };
 
 /* Starts sending a frame of type with payload p[0..len) (CRC computed now). */

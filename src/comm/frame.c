@@ -52,8 +52,9 @@ int wf_frame_decode_hdr(const uint8_t in[WF_FRAME_HDR], uint32_t max_len, struct
 int wf_frame_check(const uint8_t in[WF_FRAME_HDR], const struct wf_frame_hdr *h, const void *payload) {
     uint32_t crc = wf_crc32(wf_crc32(0, in, 12), payload, h->len);
     if (crc != h->crc)
-        return wf_error(WF_ERR_CORRUPT, "frame: crc mismatch on a type %u frame of %u bytes (header 0x%08x, data 0x%08x)",
-                        h->type, h->len, h->crc, crc);
+        return wf_error(WF_ERR_CORRUPT,
+                        "frame: crc mismatch on a type %u frame of %u bytes (header 0x%08x, data 0x%08x)", h->type,
+                        h->len, h->crc, crc);
     return WF_OK;
 }
 

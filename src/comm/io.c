@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sched.h>
 
 #include "comm_int.h"
+
+#define SPIN_S 30e-6 /* how long wf_io_wait polls without sleeping */
 
 void wf_io_send(struct wf_io *io, struct wf_conn *c, int type, const void *p, size_t len) {
     memset(io, 0, sizeof *io);
@@ -131,7 +134,14 @@ int wf_io_wait(struct wf_io **ios, int n, double timeout_s, const char *what) {
         who[m++] = ios[i];
     }
     int st = WF_OK;
-    int k = m ? wf_poll_until(pfd, (nfds_t)m, wf_deadline(timeout_s)) : 1;
+    int k = 0;
+    /* The next bytes are usually microseconds away: look again a few times,
+     * yielding the core to whoever will produce them, before going to sleep
+     * (a sleep and wake-up cost more than the wait, measured on loopback). */
+    double spin_end = wf_now() + SPIN_S;
+    while (m && (k = poll(pfd, (nfds_t)m, 0)) == 0 && wf_now() < spin_end)
+        sched_yield();
+    if (k == 0) k = m ? wf_poll_until(pfd, (nfds_t)m, wf_deadline(timeout_s)) : 1;
     if (k < 0) st = wf_error(WF_ERR_IO, "%s: poll: %s", what, strerror(-k));
     if (k == 0) {
         /* name the peer we wait for data from: a peer not reading is only a symptom */

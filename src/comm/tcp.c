@@ -319,8 +319,7 @@ static int send_all(struct wf_conn *c, struct iovec *iov, int n, size_t total, i
     return WF_OK;
 }
 
-int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen,
-             double timeout_s) {
+int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, double timeout_s) {
     if (alen > UINT32_MAX || blen > UINT32_MAX - alen)
         return wf_error(WF_ERR_INVALID, "sending to %s: a %zu-byte frame is over the 4 GiB frame limit", c->name,
                         alen + blen);
@@ -358,7 +357,8 @@ static int recv_until(struct wf_conn *c, size_t want, double deadline, double ti
         }
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int r = wf_poll_until(&pfd, 1, deadline);
-        if (r == 0) return wf_error(WF_ERR_TIMEOUT, "timed out after %.1f s waiting for a frame from %s", timeout_s, c->name);
+        if (r == 0)
+            return wf_error(WF_ERR_TIMEOUT, "timed out after %.1f s waiting for a frame from %s", timeout_s, c->name);
         if (r < 0) return wf_error(WF_ERR_IO, "receiving from %s: poll: %s", c->name, strerror(-r));
     }
     return WF_OK;

@@ -84,7 +84,9 @@ static void put_hash(struct rank_ctx *x, const void *p, size_t n) {
 }
 
 /* What rank q holds for case `salt`: spans all of int64, so sums wrap. */
-static int64_t value(int q, size_t i, uint64_t salt) { return (int64_t)wf_mix64(((uint64_t)q << 48) ^ (i << 8) ^ salt); }
+static int64_t value(int q, size_t i, uint64_t salt) {
+    return (int64_t)wf_mix64(((uint64_t)q << 48) ^ (i << 8) ^ salt);
+}
 
 static void fill(int64_t *buf, int q, size_t n, uint64_t salt) {
     for (size_t i = 0; i < n; i++)
@@ -113,8 +115,8 @@ static void body_collectives(struct rank_ctx *x) {
             fill(buf, x->rank, n, salt);
             int st = wf_allreduce_i64_algo(g, buf, n, algo);
             CHECKF(st == WF_OK, "rank %d: %s", x->rank, wf_errmsg());
-            CHECKF(check_sum(buf, x->size, n, salt), "rank %d of %d: algo %d n %zu: wrong sum", x->rank, x->size,
-                   algo, n);
+            CHECKF(check_sum(buf, x->size, n, salt), "rank %d of %d: algo %d n %zu: wrong sum", x->rank, x->size, algo,
+                   n);
             put_hash(x, buf, n * 8);
         }
     CHECK(g->bytes > 0);
@@ -253,8 +255,8 @@ static void run(int size, enum body body, int victim) {
         if (r == victim) continue;
         int ws;
         CHECK(waitpid(pids[r], &ws, 0) == pids[r]);
-        CHECKF(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "%d ranks, body %d: rank %d failed (status 0x%x)", size, body,
-               r, ws);
+        CHECKF(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "%d ranks, body %d: rank %d failed (status 0x%x)", size, body, r,
+               ws);
         pids[r] = 0;
     }
     if (victim >= 0) {

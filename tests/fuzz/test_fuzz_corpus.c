@@ -79,9 +79,7 @@ static void replay(int (*run)(const uint8_t *, size_t), const char *name) {
             for (uint32_t f = 0; f < 1 + wf_rng_below(&rng, 4) && m; f++)
                 buf[wf_rng_below(&rng, (uint32_t)m)] ^= (uint8_t)(1 + wf_rng_below(&rng, 255));
             break;
-        case 1: /* truncate */
-            m = m ? wf_rng_below(&rng, (uint32_t)m + 1) : 0;
-            break;
+        case 1: /* truncate */ m = m ? wf_rng_below(&rng, (uint32_t)m + 1) : 0; break;
         case 2: { /* splice the tail of another seed */
             size_t at = m ? wf_rng_below(&rng, (uint32_t)m + 1) : 0;
             size_t t = WF_MIN(len[j], sizeof buf - at);
