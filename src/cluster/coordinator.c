@@ -101,7 +101,8 @@ struct job {
         int finished;
     } * wstats;
     int quiet;
-    int reported; /* job_finish has run */
+    int reported;    /* job_finish has run */
+    long steps_done; /* steps whose loss is in */
 };
 
 struct coord {
@@ -401,6 +402,7 @@ static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
     long done = step + 1;
     double sps = (double)done * jb->job.batch / (now - jb->t_start + 1e-12);
     jb->last_loss = loss;
+    jb->steps_done = done;
     double lr = wf_lr_at(&jb->job, step, jb->steps_per_epoch * jb->job.epochs);
     fprintf(jb->metrics,
             "{\"step\":%ld,\"epoch\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f}\n", done,
@@ -421,8 +423,7 @@ static void on_eval(struct coord *co, struct job *jb, const struct wf_msg *m) {
     fprintf(jb->metrics,
             "{\"event\":\"epoch\",\"epoch\":%lld,\"step\":%ld,\"train_loss\":%.9g,\"test_loss\":%.9g,"
             "\"test_acc\":%.6f}\n",
-            (long long)m->epoch + 1, (long)((m->epoch + 1) * jb->steps_per_epoch), jb->last_loss, jb->test_loss,
-            jb->test_acc);
+            (long long)m->epoch + 1, jb->steps_done, jb->last_loss, jb->test_loss, jb->test_acc);
     fflush(jb->metrics);
     emit(co, jb, 0, "epoch %lld/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%", (long long)m->epoch + 1,
          jb->job.epochs, jb->last_loss, jb->test_loss, 100 * jb->test_acc);

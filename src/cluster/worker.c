@@ -140,7 +140,14 @@ struct sitem {
     size_t cap, n; /* floats */
 };
 
+struct sbuf {
+    float *p;
+    size_t cap;
+};
+
 struct sender {
+    struct sbuf pool[QN]; /* sent buffers, free for the next post */
+    int npool;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct sitem it[QN];
@@ -167,6 +174,9 @@ static void *sender_main(void *arg) {
             s->err = rc;
             snprintf(s->errmsg, sizeof s->errmsg, "%s", wf_errmsg());
         }
+        s->pool[s->npool++] = (struct sbuf){it->buf, it->cap}; /* back to the pool */
+        it->buf = NULL;
+        it->cap = 0;
         s->head = (s->head + 1) % QN;
         s->count--;
         pthread_cond_broadcast(&s->cv);
@@ -187,6 +197,12 @@ static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t st
         return rc;
     }
     struct sitem *it = &s->it[(s->head + s->count) % QN];
+    /* reuse a buffer that has been sent: memory stays at the messages in flight */
+    if (!it->buf && s->npool > 0) {
+        s->npool--;
+        it->buf = s->pool[s->npool].p;
+        it->cap = s->pool[s->npool].cap;
+    }
     pthread_mutex_unlock(&s->mu);
     if (it->cap < n) {
         wf_afree(it->buf);
@@ -509,13 +525,25 @@ static int fixed_add(struct stage *st, int64_t off, int64_t n, int first) {
     const double scale = (double)(1ull << WF_GRAD_FIXED_SHIFT), lim = 4.6e18 / st->K;
     const float *g = st->grads + off;
     int64_t *a = st->acc + off;
-    for (int64_t i = 0; i < n; i++) {
-        double x = (double)g[i] * scale;
-        if (!(fabs(x) < lim))
-            return wf_error(WF_ERR_RANGE, "gradient element %lld is %g: non-finite or too large to sum exactly",
-                            (long long)(off + i), (double)g[i]);
-        a[i] = first ? (int64_t)x : a[i] + (int64_t)x;
-    }
+    int bad = 0;
+    /* one branch-free pass (it vectorizes); the rare bad element is found afterwards */
+    if (first)
+        for (int64_t i = 0; i < n; i++) {
+            double x = (double)g[i] * scale;
+            bad |= !(fabs(x) < lim);
+            a[i] = (int64_t)x;
+        }
+    else
+        for (int64_t i = 0; i < n; i++) {
+            double x = (double)g[i] * scale;
+            bad |= !(fabs(x) < lim);
+            a[i] += (int64_t)x;
+        }
+    if (bad)
+        for (int64_t i = 0; i < n; i++)
+            if (!(fabs((double)g[i] * scale) < lim))
+                return wf_error(WF_ERR_RANGE, "gradient element %lld is %g: non-finite or too large to sum exactly",
+                                (long long)(off + i), (double)g[i]);
     return WF_OK;
 }
 
@@ -632,9 +660,15 @@ static int stage_step(struct stage *st) {
             if (st->has_prev && g->n_diff_in > 0 && g->in_grad[0] >= 0) {
                 rc = sender_post(&st->snd, &st->prev, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->in_grad[0]),
                                  (size_t)g->v[g->in_grad[0]].numel);
+                trace(st, TR_SEND, kg, t1, wf_now());
                 if (rc < 0) break;
             }
-            if (quant && !(st->red && last)) rc = fixed_add(st, 0, st->n_params, jm == 0);
+            if (quant && !(st->red && last)) {
+                double a0 = wf_now();
+                rc = fixed_add(st, 0, st->n_params, jm == 0);
+                st->t_compute += wf_now() - a0;
+                trace(st, TR_OPT, kg, a0, wf_now());
+            }
         }
     }
     st->ex.node_done = NULL;
@@ -832,6 +866,8 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     pthread_join(st->snd.th, NULL);
     for (int i = 0; i < QN; i++)
         wf_afree(st->snd.it[i].buf);
+    for (int i = 0; i < st->snd.npool; i++)
+        wf_afree(st->snd.pool[i].p);
     if (rc == WF_OK) {
         if (st->tracing) {
             struct wf_msg t = {.type = WF_M_TRACE, .data = st->tr, .nbytes = sizeof *st->tr * (size_t)st->ntr};
