@@ -7,7 +7,8 @@
 #
 # Installs the bench packages, builds weft (Release, build-bench/) and sgemm_peak, checks
 # which BLAS PyTorch loads, sets the same OpenBLAS settings for both sides, then runs
-# bench/bench.py, which prints the table.
+# bench/bench.py, which prints the table. WEFT_BENCH_BUILD=DIR builds and runs DIR/weft
+# instead of build-bench/ (with --no-build, an existing build); WEFT_BENCH_PYTHON picks python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --no-deps) deps=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$1") ;;
   esac
   shift

@@ -91,12 +91,29 @@ struct wf_conv2d_shape {
 void wf_conv2d_shape_init(struct wf_conv2d_shape *s, int N, int C, int H, int W, int OC, int KH, int KW, int stride,
                           int pad);
 long wf_conv2d_workspace(const struct wf_conv2d_shape *s); /* floats of scratch for forward and backward */
+
+/* Layouts of an image tensor: NCHW, or NCHW16C = (N, C/16, H, W, 16), channels in blocks of 16 innermost
+ * (oneDNN's nChw16c; C a multiple of 16, so it takes as many floats as NCHW). Between a convolution and a
+ * fused relu + max pool, activations and their gradients go over in NCHW16C (see the executor): oneDNN
+ * then reorders none of them. */
+enum wf_layout { WF_LAYOUT_NCHW = 0, WF_LAYOUT_NCHW16C = 1 };
+/* 1 if s's output / input is best handed over in NCHW16C: OC / C a multiple of 16, and oneDNN runs the ops
+ * that touch it (wf_conv2d_*_ex take NCHW16C whenever the channels are a multiple of 16, converting for
+ * the BLAS backend) */
+int wf_conv2d_blocked_ok(const struct wf_conv2d_shape *s);
+int wf_conv2d_blocked_in_ok(const struct wf_conv2d_shape *s);
 /* out (N,OC,OH,OW) = conv(inp (N,C,H,W), w) + bias (OC) [nullable] */
 void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, const struct wf_conv2d_shape *s,
                        float *work);
 /* dinp [nullable], dw, dbias [nullable] */
 void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                         const struct wf_conv2d_shape *s, float *work);
+/* the same with inp, dinp in in_layout and out, dout in out_layout (enum wf_layout); dout NCHW16C may be
+ * overwritten */
+void wf_conv2d_forward_ex(float *out, const float *inp, const float *w, const float *bias,
+                          const struct wf_conv2d_shape *s, float *work, int in_layout, int out_layout);
+void wf_conv2d_backward_ex(float *dinp, float *dw, float *dbias, float *dout, const float *inp, const float *w,
+                           const struct wf_conv2d_shape *s, float *work, int in_layout, int out_layout);
 
 struct wf_pool2d_shape {
     int N, C, H, W;
@@ -112,6 +129,12 @@ void wf_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax
  * -1 - index, so wf_maxpool2d_backward(dinp, dout, argmax) gives it no gradient: dinp is then the gradient of
  * inp, relu's input, bit for bit what relu's backward of the unfused pair gives. */
 void wf_maxpool2d_relu_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s);
+/* the same with inp, dinp in inp_layout and out, argmax, dout in out_layout (enum wf_layout; out_layout
+ * NCHW16C only with inp_layout NCHW16C, else it is taken as NCHW) */
+void wf_maxpool2d_relu_forward_ex(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s,
+                                  int inp_layout, int out_layout);
+void wf_maxpool2d_backward_ex(float *dinp, const float *dout, const int32_t *argmax, const struct wf_pool2d_shape *s,
+                              int dinp_layout, int dout_layout);
 /* average with count_include_pad = true (PyTorch's default) */
 void wf_avgpool2d_forward(float *out, const float *inp, const struct wf_pool2d_shape *s);
 void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2d_shape *s);

@@ -107,6 +107,16 @@ static void fuse_relu_pool(const struct wf_program *p, unsigned char *none, int 
         const int c = A->in[0], r = A->out[0], am = B->n_out > 1 ? B->out[1] : -1;
         if (B->in[0] != r || B->ai[2] != 0 || am < 0) continue;
         if (g->v[c].kind != WF_V_ACT || g->v[c].dtype != WF_F32 || g->v[r].alias >= 0) continue;
+        /* a convolution's output may then be handed over in its blocked layout (the executor's
+         * handoff_layout): only if nothing but the relu reads it */
+        const int cp = g->v[c].producer;
+        if (cp >= 0 && g->n[cp].op == WF_OP_CONV2D && !read_only_by(g, nn, c, a, -1)) continue;
+        /* and a convolution right after the pool may take the pooled tensor in that layout too:
+         * only if nothing but it (and its backward) reads it */
+        const int pv = B->out[0];
+        if (a + 2 < g->n_fwd && a + 2 < nn && g->n[a + 2].op == WF_OP_CONV2D && g->n[a + 2].in[0] == pv &&
+            !read_only_by(g, nn, pv, a + 2, backward_of(g, nn, a + 2)))
+            continue;
         const int da = backward_of(g, nn, a), db = backward_of(g, nn, a + 1);
         if ((da < 0) != (db < 0)) continue;
         if (!read_only_by(g, nn, r, a + 1, da) || !read_only_by(g, nn, am, db, -1)) continue;

@@ -95,9 +95,41 @@ static void pool_shape(const struct wf_graph *g, const struct wf_node *f, struct
                          (int)f->ai[1], (int)f->ai[2]);
 }
 
-/* The input of the relu whose output v feeds a max pool fused with it. */
-static int fused_relu_input(const struct wf_graph *g, const struct wf_node *pool) {
-    return g->n[g->v[pool->in[0]].producer].in[0];
+/* The relu fused into max pool node `pool` (its output, the pool's input,
+ * has no storage: plan.c). */
+static int fused_relu(const struct wf_graph *g, const struct wf_node *pool) { return g->v[pool->in[0]].producer; }
+
+/* The layout in which conv node ci hands its output to the relu right
+ * after it, and gets the gradient back: NCHW16C (kernels.h) when that relu
+ * is fused into a max pool, so nothing but the pool reads the conv's output
+ * (plan.c fuses only then), and the shape allows it. The conv, the pool
+ * and their backwards all ask this, so they agree. */
+static int handoff_layout(const struct wf_exec *e, int ci) {
+    const struct wf_graph *g = &e->prog.g;
+    if (ci < 0 || ci + 1 >= g->n_fwd) return WF_LAYOUT_NCHW;
+    const struct wf_node *c = &g->n[ci], *r = c + 1;
+    if (c->op != WF_OP_CONV2D || c->backward || r->op != WF_OP_RELU || r->in[0] != c->out[0] ||
+        wf_exec_ptr(e, r->out[0]))
+        return WF_LAYOUT_NCHW;
+    struct wf_conv2d_shape s;
+    conv_shape(g, c, &s);
+    return wf_conv2d_blocked_ok(&s) ? WF_LAYOUT_NCHW16C : WF_LAYOUT_NCHW;
+}
+
+/* The layout of fused max pool node pi's pooled side (its output, argmax
+ * and their gradients): NCHW16C when its input comes so (handoff_layout)
+ * and the node right after it is a convolution reading its output (plan.c
+ * then made sure nothing else does) that takes its input so. */
+static int pooled_layout(const struct wf_exec *e, int pi) {
+    const struct wf_graph *g = &e->prog.g;
+    if (pi < 0 || pi + 1 >= g->n_fwd) return WF_LAYOUT_NCHW;
+    const struct wf_node *p = &g->n[pi], *c = p + 1;
+    if (p->op != WF_OP_MAXPOOL2D || p->backward || wf_exec_ptr(e, p->in[0]) || c->op != WF_OP_CONV2D || c->backward ||
+        c->in[0] != p->out[0] || handoff_layout(e, fused_relu(g, p) - 1) != WF_LAYOUT_NCHW16C)
+        return WF_LAYOUT_NCHW;
+    struct wf_conv2d_shape s;
+    conv_shape(g, c, &s);
+    return wf_conv2d_blocked_in_ok(&s) ? WF_LAYOUT_NCHW16C : WF_LAYOUT_NCHW;
 }
 
 #define P(v) ((float *)wf_exec_ptr(e, (v)))
@@ -143,7 +175,9 @@ static int run_forward(struct wf_exec *e, const struct wf_node *n) {
     case WF_OP_CONV2D: {
         struct wf_conv2d_shape s;
         conv_shape(g, n, &s);
-        wf_conv2d_forward(out, P(n->in[0]), P(n->in[1]), n->n_in > 2 ? P(n->in[2]) : NULL, &s, e->work);
+        const int i = (int)(n - g->n);
+        wf_conv2d_forward_ex(out, P(n->in[0]), P(n->in[1]), n->n_in > 2 ? P(n->in[2]) : NULL, &s, e->work,
+                             pooled_layout(e, i - 1), handoff_layout(e, i));
         break;
     }
     case WF_OP_MAXPOOL2D:
@@ -151,9 +185,11 @@ static int run_forward(struct wf_exec *e, const struct wf_node *n) {
         struct wf_pool2d_shape s;
         pool_shape(g, n, &s);
         const float *in = P(n->in[0]);
-        if (n->op == WF_OP_MAXPOOL2D && !in) /* relu fused in: pool relu's input */
-            wf_maxpool2d_relu_forward(out, PI(n->out[1]), P(fused_relu_input(g, n)), &s);
-        else if (n->op == WF_OP_MAXPOOL2D)
+        if (n->op == WF_OP_MAXPOOL2D && !in) { /* relu fused in: pool relu's input */
+            const int r = fused_relu(g, n);
+            wf_maxpool2d_relu_forward_ex(out, PI(n->out[1]), P(g->n[r].in[0]), &s, handoff_layout(e, r - 1),
+                                         pooled_layout(e, (int)(n - g->n)));
+        } else if (n->op == WF_OP_MAXPOOL2D)
             wf_maxpool2d_forward(out, PI(n->out[1]), in, &s);
         else
             wf_avgpool2d_forward(out, P(n->in[0]), &s);
@@ -276,8 +312,8 @@ static int run_backward(struct wf_exec *e, const struct wf_node *b) {
     case WF_OP_CONV2D: {
         struct wf_conv2d_shape s;
         conv_shape(g, f, &s);
-        wf_conv2d_backward(dx, P(b->out[1]), f->n_in > 2 ? P(b->out[2]) : NULL, dout, P(f->in[0]), P(f->in[1]), &s,
-                           e->work);
+        wf_conv2d_backward_ex(dx, P(b->out[1]), f->n_in > 2 ? P(b->out[2]) : NULL, P(b->in[0]), P(f->in[0]),
+                              P(f->in[1]), &s, e->work, pooled_layout(e, b->fwd - 1), handoff_layout(e, b->fwd));
         break;
     }
     case WF_OP_MAXPOOL2D:
@@ -285,7 +321,8 @@ static int run_backward(struct wf_exec *e, const struct wf_node *b) {
         struct wf_pool2d_shape s;
         pool_shape(g, f, &s);
         if (f->op == WF_OP_MAXPOOL2D && b->out[0] >= 0 && !dx) /* relu fused in: write relu's input gradient */
-            wf_maxpool2d_backward(P(b[1].out[0]), dout, PI(f->out[1]), &s);
+            wf_maxpool2d_backward_ex(P(b[1].out[0]), dout, PI(f->out[1]), &s, handoff_layout(e, b[1].fwd - 1),
+                                     pooled_layout(e, b->fwd));
         else if (f->op == WF_OP_MAXPOOL2D)
             wf_maxpool2d_backward(dx, dout, PI(f->out[1]), &s);
         else

@@ -21,8 +21,15 @@
  * A 1x1, stride 1, unpadded convolution needs no im2col: the input planes
  * are the columns, and it needs no scratch at all.
  *
+ * Activations can also come and go in NCHW16C (kernels.h), the layout
+ * oneDNN computes in: the executor hands them over so between a
+ * convolution and a fused relu + max pool. oneDNN then runs the same
+ * primitives without reordering them; the BLAS backend converts.
+ *
  * Pooling is direct loops; max pooling records the flat index h*W+w of each
- * maximum in its (n,c) plane for the backward.
+ * maximum in its (n,c) plane for the backward. The relu + max pool fusion
+ * (wf_maxpool2d_relu_forward) applies relu to each window value as it
+ * reads it; its NCHW16C kernels take 16 channels per vector.
  */
 #include <cblas.h>
 #if defined(__AVX512F__)
@@ -54,7 +61,6 @@
 
 static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc) {
-    wf_blas_threads_for(M, N, K);
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
                 B, ldb, beta, C, ldc);
 }
@@ -234,6 +240,52 @@ static void col2im_sample(float *dimg, const float *dcol, long ld, float *xp, co
             memcpy(dimg + ((long)c * H + h) * W, xp + ((long)c * p->Hx + h + pad) * p->Wx + pad, sizeof(float) * W);
 }
 
+/* One sample's (C, P) planes between NCHW and NCHW16C: the BLAS backend's
+ * side of the hand-over (only a fallback: oneDNN runs these ops). */
+static void to_blocked(float *restrict dst, const float *restrict src, int C, long P) {
+    for (int cb = 0; cb < C / 16; cb++)
+        for (long p = 0; p < P; p++)
+            for (int l = 0; l < 16; l++)
+                dst[((long)cb * P + p) * 16 + l] = src[((long)cb * 16 + l) * P + p];
+}
+
+static void from_blocked(float *restrict dst, const float *restrict src, int C, long P) {
+    for (int cb = 0; cb < C / 16; cb++)
+        for (int l = 0; l < 16; l++)
+            for (long p = 0; p < P; p++)
+                dst[((long)cb * 16 + l) * P + p] = src[((long)cb * P + p) * 16 + l];
+}
+
+/* the same for the N samples of x in place, through tmp (C*P floats) */
+static void batch_to_blocked(float *x, int N, int C, long P, float *tmp) {
+    for (int n = 0; n < N; n++) {
+        memcpy(tmp, x + n * C * P, sizeof(float) * (size_t)C * P);
+        to_blocked(x + n * C * P, tmp, C, P);
+    }
+}
+
+static void batch_from_blocked(float *x, int N, int C, long P, float *tmp) {
+    for (int n = 0; n < N; n++) {
+        memcpy(tmp, x + n * C * P, sizeof(float) * (size_t)C * P);
+        from_blocked(x + n * C * P, tmp, C, P);
+    }
+}
+
+/* The sample of inp the BLAS backend reads: inp itself, or with in_blk
+ * (NCHW16C) its NCHW copy in xs (C*H*W floats). */
+static const float *sample_in(const float *inp, int in_blk, float *xs, const struct wf_conv2d_shape *s) {
+    if (!in_blk) return inp;
+    from_blocked(xs, inp, s->C, (long)s->H * s->W);
+    return xs;
+}
+
+/* dinp's sample, just written in NCHW, to NCHW16C with in_blk (tmp: C*H*W floats) */
+static void sample_out(float *dinp, int in_blk, float *tmp, const struct wf_conv2d_shape *s) {
+    if (!in_blk) return;
+    memcpy(tmp, dinp, sizeof(float) * (size_t)s->C * s->H * s->W);
+    to_blocked(dinp, tmp, s->C, (long)s->H * s->W);
+}
+
 /* out (OC, P) += bias, per channel */
 static void add_bias(float *out, const float *bias, int OC, long P) {
     for (int oc = 0; oc < OC; oc++, out += P) {
@@ -243,13 +295,26 @@ static void add_bias(float *out, const float *bias, int OC, long P) {
     }
 }
 
+/* floats of the BLAS backend's scratch: the plan's, then xs (sample_in) */
+static long blas_scratch(const struct wf_conv2d_shape *s) {
+    if (conv_is_pointwise(s)) return 0;
+    struct conv_plan p;
+    conv_plan(&p, s);
+    return p.ncol + p.ntmp + p.nxp + p.ndwt;
+}
+
+static long blas_xs(const struct wf_conv2d_shape *s) { return s->C % 16 == 0 ? (long)s->C * s->H * s->W : 0; }
+
+/* in_blk: inp in NCHW16C, converted sample by sample */
 static void blas_forward(float *out, const float *inp, const float *w, const float *bias,
-                         const struct wf_conv2d_shape *s, float *work) {
+                         const struct wf_conv2d_shape *s, float *work, int in_blk) {
     const int OC = s->OC;
     const long P = (long)s->OH * s->OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
+    float *xs = work + blas_scratch(s);
     if (conv_is_pointwise(s)) {
         for (int n = 0; n < s->N; n++) {
-            sgemm(0, 0, OC, (int)P, s->C, 1.0f, w, s->C, inp + n * inp_n, (int)P, 0.0f, out + n * out_n, (int)P);
+            const float *x = sample_in(inp + n * inp_n, in_blk, xs, s);
+            sgemm(0, 0, OC, (int)P, s->C, 1.0f, w, s->C, x, (int)P, 0.0f, out + n * out_n, (int)P);
             if (bias) add_bias(out + n * out_n, bias, OC, P);
         }
         return;
@@ -262,7 +327,7 @@ static void blas_forward(float *out, const float *inp, const float *w, const flo
         const int nb = WF_MIN(p.nb, s->N - n0);
         const long ld = nb * P;
         for (int i = 0; i < nb; i++)
-            im2col_sample(col + i * P, ld, inp + (n0 + i) * inp_n, xp, s);
+            im2col_sample(col + i * P, ld, sample_in(inp + (n0 + i) * inp_n, in_blk, xs, s), xp, s);
         if (nb == 1) {
             sgemm(0, 0, OC, (int)P, K, 1.0f, w, K, col, (int)P, 0.0f, out + n0 * out_n, (int)P);
             if (bias) add_bias(out + n0 * out_n, bias, OC, P);
@@ -297,9 +362,11 @@ static double plane_sum(const float *x, long n) {
     return sum;
 }
 
-/* dinp, dw and dbias each nullable: only the others are computed */
+/* dinp, dw and dbias each nullable: only the others are computed; in_blk:
+ * inp and dinp in NCHW16C, converted sample by sample */
 static void blas_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                          const struct wf_conv2d_shape *s, float *work) {
+                          const struct wf_conv2d_shape *s, float *work, int in_blk) {
+    float *xs = work + blas_scratch(s);
     const int OC = s->OC, OH = s->OH, OW = s->OW;
     const long P = (long)OH * OW, inp_n = (long)s->C * s->H * s->W, out_n = OC * P;
     if (dbias) {
@@ -313,11 +380,14 @@ static void blas_backward(float *dinp, float *dw, float *dbias, const float *dou
     if (conv_is_pointwise(s)) {
         const int C = s->C;
         for (int n = 0; n < s->N; n++) {
-            const float *dout_n = dout + n * out_n, *inp_ = inp + n * inp_n;
+            const float *dout_n = dout + n * out_n, *inp_ = dw ? sample_in(inp + n * inp_n, in_blk, xs, s) : NULL;
             /* dw (OC,C) (+)= dout_n (OC,P) @ inp_n (C,P)^T */
             if (dw) sgemm(0, 1, OC, C, (int)P, 1.0f, dout_n, (int)P, inp_, (int)P, n ? 1.0f : 0.0f, dw, C);
             /* dinp_n (C,P) = w (OC,C)^T @ dout_n */
-            if (dinp) sgemm(1, 0, C, (int)P, OC, 1.0f, w, C, dout_n, (int)P, 0.0f, dinp + n * inp_n, (int)P);
+            if (dinp) {
+                sgemm(1, 0, C, (int)P, OC, 1.0f, w, C, dout_n, (int)P, 0.0f, dinp + n * inp_n, (int)P);
+                sample_out(dinp + n * inp_n, in_blk, xs, s);
+            }
         }
         return;
     }
@@ -331,7 +401,7 @@ static void blas_backward(float *dinp, float *dw, float *dbias, const float *dou
         const long ld = nb * P;
         if (dw)
             for (int i = 0; i < nb; i++)
-                im2col_sample(col + i * P, ld, inp + (n0 + i) * inp_n, xp, s);
+                im2col_sample(col + i * P, ld, sample_in(inp + (n0 + i) * inp_n, in_blk, xs, s), xp, s);
         const float *d = dout + n0 * out_n;
         if (nb > 1) {
             /* dout (nb, OC, P) -> tmp (OC, nb, P) */
@@ -363,8 +433,10 @@ static void blas_backward(float *dinp, float *dw, float *dbias, const float *dou
         /* dcol (K, nb*Q) = w (OC,K)^T @ d, overwriting col */
         sgemm(1, 0, K, (int)ldq, OC, 1.0f, w, K, d, (int)ldq, 0.0f, col, (int)ldq);
         const long q = p.wide ? p.Q : P; /* dcol columns per sample */
-        for (int i = 0; i < nb; i++)
+        for (int i = 0; i < nb; i++) {
             col2im_sample(dinp + (n0 + i) * inp_n, col + i * q, ldq, xp, &p, s);
+            sample_out(dinp + (n0 + i) * inp_n, in_blk, xs, s);
+        }
     }
     if (!dw) return;
     for (int oc = 0; oc < OC; oc++)
@@ -401,11 +473,17 @@ enum wf_conv_backend wf_conv_backend_get(void) {
  * 7.7 vs 11.8, backward-data 7.3 vs 14.8) and 2-3x at 2 (5.4 vs 13.1
  * forward): the per-sample GEMMs are too small for OpenBLAS to gain from a
  * second thread. With few input channels (conv1, 1 -> 32) the forward does
- * little arithmetic per output and reordering the output out of the
- * blocked layout costs more than the whole BLAS forward (1.9 vs 1.1 ms at
- * 1 thread, equal at 2), while backward-weights gains (1.6 vs 1.7 ms; 1.2
- * vs 2.0 at 2 threads). Pointwise convolutions need no im2col and stay on
- * BLAS, unmeasured against oneDNN. */
+ * little arithmetic per output, and most of its time on oneDNN goes to
+ * reordering the output out of the blocked layout: with the output handed
+ * over in that layout (WF_LAYOUT_NCHW16C, a conv feeding a fused relu +
+ * max pool) it takes 0.62 ms against 1.11 on BLAS at 1 thread, and with the
+ * reorder to NCHW 1.17 (min of 50). It runs on oneDNN either way: one
+ * backend per op whatever the layout, so that a pipeline cut that leaves
+ * the pair unfused changes no bit (DESIGN.md §4). Backward-weights gains
+ * too (1.6 vs 1.7 ms; 1.2 vs 2.0 at 2 threads); backward-data, unmeasured
+ * with so few channels, stays on BLAS. Pointwise convolutions need no
+ * im2col and stay on BLAS, unmeasured against oneDNN. Every op on oneDNN
+ * also has its nChw16c variant when OC is a multiple of 16. */
 int wf_conv_dnnl_ops(const struct wf_conv2d_shape *s) {
     if (conv_is_empty(s)) return 0;
     switch (wf_conv_backend_get()) {
@@ -414,32 +492,54 @@ int wf_conv_dnnl_ops(const struct wf_conv2d_shape *s) {
     default: break;
     }
     if (conv_is_pointwise(s) || s->OC < 16) return 0;
-    return s->C >= 16 ? WF_CONV_OP_ALL : WF_CONV_OP_BWD_WEIGHTS;
+    return s->C >= 16 ? WF_CONV_OP_ALL : WF_CONV_OP_FWD | WF_CONV_OP_BWD_WEIGHTS;
+}
+
+/* Hand-over in nChw16c only where oneDNN runs the ops that touch the
+ * tensor: the BLAS backend would have to convert (correct, but slower than
+ * NCHW). The output: the forward (it reads the gradient back too, but a
+ * first layer's backward-data is never needed); the input: all three. */
+int wf_conv2d_blocked_ok(const struct wf_conv2d_shape *s) {
+    return !conv_is_empty(s) && s->OC % 16 == 0 && (wf_conv_dnnl_ops(s) & WF_CONV_OP_FWD) && wf_conv_dnnl_available();
+}
+
+int wf_conv2d_blocked_in_ok(const struct wf_conv2d_shape *s) {
+    return !conv_is_empty(s) && s->C % 16 == 0 && wf_conv_dnnl_ops(s) == WF_CONV_OP_ALL && wf_conv_dnnl_available();
 }
 
 long wf_conv2d_workspace(const struct wf_conv2d_shape *s) {
     if (conv_is_empty(s)) return 0;
-    long n = 0;
-    if (!conv_is_pointwise(s)) {
-        struct conv_plan p;
-        conv_plan(&p, s);
-        n = p.ncol + p.ntmp + p.nxp + p.ndwt;
-    }
     /* the BLAS part stays: it is the fallback if oneDNN cannot run a call */
+    const long n = blas_scratch(s) + blas_xs(s);
+    /* oneDNN's nChw16c variants of an op need no more than its NCHW one */
     const int ops = wf_conv_dnnl_ops(s);
     const long d = ops ? wf_conv_dnnl_workspace(s, ops) : 0;
-    return WF_MAX(n, d);
+    /* a sample of the output, for converting it in place */
+    const long b = s->OC % 16 == 0 ? (long)s->OC * s->OH * s->OW : 0;
+    return WF_MAX(WF_MAX(n, d), b);
 }
 
 void wf_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, const struct wf_conv2d_shape *s,
                        float *work) {
+    wf_conv2d_forward_ex(out, inp, w, bias, s, work, WF_LAYOUT_NCHW, WF_LAYOUT_NCHW);
+}
+
+void wf_conv2d_forward_ex(float *out, const float *inp, const float *w, const float *bias,
+                          const struct wf_conv2d_shape *s, float *work, int in_layout, int out_layout) {
     if (conv_is_empty(s)) return;
-    if ((wf_conv_dnnl_ops(s) & WF_CONV_OP_FWD) && wf_conv_dnnl_forward(out, inp, w, bias, s, work) == 0) return;
-    blas_forward(out, inp, w, bias, s, work);
+    const int ib = in_layout == WF_LAYOUT_NCHW16C, ob = out_layout == WF_LAYOUT_NCHW16C;
+    if ((wf_conv_dnnl_ops(s) & WF_CONV_OP_FWD) && wf_conv_dnnl_forward(out, inp, w, bias, s, work, ib, ob) == 0) return;
+    blas_forward(out, inp, w, bias, s, work, ib);
+    if (ob) batch_to_blocked(out, s->N, s->OC, (long)s->OH * s->OW, work);
 }
 
 void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                         const struct wf_conv2d_shape *s, float *work) {
+    wf_conv2d_backward_ex(dinp, dw, dbias, (float *)dout, inp, w, s, work, WF_LAYOUT_NCHW, WF_LAYOUT_NCHW);
+}
+
+void wf_conv2d_backward_ex(float *dinp, float *dw, float *dbias, float *dout, const float *inp, const float *w,
+                           const struct wf_conv2d_shape *s, float *work, int in_layout, int out_layout) {
     if (conv_is_empty(s)) {
         memset(dw, 0, sizeof(float) * (size_t)s->OC * s->C * s->KH * s->KW);
         if (dbias) memset(dbias, 0, sizeof(float) * (size_t)s->OC);
@@ -447,10 +547,16 @@ void wf_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout,
         return;
     }
     const int ops = wf_conv_dnnl_ops(s);
-    if ((ops & WF_CONV_OP_BWD_WEIGHTS) && wf_conv_dnnl_backward_weights(dw, dbias, dout, inp, s, work) == 0)
+    const int ib = in_layout == WF_LAYOUT_NCHW16C, ob = out_layout == WF_LAYOUT_NCHW16C;
+    if ((ops & WF_CONV_OP_BWD_WEIGHTS) && wf_conv_dnnl_backward_weights(dw, dbias, dout, inp, s, work, ib, ob) == 0)
         dw = dbias = NULL;
-    if (dinp && (ops & WF_CONV_OP_BWD_DATA) && wf_conv_dnnl_backward_data(dinp, dout, w, s, work) == 0) dinp = NULL;
-    if (dw || dinp) blas_backward(dinp, dw, dbias, dout, inp, w, s, work);
+    if (dinp && (ops & WF_CONV_OP_BWD_DATA) && wf_conv_dnnl_backward_data(dinp, dout, w, s, work, ib, ob) == 0)
+        dinp = NULL;
+    if (!dw && !dinp) return;
+    /* the BLAS backend: dout, read by nothing after this node, is converted
+     * to NCHW in place; inp and dinp sample by sample */
+    if (ob) batch_from_blocked(dout, s->N, s->OC, (long)s->OH * s->OW, work);
+    blas_backward(dinp, dw, dbias, dout, inp, w, s, work, ib);
 }
 
 /* ---- pooling ---- */
@@ -560,8 +666,7 @@ static void maxpool22_row(float *restrict o, int32_t *restrict a, const float *r
  * that vectorize. Offsets are visited in row-major window order and only a
  * strictly greater value (or a NaN) replaces the best, so the first
  * maximum wins, as in PyTorch. relu: as maxpool22_row. */
-static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s,
-                             int relu) {
+static void maxpool_unpadded(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s, int relu) {
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, st = s->stride;
     const long planes = (long)s->N * s->C;
     for (long pl = 0; pl < planes; pl++) {
@@ -677,8 +782,8 @@ static void maxpool_tiled_backward(float *dinp, const float *dout, const int32_t
                     for (int dy = 0; dy < 2; dy++) {
                         const __m512i i_dy = _mm512_add_epi32(i, _mm512_set1_epi32(dy * W));
                         const __m512 e = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(av, i_dy), gv);
-                        const __m512 o =
-                            _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(av, _mm512_add_epi32(i_dy, _mm512_set1_epi32(1))), gv);
+                        const __m512 o = _mm512_maskz_mov_ps(
+                            _mm512_cmpeq_epi32_mask(av, _mm512_add_epi32(i_dy, _mm512_set1_epi32(1))), gv);
                         float *row = d + (long)(h0 + dy) * W + 2 * ow0;
                         _mm512_mask_storeu_ps(row, mlo, _mm512_permutex2var_ps(e, lo, o));
                         _mm512_mask_storeu_ps(row + 16, mhi, _mm512_permutex2var_ps(e, hi, o));
@@ -768,13 +873,206 @@ static void avgpool2d_backward_serial(float *dinp, const float *dout, const stru
     }
 }
 
+/* ---- max pooling on NCHW16C: each (sample, block of 16 channels) is a
+ * group (H, W, 16); the 16 channels of a window position are one vector,
+ * and the selects and comparisons, lane by lane, are those of the NCHW
+ * kernels above, in the same window order, so the results are the same
+ * bits. The pooled side (output, argmax, their gradient) is NCHW16C too,
+ * (OH, OW, 16) per group, or NCHW: then 16 windows at a time, in the order
+ * of the output plane, are transposed to or from the 16 planes (16x16 in
+ * registers with AVX-512). A pooled group: channel l of output j at
+ * l * ls + j * js from its start (NCHW: ls = OH*OW, js = 1; NCHW16C: 1, 16). */
+
+#if defined(__AVX512F__)
+/* r[i] lane j <- r[j] lane i */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int a = 0; a < 8; a++) {
+        t[2 * a] = _mm512_unpacklo_ps(r[2 * a], r[2 * a + 1]);
+        t[2 * a + 1] = _mm512_unpackhi_ps(r[2 * a], r[2 * a + 1]);
+    }
+    /* r[4b+c], 128-bit lane L: rows 4b..4b+3 of column 4L+c */
+    for (int b = 0; b < 4; b++) {
+        __m512d t0 = _mm512_castps_pd(t[4 * b]), t1 = _mm512_castps_pd(t[4 * b + 1]);
+        __m512d t2 = _mm512_castps_pd(t[4 * b + 2]), t3 = _mm512_castps_pd(t[4 * b + 3]);
+        r[4 * b] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        r[4 * b + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        r[4 * b + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        r[4 * b + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    /* then a 4x4 transpose of 128-bit lanes for each c */
+    for (int c = 0; c < 4; c++) {
+        const __m512 p0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), p1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
+        const __m512 q0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+        const __m512 q1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
+        t[c] = _mm512_shuffle_f32x4(p0, q0, 0x88);
+        t[4 + c] = _mm512_shuffle_f32x4(p0, q0, 0xdd);
+        t[8 + c] = _mm512_shuffle_f32x4(p1, q1, 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(p1, q1, 0xdd);
+    }
+    for (int i = 0; i < 16; i++)
+        r[i] = t[i];
+}
+
+static inline __m512 relu16(__m512 v) {
+    const __m512 zero = _mm512_setzero_ps();
+    return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+}
+
+static void maxpool_relu_blk_group(float *out, int32_t *argmax, long ls, const float *x,
+                                   const struct wf_pool2d_shape *s) {
+    const int W = s->W, OW = s->OW, k = s->k, st = s->stride, OHW = s->OH * s->OW;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < OHW; j0 += 16) {
+        const int nw = WF_MIN(16, OHW - j0);
+        __m512 b[16], bi[16];
+        for (int j = 0; j < 16; j++) {
+            if (j >= nw) {
+                b[j] = bi[j] = zero;
+                continue;
+            }
+            const int oh = (j0 + j) / OW, ow = (j0 + j) - oh * OW;
+            const int h0 = oh * st, w0 = ow * st, i0 = h0 * W + w0;
+            __m512 bj = relu16(_mm512_loadu_ps(x + (long)i0 * 16));
+            __m512i ij = _mm512_set1_epi32(i0);
+            for (int kh = 0; kh < k; kh++) {
+                for (int kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+                    const int i = (h0 + kh) * W + w0 + kw;
+                    const __m512 v = relu16(_mm512_loadu_ps(x + (long)i * 16));
+                    const __mmask16 c = _mm512_cmp_ps_mask(v, bj, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                    bj = _mm512_mask_mov_ps(bj, c, v);
+                    ij = _mm512_mask_mov_epi32(ij, c, _mm512_set1_epi32(i));
+                }
+            }
+            const __mmask16 pos = _mm512_cmp_ps_mask(bj, zero, _CMP_GT_OQ);
+            ij = _mm512_mask_mov_epi32(_mm512_sub_epi32(_mm512_set1_epi32(-1), ij), pos, ij);
+            b[j] = bj;
+            bi[j] = _mm512_castsi512_ps(ij);
+        }
+        if (ls == 1) { /* NCHW16C: window j is one vector */
+            for (int j = 0; j < nw; j++) {
+                _mm512_storeu_ps(out + (long)(j0 + j) * 16, b[j]);
+                _mm512_storeu_ps(argmax + (long)(j0 + j) * 16, bi[j]);
+            }
+            continue;
+        }
+        transpose16(b);
+        transpose16(bi);
+        const __mmask16 m = (__mmask16)((1u << nw) - 1);
+        for (int l = 0; l < 16; l++) {
+            _mm512_mask_storeu_ps(out + l * ls + j0, m, b[l]);
+            _mm512_mask_storeu_ps(argmax + l * ls + j0, m, bi[l]);
+        }
+    }
+}
+#else
+static void maxpool_relu_blk_group(float *out, int32_t *argmax, long ls, const float *x,
+                                   const struct wf_pool2d_shape *s) {
+    const int W = s->W, OW = s->OW, k = s->k, st = s->stride, OHW = s->OH * s->OW;
+    const long js = ls == 1 ? 16 : 1;
+    for (int j = 0; j < OHW; j++) {
+        const int oh = j / OW, ow = j - oh * OW;
+        const int h0 = oh * st, w0 = ow * st, i0 = h0 * W + w0;
+        float b[16];
+        int32_t bi[16];
+        for (int l = 0; l < 16; l++) {
+            b[l] = relu1(x[(long)i0 * 16 + l]);
+            bi[l] = i0;
+        }
+        for (int kh = 0; kh < k; kh++) {
+            for (int kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+                const int i = (h0 + kh) * W + w0 + kw;
+                for (int l = 0; l < 16; l++) {
+                    const float r = relu1(x[(long)i * 16 + l]);
+                    const int better = (r > b[l]) | (r != r);
+                    b[l] = better ? r : b[l];
+                    bi[l] = better ? i : bi[l];
+                }
+            }
+        }
+        for (int l = 0; l < 16; l++) {
+            out[l * ls + j * js] = b[l];
+            argmax[l * ls + j * js] = b[l] > 0.0f ? bi[l] : -1 - bi[l];
+        }
+    }
+}
+#endif
+
+/* d (H, W, 16) = the gradient of one group from its pooled side (ls as
+ * above) */
+static void maxpool_blk_group_backward(float *d, const float *dout, const int32_t *argmax, long ls,
+                                       const struct wf_pool2d_shape *s) {
+    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, k = s->k, OHW = OH * OW;
+    const long js = ls == 1 ? 16 : 1;
+    if (k != s->stride) {
+        /* overlapping windows: zero, then add in window order, lane by lane as NCHW planes */
+        memset(d, 0, sizeof(float) * (size_t)H * W * 16);
+        for (int l = 0; l < 16; l++)
+            for (long j = 0; j < OHW; j++) {
+                const int32_t a = argmax[l * ls + j * js];
+                if (a >= 0) d[(long)a * 16 + l] += dout[l * ls + j * js];
+            }
+        return;
+    }
+    /* tiled windows: every input written once, as maxpool_tiled_backward */
+#if defined(__AVX512F__)
+    const __m512 zero = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < OHW; j0 += 16) {
+        const int nw = WF_MIN(16, OHW - j0);
+        const __mmask16 m = (__mmask16)((1u << nw) - 1);
+        __m512 g[16], a[16];
+        if (ls == 1) {
+            for (int j = 0; j < nw; j++) {
+                g[j] = _mm512_add_ps(zero, _mm512_loadu_ps(dout + (long)(j0 + j) * 16));
+                a[j] = _mm512_loadu_ps(argmax + (long)(j0 + j) * 16);
+            }
+        } else {
+            for (int l = 0; l < 16; l++) {
+                g[l] = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(m, dout + l * ls + j0));
+                a[l] = _mm512_maskz_loadu_ps(m, argmax + l * ls + j0);
+            }
+            transpose16(g);
+            transpose16(a);
+        }
+        for (int j = 0; j < nw; j++) {
+            const int oh = (j0 + j) / OW, ow = (j0 + j) - oh * OW;
+            const __m512i aj = _mm512_castps_si512(a[j]);
+            for (int kh = 0; kh < k; kh++) {
+                const int i0 = (oh * k + kh) * W + ow * k;
+                for (int kw = 0; kw < k; kw++)
+                    _mm512_storeu_ps(
+                        d + (long)(i0 + kw) * 16,
+                        _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(aj, _mm512_set1_epi32(i0 + kw)), g[j]));
+            }
+        }
+    }
+#else
+    for (int j = 0; j < OHW; j++) {
+        const int oh = j / OW, ow = j - oh * OW;
+        for (int kh = 0; kh < k; kh++) {
+            const int i0 = (oh * k + kh) * W + ow * k;
+            for (int kw = 0; kw < k; kw++)
+                for (int l = 0; l < 16; l++)
+                    d[(long)(i0 + kw) * 16 + l] =
+                        argmax[l * ls + j * js] == i0 + kw ? 0.0f + dout[l * ls + j * js] : 0.0f;
+        }
+    }
+#endif
+    /* columns right of the last window */
+    for (int h = 0; h < OH * k && OW * k < W; h++)
+        memset(d + ((long)h * W + OW * k) * 16, 0, sizeof(float) * (size_t)(W - OW * k) * 16);
+    /* rows below the last window */
+    if (OH * k < H) memset(d + (long)OH * k * W * 16, 0, sizeof(float) * (size_t)(H - OH * k) * W * 16);
+}
+
 /* ---- pooling over the pool's threads: planes are independent, so each
  * thread takes a contiguous range of (n, c) planes; same bits for any count */
 
-enum { POOL_MAX_F, POOL_MAX_RELU_F, POOL_MAX_B, POOL_AVG_F, POOL_AVG_B };
+enum { POOL_MAX_F, POOL_MAX_RELU_F, POOL_MAX_B, POOL_AVG_F, POOL_AVG_B, POOL_MAX_RELU_F_BLK, POOL_MAX_B_BLK };
 
 struct pool_job {
     int kind;
+    int pooled_blk; /* the NCHW16C jobs: the pooled side in NCHW16C too */
     const struct wf_pool2d_shape *s;
     float *out;
     int32_t *argmax;
@@ -782,8 +1080,27 @@ struct pool_job {
     const int32_t *cargmax;
 };
 
+/* the NCHW16C jobs: [b, e) are groups (sample, block of 16 channels) */
+static void pool_chunk_blk(const struct pool_job *j, long b, long e) {
+    const struct wf_pool2d_shape *s = j->s;
+    const long HW = (long)s->H * s->W, OHW = (long)s->OH * s->OW, nb = s->C / 16;
+    for (long gi = b; gi < e; gi++) {
+        /* the pooled side: NCHW16C, or NCHW from the plane of the group's first channel */
+        const long po = j->pooled_blk ? gi * OHW * 16 : ((gi / nb) * s->C + (gi % nb) * 16) * OHW;
+        const long ls = j->pooled_blk ? 1 : OHW;
+        if (j->kind == POOL_MAX_RELU_F_BLK)
+            maxpool_relu_blk_group(j->out + po, j->argmax + po, ls, j->in + gi * HW * 16, s);
+        else
+            maxpool_blk_group_backward(j->out + gi * HW * 16, j->in + po, j->cargmax + po, ls, s);
+    }
+}
+
 static void pool_chunk(void *ctx, long b, long e) {
     const struct pool_job *j = ctx;
+    if (j->kind >= POOL_MAX_RELU_F_BLK) {
+        pool_chunk_blk(j, b, e);
+        return;
+    }
     struct wf_pool2d_shape s2 = *j->s;
     long HW = (long)s2.H * s2.W, OHW = (long)s2.OH * s2.OW;
     s2.N = 1;
@@ -799,30 +1116,49 @@ static void pool_chunk(void *ctx, long b, long e) {
 
 static void pool_run(const struct pool_job *j) {
     long planes = (long)j->s->N * j->s->C, hw = (long)j->s->H * j->s->W;
+    if (j->kind >= POOL_MAX_RELU_F_BLK) { /* groups of 16 planes */
+        planes /= 16;
+        hw *= 16;
+    }
     wf_parallel_for(planes, WF_MAX(1, 32768 / WF_MAX(hw, 1)), pool_chunk, (void *)j);
 }
 
 void wf_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
-    struct pool_job j = {POOL_MAX_F, s, out, argmax, inp, NULL};
+    struct pool_job j = {POOL_MAX_F, 0, s, out, argmax, inp, NULL};
     pool_run(&j);
 }
 
 void wf_maxpool2d_relu_forward(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s) {
-    struct pool_job j = {POOL_MAX_RELU_F, s, out, argmax, inp, NULL};
+    wf_maxpool2d_relu_forward_ex(out, argmax, inp, s, WF_LAYOUT_NCHW, WF_LAYOUT_NCHW);
+}
+
+void wf_maxpool2d_relu_forward_ex(float *out, int32_t *argmax, const float *inp, const struct wf_pool2d_shape *s,
+                                  int inp_layout, int out_layout) {
+    const int ib = inp_layout == WF_LAYOUT_NCHW16C;
+    struct pool_job j = {
+        ib ? POOL_MAX_RELU_F_BLK : POOL_MAX_RELU_F, ib && out_layout == WF_LAYOUT_NCHW16C, s, out, argmax, inp, NULL};
+    pool_run(&j);
+}
+
+void wf_maxpool2d_backward_ex(float *dinp, const float *dout, const int32_t *argmax, const struct wf_pool2d_shape *s,
+                              int dinp_layout, int dout_layout) {
+    const int ib = dinp_layout == WF_LAYOUT_NCHW16C;
+    struct pool_job j = {
+        ib ? POOL_MAX_B_BLK : POOL_MAX_B, ib && dout_layout == WF_LAYOUT_NCHW16C, s, dinp, NULL, dout, argmax};
     pool_run(&j);
 }
 
 void wf_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct wf_pool2d_shape *s) {
-    struct pool_job j = {POOL_MAX_B, s, dinp, NULL, dout, argmax};
+    struct pool_job j = {POOL_MAX_B, 0, s, dinp, NULL, dout, argmax};
     pool_run(&j);
 }
 
 void wf_avgpool2d_forward(float *out, const float *inp, const struct wf_pool2d_shape *s) {
-    struct pool_job j = {POOL_AVG_F, s, out, NULL, inp, NULL};
+    struct pool_job j = {POOL_AVG_F, 0, s, out, NULL, inp, NULL};
     pool_run(&j);
 }
 
 void wf_avgpool2d_backward(float *dinp, const float *dout, const struct wf_pool2d_shape *s) {
-    struct pool_job j = {POOL_AVG_B, s, dinp, NULL, dout, NULL};
+    struct pool_job j = {POOL_AVG_B, 0, s, dinp, NULL, dout, NULL};
     pool_run(&j);
 }

@@ -2,10 +2,13 @@
  * tensor layer: the oneDNN backend of 2-D convolution (forward,
  * backward-data, backward-weights with bias), behind wf_conv2d_* in conv.c.
  *
- * The caller's tensors are plain NCHW / OIHW. oneDNN's direct convolutions
- * run fastest on its blocked layouts (nChw16c, OIhw16i16o, ...), so each op
- * reorders its inputs into the weft workspace, runs, and reorders its
- * outputs back, in chunks of at most DNNL_CHUNK samples; the workspace also
+ * The caller's tensors are plain NCHW / OIHW, or activations in nChw16c
+ * (WF_LAYOUT_NCHW16C). oneDNN's direct convolutions run fastest on its
+ * blocked layouts (nChw16c, OIhw16i16o, ...), so each op reorders the
+ * inputs that are not in the layout it picked into the weft workspace,
+ * runs, and reorders such outputs back, in chunks of at most DNNL_CHUNK
+ * samples; each op has a variant per caller layout of src and dst, with
+ * the same primitive, so the same bits, and fewer reorders. The workspace also
  * holds the primitives' scratchpad (scratchpad mode "user"). Per call, weft
  * allocates nothing and oneDNN no tensors or scratch, only the small
  * argument map of each dnnl_primitive_execute (5 mallocs, measured).
@@ -25,13 +28,19 @@
  *
  * Loading: libdnnl.so.2 (Debian's libdnnl2, the 2.x C API) is opened with
  * dlopen on the first convolution, not linked. Debian builds it on OpenMP
- * (libgomp), whose idle threads by default spin for about a millisecond at
- * every barrier and after every parallel region: on two cores shared with
- * OpenBLAS's threads or other processes that made a training step up to 5x
- * slower than with one thread (measured). libgomp reads its wait policy
- * only when it loads, so unless the user set OMP_WAIT_POLICY or
+ * (libgomp), whose idle threads by default spin for 300000 rounds (~5 ms
+ * here, a pause each) at every barrier and after every parallel region: on
+ * two cores shared with OpenBLAS's threads or other processes that made a
+ * training step up to 5x slower than with one thread (measured). Not
+ * spinning at all costs too: every primitive (a reorder, the convolution)
+ * is a parallel region, and waking a sleeping thread for each made the
+ * CNN's 2-thread step ~7% slower than a spin of 1000 rounds, ~20 us (21.0
+ * against 19.6 ms, medians of 5 runs; 10000 rounds gave the same as 1000),
+ * which bridges the gaps between the primitives of one convolution but not
+ * the element-wise work between convolutions. libgomp reads its wait
+ * policy only when it loads, so unless the user set OMP_WAIT_POLICY or
  * GOMP_SPINCOUNT, or libgomp is already in the process, weft loads it with
- * OMP_WAIT_POLICY=PASSIVE (and removes the variable again). Without the
+ * GOMP_SPINCOUNT=1000 (and removes the variable again). Without the
  * library, convolution stays on BLAS.
  *
  * Threads: every call first sets OpenMP's thread count for the calling
@@ -120,7 +129,14 @@ struct dnnl_op {
     char impl[48];         /* oneDNN's implementation name */
 };
 
-enum { OP_FWD, OP_BWD_DATA, OP_BWD_WEIGHTS, OP_COUNT };
+/* The ops: the three base ops (WF_CONV_OP_* bits 0-2) in four variants
+ * each, by the caller's layout of src (and diff_src) and of dst (and
+ * diff_dst), NCHW or nChw16c (no reorder needed then): op OP_BASE * (src_blk
+ * + 2 * dst_blk) + base, bit 1 << op in the entries' masks. A variant needs
+ * no more work area than its NCHW op (fewer reorders, the same primitive),
+ * so the workspace reported for the NCHW ops covers it; it is created on
+ * first use. */
+enum { OP_FWD, OP_BWD_DATA, OP_BWD_WEIGHTS, OP_BASE, OP_COUNT = 4 * OP_BASE };
 
 struct dnnl_entry {
     struct wf_conv2d_shape s;
@@ -182,11 +198,11 @@ static int dnnl_load(void) {
     if (dnnl_loaded) return dnnl_loaded > 0 ? 0 : -1;
     dnnl_loaded = -1;
     void *gomp = dlopen("libgomp.so.1", RTLD_LAZY | RTLD_NOLOAD);
-    int passive = !gomp && !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT");
+    int short_spin = !gomp && !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT");
     if (gomp) dlclose(gomp);
-    if (passive) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    if (short_spin) setenv("GOMP_SPINCOUNT", "1000", 1);
     void *h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (passive) unsetenv("OMP_WAIT_POLICY");
+    if (short_spin) unsetenv("GOMP_SPINCOUNT");
     if (!h) {
         WF_LOGI("tensor", "onednn: %s; convolution runs on blas", dlerror());
         return -1;
@@ -210,7 +226,7 @@ static int dnnl_load(void) {
     }
     const dnnl_version_t *v = dl.dnnl_version();
     WF_LOGD("tensor", "onednn %d.%d.%d (%s) loaded, openmp wait policy %s", v->major, v->minor, v->patch, v->hash,
-            passive ? "passive" : "as the environment says");
+            short_spin ? "GOMP_SPINCOUNT=1000" : "as the environment says");
     dnnl_loaded = 1;
     return 0;
 }
@@ -329,8 +345,10 @@ static long bwdw_extra(const struct wf_conv2d_shape *s) {
  * its blocked ones for the direct convolution; the bias is always an
  * argument (zeros when the caller has none, a dbias nobody reads), so an op
  * has one primitive whatever the caller passes. */
-static dnnl_status_t entry_create_op(struct dnnl_entry *e, int op) {
+static dnnl_status_t entry_create_op(struct dnnl_entry *e, int op_index) {
     const struct wf_conv2d_shape *s = &e->s;
+    /* the base op, and the caller's layouts of src and dst */
+    const int op = op_index % OP_BASE, src_blk = (op_index / OP_BASE) & 1, dst_blk = op_index / OP_BASE / 2;
     dnnl_memory_desc_t src, wei, bia, dst, src_any, wei_any, dst_any;
     dnnl_dims_t sd = {s->N, s->C, s->H, s->W}, wd = {s->OC, s->C, s->KH, s->KW}, bd = {s->OC},
                 dd = {s->N, s->OC, s->OH, s->OW}, strides = {s->stride, s->stride}, pad_l = {s->pad, s->pad};
@@ -338,10 +356,12 @@ static dnnl_status_t entry_create_op(struct dnnl_entry *e, int op) {
     dnnl_dims_t pad_r = {(dnnl_dim_t)(s->OH - 1) * s->stride + s->KH - s->H - s->pad,
                          (dnnl_dim_t)(s->OW - 1) * s->stride + s->KW - s->W - s->pad};
     dnnl_status_t st;
-    if ((st = dl.dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_nchw)) != dnnl_success ||
+    if ((st = dl.dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, src_blk ? dnnl_aBcd16b : dnnl_nchw)) !=
+            dnnl_success ||
         (st = dl.dnnl_memory_desc_init_by_tag(&wei, 4, wd, dnnl_f32, dnnl_oihw)) != dnnl_success ||
         (st = dl.dnnl_memory_desc_init_by_tag(&bia, 1, bd, dnnl_f32, dnnl_x)) != dnnl_success ||
-        (st = dl.dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_nchw)) != dnnl_success ||
+        (st = dl.dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dst_blk ? dnnl_aBcd16b : dnnl_nchw)) !=
+            dnnl_success ||
         (st = dl.dnnl_memory_desc_init_by_tag(&src_any, 4, sd, dnnl_f32, dnnl_format_tag_any)) != dnnl_success ||
         (st = dl.dnnl_memory_desc_init_by_tag(&wei_any, 4, wd, dnnl_f32, dnnl_format_tag_any)) != dnnl_success ||
         (st = dl.dnnl_memory_desc_init_by_tag(&dst_any, 4, dd, dnnl_f32, dnnl_format_tag_any)) != dnnl_success)
@@ -357,7 +377,7 @@ static dnnl_status_t entry_create_op(struct dnnl_entry *e, int op) {
         const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
         const dnnl_memory_desc_t *mds[] = {&src, &wei, &bia, &dst};
         const int outs[] = {0, 0, 0, 1};
-        return op_create(&e->op[op], fpd, ids, mds, outs, 4, bias_floats);
+        return op_create(&e->op[op_index], fpd, ids, mds, outs, 4, bias_floats);
     }
     /* the backward ops take the forward's descriptor as a hint */
     if (op == OP_BWD_DATA)
@@ -373,12 +393,12 @@ static dnnl_status_t entry_create_op(struct dnnl_entry *e, int op) {
         const int ids[] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
         const dnnl_memory_desc_t *mds[] = {&dst, &wei, &src};
         const int outs[] = {0, 0, 1};
-        return op_create(&e->op[op], pd, ids, mds, outs, 3, 0);
+        return op_create(&e->op[op_index], pd, ids, mds, outs, 3, 0);
     }
     const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS};
     const dnnl_memory_desc_t *mds[] = {&src, &dst, &wei, &bia};
     const int outs[] = {0, 0, 1, 1};
-    return op_create(&e->op[op], pd, ids, mds, outs, 4, bwdw_extra(s));
+    return op_create(&e->op[op_index], pd, ids, mds, outs, 4, bwdw_extra(s));
 }
 
 static int engine_init(void) {
@@ -509,7 +529,9 @@ long wf_conv_dnnl_workspace(const struct wf_conv2d_shape *s, int ops) {
 }
 
 const char *wf_conv_dnnl_impl(const struct wf_conv2d_shape *s, int opbit) {
-    const int op = opbit == WF_CONV_OP_FWD ? OP_FWD : opbit == WF_CONV_OP_BWD_DATA ? OP_BWD_DATA : OP_BWD_WEIGHTS;
+    int op = 0;
+    while (op + 1 < OP_COUNT && !(opbit & (1 << op)))
+        op++;
     pthread_mutex_lock(&cache_mu);
     struct dnnl_entry *e = entry_get(s, 1 << op);
     const char *r = e && (e->ops & (1 << op)) ? e->op[op].impl : "";
@@ -575,12 +597,12 @@ static int dnnl_call(const struct wf_conv2d_shape *s, int op, void *const *ptrs,
             for (int i = 0; i < o->n; i++)
                 p[i] = (float *)ptrs[i] + n0 * step[i];
             float *dw_chunk = base + bias_floats, *db_chunk = dw_chunk + round_floats(sizeof(float) * (size_t)nw);
-            if (op == OP_BWD_WEIGHTS && n0 > 0) {
+            if (op % OP_BASE == OP_BWD_WEIGHTS && n0 > 0) {
                 p[2] = dw_chunk;
                 p[3] = db_chunk;
             }
             st = op_run(o, p, base);
-            if (st == dnnl_success && op == OP_BWD_WEIGHTS && n0 > 0) {
+            if (st == dnnl_success && op % OP_BASE == OP_BWD_WEIGHTS && n0 > 0) {
                 float *dw = ptrs[2], *db = ptrs[3];
                 for (long i = 0; i < nw; i++)
                     dw[i] += dw_chunk[i];
@@ -600,25 +622,30 @@ static int dnnl_call(const struct wf_conv2d_shape *s, int op, void *const *ptrs,
     return rc;
 }
 
+/* src_blk, dst_blk: src / diff_src, dst / diff_dst in nChw16c (the caller
+ * checked that C, OC are multiples of 16, so they are as large as NCHW and
+ * a sample still advances C*H*W, OC*OH*OW). */
+static int variant(int base, int src_blk, int dst_blk) { return base + OP_BASE * (src_blk + 2 * dst_blk); }
+
 int wf_conv_dnnl_forward(float *out, const float *inp, const float *w, const float *bias,
-                         const struct wf_conv2d_shape *s, float *work) {
+                         const struct wf_conv2d_shape *s, float *work, int src_blk, int dst_blk) {
     /* bias NULL: zeros at the start of the work area */
     void *ptrs[] = {(void *)inp, (void *)w, bias ? (void *)bias : align_work(work), out};
     const long step[] = {(long)s->C * s->H * s->W, 0, 0, (long)s->OC * s->OH * s->OW};
-    return dnnl_call(s, OP_FWD, ptrs, step, work, !bias);
+    return dnnl_call(s, variant(OP_FWD, src_blk, dst_blk), ptrs, step, work, !bias);
 }
 
 int wf_conv_dnnl_backward_data(float *dinp, const float *dout, const float *w, const struct wf_conv2d_shape *s,
-                               float *work) {
+                               float *work, int src_blk, int dst_blk) {
     void *ptrs[] = {(void *)dout, (void *)w, dinp};
     const long step[] = {(long)s->OC * s->OH * s->OW, 0, (long)s->C * s->H * s->W};
-    return dnnl_call(s, OP_BWD_DATA, ptrs, step, work, 0);
+    return dnnl_call(s, variant(OP_BWD_DATA, src_blk, dst_blk), ptrs, step, work, 0);
 }
 
 int wf_conv_dnnl_backward_weights(float *dw, float *dbias, const float *dout, const float *inp,
-                                  const struct wf_conv2d_shape *s, float *work) {
+                                  const struct wf_conv2d_shape *s, float *work, int src_blk, int dst_blk) {
     /* dbias NULL: computed into the start of the work area and dropped */
     void *ptrs[] = {(void *)inp, (void *)dout, dw, dbias ? dbias : (void *)align_work(work)};
     const long step[] = {(long)s->C * s->H * s->W, (long)s->OC * s->OH * s->OW, 0, 0};
-    return dnnl_call(s, OP_BWD_WEIGHTS, ptrs, step, work, 0);
+    return dnnl_call(s, variant(OP_BWD_WEIGHTS, src_blk, dst_blk), ptrs, step, work, 0);
 }

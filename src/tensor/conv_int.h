@@ -18,10 +18,6 @@ enum wf_conv_backend { WF_CONV_AUTO = 0, WF_CONV_BLAS = 1, WF_CONV_DNNL = 2 };
 /* ops, as a bit mask */
 enum { WF_CONV_OP_FWD = 1, WF_CONV_OP_BWD_DATA = 2, WF_CONV_OP_BWD_WEIGHTS = 4, WF_CONV_OP_ALL = 7 };
 
-/* blas.c: sets OpenBLAS's threads for an (M x K) @ (K x N) GEMM by the rule
- * there (one thread for small ones); every cblas call goes after it */
-void wf_blas_threads_for(long M, long N, long K);
-
 void wf_conv_backend_set(enum wf_conv_backend b);
 enum wf_conv_backend wf_conv_backend_get(void);
 /* the ops of shape s that run on oneDNN under the current backend */
@@ -39,14 +35,16 @@ int wf_conv_dnnl_ops(const struct wf_conv2d_shape *s);
 /* floats of scratch for the oneDNN ops in mask (0 if it cannot run them);
  * records the size so that calls can check their work is big enough */
 long wf_conv_dnnl_workspace(const struct wf_conv2d_shape *s, int ops);
+/* src_blk: inp / dinp in nChw16c (C a multiple of 16); dst_blk: out / dout
+ * in nChw16c (OC a multiple of 16) */
 int wf_conv_dnnl_forward(float *out, const float *inp, const float *w, const float *bias,
-                         const struct wf_conv2d_shape *s, float *work);
+                         const struct wf_conv2d_shape *s, float *work, int src_blk, int dst_blk);
 /* dinp (N,C,H,W) = conv_transpose(dout, w) */
 int wf_conv_dnnl_backward_data(float *dinp, const float *dout, const float *w, const struct wf_conv2d_shape *s,
-                               float *work);
+                               float *work, int src_blk, int dst_blk);
 /* dw (OC,C,KH,KW), dbias (OC) [nullable] */
 int wf_conv_dnnl_backward_weights(float *dw, float *dbias, const float *dout, const float *inp,
-                                  const struct wf_conv2d_shape *s, float *work);
+                                  const struct wf_conv2d_shape *s, float *work, int src_blk, int dst_blk);
 /* oneDNN's threads (OpenMP) for the calling thread, as wf_blas_set_threads */
 void wf_conv_dnnl_set_threads(int n);
 /* 1 if libdnnl.so.2 is loaded (loading it if need be), else 0 */
