@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "testutil.h"
 #include "weft/core.h"
 #include "weft/exec.h"
@@ -61,6 +63,25 @@ static const char *model_seq = "model seq\n"
                                "o = linear(pool, out=3)\n"
                                "loss = cross_entropy(o, y)\n"
                                "output loss\n";
+
+/* conv -> relu -> maxpool twice: the pattern the planner fuses (ReLU into the
+ * pool, oneDNN's blocked layout kept between conv and pool). Finite
+ * differences are meaningless across so many ReLU/max kinks; each op passes
+ * them alone (test_kernels_conv), and the fused program must give exactly
+ * the unfused program's bits. */
+static const char *model_convnet = "model convnet\n"
+                                   "input x : f32[B, 2, 8, 8]\n"
+                                   "input y : i32[B]\n"
+                                   "c1 = conv2d(x, out=16, kernel=3, pad=1)\n"
+                                   "r1 = relu(c1)\n"
+                                   "p1 = maxpool2d(r1, kernel=2)\n"
+                                   "c2 = conv2d(p1, out=16, kernel=3, pad=1)\n"
+                                   "r2 = relu(c2)\n"
+                                   "p2 = maxpool2d(r2, kernel=2)\n"
+                                   "f = flatten(p2)\n"
+                                   "o = linear(f, out=3)\n"
+                                   "loss = cross_entropy(o, y)\n"
+                                   "output loss\n";
 
 static void fill_inputs(struct wf_exec *e, uint64_t seed) {
     const struct wf_graph *g = &e->prog.g;
@@ -149,7 +170,44 @@ static void check_model(const char *name, const char *text, int batch) {
     wf_model_free(&m);
 }
 
+/* The fused program gives the same loss and gradient bits as the unfused one (WEFT_FUSE=0). */
+static void check_fusion_exact(const char *text, int batch) {
+    struct wf_model m;
+    CHECK(wf_model_parse(&m, "convnet.wf", text) == WF_OK);
+    float *grads[2] = {NULL, NULL};
+    float loss[2] = {0, 0};
+    int64_t np = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) setenv("WEFT_FUSE", "0", 1);
+        struct wf_exec e;
+        CHECK(wf_exec_init(&e, &m, batch, 1, NULL, NULL) == WF_OK);
+        np = e.prog.n_param_floats;
+        int r1 = wf_graph_find(&e.prog.g, "r1");
+        /* fused: the ReLU output gets no storage of its own */
+        CHECKF(r1 >= 0 && (e.prog.storage[r1] == WF_STORE_NONE) == !pass, "pass %d: r1 storage %d", pass,
+               r1 >= 0 ? e.prog.storage[r1] : -1);
+        e.params = wf_aalloc(sizeof(float) * (size_t)np);
+        e.grads = grads[pass] = wf_aalloc(sizeof(float) * (size_t)np);
+        struct wf_rng r;
+        wf_rng_init(&r, 3, 4);
+        for (int64_t i = 0; i < np; i++)
+            e.params[i] = 0.5f * wf_rng_normal(&r);
+        e.loss_scale = 1.0f / batch;
+        loss[pass] = (float)loss_of(&e);
+        CHECK(wf_exec_backward(&e) == WF_OK);
+        wf_afree(e.params);
+        wf_exec_free(&e);
+    }
+    unsetenv("WEFT_FUSE");
+    CHECKF(memcmp(&loss[0], &loss[1], sizeof(float)) == 0, "fused loss %.9g, unfused %.9g", loss[0], loss[1]);
+    CHECKF(memcmp(grads[0], grads[1], sizeof(float) * (size_t)np) == 0, "fused and unfused gradients differ");
+    wf_afree(grads[0]);
+    wf_afree(grads[1]);
+    wf_model_free(&m);
+}
+
 int main(void) {
+    check_fusion_exact(model_convnet, 4);
     check_model("allops.wf", model_all_ops, 3);
     check_model("seq.wf", model_seq, 2);
     return wf_test_done("test_autodiff_fd");
