@@ -38,6 +38,8 @@ enum wf_msg_type {
     WF_M_ABORT,           /* coordinator -> worker: text; the worker exits */
     WF_M_SHUTDOWN,        /* coordinator -> worker: exit now, nothing failed */
     WF_M_TRACE,           /* worker trace events, at the end */
+    WF_M_CLIP_PART,       /* stage replica 0 -> coordinator: per-parameter sums of squared gradients */
+    WF_M_CLIP,            /* coordinator -> worker: the step's global sum of squares */
     WF_M_SUBMIT = 130,    /* client -> coordinator: a job */
     WF_M_JOB_EVENT,       /* coordinator -> client: one progress line */
     WF_M_JOB_END,         /* coordinator -> client: status, text */
@@ -78,7 +80,7 @@ struct wf_msg {
     /* numbers of COMPILE_DONE, HEARTBEAT, STEP_LOSS, EVAL, STATE, DONE, SUBMIT, ACT, GRAD, JOB_END */
     int64_t step, epoch, epoch_step, status;
     uint32_t first, n, workers, pp, dp;
-    double seconds, compute_s, comm_s, idle_s, loss_sum;
+    double seconds, compute_s, comm_s, idle_s, loss_sum, value;
     uint64_t bytes, correct, count, nodes, max_live;
     double *vals;     /* STEP_LOSS: n losses */
     const void *data; /* STATE, ACT, GRAD, TRACE: bytes in the payload */

@@ -101,6 +101,11 @@ struct job {
         int finished;
     } * wstats;
     int quiet;
+    int *pidx;         /* per parameter: its index within its stage */
+    int *sparams;      /* per stage: parameters */
+    double *clip_vals; /* per parameter: this step's sum of squared gradients */
+    int64_t clip_step;
+    int clip_got;
     int reported;    /* job_finish has run */
     long steps_done; /* steps whose loss is in */
 };
@@ -198,6 +203,9 @@ static void job_free(struct job *jb) {
     wf_free(jb->pstage);
     wf_free(jb->poff);
     wf_free(jb->sfloats);
+    wf_free(jb->pidx);
+    wf_free(jb->sparams);
+    wf_free(jb->clip_vals);
     wf_partition_free(&jb->part);
     if (jb->metrics) fclose(jb->metrics);
     wf_free(jb->ckpt_path);
@@ -247,11 +255,6 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
                         "%d micro-batches cannot feed %d data-parallel replicas; use --micro-batches %d or more",
                         j->micro_batches, dp, dp);
     if (j->micro_batches > 256) return wf_error(WF_ERR_INVALID, "at most 256 micro-batches per step");
-    if (pp > 1 && j->clip_norm > 0)
-        return wf_error(WF_ERR_INVALID,
-                        "%s: clip_norm with more than one pipeline stage is not supported yet (the global norm "
-                        "spans stages); use --pp 1",
-                        j->path);
     char **auto_split = NULL;
     int n_split = j->n_split;
     char **split = j->split;
@@ -280,11 +283,15 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
     jb->pstage = wf_calloc((size_t)g->n_params + 1, sizeof(int));
     jb->poff = wf_calloc((size_t)g->n_params + 1, sizeof(int64_t));
     jb->sfloats = wf_calloc((size_t)jb->S, sizeof(int64_t));
+    jb->pidx = wf_calloc((size_t)g->n_params + 1, sizeof(int));
+    jb->sparams = wf_calloc((size_t)jb->S, sizeof(int));
+    jb->clip_vals = wf_calloc((size_t)g->n_params + 1, sizeof(double));
     jb->state_buf = wf_calloc((size_t)jb->S, sizeof(float *));
     jb->tr = wf_calloc((size_t)jb->n, sizeof *jb->tr);
     jb->ntr = wf_calloc((size_t)jb->n, sizeof(long));
     jb->wstats = wf_calloc((size_t)jb->n, sizeof *jb->wstats);
-    if (!jb->pstage || !jb->poff || !jb->sfloats || !jb->state_buf || !jb->tr || !jb->ntr || !jb->wstats)
+    if (!jb->pstage || !jb->poff || !jb->sfloats || !jb->pidx || !jb->sparams || !jb->clip_vals || !jb->state_buf ||
+        !jb->tr || !jb->ntr || !jb->wstats)
         return wf_error(WF_ERR_NOMEM, "out of memory");
     for (int i = 0; i < g->n_params; i++) {
         int pv = g->params[i];
@@ -293,6 +300,7 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
             for (int a = 0; a < g->n[ni].n_in; a++)
                 if (g->n[ni].in[a] == pv) jb->pstage[i] = jb->part.node_stage[ni];
         if (jb->pstage[i] < 0) jb->pstage[i] = 0;
+        jb->pidx[i] = jb->sparams[jb->pstage[i]]++;
         jb->poff[i] = jb->sfloats[jb->pstage[i]];
         jb->sfloats[jb->pstage[i]] += g->v[pv].numel;
     }
@@ -469,6 +477,32 @@ static void on_state(struct coord *co, struct job *jb, int w, const struct wf_ms
     if (wf_checkpoint_write(jb->ckpt_path, &cs) < 0) job_fail(jb, 1, "%s", wf_errmsg());
 }
 
+/* A stage's sums of squared gradients; with every stage's in, the global
+ * sum in parameter order (as one process adds it) goes to every worker. */
+static void on_clip_part(struct coord *co, struct job *jb, const struct wf_msg *m) {
+    int s = (int)m->first;
+    if (s < 0 || s >= jb->S || (int)m->n != jb->sparams[s]) {
+        job_fail(jb, 1, "a worker sent %u gradient norms for stage %d, which has %d parameters", m->n, s,
+                 s >= 0 && s < jb->S ? jb->sparams[s] : -1);
+        return;
+    }
+    if (m->step != jb->clip_step || jb->clip_got == 0) {
+        jb->clip_step = m->step;
+        jb->clip_got = 0;
+    }
+    const struct wf_graph *g = &jb->part.g;
+    for (int i = 0; i < g->n_params; i++)
+        if (jb->pstage[i] == s) jb->clip_vals[i] = m->vals[jb->pidx[i]];
+    if (++jb->clip_got < jb->S) return;
+    double ss = 0;
+    for (int i = 0; i < g->n_params; i++)
+        ss += jb->clip_vals[i];
+    jb->clip_got = 0;
+    struct wf_msg r = {.type = WF_M_CLIP, .step = m->step, .value = ss};
+    for (int w = 0; w < jb->n; w++)
+        if (co->nodes[jb->node[w]].used) wf_msg_send(&co->nodes[jb->node[w]].c, &r, CTL_TIMEOUT);
+}
+
 static void write_trace(struct coord *co, struct job *jb, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -547,6 +581,9 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
         break;
     case WF_M_STATE:
         if (w >= 0) on_state(co, jb, w, m);
+        break;
+    case WF_M_CLIP_PART:
+        if (w >= 0) on_clip_part(co, jb, m);
         break;
     case WF_M_TRACE:
         if (w >= 0 && !jb->tr[w] && m->nbytes % sizeof(struct wf_trace_ev) == 0) {

@@ -29,6 +29,8 @@ const char *wf_msg_name(int type) {
     case WF_M_ABORT: return "ABORT";
     case WF_M_SHUTDOWN: return "SHUTDOWN";
     case WF_M_TRACE: return "TRACE";
+    case WF_M_CLIP_PART: return "CLIP_PART";
+    case WF_M_CLIP: return "CLIP";
     case WF_M_SUBMIT: return "SUBMIT";
     case WF_M_JOB_EVENT: return "JOB_EVENT";
     case WF_M_JOB_END: return "JOB_END";
@@ -92,6 +94,11 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m) {
         wf_put_u64(b, (uint64_t)m->step);
         put_s(b, m->text);
         break;
+    case WF_M_CLIP:
+        wf_put_u64(b, (uint64_t)m->step);
+        wf_put_f64(b, m->value);
+        break;
+    case WF_M_CLIP_PART:
     case WF_M_STEP_LOSS:
         wf_put_u64(b, (uint64_t)m->step);
         wf_put_u32(b, m->first);
@@ -226,6 +233,11 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
         m->step = (int64_t)wf_get_u64(r);
         m->text = wf_get_str(r, 1024);
         break;
+    case WF_M_CLIP:
+        m->step = (int64_t)wf_get_u64(r);
+        m->value = wf_get_f64(r);
+        break;
+    case WF_M_CLIP_PART:
     case WF_M_STEP_LOSS:
         m->step = (int64_t)wf_get_u64(r);
         m->first = wf_get_u32(r);
@@ -236,7 +248,7 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
             break;
         }
         m->vals = wf_malloc(sizeof(double) * ((size_t)m->n + 1));
-        if (!m->vals) return wf_error(WF_ERR_NOMEM, "out of memory decoding STEP_LOSS");
+        if (!m->vals) return wf_error(WF_ERR_NOMEM, "out of memory decoding %s", wf_msg_name(m->type));
         for (uint32_t i = 0; i < m->n; i++)
             m->vals[i] = wf_get_f64(r);
         break;

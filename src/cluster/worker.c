@@ -276,6 +276,7 @@ struct stage {
     int submitted_hi; /* reducer: params [submitted_hi, n) are submitted (last micro-batch) */
     char *ready;      /* per parameter: final gradient of the last micro-batch accumulated */
     int reduce_rc;
+    double *clip_part; /* per parameter: sum of squared gradients */
 };
 
 static void trace(struct stage *st, int kind, int mb, double t0, double t1) {
@@ -305,6 +306,7 @@ static void stage_free(struct stage *st) {
     wf_free(st->losses);
     wf_free(st->tr);
     wf_free(st->ready);
+    wf_free(st->clip_part);
     wf_dataset_free(&st->train);
     wf_dataset_free(&st->test);
     wf_model_free(&st->model);
@@ -361,6 +363,7 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     if (slots >= 2) st->opt_b = wf_aalloc(pb);
     st->acc = wf_aalloc(sizeof(int64_t) * (size_t)(st->n_params + 1));
     st->ready = wf_calloc((size_t)st->ex.prog.g.n_params + 1, 1);
+    st->clip_part = wf_calloc((size_t)st->ex.prog.g.n_params + 1, sizeof(double));
     st->order = wf_malloc(sizeof(uint32_t) * (size_t)st->train.n);
     st->losses = wf_calloc((size_t)st->K + 1, sizeof(double));
     size_t chw = (size_t)st->train.c * st->train.h * st->train.w;
@@ -371,7 +374,7 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     if (st->nslots < 1) st->nslots = 1;
     st->arenas = wf_calloc((size_t)st->nslots, sizeof *st->arenas);
     if (!st->params || !st->grads || (slots >= 1 && !st->opt_a) || (slots >= 2 && !st->opt_b) || !st->acc ||
-        !st->ready || !st->order || !st->losses || !st->xs || !st->ys || !st->arenas)
+        !st->ready || !st->clip_part || !st->order || !st->losses || !st->xs || !st->ys || !st->arenas)
         return wf_error(WF_ERR_NOMEM, "out of memory for stage %d", st->s);
     st->arenas[0] = st->ex.arena;
     for (int i = 1; i < st->nslots; i++)
@@ -598,6 +601,46 @@ static void gather(struct stage *st, struct wf_exec *e, const struct wf_dataset 
     wf_dataset_gather(d, ids, B, x, y);
 }
 
+/* Gradient clipping by the global norm. Its sum of squares is formed
+ * parameter by parameter in the whole model's parameter order, as one
+ * process forms it: a single stage sums its own; with several stages each
+ * sends its parts and the coordinator adds them in that order. */
+static int clip(struct stage *st) {
+    const struct wf_graph *g = &st->ex.prog.g;
+    double *part = st->clip_part;
+    for (int i = 0; i < g->n_params; i++)
+        part[i] = wf_sumsq(st->grads + st->ex.prog.offset[g->params[i]], (long)g->v[g->params[i]].numel);
+    double ss = 0;
+    if (st->S == 1) {
+        for (int i = 0; i < g->n_params; i++)
+            ss += part[i];
+    } else {
+        int rc;
+        if (st->r == 0) {
+            struct wf_msg m = {.type = WF_M_CLIP_PART,
+                               .step = st->step,
+                               .first = (uint32_t)st->s,
+                               .n = (uint32_t)g->n_params,
+                               .vals = part};
+            if ((rc = ctl_send(st->ct, &m)) < 0) return rc;
+        }
+        ctl_doing(st->ct, st->step + 1, "waiting for the global gradient norm");
+        double t0 = wf_now();
+        struct wf_msg m;
+        ctl_next(st->ct, &m);
+        st->t_comm += wf_now() - t0;
+        int ok = m.type == WF_M_CLIP && m.step == st->step;
+        ss = m.value;
+        wf_msg_free(&m);
+        if (!ok)
+            return wf_error(WF_ERR_PEER, "the coordinator sent %s while the global norm of step %ld was due",
+                            wf_msg_name(m.type), st->step + 1);
+    }
+    double coef = st->job.clip_norm / (sqrt(ss) + 1e-6);
+    if (coef < 1.0) wf_scale(st->grads, (long)st->n_params, (float)coef);
+    return WF_OK;
+}
+
 static int stage_step(struct stage *st) {
     const struct wf_job *j = &st->job;
     int mb = j->batch / st->K;
@@ -689,6 +732,7 @@ static int stage_step(struct stage *st) {
         for (int64_t i = 0; i < st->n_params; i++)
             st->grads[i] = (float)((double)st->acc[i] * inv);
     }
+    if (j->clip_norm > 0 && (rc = clip(st)) < 0) return rc;
     double lr = wf_lr_at(j, st->step, st->steps_per_epoch * j->epochs);
     if (st->train_bwd)
         for (int i = 0; i < g->n_params; i++)

@@ -284,7 +284,13 @@ static void optimizer_step(struct wf_trainer *t, double lr) {
     const struct wf_job *j = &t->job;
     const struct wf_graph *g = &t->ex.prog.g;
     if (j->clip_norm > 0) {
-        double ss = wf_sumsq(t->grads, (long)t->n_params);
+        /* parameter by parameter, in parameter order: the sum a pipeline's
+         * coordinator forms from its stages' parts (cluster layer) */
+        double ss = 0;
+        for (int i = 0; i < g->n_params; i++) {
+            const struct wf_value *v = &g->v[g->params[i]];
+            ss += wf_sumsq(t->grads + t->ex.prog.offset[g->params[i]], (long)v->numel);
+        }
         double norm = sqrt(ss);
         double coef = j->clip_norm / (norm + 1e-6);
         if (coef < 1.0) wf_scale(t->grads, (long)t->n_params, (float)coef);

@@ -62,6 +62,34 @@ check "pp=4 dp=1 gpipe byte-identical" layout 4 4 1 gpipe
 check "pp=1 dp=3 byte-identical" layout 3 1 3 1f1b
 check "pp=3 dp=1 1f1b byte-identical" layout 3 3 1 1f1b
 
+# clipping by the global norm across stages (the coordinator adds the stages' parts in
+# parameter order), with AdamW, dropout and skip connections
+cat >"$tmp/clip.job" <<EOF2
+model = $SRC/examples/resmlp.wf
+data = $DATA
+epochs = 1
+max_steps = 12
+batch = 32
+micro_batches = 4
+seed = 5
+optimizer = adamw
+lr = 0.003
+weight_decay = 0.01
+clip_norm = 0.5
+threads = 1
+out = $tmp/clip
+EOF2
+timeout 120 "$WEFT" train "$tmp/clip.job" --quiet >/dev/null 2>&1
+clip_layout() { # workers pp dp schedule
+  local name="clip-w$1-pp$2-dp$3-$4"
+  sed "s#^out = .*#out = $tmp/$name#" "$tmp/clip.job" >"$tmp/$name.job"
+  timeout 120 "$WEFT" run "$tmp/$name.job" --workers "$1" --pp "$2" --dp "$3" --schedule "$4" --quiet \
+    >"$tmp/$name.log" 2>&1 || { tail -5 "$tmp/$name.log"; return 1; }
+  cmp -s "$tmp/clip/checkpoint.safetensors" "$tmp/$name/checkpoint.safetensors"
+}
+check "clip_norm, pp=2 dp=2 byte-identical" clip_layout 4 2 2 1f1b
+check "clip_norm, pp=3 dp=1 gpipe byte-identical" clip_layout 3 3 1 gpipe
+
 # explicit split points in the job; one that does not cut the graph is refused
 write_job "$tmp/split.job" "$tmp/split" "split = [p1]"
 check "split = [p1] byte-identical" bash -c "timeout 120 '$WEFT' run '$tmp/split.job' --workers 2 --quiet >/dev/null 2>&1 && cmp -s '$ref' '$tmp/split/checkpoint.safetensors'"
