@@ -276,7 +276,8 @@ struct stage {
     int submitted_hi; /* reducer: params [submitted_hi, n) are submitted (last micro-batch) */
     char *ready;      /* per parameter: final gradient of the last micro-batch accumulated */
     int reduce_rc;
-    double *clip_part; /* per parameter: sum of squared gradients */
+    int acc_first, acc_last; /* the backward running is the step's first / last micro-batch here */
+    double *clip_part;       /* per parameter: sum of squared gradients */
 };
 
 static void trace(struct stage *st, int kind, int mb, double t0, double t1) {
@@ -550,20 +551,24 @@ static int fixed_add(struct stage *st, int64_t off, int64_t n, int first) {
     return WF_OK;
 }
 
-/* Last micro-batch of a data-parallel step: as each parameter's gradient
- * becomes final, add it to the exact sum, and hand finished tails of the
- * flat vector to the reducer while the backward goes on. */
-static void on_last_node(void *ud, int node) {
+/* After each node of a backward: every parameter gradient it finished is
+ * added to the exact sum at once, while it is still in cache. On the last
+ * micro-batch of a data-parallel step, finished tails of the flat vector go
+ * to the reducer while the backward goes on. */
+static void on_bwd_node(void *ud, int node) {
     struct stage *st = ud;
     const struct wf_graph *g = &st->ex.prog.g;
+    int any = 0;
     for (int i = 0; i < g->n_params; i++) {
         int gv = g->v[g->params[i]].grad;
         if (gv < 0 || g->v[gv].producer != node) continue;
         int64_t off = st->ex.prog.offset[g->params[i]];
-        int rc = fixed_add(st, off, (int64_t)g->v[g->params[i]].numel, st->nk == 1);
+        int rc = fixed_add(st, off, (int64_t)g->v[g->params[i]].numel, st->acc_first);
         if (rc < 0 && !st->reduce_rc) st->reduce_rc = rc;
         st->ready[i] = 1;
+        any = 1;
     }
+    if (!any || !st->red || !st->acc_last) return;
     int lo = st->submitted_hi;
     while (lo > 0 && (st->ready[lo - 1] || g->v[g->params[lo - 1]].grad < 0))
         lo--;
@@ -655,11 +660,10 @@ static int stage_step(struct stage *st) {
     int in_v = value_of(&st->ex, st->in_name), out_v = value_of(&st->ex, st->out_name);
     int live = 0, rc = WF_OK;
     int quant = st->K > 1;
+    st->reduce_rc = 0;
     if (st->red) {
         wf_reducer_begin(st->red);
-        memset(st->ready, 0, (size_t)g->n_params);
         st->submitted_hi = g->n_params;
-        st->reduce_rc = 0;
     }
     for (int e = 0; e < nev && rc == WF_OK; e++) {
         int jm = ev[e].mb, kg = st->k0 + jm;
@@ -686,14 +690,16 @@ static int stage_step(struct stage *st) {
             }
         } else {
             ctl_doing(st->ct, st->step + 1, "backward of micro-batch %d", kg);
+            memset(st->ready, 0, (size_t)g->n_params);
             live--;
             if (!st->train_bwd) continue;
             if (st->has_next && g->seed_grad >= 0 &&
                 (rc = recv_tensor(st, &st->next, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->seed_grad),
                                   (size_t)g->v[g->seed_grad].numel)) < 0)
                 break;
-            int last = jm == st->nk - 1;
-            st->ex.node_done = st->red && last ? on_last_node : NULL;
+            st->acc_first = jm == 0;
+            st->acc_last = jm == st->nk - 1;
+            st->ex.node_done = quant ? on_bwd_node : NULL;
             st->ex.node_done_ud = st;
             double t0 = wf_now();
             if ((rc = wf_exec_backward(&st->ex)) < 0) break;
@@ -706,11 +712,9 @@ static int stage_step(struct stage *st) {
                 trace(st, TR_SEND, kg, t1, wf_now());
                 if (rc < 0) break;
             }
-            if (quant && !(st->red && last)) {
-                double a0 = wf_now();
-                rc = fixed_add(st, 0, st->n_params, jm == 0);
-                st->t_compute += wf_now() - a0;
-                trace(st, TR_OPT, kg, a0, wf_now());
+            if (st->reduce_rc) {
+                rc = st->reduce_rc;
+                break;
             }
         }
     }
