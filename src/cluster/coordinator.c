@@ -243,8 +243,7 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
     if (j->n_split && pp != j->n_split + 1)
         return wf_error(WF_ERR_INVALID, "%s: %d split points make %d stages, but --pp is %d", j->path, j->n_split,
                         j->n_split + 1, pp);
-    int dp = o->dp > 0 ? o->dp : (o->workers > 0 && o->pp <= 0 && !j->n_split ? o->workers / pp : j->dp);
-    if (o->dp <= 0 && o->workers > 0) dp = o->workers / pp;
+    int dp = o->dp > 0 ? o->dp : o->workers > 0 ? o->workers / pp : j->dp;
     if (dp < 1) dp = 1;
     if (o->workers > 0 && o->workers != pp * dp)
         return wf_error(WF_ERR_INVALID, "--workers %d does not match --pp %d x --dp %d = %d", o->workers, pp, dp,
@@ -883,7 +882,6 @@ int wf_coordinator(const struct wf_coord_opts *o) {
         }
         if (!o->run && wf_coord_interrupted) finished = 1;
         if (o->run && jb->state == J_FAILED) finished = 1;
-        (void)job_fail;
     }
     /* tell every worker still connected to go */
     struct wf_msg bye = {.type = WF_M_SHUTDOWN};
