@@ -52,13 +52,13 @@ uint32_t wf_crc32(uint32_t crc, const void *data, size_t n);
 
 /* ---- connections ---- */
 struct wf_conn {
-    int fd;          /* non-blocking socket, -1 when closed */
-    char name[96];   /* "worker 2 (127.0.0.1:40211)": used in every message about it */
-    uint32_t max_len;/* payload limit for wf_recv (default WF_FRAME_MAX_DEFAULT) */
-    uint8_t *rbuf;   /* receive buffer (owned, grows to the largest frame) */
+    int fd;           /* non-blocking socket, -1 when closed */
+    char name[96];    /* "worker 2 (127.0.0.1:40211)": used in every message about it */
+    uint32_t max_len; /* payload limit for wf_recv (default WF_FRAME_MAX_DEFAULT) */
+    uint8_t *rbuf;    /* receive buffer (owned, grows to the largest frame) */
     size_t rcap;
     uint64_t bytes_sent, bytes_recv;
-    size_t rgot;     /* bytes of the frame in progress already in rbuf: a timed-out wf_recv resumes there */
+    size_t rgot; /* bytes of the frame in progress already in rbuf: a timed-out wf_recv resumes there */
 };
 
 /* Listens on host:port (port 0 = any free port); *port_out gets the port. */

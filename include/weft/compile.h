@@ -49,11 +49,11 @@ void wf_program_free(struct wf_program *p);
 
 /* ---- pipeline partitioning (partition.c) ---- */
 struct wf_stage_spec {
-    char *model_text; /* the stage's sub-model, canonical model syntax (the wire format) */
-    char *in;         /* split tensor received from the previous stage; NULL for stage 0 */
-    int in_grad;      /* its gradient is sent back */
-    char *out;        /* split tensor sent to the next stage; NULL for the last */
-    int out_grad;     /* its gradient comes back */
+    char *model_text;              /* the stage's sub-model, canonical model syntax (the wire format) */
+    char *in;                      /* split tensor received from the previous stage; NULL for stage 0 */
+    int in_grad;                   /* its gradient is sent back */
+    char *out;                     /* split tensor sent to the next stage; NULL for the last */
+    int out_grad;                  /* its gradient comes back */
     int64_t in_floats, out_floats; /* per sample */
     int n_layers, n_params;
     int64_t param_floats;
@@ -62,8 +62,8 @@ struct wf_stage_spec {
 struct wf_partition {
     int n_stages;
     struct wf_stage_spec *st;
-    struct wf_graph g; /* the logical graph (B = 2) with its backward */
-    int *node_stage;   /* per node of g, forward and backward */
+    struct wf_graph g;     /* the logical graph (B = 2) with its backward */
+    int *node_stage;       /* per node of g, forward and backward */
     char *x_name, *y_name; /* inputs fed from the dataset ("" if none) */
 };
 /* Cuts model m at the split tensors, in order (none: one stage). Errors

@@ -80,13 +80,26 @@ struct wf_ckpt_state {
     const struct wf_job *job;
     const char *model_text; /* canonical model text */
     const struct wf_graph *g;
-    const float *const *param; /* per parameter i of g->params */
+    const float *const *param;                /* per parameter i of g->params */
     const float *const *opt_a, *const *opt_b; /* NULL when the optimizer has no such slot */
     long step;
     int epoch;
     long epoch_step;
 };
 int wf_checkpoint_write(const char *path, const struct wf_ckpt_state *cs);
+
+/* Optimizer state slots per parameter: 0 (plain SGD), 1 (momentum), 2 (Adam). */
+int wf_opt_slots(const struct wf_job *j);
+/* Cross-entropy scale of a micro-batch program: 1 / (rows x K), the mean over the step. */
+float wf_loss_scale(const struct wf_graph *g, int K);
+/* Exact gradient sums (DESIGN.md §4 rule 3): acc = (first ? 0 : acc) + g x 2^WF_GRAD_FIXED_SHIFT
+ * as int64; K bounds the values so K sums cannot overflow. Fails naming element base + i
+ * if one is non-finite or too large. */
+int wf_fixed_add(int64_t *acc, const float *g, int64_t n, int K, int first, int64_t base);
+void wf_fixed_to_float(float *g, const int64_t *acc, int64_t n);
+/* One parameter's optimizer update (a, b: its state slots, NULL where the optimizer has none). */
+void wf_update_param(const struct wf_job *j, float *p, const float *g, float *a, float *b, long n, double lr,
+                     long step);
 
 /* A parameter's initial values: a pure function of (seed, its name, its init). */
 void wf_init_param(const struct wf_value *v, float *p, uint64_t seed);

@@ -199,46 +199,28 @@ static int client_setup(const char *cmd, struct common *c, struct wf_token *tok,
     return 0;
 }
 
-int cmd_worker(int argc, char **argv) {
+/* weft worker / submit / status: processes that join a running coordinator. */
+static int join_cmd(const char *cmd, int argc, char **argv) {
     struct common c;
-    int r = parse_common("worker", argc, argv, &c);
+    int r = parse_common(cmd, argc, argv, &c);
     if (r) return r < 0 ? 2 : 0;
-    struct wf_token tok;
-    char *host;
-    int port;
-    if (client_setup("worker", &c, &tok, &host, &port) < 0) return 1;
-    int rc = wf_worker(host, port, &tok, c.once);
-    wf_free(host);
-    return rc < 0 ? wf_cli_fail("worker") : 0;
-}
-
-int cmd_submit(int argc, char **argv) {
-    struct common c;
-    int r = parse_common("submit", argc, argv, &c);
-    if (r) return r < 0 ? 2 : 0;
-    if (!c.job) {
+    int submit = !strcmp(cmd, "submit");
+    if (submit && !c.job) {
         usage_cluster(stderr);
         return 2;
     }
     struct wf_token tok;
     char *host;
     int port;
-    if (client_setup("submit", &c, &tok, &host, &port) < 0) return 1;
+    if (client_setup(cmd, &c, &tok, &host, &port) < 0) return 1;
     c.o.job_path = c.job;
-    int rc = wf_submit(host, port, &tok, &c.o);
+    int rc = !strcmp(cmd, "worker") ? wf_worker(host, port, &tok, c.once)
+             : submit               ? wf_submit(host, port, &tok, &c.o)
+                                    : wf_status(host, port, &tok);
     wf_free(host);
-    return rc < 0 ? wf_cli_fail("submit") : 0;
+    return rc < 0 ? wf_cli_fail(cmd) : 0;
 }
 
-int cmd_status(int argc, char **argv) {
-    struct common c;
-    int r = parse_common("status", argc, argv, &c);
-    if (r) return r < 0 ? 2 : 0;
-    struct wf_token tok;
-    char *host;
-    int port;
-    if (client_setup("status", &c, &tok, &host, &port) < 0) return 1;
-    int rc = wf_status(host, port, &tok);
-    wf_free(host);
-    return rc < 0 ? wf_cli_fail("status") : 0;
-}
+int cmd_worker(int argc, char **argv) { return join_cmd("worker", argc, argv); }
+int cmd_submit(int argc, char **argv) { return join_cmd("submit", argc, argv); }
+int cmd_status(int argc, char **argv) { return join_cmd("status", argc, argv); }

@@ -357,6 +357,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 2, argv + 2);
     if (!strcmp(cmd, "submit")) return cmd_submit(argc - 2, argv + 2);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 2, argv + 2);
-    fprintf(stderr, "weft: error: unknown command '%s' (commands: train, eval, check, run, coordinator, worker, submit, status; see weft --help)\n", cmd);
+    fprintf(stderr,
+            "weft: error: unknown command '%s' (commands: train, eval, check, run, coordinator, worker, submit, "
+            "status; see weft --help)\n",
+            cmd);
     return 2;
 }

@@ -276,7 +276,7 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
     jb->sched = o->schedule >= 0 ? o->schedule : (j->pipeline && !strcmp(j->pipeline, "gpipe"));
     jb->threads = j->threads;
     jb->trace = o->trace != NULL;
-    jb->slots = j->optimizer == WF_OPT_SGD ? (j->momentum > 0) : 2;
+    jb->slots = wf_opt_slots(j);
     /* where each parameter lives: its stage and offset there */
     const struct wf_graph *g = &jb->part.g;
     jb->pstage = wf_calloc((size_t)g->n_params + 1, sizeof(int));

@@ -359,7 +359,7 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     size_t pb = sizeof(float) * (size_t)(st->n_params + 1);
     st->params = wf_aalloc(pb);
     st->grads = wf_aalloc(pb);
-    int slots = j->optimizer == WF_OPT_SGD ? (j->momentum > 0) : 2;
+    int slots = wf_opt_slots(j);
     if (slots >= 1) st->opt_a = wf_aalloc(pb);
     if (slots >= 2) st->opt_b = wf_aalloc(pb);
     st->acc = wf_aalloc(sizeof(int64_t) * (size_t)(st->n_params + 1));
@@ -384,11 +384,7 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     st->ex.params = st->params;
     st->ex.grads = st->grads;
     const struct wf_graph *g = &st->ex.prog.g;
-    st->ex.loss_scale = 1.0f / (float)((double)mb * st->K);
-    if (g->loss >= 0 && g->logits >= 0) {
-        const struct wf_value *lg = &g->v[g->logits];
-        st->ex.loss_scale = (float)(1.0 / ((double)(lg->numel / lg->shape[lg->ndim - 1]) * st->K));
-    }
+    st->ex.loss_scale = wf_loss_scale(g, st->K);
     /* eval: replica 0 of each stage runs the test set through the pipeline */
     if ((rc = wf_exec_init_stage(&st->eval, &st->model, eb, 0, NULL, st->params, NULL)) < 0) return rc;
     if (st->test.n % eb) {
@@ -526,29 +522,7 @@ static int recv_tensor(struct stage *st, struct wf_conn *c, int type, int64_t st
 }
 
 static int fixed_add(struct stage *st, int64_t off, int64_t n, int first) {
-    const double scale = (double)(1ull << WF_GRAD_FIXED_SHIFT), lim = 4.6e18 / st->K;
-    const float *g = st->grads + off;
-    int64_t *a = st->acc + off;
-    int bad = 0;
-    /* one branch-free pass (it vectorizes); the rare bad element is found afterwards */
-    if (first)
-        for (int64_t i = 0; i < n; i++) {
-            double x = (double)g[i] * scale;
-            bad |= !(fabs(x) < lim);
-            a[i] = (int64_t)x;
-        }
-    else
-        for (int64_t i = 0; i < n; i++) {
-            double x = (double)g[i] * scale;
-            bad |= !(fabs(x) < lim);
-            a[i] += (int64_t)x;
-        }
-    if (bad)
-        for (int64_t i = 0; i < n; i++)
-            if (!(fabs((double)g[i] * scale) < lim))
-                return wf_error(WF_ERR_RANGE, "gradient element %lld is %g: non-finite or too large to sum exactly",
-                                (long long)(off + i), (double)g[i]);
-    return WF_OK;
+    return wf_fixed_add(st->acc + off, st->grads + off, n, st->K, first, off);
 }
 
 /* After each node of a backward: every parameter gradient it finished is
@@ -582,19 +556,12 @@ static void on_bwd_node(void *ud, int node) {
 }
 
 static void update_param(struct stage *st, int i, double lr) {
-    const struct wf_job *j = &st->job;
     const struct wf_graph *g = &st->ex.prog.g;
     const struct wf_value *v = &g->v[g->params[i]];
     if (v->grad < 0) return;
     int64_t off = st->ex.prog.offset[g->params[i]];
-    long n = (long)v->numel;
-    float *p = st->params + off, *gr = st->grads + off;
-    if (j->optimizer == WF_OPT_SGD)
-        wf_sgd_update(p, gr, st->opt_a ? st->opt_a + off : NULL, n, (float)lr, (float)j->momentum,
-                      (float)j->weight_decay, j->nesterov, st->step + 1);
-    else
-        wf_adam_update(p, gr, st->opt_a + off, st->opt_b + off, n, (float)lr, (float)j->beta1, (float)j->beta2,
-                       (float)j->eps, (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, st->step + 1);
+    wf_update_param(&st->job, st->params + off, st->grads + off, st->opt_a ? st->opt_a + off : NULL,
+                    st->opt_b ? st->opt_b + off : NULL, (long)v->numel, lr, st->step + 1);
 }
 
 /* Fills the stage's data inputs (a stage may have the images, the labels, both or neither). */
@@ -731,11 +698,7 @@ static int stage_step(struct stage *st) {
         if (rc < 0) return rc;
     }
     double t0 = wf_now();
-    if (quant) {
-        const double inv = 1.0 / (double)(1ull << WF_GRAD_FIXED_SHIFT);
-        for (int64_t i = 0; i < st->n_params; i++)
-            st->grads[i] = (float)((double)st->acc[i] * inv);
-    }
+    if (quant) wf_fixed_to_float(st->grads, st->acc, st->n_params);
     if (j->clip_norm > 0 && (rc = clip(st)) < 0) return rc;
     double lr = wf_lr_at(j, st->step, st->steps_per_epoch * j->epochs);
     if (st->train_bwd)

@@ -191,16 +191,6 @@ void wf_partition_free(struct wf_partition *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* The inputs fed from the dataset: first f32 input and first i32 input. */
-static void data_inputs(const struct wf_graph *g, int *x, int *y) {
-    *x = *y = -1;
-    for (int i = 0; i < g->nv; i++) {
-        if (g->v[i].kind != WF_V_INPUT) continue;
-        if (g->v[i].dtype == WF_F32 && *x < 0) *x = i;
-        if (g->v[i].dtype == WF_I32 && *y < 0) *y = i;
-    }
-}
-
 int wf_partition_build(struct wf_partition *p, const struct wf_model *m, int n_split, char *const *split_names) {
     memset(p, 0, sizeof *p);
     struct wf_graph g3;
@@ -299,7 +289,7 @@ int wf_partition_build(struct wf_partition *p, const struct wf_model *m, int n_s
     wf_free(fstage);
     if (rc < 0) goto fail;
     int x, y;
-    data_inputs(g, &x, &y);
+    wf_graph_data_inputs(g, &x, &y);
     p->x_name = wf_strdup(x >= 0 ? g->v[x].name : "");
     p->y_name = wf_strdup(y >= 0 ? g->v[y].name : "");
     if (!p->x_name || !p->y_name) {

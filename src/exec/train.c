@@ -82,20 +82,9 @@ static int load_dataset(struct wf_dataset *d, const struct wf_job *j, const char
     return WF_OK;
 }
 
-/* The inputs fed from the dataset: the first f32 input (images) and the
- * first i32 input (labels); -1 where absent. */
-static void data_inputs(const struct wf_graph *g, int *x, int *y) {
-    *x = *y = -1;
-    for (int i = 0; i < g->nv; i++) {
-        if (g->v[i].kind != WF_V_INPUT) continue;
-        if (g->v[i].dtype == WF_F32 && *x < 0) *x = i;
-        if (g->v[i].dtype == WF_I32 && *y < 0) *y = i;
-    }
-}
-
 static int find_inputs(struct wf_trainer *t) {
     const struct wf_graph *g = &t->ex.prog.g;
-    data_inputs(g, &t->x_in, &t->y_in);
+    wf_graph_data_inputs(g, &t->x_in, &t->y_in);
     if (t->x_in < 0 || t->y_in < 0)
         return wf_error(WF_ERR_INVALID, "%s: the model needs an f32 input for images and an i32 input for labels",
                         g->path);
@@ -112,9 +101,18 @@ static int find_inputs(struct wf_trainer *t) {
     return WF_OK;
 }
 
-static int opt_slots(const struct wf_job *j) {
+int wf_opt_slots(const struct wf_job *j) {
     if (j->optimizer == WF_OPT_SGD) return j->momentum > 0 ? 1 : 0;
     return 2;
+}
+
+float wf_loss_scale(const struct wf_graph *g, int K) {
+    long rows = g->batch;
+    if (g->loss >= 0 && g->logits >= 0) {
+        const struct wf_value *lg = &g->v[g->logits];
+        rows = (long)(lg->numel / lg->shape[lg->ndim - 1]);
+    }
+    return (float)(1.0 / ((double)rows * K));
 }
 
 int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resume) {
@@ -138,26 +136,18 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     size_t pbytes = sizeof(float) * (size_t)t->n_params;
     t->params = wf_aalloc(pbytes);
     t->grads = wf_aalloc(pbytes);
-    if (opt_slots(j) >= 1) t->opt_a = wf_aalloc(pbytes);
-    if (opt_slots(j) >= 2) t->opt_b = wf_aalloc(pbytes);
+    if (wf_opt_slots(j) >= 1) t->opt_a = wf_aalloc(pbytes);
+    if (wf_opt_slots(j) >= 2) t->opt_b = wf_aalloc(pbytes);
     if (K > 1) t->acc = wf_aalloc(sizeof(int64_t) * (size_t)t->n_params);
     t->order = wf_malloc(sizeof(uint32_t) * (size_t)t->train.n);
-    if (!t->params || !t->grads || (opt_slots(j) >= 1 && !t->opt_a) || (opt_slots(j) >= 2 && !t->opt_b) ||
+    if (!t->params || !t->grads || (wf_opt_slots(j) >= 1 && !t->opt_a) || (wf_opt_slots(j) >= 2 && !t->opt_b) ||
         (K > 1 && !t->acc) || !t->order) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory for %lld parameters", (long long)t->n_params);
         goto fail;
     }
     t->ex.params = t->params;
     t->ex.grads = t->grads;
-    t->ex.loss_scale = 1.0f / (float)((double)mb * K);
-    {
-        const struct wf_graph *g = &t->ex.prog.g;
-        if (g->loss >= 0 && g->logits >= 0) {
-            const struct wf_value *lg = &g->v[g->logits];
-            long rows = (long)(lg->numel / lg->shape[lg->ndim - 1]);
-            t->ex.loss_scale = (float)(1.0 / ((double)rows * K));
-        }
-    }
+    t->ex.loss_scale = wf_loss_scale(&t->ex.prog.g, K);
     if ((rc = find_inputs(t)) < 0) goto fail;
     int eb = WF_MIN(j->eval_batch, t->test.n);
     if ((rc = wf_exec_init(&t->eval, &t->model, eb, 0, t->params, NULL)) < 0) goto fail;
@@ -235,49 +225,53 @@ static void load_micro_batch(struct wf_trainer *t, const uint32_t *ids, int B) {
     wf_dataset_gather(&t->train, ids, B, wf_exec_ptr(&t->ex, t->x_in), wf_exec_ptr(&t->ex, t->y_in));
 }
 
-/* Adds the micro-batch gradient to the fixed-point sum; fails on overflow or NaN. */
-static int accumulate(struct wf_trainer *t, int first) {
+int wf_fixed_add(int64_t *acc, const float *g, int64_t n, int K, int first, int64_t base) {
     const double scale = (double)(1ull << WF_GRAD_FIXED_SHIFT);
     /* K sums of values below lim stay below 2^62 */
-    const double lim = 4.6e18 / t->job.micro_batches;
-    const float *g = t->grads;
-    int64_t *a = t->acc;
-    int64_t n = t->n_params;
+    const double lim = 4.6e18 / K;
     int bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double x = (double)g[i] * scale;
-        bad |= !(fabs(x) < lim);
-        int64_t q = (int64_t)x;
-        a[i] = first ? q : a[i] + q;
-    }
-    if (bad) {
+    /* one branch-free pass (it vectorizes); the rare bad element is found afterwards */
+    if (first)
+        for (int64_t i = 0; i < n; i++) {
+            double x = (double)g[i] * scale;
+            bad |= !(fabs(x) < lim);
+            acc[i] = (int64_t)x;
+        }
+    else
+        for (int64_t i = 0; i < n; i++) {
+            double x = (double)g[i] * scale;
+            bad |= !(fabs(x) < lim);
+            acc[i] += (int64_t)x;
+        }
+    if (bad)
         for (int64_t i = 0; i < n; i++)
             if (!(fabs((double)g[i] * scale) < lim))
                 return wf_error(WF_ERR_RANGE, "gradient element %lld is %g: non-finite or too large to sum exactly",
-                                (long long)i, (double)g[i]);
-    }
+                                (long long)(base + i), (double)g[i]);
     return WF_OK;
 }
 
-static void unfix(struct wf_trainer *t) {
+void wf_fixed_to_float(float *g, const int64_t *acc, int64_t n) {
     const double inv = 1.0 / (double)(1ull << WF_GRAD_FIXED_SHIFT);
-    for (int64_t i = 0; i < t->n_params; i++)
-        t->grads[i] = (float)((double)t->acc[i] * inv);
+    for (int64_t i = 0; i < n; i++)
+        g[i] = (float)((double)acc[i] * inv);
+}
+
+void wf_update_param(const struct wf_job *j, float *p, const float *g, float *a, float *b, long n, double lr,
+                     long step) {
+    if (j->optimizer == WF_OPT_SGD)
+        wf_sgd_update(p, g, a, n, (float)lr, (float)j->momentum, (float)j->weight_decay, j->nesterov, step);
+    else
+        wf_adam_update(p, g, a, b, n, (float)lr, (float)j->beta1, (float)j->beta2, (float)j->eps,
+                       (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, step);
 }
 
 static void update_param(struct wf_trainer *t, int pv, double lr, long step) {
-    const struct wf_job *j = &t->job;
     const struct wf_value *v = &t->ex.prog.g.v[pv];
     if (v->grad < 0) return;
     int64_t off = t->ex.prog.offset[pv];
-    long n = (long)v->numel;
-    float *p = t->params + off, *gr = t->grads + off;
-    if (j->optimizer == WF_OPT_SGD)
-        wf_sgd_update(p, gr, t->opt_a ? t->opt_a + off : NULL, n, (float)lr, (float)j->momentum, (float)j->weight_decay,
-                      j->nesterov, step);
-    else
-        wf_adam_update(p, gr, t->opt_a + off, t->opt_b + off, n, (float)lr, (float)j->beta1, (float)j->beta2,
-                       (float)j->eps, (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, step);
+    wf_update_param(&t->job, t->params + off, t->grads + off, t->opt_a ? t->opt_a + off : NULL,
+                    t->opt_b ? t->opt_b + off : NULL, (long)v->numel, lr, step);
 }
 
 static void optimizer_step(struct wf_trainer *t, double lr) {
@@ -335,9 +329,9 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
         if (rc < 0) return rc;
         loss += (double)*lp;
         if ((rc = wf_exec_backward(&t->ex)) < 0) return rc;
-        if (K > 1 && (rc = accumulate(t, k == 0)) < 0) return rc;
+        if (K > 1 && (rc = wf_fixed_add(t->acc, t->grads, t->n_params, K, k == 0, 0)) < 0) return rc;
     }
-    if (K > 1) unfix(t);
+    if (K > 1) wf_fixed_to_float(t->grads, t->acc, t->n_params);
     if (!isfinite(loss))
         return wf_error(WF_ERR_RANGE, "the loss became %g at step %ld (epoch %d); try a lower learning rate", loss,
                         t->step + 1, t->epoch + 1);
@@ -354,7 +348,7 @@ static int eval_chunk(struct wf_exec *e, const struct wf_dataset *d, const uint3
                       long *correct) {
     const struct wf_graph *g = &e->prog.g;
     int xi, yi;
-    data_inputs(g, &xi, &yi);
+    wf_graph_data_inputs(g, &xi, &yi);
     if (xi < 0 || yi < 0 || g->loss < 0 || g->logits < 0)
         return wf_error(WF_ERR_INVALID, "%s: evaluation needs image and label inputs and a cross_entropy loss",
                         g->path);

@@ -78,6 +78,15 @@ int wf_graph_find(const struct wf_graph *g, const char *name) {
     return -1;
 }
 
+void wf_graph_data_inputs(const struct wf_graph *g, int *x, int *y) {
+    *x = *y = -1;
+    for (int i = 0; i < g->nv; i++) {
+        if (g->v[i].kind != WF_V_INPUT) continue;
+        if (g->v[i].dtype == WF_F32 && *x < 0) *x = i;
+        if (g->v[i].dtype == WF_I32 && *y < 0) *y = i;
+    }
+}
+
 int64_t wf_graph_param_count(const struct wf_graph *g) {
     int64_t n = 0;
     for (int i = 0; i < g->n_params; i++)
