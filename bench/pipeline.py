@@ -21,6 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
 PIPE_MODELS = {"cnn": os.path.join(ROOT, "bench", "models", "pipe_cnn.wf"),
+               "cnn64": os.path.join(ROOT, "bench", "models", "pipe_cnn64.wf"),
                "mlp": os.path.join(ROOT, "bench", "models", "pipe_mlp.wf")}
 # split points of bench/models/pipe_*.wf (four equal blocks ending in h1..h4) for S stages
 PIPE_SPLITS = {1: [], 2: ["h2"], 4: ["h1", "h2", "h3"]}
@@ -188,10 +189,13 @@ def idle_pct(interval=1.0):
 def analyse_trace(path, S, first_step, last_step):
     """Per-stage idle fraction over steps first_step..last_step from a weft --trace file.
 
-    Step span: from the first event of the step on any stage to the last event of the step
-    on any stage. A recv event contributes only its end (when the data arrived): a stage that
-    is done with step s-1 starts waiting for step s while other stages are still in step s-1,
-    so the start of that wait is not when step s began. eval events are left out.
+    Step span: from the first event of the step on any stage to the last event of the step's
+    pipeline on any stage (F, B, send, recv: the optimizer step that follows the last
+    backward is not part of the schedule the analytic bubble describes; its share is
+    reported in the breakdown). A recv event contributes only its end (when the data
+    arrived): a stage that is done with step s-1 starts waiting for step s while other
+    stages are still in step s-1, so the start of that wait is not when step s began. eval
+    events are left out.
     idle(stage) = 1 - sum(F + B of those steps on that stage) / sum(step spans).
 
     The breakdown (recv, send, optimizer, untraced) clips every event, whatever its step, to
@@ -210,9 +214,10 @@ def analyse_trace(path, S, first_step, last_step):
         s = e["pid"]  # pp only, dp = 1: worker index = stage
         t0, t1 = e["ts"], e["ts"] + e["dur"]
         c = e["cat"]
-        start = t1 if c == "recv" else t0
-        lo[st] = min(lo.get(st, start), start)
-        hi[st] = max(hi.get(st, t1), t1)
+        if c in ("F", "B", "send", "recv"):
+            start = t1 if c == "recv" else t0
+            lo[st] = min(lo.get(st, start), start)
+            hi[st] = max(hi.get(st, t1), t1)
         if c == "F":
             busy[s] += e["dur"]; nF[s] += 1; tF[s] += e["dur"]
         elif c == "B":
@@ -508,7 +513,8 @@ def main():
     ap.add_argument("--weft", required=True, help="the weft binary")
     ap.add_argument("--quick", action="store_true", help="fewer configurations, steps and runs: a smoke test")
     ap.add_argument("--only", choices=["a", "b"], help="run only (a) the bubble or (b) the speed benchmark")
-    ap.add_argument("--models", default="cnn,mlp", help="(a) bench/models/pipe_*.wf to run (default cnn,mlp)")
+    ap.add_argument("--models", default="cnn64,cnn,mlp",
+                    help="(a) bench/models/pipe_*.wf to run (default cnn64,cnn,mlp)")
     ap.add_argument("--stages", type=ints, help="(a) pipeline depths S (default 2,4; 2 with --quick)")
     ap.add_argument("--micro-batches", type=ints, help="(a) K values (default 1,4,8; 1,4 with --quick)")
     ap.add_argument("--schedules", default="gpipe,1f1b", help="(a) schedules (default gpipe,1f1b)")

@@ -100,6 +100,15 @@ int wf_msg_send(struct wf_conn *c, const struct wf_msg *m, double timeout_s);
 /* Receives one frame and decodes it; *m must be freed with wf_msg_free. */
 int wf_msg_recv(struct wf_conn *c, struct wf_msg *m, double timeout_s);
 
+/* ACT and GRAD carry a block: step (u64), micro-batch (u32), byte count
+ * (u64), then the bytes. wf_msg_block_hdr writes those first 20 bytes, so a
+ * sender can send the block from where it lies (wf_send2). */
+#define WF_BLOCK_HDR 20
+void wf_msg_block_hdr(uint8_t out[WF_BLOCK_HDR], int64_t step, uint32_t first, uint64_t nbytes);
+/* Receives one frame; an ACT or GRAD whose block is n bytes lands straight
+ * in dst (m->data = dst). Any other frame is decoded as by wf_msg_recv. */
+int wf_msg_recv_block(struct wf_conn *c, struct wf_msg *m, void *dst, size_t n, double timeout_s);
+
 /* ---- authentication (auth.c) ---- */
 struct wf_token {
     uint8_t key[64];

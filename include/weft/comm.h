@@ -78,6 +78,14 @@ int wf_send(struct wf_conn *c, int type, const void *payload, size_t len, double
 int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, double timeout_s);
 /* Receives one whole frame; *payload points into c's buffer until the next wf_recv. */
 int wf_recv(struct wf_conn *c, int *type, const void **payload, size_t *len, double timeout_s);
+/* Receives one frame whose payload is expected to be hlen bytes then dlen
+ * bytes, reading them straight into head and dst (no copy through c's
+ * buffer); returns WF_OK. A frame of any other length is read whole into c's
+ * buffer instead, *payload and *len point to it and 1 is returned, so that the
+ * caller can decode and name what came. The checksum is verified either way;
+ * a timeout in the middle of the payload closes the connection. */
+int wf_recv_into(struct wf_conn *c, int *type, void *head, size_t hlen, void *dst, size_t dlen, const void **payload,
+                 size_t *len, double timeout_s);
 /* Waits until one of conns (NULL entries skipped) or extra fd is readable;
  * returns its index (n for extra_fd) or WF_ERR_TIMEOUT. A frame already
  * buffered counts as readable. */

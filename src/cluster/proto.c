@@ -346,3 +346,45 @@ int wf_msg_recv(struct wf_conn *c, struct wf_msg *m, double timeout_s) {
     if (rc < 0) return wf_error_prefix(rc, "from %s", c->name);
     return WF_OK;
 }
+
+static void le_put(uint8_t *p, uint64_t v, int n) {
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t le_get(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+void wf_msg_block_hdr(uint8_t out[WF_BLOCK_HDR], int64_t step, uint32_t first, uint64_t nbytes) {
+    le_put(out, (uint64_t)step, 8);
+    le_put(out + 8, first, 4);
+    le_put(out + 12, nbytes, 8);
+}
+
+int wf_msg_recv_block(struct wf_conn *c, struct wf_msg *m, void *dst, size_t n, double timeout_s) {
+    uint8_t head[WF_BLOCK_HDR];
+    const void *p;
+    size_t len;
+    int type;
+    memset(m, 0, sizeof *m);
+    int rc = wf_recv_into(c, &type, head, sizeof head, dst, n, &p, &len, timeout_s);
+    if (rc < 0) return rc;
+    if (rc == 1) { /* some other frame: decoded as usual, for the caller to name */
+        rc = wf_msg_decode(m, type, p, len);
+        return rc < 0 ? wf_error_prefix(rc, "from %s", c->name) : WF_OK;
+    }
+    m->type = type;
+    if (type != WF_M_ACT && type != WF_M_GRAD) return WF_OK; /* the caller names it */
+    m->step = (int64_t)le_get(head, 8);
+    m->first = (uint32_t)le_get(head + 8, 4);
+    m->nbytes = le_get(head + 12, 8);
+    if (m->nbytes != n)
+        return wf_error(WF_ERR_PEER, "from %s: %s block of %llu bytes in a frame of %zu", c->name, wf_msg_name(type),
+                        (unsigned long long)m->nbytes, n);
+    m->data = dst;
+    return WF_OK;
+}

@@ -135,9 +135,10 @@ static void ctl_next(struct control *ct, struct wf_msg *m) {
 struct sitem {
     struct wf_conn *c;
     int type;
-    uint8_t hdr[20];
-    float *buf;
-    size_t cap, n; /* floats */
+    uint8_t hdr[WF_BLOCK_HDR];
+    float *buf;       /* owned copy (pooled), or NULL */
+    const float *src; /* what is sent: buf, or the caller's memory (zero-copy) */
+    size_t cap, n;    /* floats */
 };
 
 struct sbuf {
@@ -167,15 +168,16 @@ static void *sender_main(void *arg) {
         struct sitem *it = &s->it[s->head];
         pthread_mutex_unlock(&s->mu);
         double t0 = wf_now();
-        int rc = wf_send2(it->c, it->type, it->hdr, sizeof it->hdr, it->buf, it->n * sizeof(float), PEER_TIMEOUT);
+        int rc = wf_send2(it->c, it->type, it->hdr, sizeof it->hdr, it->src, it->n * sizeof(float), PEER_TIMEOUT);
         pthread_mutex_lock(&s->mu);
         s->busy += wf_now() - t0;
         if (rc < 0 && !s->err) {
             s->err = rc;
             snprintf(s->errmsg, sizeof s->errmsg, "%s", wf_errmsg());
         }
-        s->pool[s->npool++] = (struct sbuf){it->buf, it->cap}; /* back to the pool */
+        if (it->buf) s->pool[s->npool++] = (struct sbuf){it->buf, it->cap}; /* back to the pool */
         it->buf = NULL;
+        it->src = NULL;
         it->cap = 0;
         s->head = (s->head + 1) % QN;
         s->count--;
@@ -185,9 +187,10 @@ static void *sender_main(void *arg) {
     return NULL;
 }
 
-/* Queues a copy of data for peer c. */
-static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t step, int mb, const float *data,
-                       size_t n) {
+/* Queues data for peer c: a copy, or with copy = 0 data itself, which the
+ * caller must leave untouched until the peer has provably received it. */
+static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t step, int mb, const float *data, size_t n,
+                       int copy) {
     pthread_mutex_lock(&s->mu);
     while (s->count == QN && !s->err)
         pthread_cond_wait(&s->cv, &s->mu);
@@ -198,29 +201,24 @@ static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t st
     }
     struct sitem *it = &s->it[(s->head + s->count) % QN];
     /* reuse a buffer that has been sent: memory stays at the messages in flight */
-    if (!it->buf && s->npool > 0) {
+    if (copy && !it->buf && s->npool > 0) {
         s->npool--;
         it->buf = s->pool[s->npool].p;
         it->cap = s->pool[s->npool].cap;
     }
     pthread_mutex_unlock(&s->mu);
-    if (it->cap < n) {
+    if (copy && it->cap < n) {
         wf_afree(it->buf);
         it->buf = wf_aalloc(n * sizeof(float));
         it->cap = it->buf ? n : 0;
         if (!it->buf) return wf_error(WF_ERR_NOMEM, "out of memory queueing a send");
     }
-    memcpy(it->buf, data, n * sizeof(float));
+    if (copy) memcpy(it->buf, data, n * sizeof(float));
+    it->src = copy ? it->buf : data;
     it->n = n;
     it->c = c;
     it->type = type;
-    uint64_t nb = n * sizeof(float);
-    for (int i = 0; i < 8; i++)
-        it->hdr[i] = (uint8_t)((uint64_t)step >> (8 * i));
-    for (int i = 0; i < 4; i++)
-        it->hdr[8 + i] = (uint8_t)((uint32_t)mb >> (8 * i));
-    for (int i = 0; i < 8; i++)
-        it->hdr[12 + i] = (uint8_t)(nb >> (8 * i));
+    wf_msg_block_hdr(it->hdr, step, (uint32_t)mb, n * sizeof(float));
     pthread_mutex_lock(&s->mu);
     s->count++;
     pthread_cond_broadcast(&s->cv);
@@ -504,7 +502,7 @@ static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, cons
 static int recv_tensor(struct stage *st, struct wf_conn *c, int type, int64_t step, int mb, float *dst, size_t n) {
     double t0 = wf_now();
     struct wf_msg m;
-    int rc = wf_msg_recv(c, &m, PEER_TIMEOUT);
+    int rc = wf_msg_recv_block(c, &m, dst, n * sizeof(float), PEER_TIMEOUT);
     if (rc < 0) return rc;
     if (m.type != type || m.step != step || (int)m.first != mb || m.nbytes != n * sizeof(float))
         rc = wf_error(WF_ERR_PEER,
@@ -512,8 +510,6 @@ static int recv_tensor(struct stage *st, struct wf_conn *c, int type, int64_t st
                       "micro-batch %d (%zu bytes)",
                       c->name, wf_msg_name(m.type), (long long)m.step, m.first, (unsigned long long)m.nbytes,
                       wf_msg_name(type), (long long)step, mb, n * sizeof(float));
-    else
-        memcpy(dst, m.data, n * sizeof(float));
     wf_msg_free(&m);
     double t1 = wf_now();
     st->t_idle += t1 - t0;
@@ -649,8 +645,12 @@ static int stage_step(struct stage *st) {
             st->t_compute += t1 - t0;
             trace(st, TR_F, kg, t0, t1);
             if (st->has_next) {
+                /* Sent from the arena, no copy, when this stage waits for the gradient
+                 * of micro-batch kg before the slot is used again: the next stage sends
+                 * that gradient only after it has received this whole activation. */
+                int copy = !(st->train_bwd && g->seed_grad >= 0);
                 rc = sender_post(&st->snd, &st->next, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, out_v),
-                                 (size_t)g->v[out_v].numel);
+                                 (size_t)g->v[out_v].numel, copy);
                 trace(st, TR_SEND, kg, t1, wf_now());
             } else {
                 st->losses[jm] = (double)*(float *)wf_exec_ptr(&st->ex, g->loss);
@@ -675,7 +675,7 @@ static int stage_step(struct stage *st) {
             trace(st, TR_B, kg, t0, t1);
             if (st->has_prev && g->n_diff_in > 0 && g->in_grad[0] >= 0) {
                 rc = sender_post(&st->snd, &st->prev, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->in_grad[0]),
-                                 (size_t)g->v[g->in_grad[0]].numel);
+                                 (size_t)g->v[g->in_grad[0]].numel, 1);
                 trace(st, TR_SEND, kg, t1, wf_now());
                 if (rc < 0) break;
             }
@@ -747,7 +747,7 @@ static int stage_eval(struct stage *st) {
         if ((rc = wf_exec_forward(e)) < 0) break;
         if (st->has_next) {
             rc = sender_post(&st->snd, &st->next, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, out_v),
-                             (size_t)g->v[out_v].numel);
+                             (size_t)g->v[out_v].numel, 1);
         } else {
             sum += (double)*(float *)wf_exec_ptr(e, g->loss);
             const struct wf_value *lg = &g->v[g->logits];

@@ -336,6 +336,27 @@ int wf_send(struct wf_conn *c, int type, const void *payload, size_t len, double
 
 /* ---- receive ---- */
 
+/* After a recv/recvmsg that returned k <= 0: WF_OK when the read may be
+ * retried (interrupted, or data arrived within the deadline), 1 when the
+ * deadline passed, or the error (peer closed, connection lost). */
+static int recv_stalled(struct wf_conn *c, ssize_t k, int mid_frame, double deadline) {
+    if (k == 0) {
+        wf_conn_break(c);
+        return wf_error(WF_ERR_PEER, "%s closed the connection%s", c->name,
+                        mid_frame ? " in the middle of a frame" : "");
+    }
+    if (errno == EINTR) return WF_OK;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        int e = errno;
+        wf_conn_break(c);
+        return wf_error(WF_ERR_PEER, "connection to %s lost while receiving: %s", c->name, strerror(e));
+    }
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int r = wf_poll_until(&pfd, 1, deadline);
+    if (r < 0) return wf_error(WF_ERR_IO, "receiving from %s: poll: %s", c->name, strerror(-r));
+    return r == 0;
+}
+
 /* Reads until rgot reaches want, polling until deadline. */
 static int recv_until(struct wf_conn *c, size_t want, double deadline, double timeout_s) {
     while (c->rgot < want) {
@@ -344,22 +365,10 @@ static int recv_until(struct wf_conn *c, size_t want, double deadline, double ti
             c->rgot += (size_t)k;
             continue;
         }
-        if (k == 0) {
-            const char *where = c->rgot ? " in the middle of a frame" : "";
-            wf_conn_break(c);
-            return wf_error(WF_ERR_PEER, "%s closed the connection%s", c->name, where);
-        }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            int e = errno;
-            wf_conn_break(c);
-            return wf_error(WF_ERR_PEER, "connection to %s lost while receiving: %s", c->name, strerror(e));
-        }
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int r = wf_poll_until(&pfd, 1, deadline);
-        if (r == 0)
+        int st = recv_stalled(c, k, c->rgot > 0, deadline);
+        if (st == 1)
             return wf_error(WF_ERR_TIMEOUT, "timed out after %.1f s waiting for a frame from %s", timeout_s, c->name);
-        if (r < 0) return wf_error(WF_ERR_IO, "receiving from %s: poll: %s", c->name, strerror(-r));
+        if (st < 0) return st;
     }
     return WF_OK;
 }
@@ -374,28 +383,102 @@ static int rbuf_reserve(struct wf_conn *c, size_t need) {
     return WF_OK;
 }
 
-int wf_recv(struct wf_conn *c, int *type, const void **payload, size_t *len, double timeout_s) {
+/* Reads the header of the next frame into rbuf and checks it. */
+static int recv_hdr(struct wf_conn *c, struct wf_frame_hdr *h, double deadline, double timeout_s) {
     if (c->fd < 0) return closed_error(c);
     int st = rbuf_reserve(c, RBUF_MIN);
     if (st) return st;
-    double deadline = wf_deadline(timeout_s);
     if ((st = recv_until(c, WF_FRAME_HDR, deadline, timeout_s))) return st;
-    struct wf_frame_hdr h;
     /* checked before anything is allocated for the payload */
-    if ((st = wf_frame_decode_hdr(c->rbuf, c->max_len, &h))) {
+    if ((st = wf_frame_decode_hdr(c->rbuf, c->max_len, h))) {
         wf_conn_break(c);
         return wf_error_prefix(st, "from %s", c->name);
     }
-    if ((st = rbuf_reserve(c, WF_FRAME_HDR + (size_t)h.len))) return st;
-    if ((st = recv_until(c, WF_FRAME_HDR + (size_t)h.len, deadline, timeout_s))) return st;
-    if ((st = wf_frame_check(c->rbuf, &h, c->rbuf + WF_FRAME_HDR))) {
+    return WF_OK;
+}
+
+/* Reads the payload of the frame whose header is in rbuf into rbuf. */
+static int recv_payload(struct wf_conn *c, const struct wf_frame_hdr *h, int *type, const void **payload, size_t *len,
+                        double deadline, double timeout_s) {
+    int st = rbuf_reserve(c, WF_FRAME_HDR + (size_t)h->len);
+    if (st) return st;
+    if ((st = recv_until(c, WF_FRAME_HDR + (size_t)h->len, deadline, timeout_s))) return st;
+    if ((st = wf_frame_check(c->rbuf, h, c->rbuf + WF_FRAME_HDR))) {
         wf_conn_break(c);
         return wf_error_prefix(st, "from %s", c->name);
     }
     c->rgot = 0;
+    c->bytes_recv += WF_FRAME_HDR + (size_t)h->len;
+    *type = h->type;
+    *payload = c->rbuf + WF_FRAME_HDR;
+    *len = h->len;
+    return WF_OK;
+}
+
+int wf_recv(struct wf_conn *c, int *type, const void **payload, size_t *len, double timeout_s) {
+    double deadline = wf_deadline(timeout_s);
+    struct wf_frame_hdr h;
+    int st = recv_hdr(c, &h, deadline, timeout_s);
+    return st ? st : recv_payload(c, &h, type, payload, len, deadline, timeout_s);
+}
+
+/* Reads iov[0..n) whole (total bytes), polling until deadline, and folds
+ * each piece into *crc as it lands (while it is still in cache). A frame cut
+ * short here cannot be resumed: the connection is closed on a timeout. */
+static int recv_iov_all(struct wf_conn *c, struct iovec *iov, int n, size_t total, uint32_t *crc, double deadline,
+                        double timeout_s) {
+    size_t done = 0;
+    int i = 0;
+    iov_advance(iov, &i, n, 0);
+    while (done < total) {
+        struct msghdr m = {.msg_iov = iov + i, .msg_iovlen = (size_t)(n - i)};
+        ssize_t k = recvmsg(c->fd, &m, 0);
+        if (k > 0) {
+            for (size_t left = (size_t)k; left > 0;) { /* iov[i] is where this read began */
+                size_t t = WF_MIN(left, iov[i].iov_len);
+                *crc = wf_crc32(*crc, iov[i].iov_base, t);
+                left -= t;
+                iov_advance(iov, &i, n, t);
+            }
+            done += (size_t)k;
+            continue;
+        }
+        int st = recv_stalled(c, k, 1, deadline);
+        if (st == 1) {
+            wf_conn_break(c);
+            return wf_error(WF_ERR_TIMEOUT,
+                            "timed out after %.1f s in the middle of a %zu-byte frame from %s (%zu bytes in; "
+                            "connection closed)",
+                            timeout_s, total, c->name, done);
+        }
+        if (st < 0) return st;
+    }
+    return WF_OK;
+}
+
+int wf_recv_into(struct wf_conn *c, int *type, void *head, size_t hlen, void *dst, size_t dlen, const void **payload,
+                 size_t *len, double timeout_s) {
+    double deadline = wf_deadline(timeout_s);
+    struct wf_frame_hdr h;
+    int st = recv_hdr(c, &h, deadline, timeout_s);
+    if (st) return st;
+    if ((size_t)h.len != hlen + dlen) { /* not the frame expected: take it whole, the caller names it */
+        st = recv_payload(c, &h, type, payload, len, deadline, timeout_s);
+        return st ? st : 1;
+    }
+    struct iovec iov[2] = {{head, hlen}, {dst, dlen}};
+    uint32_t crc = wf_crc32(0, c->rbuf, 12);
+    if ((st = recv_iov_all(c, iov, 2, hlen + dlen, &crc, deadline, timeout_s))) return st;
+    c->rgot = 0;
+    if (crc != h.crc) {
+        wf_conn_break(c);
+        return wf_error(WF_ERR_CORRUPT,
+                        "frame: crc mismatch on a type %u frame of %u bytes (header 0x%08x, data 0x%08x) from %s",
+                        h.type, h.len, h.crc, crc, c->name);
+    }
     c->bytes_recv += WF_FRAME_HDR + (size_t)h.len;
     *type = h.type;
-    *payload = c->rbuf + WF_FRAME_HDR;
+    *payload = NULL;
     *len = h.len;
     return WF_OK;
 }
