@@ -62,7 +62,7 @@ fuzz:
 	  echo "fuzz: $$h for $(FUZZ_SECONDS) s"; \
 	  clang -fsanitize=fuzzer $(FUZZ_SAN) -Iinclude tests/fuzz/$$h.c -o $(FUZZ_BUILD)/fuzz/$$h \
 	    -Wl,--start-group $(foreach l,$(FUZZ_LAYERS),$(FUZZ_BUILD)/libweft_$(l).a) -Wl,--end-group \
-	    $$(pkg-config --libs openblas libcjson zlib libcrypto) -ldl -lm -lpthread; \
+	    $$(pkg-config --libs openblas libcjson zlib libcrypto hiredis) -ldl -lm -lpthread; \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$h; \
 	  $(FUZZ_BUILD)/fuzz/$$h -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_BUILD)/fuzz/$$h- $(FUZZ_BUILD)/corpus/$$h $$(ls -d tests/fuzz/corpus/$$h 2>/dev/null) \

@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libdnnl-dev zlib1g-dev libcjson-dev
       libssl-dev dataset-fashion-mnist python3)
+pkgs+=(libhiredis-dev redis-server)  # data cache: the Redis client, and the server the cache tests start
 pkgs+=(clang libclang-rt-14-dev)  # make fuzz: clang with libFuzzer (libclang-rt-14-dev holds libclang_rt.fuzzer)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch python3-numpy hyperfine)

@@ -38,6 +38,16 @@
  *     weight_decay, clip_norm, min_lr       >= 0
  *     nesterov          true | false
  *     split             [name, ...]
+ *   the data service (include/weft/loader.h, feeder.h):
+ *     transforms        "normalize(mean=0.286, std=0.353), crop(pad=2), flip(p=0.5),
+ *                        noise(std=0.05, repeat=1)"; default "" (pixels / 255)
+ *     cache             memory (default) | none | "redis://HOST:PORT"
+ *     cache_mb          in 0..2^24, default 1024 (memory cache bound)
+ *     placement         auto (default) | cpu | device: where preprocessing runs
+ *     loader_workers    1..64, default 1 (cpu placement threads)
+ *     prefetch          1..64, default 3 (batches prepared ahead)
+ *     data_stage        path, default $XDG_CACHE_HOME/weft/data or ~/.cache/weft/data:
+ *                       where a .gz dataset is decompressed once
  */
 #ifndef WEFT_JOB_H
 #define WEFT_JOB_H
@@ -83,10 +93,18 @@ struct wf_job {
     char **split;   /* split = [t1, t2] : tensor names */
     int pp, dp;     /* default 1, 1 */
     char *pipeline; /* "1f1b" (default) or "gpipe" */
+    /* the data service */
+    char *transforms;   /* transform chain text, default "" */
+    char *cache;        /* "memory" (default), "none" or "redis://HOST:PORT" */
+    int cache_mb;       /* memory cache bound, default 1024 */
+    int placement;      /* 0 auto (default), 1 cpu, 2 device (enum wf_place) */
+    int loader_workers; /* default 1 */
+    int prefetch;       /* default 3 */
+    char *data_stage;   /* NULL = the default folder */
     /* where the path values were given in the job file, for messages; 0 if defaulted */
     struct wf_job_loc {
         int line, col;
-    } model_at, data_at, out_at, init_at;
+    } model_at, data_at, out_at, init_at, data_stage_at;
 };
 
 /* Parses text into *j (overwritten); path (may be NULL: "<memory>") names
@@ -104,5 +122,7 @@ int wf_job_write(const struct wf_job *j, char **text, size_t *len);
  * the wrong kind of file) with "job:line:col: model file 'x' not found: ..."
  * naming where the job file gave the path. */
 int wf_job_check_files(const struct wf_job *j);
+/* Splits cache = "redis://HOST:PORT"; WF_ERR_INVALID for anything else. */
+int wf_job_cache_redis(const char *spec, char *host, size_t cap, int *port);
 
 #endif

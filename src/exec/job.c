@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -16,7 +17,7 @@
 
 #define WF_JOB_MAX_SPLIT 64
 
-enum key_type { KT_PATH, KT_INT, KT_LONG, KT_U64, KT_DOUBLE, KT_BOOL, KT_ENUM, KT_LIST };
+enum key_type { KT_PATH, KT_INT, KT_LONG, KT_U64, KT_DOUBLE, KT_BOOL, KT_ENUM, KT_LIST, KT_STR };
 
 enum key_id {
     K_MODEL,
@@ -49,12 +50,20 @@ enum key_id {
     K_PP,
     K_DP,
     K_PIPELINE,
+    K_TRANSFORMS,
+    K_CACHE,
+    K_CACHE_MB,
+    K_PLACEMENT,
+    K_LOADER_WORKERS,
+    K_PREFETCH,
+    K_DATA_STAGE,
     K_COUNT
 };
 
 static const char *const opt_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const lr_names[] = {"constant", "step", "cosine", NULL};
 static const char *const pipe_names[] = {"1f1b", "gpipe", NULL};
+static const char *const place_names[] = {"auto", "cpu", "device", NULL};
 
 /* Integers: lo..hi. Doubles: lo < or <= x < or <= hi (hi = 0: unbounded). */
 struct key_def {
@@ -97,6 +106,13 @@ static const struct key_def keys[K_COUNT] = {
     [K_PP] = {"pp", KT_INT, 1, INT_MAX, 0, 0, ">= 1", NULL},
     [K_DP] = {"dp", KT_INT, 1, INT_MAX, 0, 0, ">= 1", NULL},
     [K_PIPELINE] = {"pipeline", KT_ENUM, 0, 0, 0, 0, "1f1b or gpipe", pipe_names},
+    [K_TRANSFORMS] = {"transforms", KT_STR, 0, 0, 0, 0, NULL, NULL},
+    [K_CACHE] = {"cache", KT_STR, 0, 0, 0, 0, NULL, NULL},
+    [K_CACHE_MB] = {"cache_mb", KT_INT, 0, 1 << 24, 0, 0, "in 0..16777216", NULL},
+    [K_PLACEMENT] = {"placement", KT_ENUM, 0, 0, 0, 0, "auto, cpu or device", place_names},
+    [K_LOADER_WORKERS] = {"loader_workers", KT_INT, 1, 64, 0, 0, "in 1..64", NULL},
+    [K_PREFETCH] = {"prefetch", KT_INT, 1, 64, 0, 0, "in 1..64", NULL},
+    [K_DATA_STAGE] = {"data_stage", KT_PATH, 0, 0, 0, 0, NULL, NULL},
 };
 
 struct seen {
@@ -125,6 +141,9 @@ void wf_job_free(struct wf_job *j) {
         wf_free(j->split[k]);
     wf_free(j->split);
     wf_free(j->pipeline);
+    wf_free(j->transforms);
+    wf_free(j->cache);
+    wf_free(j->data_stage);
     memset(j, 0, sizeof *j);
 }
 
@@ -211,11 +230,16 @@ static int set_path(struct parser *ps, int key) {
     if (!t->text[0]) return type_error(ps, "non-empty path", key);
     char *p = resolve(ps->dir, t->text);
     if (!p) return nomem(ps);
-    char **dst = key == K_MODEL ? &j->model : key == K_DATA ? &j->data : key == K_OUT ? &j->out : &j->init;
+    char **dst = key == K_MODEL  ? &j->model
+                 : key == K_DATA ? &j->data
+                 : key == K_OUT  ? &j->out
+                 : key == K_INIT ? &j->init
+                                 : &j->data_stage;
     struct wf_job_loc *loc = key == K_MODEL  ? &j->model_at
                              : key == K_DATA ? &j->data_at
                              : key == K_OUT  ? &j->out_at
-                                             : &j->init_at;
+                             : key == K_INIT ? &j->init_at
+                                             : &j->data_stage_at;
     wf_free(*dst);
     *dst = p;
     loc->line = t->line;
@@ -231,6 +255,22 @@ static int set_value(struct parser *ps, int key) {
     switch (d->type) {
     case KT_PATH: return set_path(ps, key);
     case KT_LIST: return parse_split(ps);
+    case KT_STR: {
+        if (t->kind != WF_TOK_STRING && t->kind != WF_TOK_IDENT) return type_error(ps, "quoted string", key);
+        if (key == K_CACHE && strcmp(t->text, "memory") && strcmp(t->text, "none")) {
+            char host[256];
+            int port;
+            if (wf_job_cache_redis(t->text, host, sizeof host, &port) < 0)
+                return wf_lex_error(&ps->lx, t->line, t->col,
+                                    "expected cache = memory, none or \"redis://HOST:PORT\", got '%s'", t->text);
+        }
+        char *p = wf_strdup(t->text);
+        if (!p) return nomem(ps);
+        char **dst = key == K_TRANSFORMS ? &j->transforms : &j->cache;
+        wf_free(*dst);
+        *dst = p;
+        return WF_OK;
+    }
     case KT_BOOL:
         if (t->kind != WF_TOK_BOOL) return type_error(ps, "true or false", key);
         j->nesterov = (int)t->i;
@@ -244,6 +284,8 @@ static int set_value(struct parser *ps, int key) {
             j->optimizer = v;
         else if (key == K_LR_SCHEDULE)
             j->lr_schedule = v;
+        else if (key == K_PLACEMENT)
+            j->placement = v;
         else {
             char *p = wf_strdup(d->names[v]);
             if (!p) return nomem(ps);
@@ -274,6 +316,9 @@ static int set_value(struct parser *ps, int key) {
         case K_EVAL_BATCH: j->eval_batch = (int)v; break;
         case K_PP: j->pp = (int)v; break;
         case K_DP: j->dp = (int)v; break;
+        case K_CACHE_MB: j->cache_mb = (int)v; break;
+        case K_LOADER_WORKERS: j->loader_workers = (int)v; break;
+        case K_PREFETCH: j->prefetch = (int)v; break;
         }
         return WF_OK;
     }
@@ -382,8 +427,15 @@ static int set_defaults(struct wf_job *j, const char *path) {
     j->dp = 1;
     j->path = wf_strdup(path);
     j->pipeline = wf_strdup("1f1b");
+    j->transforms = wf_strdup("");
+    j->cache = wf_strdup("memory");
+    j->cache_mb = 1024;
+    j->loader_workers = 1;
+    j->prefetch = 3;
     j->out = default_out(path);
-    return j->path && j->pipeline && j->out ? WF_OK : wf_error(WF_ERR_NOMEM, "%s: out of memory", path);
+    return j->path && j->pipeline && j->transforms && j->cache && j->out
+               ? WF_OK
+               : wf_error(WF_ERR_NOMEM, "%s: out of memory", path);
 }
 
 int wf_job_parse(struct wf_job *j, const char *path, const char *text) {
@@ -470,7 +522,8 @@ int wf_job_write(const struct wf_job *j, char **text, size_t *len) {
     *text = NULL;
     if (len) *len = 0;
     if ((rc = write_path(&b, "model", j->model)) || (rc = write_path(&b, "data", j->data)) ||
-        (rc = write_path(&b, "out", j->out)) || (rc = write_path(&b, "init", j->init))) {
+        (rc = write_path(&b, "out", j->out)) || (rc = write_path(&b, "init", j->init)) ||
+        (rc = write_path(&b, "data_stage", j->data_stage))) {
         wf_free(b.p);
         return rc;
     }
@@ -503,6 +556,15 @@ int wf_job_write(const struct wf_job *j, char **text, size_t *len) {
     wf_textbuf_printf(&b, "pp = %d\n", j->pp);
     wf_textbuf_printf(&b, "dp = %d\n", j->dp);
     wf_textbuf_printf(&b, "pipeline = %s\n", j->pipeline ? j->pipeline : "1f1b");
+    if ((rc = write_path(&b, "transforms", j->transforms ? j->transforms : "")) ||
+        (rc = write_path(&b, "cache", j->cache ? j->cache : "memory"))) {
+        wf_free(b.p);
+        return rc;
+    }
+    wf_textbuf_printf(&b, "cache_mb = %d\n", j->cache_mb);
+    wf_textbuf_printf(&b, "placement = %s\n", enum_name(place_names, 3, j->placement));
+    wf_textbuf_printf(&b, "loader_workers = %d\n", j->loader_workers);
+    wf_textbuf_printf(&b, "prefetch = %d\n", j->prefetch);
     return wf_textbuf_take(&b, text, len);
 }
 
@@ -527,4 +589,17 @@ int wf_job_check_files(const struct wf_job *j) {
     if (!rc) rc = check_one(j, "data folder", j->data, &j->data_at, 1);
     if (!rc && j->init) rc = check_one(j, "init file", j->init, &j->init_at, 0);
     return rc;
+}
+
+int wf_job_cache_redis(const char *spec, char *host, size_t cap, int *port) {
+    const char *p = strncmp(spec, "redis://", 8) ? NULL : spec + 8;
+    const char *colon = p ? strrchr(p, ':') : NULL;
+    if (!colon || colon == p || (size_t)(colon - p) >= cap) return WF_ERR_INVALID;
+    char *end;
+    long v = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || v < 1 || v > 65535) return WF_ERR_INVALID;
+    memcpy(host, p, (size_t)(colon - p));
+    host[colon - p] = 0;
+    *port = (int)v;
+    return WF_OK;
 }

@@ -62,7 +62,13 @@ static void test_defaults(void) {
                            "split = []\n"
                            "pp = 1\n"
                            "dp = 1\n"
-                           "pipeline = 1f1b\n";
+                           "pipeline = 1f1b\n"
+                           "transforms = \"\"\n"
+                           "cache = memory\n"
+                           "cache_mb = 1024\n"
+                           "placement = auto\n"
+                           "loader_workers = 1\n"
+                           "prefetch = 3\n";
         CHECKF(strcmp(text, want) == 0 && len == strlen(want), "got:\n%s", text);
         wf_free(text);
     }
@@ -101,7 +107,14 @@ static const char *full_text = "# every key\n"
                                "split = [fc1, a1.out]\n"
                                "pp = 3\n"
                                "dp = 2\n"
-                               "pipeline = gpipe\n";
+                               "pipeline = gpipe\n"
+                               "transforms = \"normalize(mean=0.5, std=0.25), flip\"\n"
+                               "cache = \"redis://127.0.0.1:6390\"\n"
+                               "cache_mb = 64\n"
+                               "placement = device\n"
+                               "loader_workers = 2\n"
+                               "prefetch = 5\n"
+                               "data_stage = stage\n";
 
 static void test_every_key(void) {
     struct wf_job j;
@@ -119,6 +132,12 @@ static void test_every_key(void) {
     CHECK(j.checkpoint_every == 200 && j.eval_batch == 500);
     CHECK(j.n_split == 2 && strcmp(j.split[0], "fc1") == 0 && strcmp(j.split[1], "a1.out") == 0);
     CHECK(j.pp == 3 && j.dp == 2 && strcmp(j.pipeline, "gpipe") == 0);
+    CHECK(!strcmp(j.transforms, "normalize(mean=0.5, std=0.25), flip") && !strcmp(j.cache, "redis://127.0.0.1:6390"));
+    CHECK(j.cache_mb == 64 && j.placement == 2 && j.loader_workers == 2 && j.prefetch == 5);
+    CHECK(!strcmp(j.data_stage, "/abs/exp/stage"));
+    char host[64];
+    int port = 0;
+    CHECK(wf_job_cache_redis(j.cache, host, sizeof host, &port) == WF_OK && !strcmp(host, "127.0.0.1") && port == 6390);
 
     /* the canonical text parses back to the same job and is a fixed point */
     char *t1 = NULL, *t2 = NULL;
@@ -183,7 +202,14 @@ static void test_errors(void) {
                  "job.wf:3:1: unknown key 'lrr' (valid keys: model, data, out, init, epochs, batch, "
                  "micro_batches, seed, threads, max_steps, optimizer, lr, momentum, nesterov, "
                  "weight_decay, beta1, beta2, eps, clip_norm, lr_schedule, warmup, step_size, "
-                 "gamma, min_lr, checkpoint_every, eval_batch, split, pp, dp, pipeline)");
+                 "gamma, min_lr, checkpoint_every, eval_batch, split, pp, dp, pipeline, transforms, cache, "
+                 "cache_mb, placement, loader_workers, prefetch, data_stage)");
+    EXPECT_ERROR(HEAD "cache = \"redis://host\"\n",
+                 "job.wf:3:9: expected cache = memory, none or \"redis://HOST:PORT\", got 'redis://host'");
+    EXPECT_ERROR(HEAD "cache = disk\n",
+                 "job.wf:3:9: expected cache = memory, none or \"redis://HOST:PORT\", got 'disk'");
+    EXPECT_ERROR(HEAD "placement = gpu\n", "job.wf:3:13: expected placement auto, cpu or device, got 'gpu'");
+    EXPECT_ERROR(HEAD "prefetch = 0\n", "job.wf:3:12: expected prefetch in 1..64, got '0'");
     EXPECT_ERROR(HEAD "lr = 0.1\n# again\nlr = 0.2\n", "job.wf:5:1: duplicate key 'lr' (first at job.wf:3:1)");
     EXPECT_ERROR(HEAD "model = n.wf\n", "job.wf:3:1: duplicate key 'model' (first at job.wf:1:1)");
     EXPECT_ERROR(HEAD "3 = 4\n", "job.wf:3:1: expected key, got '3'");

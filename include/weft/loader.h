@@ -1,0 +1,198 @@
+/*
+ * weft data layer: the data service core (DESIGN.md C12, issue 5).
+ *
+ *   store      one sample at a time from an uncompressed IDX pair (pread),
+ *              every byte counted; a .gz source is staged once
+ *   transforms a chain "normalize(...), crop(...), flip(...), noise(...)":
+ *              the leading deterministic ops are the cached prefix, the rest
+ *              run after the cache with randomness keyed by
+ *              (seed, epoch, sample id) only
+ *   cache      batch get/put of prefix outputs keyed by (cache id, sample id);
+ *              in-process (bounded, CLOCK eviction) or Redis (hiredis)
+ *   loader     fetch(ids, epoch) -> x, y: cache hits, store reads for misses,
+ *              fallback to the store when the cache fails
+ *
+ * Example:
+ *
+ *   struct wf_store *s;   wf_store_open(&s, "/usr/share/datasets/fashion-mnist", "train", "out/data-stage");
+ *   struct wf_cache *c;   wf_cache_new_mem(&c, 256 << 20);
+ *   struct wf_loader *l;  wf_loader_new(&l, s, "normalize(mean=0.286, std=0.353), flip(p=0.5)", 42, c);
+ *   wf_loader_fetch(l, ids, 64, epoch, x, y);   // x (64, 1*28*28) float32 CHW, y (64)
+ *   wf_loader_free(l); wf_cache_free(c); wf_store_free(s);
+ *
+ * The loader borrows the store and the cache (several loaders may share
+ * one cache); free the loaders first. All objects here are safe to use from
+ * several threads at once.
+ */
+#ifndef WEFT_LOADER_H
+#define WEFT_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- store ---- */
+
+struct wf_store;
+
+enum wf_stage_state {
+    WF_STAGE_NONE = 0,      /* the source files are uncompressed: read in place */
+    WF_STAGE_CONVERTED = 1, /* a .gz source was decompressed into the staging folder by this open */
+    WF_STAGE_REUSED = 2,    /* a staged copy from an earlier open matched and was reused */
+};
+
+struct wf_store_info {
+    int n;                  /* samples */
+    int c, h, w;            /* image shape, c = 1 for IDX */
+    int n_classes;          /* 1 + max label */
+    uint8_t digest[32];     /* SHA-256 of (SHA-256 of image data file, SHA-256 of label data file) */
+    char digest_hex[65];    /* the same, lowercase hex */
+    const char *image_path; /* the uncompressed file samples are read from */
+    const char *label_path; /* idem, labels */
+    int stage;              /* enum wf_stage_state: CONVERTED if either file was converted */
+    uint64_t stage_bytes;   /* bytes written into the staging folder by this open (0 when reused) */
+    double stage_s;         /* seconds spent decompressing by this open */
+    uint64_t open_bytes;    /* bytes read to digest and validate the files at open (not per-sample reads) */
+    double open_s;          /* seconds wf_store_open took */
+};
+
+/* Opens DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (split "train"
+ * or "test"; a plain file is preferred over .gz when both exist). A .gz file
+ * is decompressed once into STAGE_DIR (created if needed; temp name, then an
+ * atomic rename) and reused on later opens when its recorded size and
+ * SHA-256 still match; STAGE_DIR may be NULL only for uncompressed sources.
+ * Validates magic, dimensions and that each file is exactly as long as its
+ * header says: a truncated file is WF_ERR_CORRUPT naming the file, the
+ * first incomplete sample, its offset and the expected and actual sizes.
+ * Returns WF_OK or a negative status (message in wf_errmsg()). */
+int wf_store_open(struct wf_store **out, const char *dir, const char *split, const char *stage_dir);
+void wf_store_free(struct wf_store *s);
+const struct wf_store_info *wf_store_info(const struct wf_store *s);
+
+/* Reads sample `id`: c*h*w pixel bytes into pix and its label into *label,
+ * with two preads. A short read (the file shrank after open) is
+ * WF_ERR_CORRUPT naming the file, the id, the offset and the expected and
+ * actual sizes; an id >= n is WF_ERR_RANGE. Thread-safe. */
+int wf_store_read(struct wf_store *s, uint32_t id, uint8_t *pix, int32_t *label);
+/* Bytes read by wf_store_read so far (pixels and labels). */
+uint64_t wf_store_bytes_read(const struct wf_store *s);
+
+/* ---- transforms ---- */
+
+enum wf_xf_kind {
+    WF_XF_NORMALIZE, /* x = (x - mean) / std; deterministic */
+    WF_XF_CROP,      /* random crop: zero-pad by `pad` on every side, cut h x w at a random offset */
+    WF_XF_FLIP,      /* horizontal flip with probability p */
+    WF_XF_NOISE,     /* x += std * N(0,1); repeat = k draws k normals per pixel and adds
+                        their sum * std/sqrt(k): same distribution, k times the work (the
+                        knob for input-bound benchmarks) */
+};
+
+struct wf_xf {
+    int kind;        /* enum wf_xf_kind */
+    float mean, std; /* normalize: mean, std; noise: std */
+    int pad;         /* crop */
+    float p;         /* flip */
+    int repeat;      /* noise, >= 1 */
+};
+
+#define WF_XF_MAX 16
+
+struct wf_xf_chain {
+    int n;        /* ops */
+    int n_prefix; /* ops [0, n_prefix) are deterministic: the cached prefix */
+    struct wf_xf op[WF_XF_MAX];
+    uint64_t digest;        /* hash of the canonical text of the whole chain */
+    uint64_t prefix_digest; /* hash of the canonical text of the prefix */
+};
+
+/* Parses "op(k=v, ...), op(...)" ("" is the empty chain). Ops: normalize(mean,
+ * std), crop(pad), flip(p=0.5), noise(std, repeat=1). An error is
+ * WF_ERR_PARSE naming the column and the bad word. */
+int wf_xf_parse(struct wf_xf_chain *ch, const char *text);
+/* Canonical text of ops [from, to): "normalize(mean=0.286,std=0.353),flip(p=0.5)". */
+void wf_xf_text(const struct wf_xf_chain *ch, int from, int to, char *buf, size_t cap);
+/* The cached prefix: pix (c,h,w) bytes -> out (c,h,w) float = pix/255, then ops [0, n_prefix). */
+void wf_xf_prefix(const struct wf_xf_chain *ch, const uint8_t *pix, int c, int h, int w, float *out);
+/* The random ops [n_prefix, n) on x (c,h,w) in place; randomness keyed by
+ * (seed, epoch, id) and the op's position only. scratch holds c*h*w floats. */
+void wf_xf_random(const struct wf_xf_chain *ch, uint64_t seed, uint64_t epoch, uint32_t id, int c, int h, int w,
+                  float *x, float *scratch);
+/* The cache id of a pipeline: hash of the dataset digest, the sample shape
+ * and the prefix's canonical text. */
+uint64_t wf_xf_cache_id(const struct wf_xf_chain *ch, const struct wf_store_info *info);
+
+/* ---- cache ---- */
+
+struct wf_cache;
+
+struct wf_cache_stats {
+    uint64_t hits;      /* ids found by get */
+    uint64_t misses;    /* ids not found (or found with a wrong size) */
+    uint64_t puts;      /* values stored */
+    uint64_t evictions; /* in-process: values evicted; Redis: the server's evicted_keys */
+    uint64_t bytes;     /* in-process: value bytes held; Redis: the server's used_memory */
+    uint64_t errors;    /* failed get/put calls (and values of a wrong size) */
+    uint64_t connects;  /* Redis: connection attempts */
+};
+
+/* In-process cache holding at most max_bytes of values (CLOCK eviction). */
+int wf_cache_new_mem(struct wf_cache **out, size_t max_bytes);
+
+struct wf_redis_opts {
+    int connect_timeout_ms; /* default 1000 */
+    int command_timeout_ms; /* default 2000 */
+    double retry_s;         /* after a failure, no reconnect before this many seconds; default 5 */
+};
+
+/* Redis cache at host:port, keys "weft:<cache id hex>:<id>". Connects now;
+ * when that fails it logs a warning and returns WF_OK with the cache down
+ * (get/put fail fast until the next retry). opts may be NULL. */
+int wf_cache_new_redis(struct wf_cache **out, const char *host, int port, const struct wf_redis_opts *opts);
+void wf_cache_free(struct wf_cache *c);
+
+/* Looks up ids[0..n) under cache id `cid`. hit[i] = 1 and vals[i*size ..)
+ * filled for each value of exactly `size` bytes, else hit[i] = 0. Returns
+ * WF_OK, or an error when the cache failed (hit[] is then all 0 and the
+ * message names the server). */
+int wf_cache_get(struct wf_cache *c, uint64_t cid, const uint32_t *ids, int n, size_t size, void *vals, uint8_t *hit);
+/* Stores vals[i*size ..) for ids[0..n). Returns WF_OK or an error. */
+int wf_cache_put(struct wf_cache *c, uint64_t cid, const uint32_t *ids, int n, size_t size, const void *vals);
+void wf_cache_stats(struct wf_cache *c, struct wf_cache_stats *st);
+/* "memory" or "redis cache 127.0.0.1:6379". */
+const char *wf_cache_name(const struct wf_cache *c);
+/* The last error this cache hit ("" if none); copied into buf. */
+void wf_cache_last_error(struct wf_cache *c, char *buf, size_t cap);
+
+/* ---- loader: synchronous batch fetch ---- */
+
+struct wf_loader;
+
+struct wf_loader_stats {
+    uint64_t samples;          /* ids delivered */
+    uint64_t bytes_read;       /* bytes this loader read from the store */
+    uint64_t hits, misses;     /* cache lookups (misses include ids of failed lookups) */
+    uint64_t fallback_batches; /* fetches in which the cache failed and the store served instead */
+    uint64_t fallback_ids;     /* ids served from the store because the cache failed */
+    uint64_t cache_errors;     /* failed cache calls (get or put) */
+};
+
+/* A loader over `store` with the transform chain `transforms` and `seed`;
+ * cache may be NULL (every id read from the store). Borrows store and cache. */
+int wf_loader_new(struct wf_loader **out, struct wf_store *store, const char *transforms, uint64_t seed,
+                  struct wf_cache *cache);
+void wf_loader_free(struct wf_loader *l);
+
+/* Fills x (n, c*h*w) float32 CHW and y (n) with samples ids[0..n) of epoch
+ * `epoch`, slot i for ids[i]. Cache hits go to the random transforms;
+ * misses are read from the store, run through the prefix, written back and
+ * then transformed. When the cache fails, every id not yet served comes
+ * from the store: each id is delivered exactly once whatever happens to the
+ * cache. Returns WF_OK, WF_ERR_RANGE for an id >= n, or the store's error. */
+int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t epoch, float *x, int32_t *y);
+void wf_loader_stats(const struct wf_loader *l, struct wf_loader_stats *st);
+uint64_t wf_loader_cache_id(const struct wf_loader *l);
+const struct wf_xf_chain *wf_loader_chain(const struct wf_loader *l);
+/* The store the loader reads (borrowed at wf_loader_new). */
+struct wf_store *wf_loader_store(const struct wf_loader *l);
+
+#endif

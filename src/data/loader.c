@@ -1,0 +1,144 @@
+/*
+ * data layer: synchronous batch fetch over a store, a transform chain and a
+ * cache (DESIGN.md C12). Slot i of the output is always sample ids[i]: a
+ * cache hit fills it from the cached prefix output, anything else from the
+ * store, so a failing cache can cost speed but never a sample.
+ *
+ * A cached value (cache id = wf_xf_cache_id) is:
+ *   OFFSET  SIZE      MEANING
+ *   0       4         label, int32, host byte order
+ *   4       4*c*h*w   prefix output, float32 CHW, host byte order
+ */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "weft/core.h"
+#include "weft/loader.h"
+
+struct wf_loader {
+    struct wf_store *store; /* borrowed */
+    struct wf_cache *cache; /* borrowed, may be NULL */
+    struct wf_xf_chain ch;
+    uint64_t seed;
+    uint64_t cid;   /* cache id */
+    int n, c, h, w; /* samples and their shape */
+    size_t chw;     /* floats a sample */
+    size_t vsize;   /* bytes of a cached value */
+    atomic_ullong samples, bytes_read, hits, misses, fallback_batches, fallback_ids, cache_errors;
+};
+
+int wf_loader_new(struct wf_loader **out, struct wf_store *store, const char *transforms, uint64_t seed,
+                  struct wf_cache *cache) {
+    *out = NULL;
+    struct wf_loader *l = wf_calloc(1, sizeof *l);
+    if (!l) return wf_error(WF_ERR_NOMEM, "loader: out of memory");
+    int rc = wf_xf_parse(&l->ch, transforms);
+    if (rc) {
+        wf_free(l);
+        return rc;
+    }
+    const struct wf_store_info *info = wf_store_info(store);
+    l->store = store;
+    l->cache = cache;
+    l->seed = seed;
+    l->cid = wf_xf_cache_id(&l->ch, info);
+    l->n = info->n;
+    l->c = info->c;
+    l->h = info->h;
+    l->w = info->w;
+    l->chw = (size_t)info->c * (size_t)info->h * (size_t)info->w;
+    l->vsize = sizeof(int32_t) + l->chw * sizeof(float);
+    *out = l;
+    return WF_OK;
+}
+
+void wf_loader_free(struct wf_loader *l) { wf_free(l); }
+
+uint64_t wf_loader_cache_id(const struct wf_loader *l) { return l->cid; }
+const struct wf_xf_chain *wf_loader_chain(const struct wf_loader *l) { return &l->ch; }
+struct wf_store *wf_loader_store(const struct wf_loader *l) { return l->store; }
+
+void wf_loader_stats(const struct wf_loader *l, struct wf_loader_stats *st) {
+    struct wf_loader *m = (struct wf_loader *)l;
+    st->samples = atomic_load(&m->samples);
+    st->bytes_read = atomic_load(&m->bytes_read);
+    st->hits = atomic_load(&m->hits);
+    st->misses = atomic_load(&m->misses);
+    st->fallback_batches = atomic_load(&m->fallback_batches);
+    st->fallback_ids = atomic_load(&m->fallback_ids);
+    st->cache_errors = atomic_load(&m->cache_errors);
+}
+
+int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t epoch, float *x, int32_t *y) {
+    if (n <= 0) return WF_OK;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= (uint32_t)l->n)
+            return wf_error(WF_ERR_RANGE,
+                            "loader: sample id %" PRIu32 " at batch position %d out of range (%d samples)", ids[i], i,
+                            l->n);
+    int rc = WF_OK;
+    uint8_t *hit = wf_calloc((size_t)n, 1);
+    uint8_t *pix = wf_malloc(l->chw);
+    float *scratch = wf_malloc(l->chw * sizeof *scratch);
+    uint32_t *miss_ids = wf_malloc((size_t)n * sizeof *miss_ids);
+    char *vals = l->cache ? wf_malloc((size_t)n * l->vsize) : NULL; /* slot i: hit values */
+    char *mvals = wf_malloc((size_t)n * l->vsize);                  /* the j-th miss's value */
+    if (!hit || !pix || !scratch || !miss_ids || (l->cache && !vals) || !mvals) {
+        rc = wf_error(WF_ERR_NOMEM, "loader: out of memory for a batch of %d", n);
+        goto out;
+    }
+
+    int cache_ok = 0;
+    if (l->cache) {
+        if (wf_cache_get(l->cache, l->cid, ids, n, l->vsize, vals, hit) == WF_OK) {
+            cache_ok = 1;
+        } else { /* every id of the batch comes from the store */
+            WF_LOGD("data", "loader: cache lookup failed, %d ids from the dataset: %s", n, wf_errmsg());
+            atomic_fetch_add(&l->cache_errors, 1);
+            atomic_fetch_add(&l->fallback_batches, 1);
+            atomic_fetch_add(&l->fallback_ids, (uint64_t)n);
+            memset(hit, 0, (size_t)n);
+            wf_error_clear();
+        }
+    }
+
+    int nmiss = 0;
+    uint64_t nread = 0;
+    for (int i = 0; i < n; i++) {
+        if (hit[i]) continue;
+        char *v = mvals + (size_t)nmiss * l->vsize;
+        int32_t label;
+        if ((rc = wf_store_read(l->store, ids[i], pix, &label))) goto out;
+        nread += l->chw + 1;
+        memcpy(v, &label, sizeof label);
+        wf_xf_prefix(&l->ch, pix, l->c, l->h, l->w, (float *)(void *)scratch);
+        memcpy(v + sizeof label, scratch, l->chw * sizeof(float));
+        miss_ids[nmiss++] = ids[i];
+    }
+    atomic_fetch_add(&l->bytes_read, nread);
+    atomic_fetch_add(&l->hits, (uint64_t)(n - nmiss));
+    atomic_fetch_add(&l->misses, (uint64_t)nmiss);
+    if (cache_ok && nmiss > 0 && wf_cache_put(l->cache, l->cid, miss_ids, nmiss, l->vsize, mvals) != WF_OK) {
+        WF_LOGD("data", "loader: cache write-back of %d values failed: %s", nmiss, wf_errmsg());
+        atomic_fetch_add(&l->cache_errors, 1);
+        wf_error_clear();
+    }
+
+    for (int i = 0, j = 0; i < n; i++) {
+        const char *v = hit[i] ? vals + (size_t)i * l->vsize : mvals + (size_t)j++ * l->vsize;
+        float *xi = x + (size_t)i * l->chw;
+        memcpy(&y[i], v, sizeof(int32_t));
+        memcpy(xi, v + sizeof(int32_t), l->chw * sizeof(float));
+        wf_xf_random(&l->ch, l->seed, epoch, ids[i], l->c, l->h, l->w, xi, scratch);
+    }
+    atomic_fetch_add(&l->samples, (uint64_t)n);
+out:
+    wf_free(hit);
+    wf_free(pix);
+    wf_free(scratch);
+    wf_free(miss_ids);
+    wf_free(vals);
+    wf_free(mvals);
+    return rc;
+}
