@@ -17,9 +17,12 @@
  *   auto    starts on cpu; every `window` steps a controller reads the
  *           time-averaged occupancy of the queue and the utilization of the
  *           compute device (the share of wall time training is not waiting
- *           for data). When the queue runs dry while the device waits, it
- *           tries device for a window and keeps whichever served more steps
- *           per second, trying the other again after 4, 8, 16, ... windows.
+ *           for data). A trial runs one window on the other placement and
+ *           one back, and the other placement is kept when its window served
+ *           more steps per second than the mean of the two around it. Trials
+ *           start at once when the queue runs dry while the device waits,
+ *           else after 2, 4, 8, 16, ... windows: on a CPU-only machine a pool
+ *           that keeps the queue full still takes cores from the kernels.
  * Batches reach training in step order whatever ran them, and a sample's
  * bytes do not depend on the placement (transforms are keyed by
  * (seed, epoch, id) only).

@@ -16,6 +16,7 @@
 
 #include "weft/data.h"
 #include "weft/exec.h"
+#include "weft/feeder.h"
 #include "weft/job.h"
 #include "weft/model.h"
 
@@ -32,29 +33,57 @@ struct wf_progress {
     double lr;
     int epoch_done;             /* set on the call that closes an epoch */
     double test_acc, test_loss; /* valid when epoch_done */
+    /* the data side (0 / NULL when not known) */
+    double data_wait_frac; /* share of the recent wall time spent waiting for batches */
+    double hit_rate;       /* cache hits / lookups so far */
+    const char *placement; /* "cpu" or "device": where preprocessing runs now */
 };
 typedef void (*wf_progress_fn)(void *ud, const struct wf_progress *p);
+
+/* A job's data: its train and test stores, the cache it names, a loader
+ * for each split (the test split through the chain's deterministic prefix
+ * only). Opened alike by weft train and every pipeline worker. */
+struct wf_data_src {
+    struct wf_store *train, *test;
+    struct wf_cache *cache; /* NULL for cache = none */
+    struct wf_loader *ltrain, *ltest;
+    const struct wf_store_info *itrain, *itest;
+};
+int wf_data_open(struct wf_data_src *d, const struct wf_job *j);
+void wf_data_close(struct wf_data_src *d);
+/* The folder a .gz dataset is decompressed into: data_stage, else
+ * $XDG_CACHE_HOME/weft/data, else ~/.cache/weft/data. */
+void wf_data_stage_dir(const struct wf_job *j, char *buf, size_t cap);
+/* A feeder of positions [lo, hi) of the job's global batches from first_step on. */
+int wf_data_feeder(struct wf_data_src *d, const struct wf_job *j, long first_step, int lo, int hi,
+                   struct wf_feeder **out);
+/* The data side's counters as JSON members (no braces), for metrics lines; f may be NULL. */
+void wf_data_stats_json(const struct wf_data_src *d, struct wf_feeder *f, char *buf, size_t cap);
+/* Mean loss and accuracy of the first n samples of a loader's split, in
+ * batches of e's batch (rest: an executor for the remainder, or NULL). */
+int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, struct wf_loader *l, int n, double *loss, double *acc);
 
 struct wf_trainer {
     struct wf_job job;
     struct wf_model model;
-    char *model_text; /* canonical model text */
-    struct wf_dataset train, test;
-    struct wf_exec ex; /* train program, batch = batch / K */
+    char *model_text;        /* canonical model text */
+    struct wf_data_src data; /* stores, cache, loaders */
+    struct wf_feeder *feed;  /* batches of the steps to come */
+    struct wf_exec ex;       /* train program, batch = batch / K */
     struct wf_exec eval, eval_rest;
     int has_eval_rest;
     int64_t n_params;                      /* floats */
     float *params, *grads, *opt_a, *opt_b; /* opt_a: momentum or exp_avg; opt_b: exp_avg_sq */
     int64_t *acc;                          /* fixed-point gradient sums when K > 1 */
-    uint32_t *order;                       /* this epoch's sample order */
-    int order_epoch;                       /* epoch `order` holds, -1 none */
     int x_in, y_in;                        /* model input values fed from the dataset */
     long step;                             /* optimizer steps done */
     int epoch;                             /* current epoch */
     long epoch_step;                       /* steps done in the current epoch */
     long steps_per_epoch;
     double last_loss;
-    double step_lr; /* learning rate of the step in progress */
+    double data_wait_s; /* time steps waited for their batch */
+    double last_wait_s; /* ... the last step */
+    double step_lr;     /* learning rate of the step in progress */
     FILE *metrics;
     char *ckpt_path;
     int quiet;
@@ -68,8 +97,8 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
 int wf_trainer_run(struct wf_trainer *t, long stop_after_steps, wf_progress_fn fn, void *ud);
 /* One optimizer step on the next global batch; allocates nothing. */
 int wf_trainer_step(struct wf_trainer *t, double *loss);
-/* Mean loss and accuracy on a dataset (the test split by default). */
-int wf_trainer_evaluate(struct wf_trainer *t, const struct wf_dataset *d, double *loss, double *acc);
+/* Mean loss and accuracy on the test split. */
+int wf_trainer_evaluate(struct wf_trainer *t, double *loss, double *acc);
 int wf_trainer_save(struct wf_trainer *t, const char *path);
 void wf_trainer_free(struct wf_trainer *t);
 

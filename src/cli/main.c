@@ -101,8 +101,12 @@ static void on_progress(void *ud, const struct wf_progress *p) {
     if (p->epoch_done) {
         double now = wf_now();
         if (s->tty) printf("\r\033[K");
-        printf("epoch %d/%d  loss %.4f  test acc %.2f%%  test loss %.4f  %.0f samples/s  (%.1f s)\n", p->epoch + 1,
+        printf("epoch %d/%d  loss %.4f  test acc %.2f%%  test loss %.4f  %.0f samples/s  (%.1f s)", p->epoch + 1,
                p->epochs, p->loss, 100 * p->test_acc, p->test_loss, p->samples_per_s, now - s->epoch_start);
+        if (p->placement)
+            printf("  data: %s, wait %.0f%%, cache hits %.0f%%", p->placement, 100 * p->data_wait_frac,
+                   100 * p->hit_rate);
+        printf("\n");
         fflush(stdout);
         s->epoch_start = now;
         return;
@@ -115,12 +119,17 @@ static void on_progress(void *ud, const struct wf_progress *p) {
         bar[30] = 0;
         printf("\r\033[Kepoch %d/%d [%s] %3.0f%%  loss %.4f  %.0f samples/s  ETA %s", p->epoch + 1, p->epochs, bar,
                100 * frac, p->loss, p->samples_per_s, eta);
+        if (p->placement)
+            printf("  data %s wait %.0f%% hits %.0f%%", p->placement, 100 * p->data_wait_frac, 100 * p->hit_rate);
         fflush(stdout);
     } else {
         double now = wf_now();
         if (now - s->last_plain >= 10) {
-            printf("epoch %d/%d step %ld/%ld  loss %.4f  %.0f samples/s  ETA %s\n", p->epoch + 1, p->epochs, p->step,
+            printf("epoch %d/%d step %ld/%ld  loss %.4f  %.0f samples/s  ETA %s", p->epoch + 1, p->epochs, p->step,
                    p->steps_total, p->loss, p->samples_per_s, eta);
+            if (p->placement)
+                printf("  data %s wait %.0f%% hits %.0f%%", p->placement, 100 * p->data_wait_frac, 100 * p->hit_rate);
+            printf("\n");
             fflush(stdout);
             s->last_plain = now;
         }
@@ -206,8 +215,8 @@ static int cmd_train(int argc, char **argv) {
         fmt_count(np, sizeof np, (double)t.n_params);
         printf("weft train %s: model %s (%s parameters), %d train / %d test samples, batch %d = %d x %d, "
                "%d thread%s%s\n",
-               job, t.model.name ? t.model.name : "model", np, t.train.n, t.test.n, t.job.batch, t.job.micro_batches,
-               t.job.batch / t.job.micro_batches, t.job.threads, t.job.threads > 1 ? "s" : "",
+               job, t.model.name ? t.model.name : "model", np, t.data.itrain->n, t.data.itest->n, t.job.batch,
+               t.job.micro_batches, t.job.batch / t.job.micro_batches, t.job.threads, t.job.threads > 1 ? "s" : "",
                resume ? ", resumed" : "");
         if (resume) printf("resumed from %s at step %ld (epoch %d)\n", resume, t.step, t.epoch + 1);
         fflush(stdout);
@@ -221,7 +230,7 @@ static int cmd_train(int argc, char **argv) {
     }
     if (ps.tty && !quiet) printf("\r\033[K");
     double loss, acc;
-    if (wf_trainer_evaluate(&t, NULL, &loss, &acc) < 0) {
+    if (wf_trainer_evaluate(&t, &loss, &acc) < 0) {
         wf_trainer_free(&t);
         return fail("train");
     }

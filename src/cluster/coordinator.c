@@ -303,10 +303,14 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
         jb->poff[i] = jb->sfloats[jb->pstage[i]];
         jb->sfloats[jb->pstage[i]] += g->v[pv].numel;
     }
-    struct wf_dataset d;
-    if ((rc = wf_dataset_load_idx(&d, j->data, "train")) < 0) return rc;
-    jb->steps_per_epoch = d.n / j->batch;
-    wf_dataset_free(&d);
+    /* the store stages a .gz dataset once, before the workers open it */
+    struct wf_store *train;
+    char stage[4096];
+    wf_data_stage_dir(j, stage, sizeof stage);
+    if ((rc = wf_store_open(&train, j->data, "train", stage)) < 0)
+        return wf_error_prefix(rc, "%s: data = %s", j->path ? j->path : "job", j->data);
+    jb->steps_per_epoch = wf_store_info(train)->n / j->batch;
+    wf_store_free(train);
     jb->total = jb->steps_per_epoch * j->epochs;
     if (j->max_steps > 0 && j->max_steps < jb->total) jb->total = j->max_steps;
     size_t n = strlen(j->out) + 64;

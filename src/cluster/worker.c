@@ -250,11 +250,10 @@ struct stage {
     float *params, *grads, *opt_a, *opt_b;
     int64_t *acc;
     int64_t n_params;
-    struct wf_dataset train, test;
-    uint32_t *order;
-    int order_epoch;
-    float *xs;   /* gather scratch for a stage without the image input */
-    int32_t *ys; /* ... without the label input */
+    struct wf_data_src data;
+    struct wf_feeder *feed; /* this replica's part of each global batch; NULL on a stage without data inputs */
+    float *xs;              /* gather scratch for a stage without the image input */
+    int32_t *ys;            /* ... without the label input */
     struct wf_conn prev, next;
     int has_prev, has_next;
     struct wf_conn *dp_conns;
@@ -299,15 +298,14 @@ static void stage_free(struct stage *st) {
     wf_afree(st->opt_a);
     wf_afree(st->opt_b);
     wf_afree(st->acc);
-    wf_free(st->order);
+    wf_feeder_free(st->feed);
     wf_afree(st->xs);
     wf_afree(st->ys);
     wf_free(st->losses);
     wf_free(st->tr);
     wf_free(st->ready);
     wf_free(st->clip_part);
-    wf_dataset_free(&st->train);
-    wf_dataset_free(&st->test);
+    wf_data_close(&st->data);
     wf_model_free(&st->model);
     wf_job_free(&st->job);
     if (st->red) wf_reducer_destroy(st->red);
@@ -338,14 +336,13 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     st->w = (int)a->worker;
     st->k0 = st->r * st->K / st->D;
     st->nk = (st->r + 1) * st->K / st->D - st->k0;
-    st->order_epoch = -1;
     st->tracing = (int)a->trace;
     if (j->batch % st->K)
         return wf_error(WF_ERR_INVALID, "batch %d is not a multiple of %d micro-batches", j->batch, st->K);
     int mb = j->batch / st->K;
     wf_blas_set_threads(a->threads ? (int)a->threads : j->threads);
-    if ((rc = wf_dataset_load_idx(&st->train, j->data, "train")) < 0) return rc;
-    if ((rc = wf_dataset_load_idx(&st->test, j->data, "test")) < 0) return rc;
+    if ((rc = wf_data_open(&st->data, j)) < 0) return rc;
+    int n_train = st->data.itrain->n, n_test = st->data.itest->n;
     struct wf_stage_opts o = {.seed = *a->out && a->out_grad ? a->out : NULL};
     if (*a->in && a->in_grad) o.diff_in[o.n_diff_in++] = a->in;
     st->train_bwd = st->s == st->S - 1 || o.seed;
@@ -363,17 +360,16 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     st->acc = wf_aalloc(sizeof(int64_t) * (size_t)(st->n_params + 1));
     st->ready = wf_calloc((size_t)st->ex.prog.g.n_params + 1, 1);
     st->clip_part = wf_calloc((size_t)st->ex.prog.g.n_params + 1, sizeof(double));
-    st->order = wf_malloc(sizeof(uint32_t) * (size_t)st->train.n);
     st->losses = wf_calloc((size_t)st->K + 1, sizeof(double));
-    size_t chw = (size_t)st->train.c * st->train.h * st->train.w;
-    int eb = WF_MIN(j->eval_batch, st->test.n), big = WF_MAX(mb, eb);
+    size_t chw = (size_t)st->data.itrain->c * st->data.itrain->h * st->data.itrain->w;
+    int eb = WF_MIN(j->eval_batch, n_test), big = WF_MAX(mb, eb);
     st->xs = wf_aalloc(sizeof(float) * chw * (size_t)big);
     st->ys = wf_aalloc(sizeof(int32_t) * (size_t)big);
     st->nslots = st->sched == WF_SCHED_GPIPE ? st->nk : WF_MIN(st->nk, st->S - st->s);
     if (st->nslots < 1) st->nslots = 1;
     st->arenas = wf_calloc((size_t)st->nslots, sizeof *st->arenas);
     if (!st->params || !st->grads || (slots >= 1 && !st->opt_a) || (slots >= 2 && !st->opt_b) || !st->acc ||
-        !st->ready || !st->clip_part || !st->order || !st->losses || !st->xs || !st->ys || !st->arenas)
+        !st->ready || !st->clip_part || !st->losses || !st->xs || !st->ys || !st->arenas)
         return wf_error(WF_ERR_NOMEM, "out of memory for stage %d", st->s);
     st->arenas[0] = st->ex.arena;
     for (int i = 1; i < st->nslots; i++)
@@ -385,8 +381,8 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     st->ex.loss_scale = wf_loss_scale(g, st->K);
     /* eval: replica 0 of each stage runs the test set through the pipeline */
     if ((rc = wf_exec_init_stage(&st->eval, &st->model, eb, 0, NULL, st->params, NULL)) < 0) return rc;
-    if (st->test.n % eb) {
-        if ((rc = wf_exec_init_stage(&st->eval_rest, &st->model, st->test.n % eb, 0, NULL, st->params, NULL)) < 0)
+    if (n_test % eb) {
+        if ((rc = wf_exec_init_stage(&st->eval_rest, &st->model, n_test % eb, 0, NULL, st->params, NULL)) < 0)
             return rc;
         st->has_rest = 1;
     }
@@ -405,7 +401,11 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
         wf_st_free(&f);
         if (rc < 0) return rc;
     }
-    st->steps_per_epoch = st->train.n / j->batch;
+    st->steps_per_epoch = n_train / j->batch;
+    /* a stage fed from the dataset reads this replica's micro-batches of every global batch */
+    if ((*st->x_name || *st->y_name) &&
+        (rc = wf_data_feeder(&st->data, j, 0, st->k0 * mb, (st->k0 + st->nk) * mb, &st->feed)) < 0)
+        return rc;
     st->total = st->steps_per_epoch * j->epochs;
     if (j->max_steps > 0 && j->max_steps < st->total) st->total = j->max_steps;
     if (st->tracing) {
@@ -560,13 +560,28 @@ static void update_param(struct stage *st, int i, double lr) {
                     st->opt_b ? st->opt_b + off : NULL, (long)v->numel, lr, st->step + 1);
 }
 
-/* Fills the stage's data inputs (a stage may have the images, the labels, both or neither). */
-static void gather(struct stage *st, struct wf_exec *e, const struct wf_dataset *d, const uint32_t *ids, int B) {
+/* Fills the stage's data inputs (a stage may have the images, the labels,
+ * both or neither) with micro-batch jm of this replica's part b. */
+static void gather(struct stage *st, struct wf_exec *e, const struct wf_feed_batch *b, int jm, int mb) {
     int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name);
-    if (xi < 0 && yi < 0) return;
-    float *x = xi >= 0 ? wf_exec_ptr(e, xi) : st->xs;
-    int32_t *y = yi >= 0 ? wf_exec_ptr(e, yi) : st->ys;
-    wf_dataset_gather(d, ids, B, x, y);
+    size_t chw = (size_t)st->data.itrain->c * st->data.itrain->h * st->data.itrain->w;
+    if (xi >= 0) memcpy(wf_exec_ptr(e, xi), b->x + (size_t)jm * mb * chw, sizeof(float) * (size_t)mb * chw);
+    if (yi >= 0) memcpy(wf_exec_ptr(e, yi), b->y + (size_t)jm * mb, sizeof(int32_t) * (size_t)mb);
+}
+
+/* The test samples [first, first + B) into the eval program's data inputs. */
+static int gather_test(struct stage *st, struct wf_exec *e, int first, int B) {
+    int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name);
+    if (xi < 0 && yi < 0) return WF_OK;
+    uint32_t ids[4096];
+    uint32_t *idp = B <= 4096 ? ids : wf_malloc(sizeof(uint32_t) * (size_t)B);
+    if (!idp) return wf_error(WF_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < B; k++)
+        idp[k] = (uint32_t)(first + k);
+    int rc = wf_loader_fetch(st->data.ltest, idp, B, 0, xi >= 0 ? wf_exec_ptr(e, xi) : st->xs,
+                             yi >= 0 ? wf_exec_ptr(e, yi) : st->ys);
+    if (idp != ids) wf_free(idp);
+    return rc;
 }
 
 /* Gradient clipping by the global norm. Its sum of squares is formed
@@ -612,11 +627,14 @@ static int clip(struct stage *st) {
 static int stage_step(struct stage *st) {
     const struct wf_job *j = &st->job;
     int mb = j->batch / st->K;
-    if (st->order_epoch != st->epoch) {
-        wf_epoch_order(st->order, (uint32_t)st->train.n, j->seed, (uint64_t)st->epoch);
-        st->order_epoch = st->epoch;
+    struct wf_feed_batch b = {0};
+    if (st->feed) {
+        int frc = wf_feeder_next(st->feed, &b);
+        if (frc < 0) return frc;
+        if (b.step != st->step || b.n != st->nk * mb)
+            return wf_error(WF_ERR_INTERNAL, "the feeder handed step %ld for step %ld", b.step, st->step);
+        st->t_idle += b.wait_s;
     }
-    const uint32_t *ids = st->order + (size_t)st->epoch_step * (size_t)j->batch;
     struct wf_sched_ev ev[2 * 256 + 2];
     int nev = wf_schedule(st->sched, st->S, st->s, st->nk, ev);
     const struct wf_graph *g = &st->ex.prog.g;
@@ -634,7 +652,7 @@ static int stage_step(struct stage *st) {
         if (ev[e].kind == WF_EV_F) {
             ctl_doing(st->ct, st->step + 1, "forward of micro-batch %d", kg);
             if (++live > st->max_live) st->max_live = live;
-            gather(st, &st->ex, &st->train, ids + (size_t)kg * mb, mb);
+            if (st->feed) gather(st, &st->ex, &b, jm, mb);
             if (st->has_prev && (rc = recv_tensor(st, &st->prev, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, in_v),
                                                   (size_t)g->v[in_v].numel)) < 0)
                 break;
@@ -723,7 +741,7 @@ static int stage_step(struct stage *st) {
 /* The test set through the pipeline (replica 0 of each stage). */
 static int stage_eval(struct stage *st) {
     if (st->r != 0) return WF_OK;
-    int n = st->test.n, eb = st->eval.prog.g.batch, chunk = 0, rc = WF_OK;
+    int n = st->data.itest->n, eb = st->eval.prog.g.batch, chunk = 0, rc = WF_OK;
     double sum = 0;
     long correct = 0;
     double t0 = wf_now();
@@ -731,13 +749,7 @@ static int stage_eval(struct stage *st) {
     for (int i = 0; i < n && rc == WF_OK; i += eb, chunk++) {
         int B = WF_MIN(eb, n - i);
         struct wf_exec *e = B == eb ? &st->eval : &st->eval_rest;
-        uint32_t ids[4096];
-        uint32_t *idp = B <= 4096 ? ids : wf_malloc(sizeof(uint32_t) * (size_t)B);
-        if (!idp) return wf_error(WF_ERR_NOMEM, "out of memory");
-        for (int k = 0; k < B; k++)
-            idp[k] = (uint32_t)(i + k);
-        gather(st, e, &st->test, idp, B);
-        if (idp != ids) wf_free(idp);
+        if ((rc = gather_test(st, e, i, B)) < 0) break;
         const struct wf_graph *g = &e->prog.g;
         int in_v = value_of(e, st->in_name), out_v = value_of(e, st->out_name);
         if (st->has_prev && (rc = recv_tensor(st, &st->prev, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, in_v),

@@ -52,9 +52,11 @@ struct wf_feeder {
     long win_steps, windows;
     double last_return;
     /* controller */
-    int probing; /* the window running is a trial of the other placement */
-    double rate_cpu, rate_dev;
-    int hold, backoff; /* windows before the next trial, and the next hold */
+    int probing;        /* 1: this window is a trial of the other placement; 2: the window after one */
+    double rate_before; /* steps/s of the window before the trial */
+    double rate_trial;  /* ... of the trial */
+    int since;          /* windows since the last decision */
+    int hold, backoff;  /* windows before the next trial; the hold after the next decision */
     struct wf_feeder_stats st;
 };
 
@@ -209,6 +211,7 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
     f->next_claim = f->next_deliver = op.first_step;
     f->placement = op.placement == WF_PLACE_DEVICE ? WF_PLACE_DEVICE : WF_PLACE_CPU;
     f->occ_t = f->win_t0 = f->last_return = wf_now();
+    f->hold = 2;
     f->backoff = 4;
     f->st.placement = f->placement;
     snprintf(f->st.decision, sizeof f->st.decision, "%s (%s)", wf_place_name(f->placement),
@@ -259,7 +262,12 @@ static void set_placement(struct wf_feeder *f, int p, const char *why) {
     pthread_cond_broadcast(&f->cv);
 }
 
-/* At the end of a window (mu held): the auto controller. */
+/* At the end of a window (mu held): the auto controller. A trial runs one
+ * window on the other placement and then one back on the current one; the
+ * trial is kept when it served more steps per second than the mean of the
+ * windows before and after it. Trials start at once when the queue runs dry
+ * while training waits, else after `hold` windows (4, 8, 16, ...): the pool
+ * may keep the queue full and still cost the compute threads their cores. */
 static void end_window(struct wf_feeder *f, double now) {
     double wall = now - f->win_t0;
     if (wall <= 0) return;
@@ -268,35 +276,39 @@ static void end_window(struct wf_feeder *f, double now) {
     if (f->placement == WF_PLACE_CPU) f->st.occupancy = (f->occ_int - f->win_occ0) / wall;
     f->windows++;
     if (f->o.placement == WF_PLACE_AUTO && f->windows > 1) { /* the first window fills the queue */
-        char why[128];
-        if (f->placement == WF_PLACE_CPU) {
-            f->rate_cpu = rate;
-            if (f->probing) { /* back on cpu after a device trial */
-                f->probing = 0;
-                int dev = f->rate_dev > f->rate_cpu;
-                snprintf(why, sizeof why, "device %.1f vs cpu %.1f steps/s", f->rate_dev, f->rate_cpu);
-                if (dev) set_placement(f, WF_PLACE_DEVICE, why);
-                f->hold = f->backoff;
-                f->backoff *= 2;
-            } else if (f->hold > 0) {
-                f->hold--;
-            } else if (f->st.occupancy < 0.5 && f->st.device_util < 0.9) {
-                snprintf(why, sizeof why, "trial: queue %.2f full, device %.0f%% busy", f->st.occupancy,
-                         100 * f->st.device_util);
-                set_placement(f, WF_PLACE_DEVICE, why);
-                f->probing = 1;
-            }
+        char why[160];
+        int here = f->placement, other = here == WF_PLACE_CPU ? WF_PLACE_DEVICE : WF_PLACE_CPU;
+        if (f->probing == 1) { /* the trial window is over: back, to measure again */
+            f->rate_trial = rate;
+            f->probing = 2;
+            snprintf(why, sizeof why, "trial of %s: %.1f steps/s; measuring %s again", wf_place_name(here), rate,
+                     wf_place_name(other));
+            set_placement(f, other, why);
+        } else if (f->probing == 2) { /* decide */
+            double base = 0.5 * (f->rate_before + rate);
+            int keep = f->rate_trial > base;
+            snprintf(why, sizeof why, "%s %.1f vs %s %.1f steps/s", wf_place_name(other), f->rate_trial,
+                     wf_place_name(here), base);
+            if (keep)
+                set_placement(f, other, why);
+            else
+                snprintf(f->st.decision, sizeof f->st.decision, "%s (%s)", wf_place_name(here), why);
+            f->probing = 0;
+            f->since = 0;
+            f->hold = f->backoff;
+            f->backoff *= 2;
+            f->rate_before = rate;
         } else {
-            f->rate_dev = rate;
-            if (f->probing) { /* the device trial is over: cpu again, to compare */
-                snprintf(why, sizeof why, "trial over: device %.1f steps/s, measuring cpu", rate);
-                set_placement(f, WF_PLACE_CPU, why);
-            } else if (f->hold > 0) {
-                f->hold--;
-            } else {
-                snprintf(why, sizeof why, "trial: device %.1f steps/s, measuring cpu", rate);
-                set_placement(f, WF_PLACE_CPU, why);
+            int starved = here == WF_PLACE_CPU && f->st.occupancy < 0.5 && f->st.device_util < 0.9;
+            if (starved || ++f->since > f->hold) {
+                if (starved)
+                    snprintf(why, sizeof why, "trial: queue %.2f full while training waits %.0f%% of the time",
+                             f->st.occupancy, 100 * (1 - f->st.device_util));
+                else
+                    snprintf(why, sizeof why, "trial after %d windows on %s", f->since - 1, wf_place_name(here));
+                f->rate_before = rate;
                 f->probing = 1;
+                set_placement(f, other, why);
             }
         }
     }

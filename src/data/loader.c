@@ -10,6 +10,7 @@
  *   4       4*c*h*w   prefix output, float32 CHW, host byte order
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -26,7 +27,63 @@ struct wf_loader {
     size_t chw;     /* floats a sample */
     size_t vsize;   /* bytes of a cached value */
     atomic_ullong samples, bytes_read, hits, misses, fallback_batches, fallback_ids, cache_errors;
+    pthread_mutex_t mu;      /* guards the free scratch list */
+    struct scratch *scratch; /* free scratch sets: a fetch allocates nothing once one fits */
 };
+
+/* What one fetch works in, for batches of up to cap_n samples. */
+struct scratch {
+    struct scratch *next;
+    int cap_n;
+    uint8_t *hit, *pix;
+    float *fs;
+    uint32_t *miss_ids;
+    char *vals, *mvals;
+};
+
+static void scratch_free(struct scratch *s) {
+    if (!s) return;
+    wf_free(s->hit);
+    wf_free(s->pix);
+    wf_free(s->fs);
+    wf_free(s->miss_ids);
+    wf_free(s->vals);
+    wf_free(s->mvals);
+    wf_free(s);
+}
+
+/* A free scratch set for n samples, or a new one (NULL when out of memory). */
+static struct scratch *scratch_get(struct wf_loader *l, int n) {
+    pthread_mutex_lock(&l->mu);
+    struct scratch **pp = &l->scratch;
+    while (*pp && (*pp)->cap_n < n)
+        pp = &(*pp)->next;
+    struct scratch *s = *pp;
+    if (s) *pp = s->next;
+    pthread_mutex_unlock(&l->mu);
+    if (s) return s;
+    s = wf_calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->cap_n = n;
+    s->hit = wf_calloc((size_t)n, 1);
+    s->pix = wf_malloc(l->chw);
+    s->fs = wf_malloc(l->chw * sizeof(float));
+    s->miss_ids = wf_malloc((size_t)n * sizeof(uint32_t));
+    s->vals = l->cache ? wf_malloc((size_t)n * l->vsize) : NULL; /* slot i: hit values */
+    s->mvals = wf_malloc((size_t)n * l->vsize);                  /* the j-th miss's value */
+    if (!s->hit || !s->pix || !s->fs || !s->miss_ids || (l->cache && !s->vals) || !s->mvals) {
+        scratch_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void scratch_put(struct wf_loader *l, struct scratch *s) {
+    pthread_mutex_lock(&l->mu);
+    s->next = l->scratch;
+    l->scratch = s;
+    pthread_mutex_unlock(&l->mu);
+}
 
 int wf_loader_new(struct wf_loader **out, struct wf_store *store, const char *transforms, uint64_t seed,
                   struct wf_cache *cache) {
@@ -49,15 +106,27 @@ int wf_loader_new(struct wf_loader **out, struct wf_store *store, const char *tr
     l->w = info->w;
     l->chw = (size_t)info->c * (size_t)info->h * (size_t)info->w;
     l->vsize = sizeof(int32_t) + l->chw * sizeof(float);
+    pthread_mutex_init(&l->mu, NULL);
     *out = l;
     return WF_OK;
 }
 
-void wf_loader_free(struct wf_loader *l) { wf_free(l); }
+void wf_loader_free(struct wf_loader *l) {
+    if (!l) return;
+    while (l->scratch) {
+        struct scratch *s = l->scratch;
+        l->scratch = s->next;
+        scratch_free(s);
+    }
+    pthread_mutex_destroy(&l->mu);
+    wf_free(l);
+}
 
 uint64_t wf_loader_cache_id(const struct wf_loader *l) { return l->cid; }
 const struct wf_xf_chain *wf_loader_chain(const struct wf_loader *l) { return &l->ch; }
-struct wf_store *wf_loader_store(const struct wf_loader *l) { return l->store; }
+struct wf_store *wf_loader_store(const struct wf_loader *l) {
+    return l->store;
+}
 
 void wf_loader_stats(const struct wf_loader *l, struct wf_loader_stats *st) {
     struct wf_loader *m = (struct wf_loader *)l;
@@ -78,16 +147,13 @@ int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t ep
                             "loader: sample id %" PRIu32 " at batch position %d out of range (%d samples)", ids[i], i,
                             l->n);
     int rc = WF_OK;
-    uint8_t *hit = wf_calloc((size_t)n, 1);
-    uint8_t *pix = wf_malloc(l->chw);
-    float *scratch = wf_malloc(l->chw * sizeof *scratch);
-    uint32_t *miss_ids = wf_malloc((size_t)n * sizeof *miss_ids);
-    char *vals = l->cache ? wf_malloc((size_t)n * l->vsize) : NULL; /* slot i: hit values */
-    char *mvals = wf_malloc((size_t)n * l->vsize);                  /* the j-th miss's value */
-    if (!hit || !pix || !scratch || !miss_ids || (l->cache && !vals) || !mvals) {
-        rc = wf_error(WF_ERR_NOMEM, "loader: out of memory for a batch of %d", n);
-        goto out;
-    }
+    struct scratch *sc = scratch_get(l, n);
+    if (!sc) return wf_error(WF_ERR_NOMEM, "loader: out of memory for a batch of %d", n);
+    uint8_t *hit = sc->hit, *pix = sc->pix;
+    float *scratch = sc->fs;
+    uint32_t *miss_ids = sc->miss_ids;
+    char *vals = sc->vals, *mvals = sc->mvals;
+    memset(hit, 0, (size_t)n);
 
     int cache_ok = 0;
     if (l->cache) {
@@ -134,11 +200,6 @@ int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t ep
     }
     atomic_fetch_add(&l->samples, (uint64_t)n);
 out:
-    wf_free(hit);
-    wf_free(pix);
-    wf_free(scratch);
-    wf_free(miss_ids);
-    wf_free(vals);
-    wf_free(mvals);
+    scratch_put(l, sc);
     return rc;
 }

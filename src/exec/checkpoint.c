@@ -31,6 +31,15 @@ static void job_signature(const struct wf_job *j, char *buf, size_t n) {
              (unsigned long long)j->seed, j->batch, j->micro_batches, j->epochs, opt[j->optimizer], j->lr, j->momentum,
              j->nesterov, j->weight_decay, j->beta1, j->beta2, j->eps, j->clip_norm, sch[j->lr_schedule], j->warmup,
              j->step_size, j->gamma, j->min_lr, j->threads);
+    /* the samples a step sees depend on the transforms (absent when there are none, as before they existed) */
+    if (j->transforms && j->transforms[0] && strlen(buf) + 1 < n) {
+        struct wf_xf_chain ch;
+        char text[2048];
+        if (wf_xf_parse(&ch, j->transforms) == WF_OK) {
+            wf_xf_text(&ch, 0, ch.n, text, sizeof text);
+            snprintf(buf + strlen(buf), n - strlen(buf), " transforms=%s", text);
+        }
+    }
 }
 
 int wf_checkpoint_write(const char *path, const struct wf_ckpt_state *cs) {
@@ -50,7 +59,7 @@ int wf_checkpoint_write(const char *path, const struct wf_ckpt_state *cs) {
             rc = wf_st_writer_add(&w, name, WF_F32, v->ndim, v->shape, slots[s][i]);
         }
     }
-    char buf[64], sig[1024];
+    char buf[64], sig[4096];
     job_signature(j, sig, sizeof sig);
 #define META(k, fmt, val)                                                                                              \
     do {                                                                                                               \
@@ -66,6 +75,7 @@ int wf_checkpoint_write(const char *path, const struct wf_ckpt_state *cs) {
     if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.job", sig);
     if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.model", cs->model_text);
     if (rc == WF_OK) rc = wf_st_writer_meta(&w, "weft.data", j->data);
+    if (rc == WF_OK && j->transforms && j->transforms[0]) rc = wf_st_writer_meta(&w, "weft.transforms", j->transforms);
     if (rc == WF_OK) rc = wf_st_writer_save(&w, path);
     wf_st_writer_free(&w);
     return rc;
@@ -128,7 +138,7 @@ int wf_trainer_restore(struct wf_trainer *t, const char *path) {
         (rc = meta_long(&f, "weft.epoch_step", &epoch_step)) < 0)
         goto done;
     const char *model = wf_st_meta(&f, "weft.model"), *job = wf_st_meta(&f, "weft.job");
-    char sig[1024];
+    char sig[4096];
     job_signature(j, sig, sizeof sig);
     if (!model || strcmp(model, t->model_text)) {
         rc = wf_error(WF_ERR_INVALID, "%s: was written for a different model than %s", path, j->model);
@@ -163,7 +173,7 @@ int wf_trainer_restore(struct wf_trainer *t, const char *path) {
         t->step = step;
         t->epoch = (int)epoch;
         t->epoch_step = epoch_step;
-        t->order_epoch = -1;
+        rc = wf_trainer_feed_from(t, step);
     }
 done:
     wf_st_free(&f);
@@ -174,11 +184,11 @@ int wf_checkpoint_evaluate(const char *ckpt, const char *data_dir, int batch, do
                            char **model_name) {
     struct wf_st_file f;
     struct wf_model m;
-    struct wf_dataset d;
+    struct wf_store *store = NULL;
+    struct wf_loader *l = NULL;
     struct wf_exec e, rest;
     float *params = NULL;
     memset(&m, 0, sizeof m);
-    memset(&d, 0, sizeof d);
     memset(&e, 0, sizeof e);
     memset(&rest, 0, sizeof rest);
     int rc = wf_st_load(&f, ckpt);
@@ -193,8 +203,20 @@ int wf_checkpoint_evaluate(const char *ckpt, const char *data_dir, int batch, do
     char where[4200];
     snprintf(where, sizeof where, "%s:weft.model", ckpt);
     if ((rc = wf_model_parse(&m, where, text)) < 0) goto done;
-    if ((rc = wf_dataset_load_idx(&d, data, "test")) < 0) goto done;
-    int B = WF_MIN(batch, d.n);
+    /* the test split through the deterministic part of the job's transforms */
+    struct wf_job nojob = {0};
+    char stage[4096], prefix[2048] = "";
+    wf_data_stage_dir(&nojob, stage, sizeof stage);
+    const char *xf = wf_st_meta(&f, "weft.transforms");
+    if (xf) {
+        struct wf_xf_chain ch;
+        if ((rc = wf_xf_parse(&ch, xf)) < 0) goto done;
+        wf_xf_text(&ch, 0, ch.n_prefix, prefix, sizeof prefix);
+    }
+    if ((rc = wf_store_open(&store, data, "test", stage)) < 0 || (rc = wf_loader_new(&l, store, prefix, 0, NULL)) < 0)
+        goto done;
+    int n = wf_store_info(store)->n;
+    int B = WF_MIN(batch, n);
     if ((rc = wf_exec_init(&e, &m, B, 0, NULL, NULL)) < 0) goto done;
     params = wf_aalloc(sizeof(float) * (size_t)e.prog.n_param_floats);
     if (!params) {
@@ -202,17 +224,18 @@ int wf_checkpoint_evaluate(const char *ckpt, const char *data_dir, int batch, do
         goto done;
     }
     e.params = params;
-    if (d.n % B && (rc = wf_exec_init(&rest, &m, d.n % B, 0, params, NULL)) < 0) goto done;
+    if (n % B && (rc = wf_exec_init(&rest, &m, n % B, 0, params, NULL)) < 0) goto done;
     const struct wf_graph *g = &e.prog.g;
     for (int i = 0; i < g->n_params && rc == WF_OK; i++)
         rc = wf_load_param(&f, g->v[g->params[i]].name, &g->v[g->params[i]], params + e.prog.offset[g->params[i]]);
-    if (rc == WF_OK) rc = wf_evaluate_split(&e, d.n % B ? &rest : NULL, &d, loss, acc);
+    if (rc == WF_OK) rc = wf_evaluate_split(&e, n % B ? &rest : NULL, l, n, loss, acc);
     if (rc == WF_OK && model_name) *model_name = wf_strdup(m.name ? m.name : "model");
 done:
     wf_exec_free(&e);
     wf_exec_free(&rest);
     wf_afree(params);
-    wf_dataset_free(&d);
+    wf_loader_free(l);
+    wf_store_free(store);
     wf_model_free(&m);
     wf_st_free(&f);
     return rc;

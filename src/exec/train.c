@@ -76,12 +76,6 @@ int wf_load_param(const struct wf_st_file *f, const char *name, const struct wf_
     return WF_OK;
 }
 
-static int load_dataset(struct wf_dataset *d, const struct wf_job *j, const char *split) {
-    int rc = wf_dataset_load_idx(d, j->data, split);
-    if (rc < 0) return wf_error_prefix(rc, "%s: data = %s", j->path, j->data);
-    return WF_OK;
-}
-
 static int find_inputs(struct wf_trainer *t) {
     const struct wf_graph *g = &t->ex.prog.g;
     wf_graph_data_inputs(g, &t->x_in, &t->y_in);
@@ -89,13 +83,14 @@ static int find_inputs(struct wf_trainer *t) {
         return wf_error(WF_ERR_INVALID, "%s: the model needs an f32 input for images and an i32 input for labels",
                         g->path);
     long per = (long)(g->v[t->x_in].numel / g->batch);
-    long want = (long)t->train.c * t->train.h * t->train.w;
+    const struct wf_store_info *in = t->data.itrain;
+    long want = (long)in->c * in->h * in->w;
     if (per != want || g->v[t->y_in].numel != g->batch) {
         char s[96];
-        return wf_error(
-            WF_ERR_SHAPE, "%s:%d:%d: input '%s' is %s: %ld values per sample, but %s has %d x %d x %d = %ld per sample",
-            g->path, g->v[t->x_in].line, g->v[t->x_in].col, g->v[t->x_in].name,
-            wf_shape_str(&g->v[t->x_in], s, sizeof s), per, t->train.name, t->train.c, t->train.h, t->train.w, want);
+        return wf_error(WF_ERR_SHAPE,
+                        "%s:%d:%d: input '%s' is %s: %ld values per sample, but %s has %d x %d x %d = %ld per sample",
+                        g->path, g->v[t->x_in].line, g->v[t->x_in].col, g->v[t->x_in].name,
+                        wf_shape_str(&g->v[t->x_in], s, sizeof s), per, in->image_path, in->c, in->h, in->w, want);
     }
     if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: the model has no scalar loss output", g->path);
     return WF_OK;
@@ -117,7 +112,6 @@ float wf_loss_scale(const struct wf_graph *g, int K) {
 
 int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resume) {
     memset(t, 0, sizeof *t);
-    t->order_epoch = -1;
     int rc;
     if ((rc = wf_job_load(&t->job, job_path)) < 0) return rc;
     const struct wf_job *j = &t->job;
@@ -125,8 +119,8 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     if ((rc = wf_model_load(&t->model, j->model)) < 0) goto fail;
     size_t len;
     if ((rc = wf_model_write(&t->model, &t->model_text, &len)) < 0) goto fail;
-    if ((rc = load_dataset(&t->train, j, "train")) < 0) goto fail;
-    if ((rc = load_dataset(&t->test, j, "test")) < 0) goto fail;
+    if ((rc = wf_data_open(&t->data, j)) < 0) goto fail;
+    int n_train = t->data.itrain->n, n_test = t->data.itest->n;
     wf_blas_set_threads(j->threads);
 
     int K = j->micro_batches, mb = j->batch / K;
@@ -139,9 +133,8 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     if (wf_opt_slots(j) >= 1) t->opt_a = wf_aalloc(pbytes);
     if (wf_opt_slots(j) >= 2) t->opt_b = wf_aalloc(pbytes);
     if (K > 1) t->acc = wf_aalloc(sizeof(int64_t) * (size_t)t->n_params);
-    t->order = wf_malloc(sizeof(uint32_t) * (size_t)t->train.n);
     if (!t->params || !t->grads || (wf_opt_slots(j) >= 1 && !t->opt_a) || (wf_opt_slots(j) >= 2 && !t->opt_b) ||
-        (K > 1 && !t->acc) || !t->order) {
+        (K > 1 && !t->acc)) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory for %lld parameters", (long long)t->n_params);
         goto fail;
     }
@@ -149,16 +142,16 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     t->ex.grads = t->grads;
     t->ex.loss_scale = wf_loss_scale(&t->ex.prog.g, K);
     if ((rc = find_inputs(t)) < 0) goto fail;
-    int eb = WF_MIN(j->eval_batch, t->test.n);
+    int eb = WF_MIN(j->eval_batch, n_test);
     if ((rc = wf_exec_init(&t->eval, &t->model, eb, 0, t->params, NULL)) < 0) goto fail;
-    if (t->test.n % eb) {
-        if ((rc = wf_exec_init(&t->eval_rest, &t->model, t->test.n % eb, 0, t->params, NULL)) < 0) goto fail;
+    if (n_test % eb) {
+        if ((rc = wf_exec_init(&t->eval_rest, &t->model, n_test % eb, 0, t->params, NULL)) < 0) goto fail;
         t->has_eval_rest = 1;
     }
-    t->steps_per_epoch = t->train.n / j->batch;
+    t->steps_per_epoch = n_train / j->batch;
     if (t->steps_per_epoch < 1) {
-        rc = wf_error(WF_ERR_INVALID, "%s: batch %d is larger than the %d training samples", j->path, j->batch,
-                      t->train.n);
+        rc =
+            wf_error(WF_ERR_INVALID, "%s: batch %d is larger than the %d training samples", j->path, j->batch, n_train);
         goto fail;
     }
     const struct wf_graph *g = &t->ex.prog.g;
@@ -185,6 +178,7 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     }
     snprintf(t->ckpt_path, n, "%s/checkpoint.safetensors", j->out);
     if (resume && (rc = wf_trainer_restore(t, resume)) < 0) goto fail;
+    if (!t->feed && (rc = wf_trainer_feed_from(t, t->step)) < 0) goto fail;
     char mpath[4096];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", j->out);
     t->metrics = fopen(mpath, resume ? "a" : "w");
@@ -209,11 +203,10 @@ void wf_trainer_free(struct wf_trainer *t) {
     wf_afree(t->opt_a);
     wf_afree(t->opt_b);
     wf_afree(t->acc);
-    wf_free(t->order);
+    wf_feeder_free(t->feed);
     wf_free(t->ckpt_path);
     wf_free(t->model_text);
-    wf_dataset_free(&t->train);
-    wf_dataset_free(&t->test);
+    wf_data_close(&t->data);
     wf_model_free(&t->model);
     wf_job_free(&t->job);
     memset(t, 0, sizeof *t);
@@ -221,8 +214,17 @@ void wf_trainer_free(struct wf_trainer *t) {
 
 /* ---- one step ---- */
 
-static void load_micro_batch(struct wf_trainer *t, const uint32_t *ids, int B) {
-    wf_dataset_gather(&t->train, ids, B, wf_exec_ptr(&t->ex, t->x_in), wf_exec_ptr(&t->ex, t->y_in));
+int wf_trainer_feed_from(struct wf_trainer *t, long step) {
+    wf_feeder_free(t->feed);
+    t->feed = NULL;
+    return wf_data_feeder(&t->data, &t->job, step, 0, t->job.batch, &t->feed);
+}
+
+/* Micro-batch k of the global batch b into the train program's inputs. */
+static void load_micro_batch(struct wf_trainer *t, const struct wf_feed_batch *b, int k, int mb) {
+    size_t chw = (size_t)(t->ex.prog.g.v[t->x_in].numel / mb);
+    memcpy(wf_exec_ptr(&t->ex, t->x_in), b->x + (size_t)k * mb * chw, sizeof(float) * (size_t)mb * chw);
+    memcpy(wf_exec_ptr(&t->ex, t->y_in), b->y + (size_t)k * mb, sizeof(int32_t) * (size_t)mb);
 }
 
 int wf_fixed_add(int64_t *acc, const float *g, int64_t n, int K, int first, int64_t base) {
@@ -311,11 +313,13 @@ static void on_node_done(void *ud, int node) {
 int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
     const struct wf_job *j = &t->job;
     int K = j->micro_batches, mb = j->batch / K;
-    if (t->order_epoch != t->epoch) {
-        wf_epoch_order(t->order, (uint32_t)t->train.n, j->seed, (uint64_t)t->epoch);
-        t->order_epoch = t->epoch;
-    }
-    const uint32_t *ids = t->order + (size_t)t->epoch_step * (size_t)j->batch;
+    struct wf_feed_batch b;
+    int rc = wf_feeder_next(t->feed, &b);
+    if (rc < 0) return rc;
+    if (b.n != j->batch || b.step != t->step)
+        return wf_error(WF_ERR_INTERNAL, "the feeder handed step %ld (%d samples) for step %ld", b.step, b.n, t->step);
+    t->data_wait_s += b.wait_s;
+    t->last_wait_s = b.wait_s;
     double loss = 0;
     const float *lp = wf_exec_ptr(&t->ex, t->ex.prog.g.loss);
     t->step_lr = wf_lr_at(j, t->step, t->steps_per_epoch * j->epochs);
@@ -323,9 +327,9 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
     t->ex.node_done = fused ? on_node_done : NULL;
     t->ex.node_done_ud = t;
     for (int k = 0; k < K; k++) {
-        load_micro_batch(t, ids + (size_t)k * mb, mb);
+        load_micro_batch(t, &b, k, mb);
         wf_exec_set_rng(&t->ex, j->seed, (uint64_t)t->step, (uint64_t)k);
-        int rc = wf_exec_forward(&t->ex);
+        rc = wf_exec_forward(&t->ex);
         if (rc < 0) return rc;
         loss += (double)*lp;
         if ((rc = wf_exec_backward(&t->ex)) < 0) return rc;
@@ -344,17 +348,17 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
 
 /* ---- evaluation ---- */
 
-static int eval_chunk(struct wf_exec *e, const struct wf_dataset *d, const uint32_t *ids, int B, double *loss,
-                      long *correct) {
+static int eval_chunk(struct wf_exec *e, struct wf_loader *l, const uint32_t *ids, int B, double *loss, long *correct) {
     const struct wf_graph *g = &e->prog.g;
     int xi, yi;
     wf_graph_data_inputs(g, &xi, &yi);
     if (xi < 0 || yi < 0 || g->loss < 0 || g->logits < 0)
         return wf_error(WF_ERR_INVALID, "%s: evaluation needs image and label inputs and a cross_entropy loss",
                         g->path);
-    wf_dataset_gather(d, ids, B, wf_exec_ptr(e, xi), wf_exec_ptr(e, yi));
+    int rc = wf_loader_fetch(l, ids, B, 0, wf_exec_ptr(e, xi), wf_exec_ptr(e, yi));
+    if (rc < 0) return rc;
     e->loss_scale = 1.0f;
-    int rc = wf_exec_forward(e);
+    rc = wf_exec_forward(e);
     if (rc < 0) return rc;
     *loss += (double)*(float *)wf_exec_ptr(e, g->loss);
     const struct wf_value *lg = &g->v[g->logits];
@@ -363,32 +367,32 @@ static int eval_chunk(struct wf_exec *e, const struct wf_dataset *d, const uint3
     return WF_OK;
 }
 
-int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, const struct wf_dataset *d, double *loss, double *acc) {
-    uint32_t *ids = wf_malloc(sizeof(uint32_t) * (size_t)d->n);
+int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, struct wf_loader *l, int n, double *loss, double *acc) {
+    uint32_t *ids = wf_malloc(sizeof(uint32_t) * (size_t)n);
     if (!ids) return wf_error(WF_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < d->n; i++)
+    for (int i = 0; i < n; i++)
         ids[i] = (uint32_t)i;
     int B = e->prog.g.batch, i = 0, rc = WF_OK;
     double sum = 0;
     long correct = 0;
-    for (; rc == WF_OK && i + B <= d->n; i += B)
-        rc = eval_chunk(e, d, ids + i, B, &sum, &correct);
-    if (rc == WF_OK && i < d->n) {
-        if (!rest || rest->prog.g.batch != d->n - i)
-            rc = wf_error(WF_ERR_INTERNAL, "no executor for the last %d samples", d->n - i);
+    for (; rc == WF_OK && i + B <= n; i += B)
+        rc = eval_chunk(e, l, ids + i, B, &sum, &correct);
+    if (rc == WF_OK && i < n) {
+        if (!rest || rest->prog.g.batch != n - i)
+            rc = wf_error(WF_ERR_INTERNAL, "no executor for the last %d samples", n - i);
         else
-            rc = eval_chunk(rest, d, ids + i, d->n - i, &sum, &correct);
+            rc = eval_chunk(rest, l, ids + i, n - i, &sum, &correct);
     }
     wf_free(ids);
     if (rc < 0) return rc;
-    *loss = sum / d->n;
-    *acc = (double)correct / d->n;
+    *loss = sum / n;
+    *acc = (double)correct / n;
     return WF_OK;
 }
 
-int wf_trainer_evaluate(struct wf_trainer *t, const struct wf_dataset *d, double *loss, double *acc) {
-    if (!d) d = &t->test;
-    return wf_evaluate_split(&t->eval, t->has_eval_rest ? &t->eval_rest : NULL, d, loss, acc);
+int wf_trainer_evaluate(struct wf_trainer *t, double *loss, double *acc) {
+    return wf_evaluate_split(&t->eval, t->has_eval_rest ? &t->eval_rest : NULL, t->data.ltest, t->data.itest->n, loss,
+                             acc);
 }
 
 /* ---- the loop ---- */
@@ -400,6 +404,10 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
     long stop_at = stop_after > 0 ? WF_MIN(total, t->step + stop_after) : total;
     double t0 = wf_now(), last_report = 0, last_flush = t0;
     long steps0 = t->step;
+    /* the data side over a sliding window: wait share and cache hit rate */
+    double win_t = t0, win_wait = t->data_wait_s, wait_frac = 0;
+    struct wf_feeder_stats fst;
+    char data_json[1024];
     int rc = WF_OK;
     while (t->step < stop_at) {
         double loss = 0;
@@ -407,9 +415,21 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
         t->last_loss = loss;
         double now = wf_now();
         double sps = (double)(t->step - steps0) * j->batch / (now - t0 + 1e-12);
+        if (now - win_t > 1.0) {
+            wait_frac = (t->data_wait_s - win_wait) / (now - win_t);
+            win_t = now;
+            win_wait = t->data_wait_s;
+        }
+        wf_feeder_stats(t->feed, &fst);
+        struct wf_loader_stats ls;
+        wf_loader_stats(t->data.ltrain, &ls);
+        double hit_rate = ls.hits + ls.misses ? (double)ls.hits / (double)(ls.hits + ls.misses) : 0;
         fprintf(t->metrics,
-                "{\"step\":%ld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f}\n",
-                t->step, t->epoch + 1, loss, wf_lr_at(j, t->step - 1, t->steps_per_epoch * j->epochs), sps, now - t0);
+                "{\"step\":%ld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f,"
+                "\"data_wait_s\":%.6f,\"placement\":\"%s\",\"cache_hit_rate\":%.4f,\"queue_occupancy\":%.3f,"
+                "\"device_util\":%.3f}\n",
+                t->step, t->epoch + 1, loss, wf_lr_at(j, t->step - 1, t->steps_per_epoch * j->epochs), sps, now - t0,
+                t->last_wait_s, wf_place_name(fst.placement), hit_rate, fst.occupancy, fst.device_util);
         int epoch_end = t->epoch_step == t->steps_per_epoch;
         struct wf_progress p = {.epoch = t->epoch,
                                 .epochs = j->epochs,
@@ -420,17 +440,21 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
                                 .loss = loss,
                                 .samples_per_s = sps,
                                 .eta_s = (double)(total - t->step) * j->batch / (sps > 0 ? sps : 1),
-                                .lr = wf_lr_at(j, t->step - 1, t->steps_per_epoch * j->epochs)};
+                                .lr = wf_lr_at(j, t->step - 1, t->steps_per_epoch * j->epochs),
+                                .data_wait_frac = wait_frac,
+                                .hit_rate = hit_rate,
+                                .placement = wf_place_name(fst.placement)};
         if (epoch_end) {
             double el, ea;
-            if ((rc = wf_trainer_evaluate(t, NULL, &el, &ea)) < 0) break;
+            if ((rc = wf_trainer_evaluate(t, &el, &ea)) < 0) break;
             p.epoch_done = 1;
             p.test_loss = el;
             p.test_acc = ea;
+            wf_data_stats_json(&t->data, t->feed, data_json, sizeof data_json);
             fprintf(t->metrics,
                     "{\"event\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,\"test_loss\":%.9g,"
-                    "\"test_acc\":%.6f,\"samples_per_s\":%.1f,\"peak_rss_kb\":%ld}\n",
-                    t->epoch + 1, t->step, loss, el, ea, sps, wf_peak_rss_kb());
+                    "\"test_acc\":%.6f,\"samples_per_s\":%.1f,\"peak_rss_kb\":%ld,%s}\n",
+                    t->epoch + 1, t->step, loss, el, ea, sps, wf_peak_rss_kb(), data_json);
             t->epoch++;
             t->epoch_step = 0;
         }

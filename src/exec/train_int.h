@@ -6,6 +6,7 @@
 #include "weft/train.h"
 
 int wf_trainer_restore(struct wf_trainer *t, const char *path);
-int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, const struct wf_dataset *d, double *loss, double *acc);
+/* Restarts the trainer's feeder at `step` (after a restore). */
+int wf_trainer_feed_from(struct wf_trainer *t, long step);
 
 #endif

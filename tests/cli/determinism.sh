@@ -9,13 +9,7 @@ SRC=$2
 DATA=/usr/share/datasets/fashion-mnist
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-check() { # name, command...
-  local name=$1
-  shift
-  if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
-}
+. "$(dirname "$0")/check.bash"
 
 write_job() { # file, out, model, K, optimizer lines, max_steps
   cat >"$1" <<EOF
@@ -64,5 +58,4 @@ run "$tmp/res-c.job" --stop-after 55
 run "$tmp/res-c.job" --resume
 check "resmlp: stopped and resumed, same bytes" cmp "$tmp/res-a/checkpoint.safetensors" "$tmp/res-c/checkpoint.safetensors"
 
-echo "determinism: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+check_done determinism

@@ -10,13 +10,7 @@ SRC=$2
 DATA=/usr/share/datasets/fashion-mnist
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-check() { # name, command...
-  local name=$1
-  shift
-  if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
-}
+. "$(dirname "$0")/check.bash"
 
 write_job() { # file, out, extra lines
   cat >"$1" <<EOF2
@@ -109,5 +103,4 @@ refused() {
 }
 check "a split point that does not cut the graph is refused" refused
 
-echo "distributed: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+check_done distributed

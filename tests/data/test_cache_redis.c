@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -326,9 +327,25 @@ static void test_failures(void) {
 }
 
 /* SIGKILL from another thread at an arbitrary moment, possibly inside a batch. */
+struct killer_arg {
+    struct server *srv;
+    struct wf_loader *l;
+    atomic_int done;
+};
+
+/* Kills the server at a random moment once the loader has served half an
+ * epoch through it (possibly in the middle of a batch). */
 static void *killer(void *arg) {
-    usleep(20000 + (useconds_t)(wf_mix64((uint64_t)(wf_now() * 1e9)) % 30000));
-    server_kill(arg);
+    struct killer_arg *k = arg;
+    struct wf_loader_stats ls;
+    for (int i = 0; i < 20000; i++) { /* at most ~20 s */
+        wf_loader_stats(k->l, &ls);
+        if (ls.samples >= N / 2) break;
+        usleep(1000);
+    }
+    usleep((useconds_t)(wf_mix64((uint64_t)(wf_now() * 1e9)) % 5000));
+    server_kill(k->srv);
+    atomic_store(&k->done, 1);
     return NULL;
 }
 
@@ -343,14 +360,21 @@ static void test_kill_any_moment(void) {
         struct wf_cache *c = redis_cache(srv.port, &o);
         struct wf_loader *l;
         CHECK(wf_loader_new(&l, store, chain, 42, c) == WF_OK);
+        struct killer_arg k = {.srv = &srv, .l = l};
         pthread_t th;
-        pthread_create(&th, NULL, killer, &srv);
-        for (uint64_t ep = 0; ep < 3; ep++)
+        pthread_create(&th, NULL, killer, &k);
+        uint64_t ep = 0;
+        for (; ep < 50; ep++) { /* until the kill has happened, and one whole epoch after it */
+            int was_done = atomic_load(&k.done);
             CHECK(synth_check_epoch(l, &d, 42, ep, B, NULL, NULL) == 0);
+            if (was_done) break;
+        }
         pthread_join(th, NULL);
         struct wf_loader_stats ls;
         wf_loader_stats(l, &ls);
-        CHECK(ls.samples == 3 * N && ls.fallback_batches >= 1);
+        CHECKF(ls.samples == (ep + 1) * N && ls.fallback_batches >= 1,
+               "round %d: %llu samples in %llu epochs, %llu fallbacks", round, (unsigned long long)ls.samples,
+               (unsigned long long)(ep + 1), (unsigned long long)ls.fallback_batches);
         wf_loader_free(l);
         wf_cache_free(c);
     }

@@ -4,7 +4,7 @@
  * each sample byte-identical to the reference whoever prepared it; a slice
  * [lo, hi) of the batch and a start in the middle of an epoch; the auto
  * controller tries the device when the queue runs dry while training waits
- * and stays on the pool when training is the bottleneck; a file truncated
+ * and stays on the pool when the pool hides the preparation; a file truncated
  * under a running feeder is reported for the step it hit.
  */
 #include <time.h>
@@ -125,8 +125,9 @@ static void test_placements(void) {
 }
 
 /* Input-bound: heavy noise, training takes no time: the queue is empty and
- * training waits, so the controller tries the device. Compute-bound: light
- * transforms, training sleeps: the queue stays full, no trial. */
+ * training waits, so the controller tries the device at once. Compute-bound:
+ * training sleeps longer than a batch takes to prepare: the queue stays full
+ * and the cpu pool stays. */
 static void test_controller(void) {
     char dir[300];
     snprintf(dir, sizeof dir, "%s/big", tmp);
@@ -149,13 +150,17 @@ static void test_controller(void) {
     wf_feeder_free(f);
     rig_close(&r);
 
-    rig_open(&r, dir, "flip", 3);
+    /* preparing a batch takes a few ms, training 15 ms: the pool hides the
+     * preparation; a trial on the device (after 2 windows) costs its time and
+     * is not kept */
+    rig_open(&r, dir, "noise(std=0.1, repeat=6)", 3);
     CHECK(wf_feeder_new(&f, r.l, &o) == WF_OK);
     while (wf_feeder_next(f, &b) == WF_OK && b.n)
         sleep_ms(15);
     wf_feeder_stats(f, &st);
-    CHECKF(st.switches == 0 && st.batches_device == 0 && st.occupancy > 1.0, "switches %d, occupancy %.2f: %s",
-           st.switches, st.occupancy, st.decision);
+    CHECKF(st.placement == WF_PLACE_CPU && st.batches_device <= o.window && st.occupancy > 1.0,
+           "placement %s, device batches %ld, occupancy %.2f: %s", wf_place_name(st.placement), st.batches_device,
+           st.occupancy, st.decision);
     wf_feeder_free(f);
     rig_close(&r);
     wf_pool_set_threads(1);
