@@ -5,11 +5,14 @@ Two regimes, each trained by `weft train` with preprocessing placed on the cpu p
 compute device (the training process's compute threads on a machine without a GPU), and
 adaptively (`placement = auto`), side by side in one invocation:
 
-  input-bound    examples/mlp.wf, batch 256: little compute per sample, heavy transforms
-                 (noise with many draws per pixel);
-  compute-bound  examples/cnn.wf, batch 64: much compute per sample, light transforms.
+  input-bound    examples/mlp.wf, batch 256, 2 compute threads: little compute per sample,
+                 heavy transforms (noise with 8 draws per pixel); the pool's one thread
+                 cannot keep up, the two compute threads prepare a batch faster;
+  compute-bound  examples/cnn.wf, batch 64, 1 compute thread: much compute per sample,
+                 lighter transforms (noise with 3 draws per pixel) that the pool's thread
+                 prepares on the other core while the step computes.
 
-Both train with `threads` compute threads and `loader_workers` pool threads. Reports the
+Both use 1 pool thread (`loader_workers`). Reports the
 steady samples/s (medians of --runs runs), the share of steps whose batch each placement
 prepared, and for each regime adaptive / best fixed and adaptive / worse fixed. Goal: adaptive
 within 5 % of the better fixed placement and ahead of the worse one, in both regimes.
@@ -51,7 +54,7 @@ def write_job(path, out, regime, a, placement):
             "optimizer = sgd",
             "lr = 0.05",
             "momentum = 0.9",
-            "threads = %d" % a.threads,
+            "threads = %d" % (a.input_threads if regime == "input" else a.compute_threads),
             "loader_workers = %d" % a.loader_workers,
             "placement = %s" % placement,
             'transforms = "%s"' % (r["transforms"] % repeat),
@@ -96,12 +99,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weft", required=True)
     ap.add_argument("--runs", type=int, default=3, help="runs per configuration, medians (default 3)")
-    ap.add_argument("--threads", type=int, default=2, help="compute threads (default 2)")
+    ap.add_argument("--input-threads", type=int, default=2, help="compute threads, input-bound job (default 2)")
+    ap.add_argument("--compute-threads", type=int, default=1, help="compute threads, compute-bound job (default 1)")
     ap.add_argument("--loader-workers", type=int, default=1, help="cpu pool threads (default 1)")
-    ap.add_argument("--input-steps", type=int, default=120)
-    ap.add_argument("--compute-steps", type=int, default=80)
+    ap.add_argument("--input-steps", type=int, default=400)
+    ap.add_argument("--compute-steps", type=int, default=240)
     ap.add_argument("--input-repeat", type=int, default=8, help="noise draws per pixel, input-bound job")
-    ap.add_argument("--compute-repeat", type=int, default=1, help="noise draws per pixel, compute-bound job")
+    ap.add_argument("--compute-repeat", type=int, default=3, help="noise draws per pixel, compute-bound job")
     ap.add_argument("--warmup", type=int, default=8, help="steps before the timed ones (default 8)")
     ap.add_argument("--regimes", default="input,compute")
     ap.add_argument("--timeout", type=float, default=600)
@@ -111,8 +115,9 @@ def main():
     a.tmp = a.tmp or tempfile.mkdtemp(prefix="weft-data-bench-")
     os.makedirs(a.tmp, exist_ok=True)
     regimes = [r for r in a.regimes.split(",") if r]
-    print("weft data bench: %s, %d compute threads, %d pool thread(s), %d run(s) each, cores %d"
-          % (a.weft, a.threads, a.loader_workers, a.runs, os.cpu_count() or 1), flush=True)
+    print("weft data bench: %s; compute threads: input-bound %d, compute-bound %d; %d pool thread(s); "
+          "%d run(s) each; cores %d" % (a.weft, a.input_threads, a.compute_threads, a.loader_workers, a.runs,
+                                         os.cpu_count() or 1), flush=True)
     rows = {}
     for regime in regimes:
         for k in range(a.runs):

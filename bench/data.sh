@@ -3,7 +3,7 @@
 # ("device" on a machine without a GPU) and adaptively, for an input-bound and a
 # compute-bound job, side by side in one run. See bench/README.md ("Data service").
 #
-#   bash bench/data.sh [--runs N] [--threads N] [--loader-workers N] [--regimes input,compute]
+#   bash bench/data.sh [--runs N] [--input-threads N] [--compute-threads N] [--loader-workers N] [--regimes input,compute]
 #                      [--input-repeat K] [--compute-repeat K] [--json FILE]   (all: --help of data.py)
 #
 # Uses build/weft; BUILD=DIR (a build folder holding weft) or BUILD=FILE (the binary) overrides.

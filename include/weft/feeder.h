@@ -18,11 +18,11 @@
  *           time-averaged occupancy of the queue and the utilization of the
  *           compute device (the share of wall time training is not waiting
  *           for data). A trial runs one window on the other placement and
- *           one back, and the other placement is kept when its window served
- *           more steps per second than the mean of the two around it. Trials
- *           start at once when the queue runs dry while the device waits,
- *           else after 2, 4, 8, 16, ... windows: on a CPU-only machine a pool
- *           that keeps the queue full still takes cores from the kernels.
+ *           keeps it when it served over 3 % more steps per second than the
+ *           window before. Trials start at once when the queue runs dry while the
+ *           device waits, else after 2, then 8, 16, 32, ... windows: on a
+ *           CPU-only machine a pool that keeps the queue full still takes
+ *           cores from the kernels.
  * Batches reach training in step order whatever ran them, and a sample's
  * bytes do not depend on the placement (transforms are keyed by
  * (seed, epoch, id) only).
@@ -55,7 +55,7 @@ struct wf_feeder_opts {
     int workers;          /* cpu placement: pool threads (default 1) */
     int depth;            /* cpu placement: batches prepared ahead at most (default 3) */
     int placement;        /* enum wf_place (default auto) */
-    int window;           /* auto: steps per measurement window (default 8) */
+    int window;           /* auto: steps per measurement window (default 16) */
 };
 
 struct wf_feed_batch {

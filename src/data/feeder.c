@@ -52,9 +52,9 @@ struct wf_feeder {
     long win_steps, windows;
     double last_return;
     /* controller */
-    int probing;        /* 1: this window is a trial of the other placement; 2: the window after one */
+    int probing;        /* this window is a trial of the other placement */
+    int trial_started;  /* ... and a batch the trial placement prepared has been delivered */
     double rate_before; /* steps/s of the window before the trial */
-    double rate_trial;  /* ... of the trial */
     int since;          /* windows since the last decision */
     int hold, backoff;  /* windows before the next trial; the hold after the next decision */
     struct wf_feeder_stats st;
@@ -170,7 +170,7 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
     if (op.hi == 0) op.hi = op.batch;
     if (op.workers <= 0) op.workers = 1;
     if (op.depth <= 0) op.depth = 3;
-    if (op.window <= 0) op.window = 8;
+    if (op.window <= 0) op.window = 16;
     const struct wf_store_info *info = wf_store_info(wf_loader_store(l));
     if (op.batch <= 0 || op.lo < 0 || op.hi <= op.lo || op.hi > op.batch || op.steps_per_epoch <= 0 ||
         (long)op.batch * op.steps_per_epoch > info->n || op.first_step < 0 || op.end_step < op.first_step)
@@ -212,7 +212,7 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
     f->placement = op.placement == WF_PLACE_DEVICE ? WF_PLACE_DEVICE : WF_PLACE_CPU;
     f->occ_t = f->win_t0 = f->last_return = wf_now();
     f->hold = 2;
-    f->backoff = 4;
+    f->backoff = 8;
     f->st.placement = f->placement;
     snprintf(f->st.decision, sizeof f->st.decision, "%s (%s)", wf_place_name(f->placement),
              op.placement == WF_PLACE_AUTO ? "auto: starting on the cpu pool" : "fixed by the job");
@@ -263,11 +263,12 @@ static void set_placement(struct wf_feeder *f, int p, const char *why) {
 }
 
 /* At the end of a window (mu held): the auto controller. A trial runs one
- * window on the other placement and then one back on the current one; the
- * trial is kept when it served more steps per second than the mean of the
- * windows before and after it. Trials start at once when the queue runs dry
- * while training waits, else after `hold` windows (4, 8, 16, ...): the pool
- * may keep the queue full and still cost the compute threads their cores. */
+ * window on the other placement and keeps it when that window served over
+ * 3 % more steps per second than the window before it; otherwise it goes back.
+ * Trials start at once when the queue runs dry while training waits, else
+ * after `hold` windows (2, then 8, 16, 32, ... after each decision): on a
+ * CPU-only machine a pool that keeps the queue full may still take cores
+ * from the kernels. */
 static void end_window(struct wf_feeder *f, double now) {
     double wall = now - f->win_t0;
     if (wall <= 0) return;
@@ -275,41 +276,33 @@ static void end_window(struct wf_feeder *f, double now) {
     f->st.device_util = 1.0 - f->win_wait / wall;
     if (f->placement == WF_PLACE_CPU) f->st.occupancy = (f->occ_int - f->win_occ0) / wall;
     f->windows++;
-    if (f->o.placement == WF_PLACE_AUTO && f->windows > 1) { /* the first window fills the queue */
+    int here = f->placement, other = here == WF_PLACE_CPU ? WF_PLACE_DEVICE : WF_PLACE_CPU;
+    int starved = here == WF_PLACE_CPU && f->st.occupancy < 0.5 && f->st.device_util < 0.9;
+    /* the first window fills the queue: it decides only when the queue stayed dry */
+    if (f->o.placement == WF_PLACE_AUTO && (f->windows > 1 || starved)) {
         char why[160];
-        int here = f->placement, other = here == WF_PLACE_CPU ? WF_PLACE_DEVICE : WF_PLACE_CPU;
-        if (f->probing == 1) { /* the trial window is over: back, to measure again */
-            f->rate_trial = rate;
-            f->probing = 2;
-            snprintf(why, sizeof why, "trial of %s: %.1f steps/s; measuring %s again", wf_place_name(here), rate,
-                     wf_place_name(other));
-            set_placement(f, other, why);
-        } else if (f->probing == 2) { /* decide */
-            double base = 0.5 * (f->rate_before + rate);
-            int keep = f->rate_trial > base;
-            snprintf(why, sizeof why, "%s %.1f vs %s %.1f steps/s", wf_place_name(other), f->rate_trial,
-                     wf_place_name(here), base);
+        if (f->probing) { /* the trial window is over: keep it, or go back */
+            int keep = rate > 1.03 * f->rate_before; /* a 3 % margin: one window's noise does not flip it */
+            snprintf(why, sizeof why, "%s %.1f vs %s %.1f steps/s", wf_place_name(here), rate, wf_place_name(other),
+                     f->rate_before);
             if (keep)
-                set_placement(f, other, why);
-            else
                 snprintf(f->st.decision, sizeof f->st.decision, "%s (%s)", wf_place_name(here), why);
+            else
+                set_placement(f, other, why);
             f->probing = 0;
             f->since = 0;
             f->hold = f->backoff;
             f->backoff *= 2;
+        } else if (starved || ++f->since > f->hold) {
+            if (starved)
+                snprintf(why, sizeof why, "trial: queue %.2f full while training waits %.0f%% of the time",
+                         f->st.occupancy, 100 * (1 - f->st.device_util));
+            else
+                snprintf(why, sizeof why, "trial after %d windows on %s", f->since - 1, wf_place_name(here));
             f->rate_before = rate;
-        } else {
-            int starved = here == WF_PLACE_CPU && f->st.occupancy < 0.5 && f->st.device_util < 0.9;
-            if (starved || ++f->since > f->hold) {
-                if (starved)
-                    snprintf(why, sizeof why, "trial: queue %.2f full while training waits %.0f%% of the time",
-                             f->st.occupancy, 100 * (1 - f->st.device_util));
-                else
-                    snprintf(why, sizeof why, "trial after %d windows on %s", f->since - 1, wf_place_name(here));
-                f->rate_before = rate;
-                f->probing = 1;
-                set_placement(f, other, why);
-            }
+            f->probing = 1;
+            f->trial_started = 0;
+            set_placement(f, other, why);
         }
     }
     f->win_t0 = now;
@@ -359,7 +352,17 @@ int wf_feeder_next(struct wf_feeder *f, struct wf_feed_batch *b) {
         f->st.batches_cpu++;
     else
         f->st.batches_device++;
-    if (f->win_steps >= f->o.window) end_window(f, now);
+    if (f->probing && !f->trial_started) {
+        /* a trial is timed from its first batch on: batches the other placement
+         * prepared before the switch, and the wait for the first one, are not its */
+        f->trial_started = s->placement == f->placement;
+        f->win_t0 = now;
+        f->win_wait = 0;
+        f->win_steps = 0;
+        f->win_occ0 = f->occ_int;
+    } else if (f->win_steps >= (f->windows ? f->o.window : (f->o.window + 1) / 2)) {
+        end_window(f, now); /* the first window, which fills the queue, is half as long */
+    }
     f->st.placement = f->placement;
     int rc = s->rc;
     char err[512];
