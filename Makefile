@@ -25,8 +25,8 @@ asan-test: asan
 # not instrumented, so only the tests that stay out of them run here.
 tsan-test:
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DWEFT_NATIVE=OFF -DCMAKE_C_FLAGS="-fsanitize=thread -g" $(CMAKE_FLAGS) >/dev/null
-	cmake --build build-tsan -j $(JOBS) --target test_pool test_reducer
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'test_pool|test_reducer'
+	cmake --build build-tsan -j $(JOBS) --target test_pool test_reducer test_feeder test_cache test_cache_redis test_transform
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'test_pool|test_reducer|test_feeder|test_cache|test_transform'
 
 deps:
 	scripts/install-deps.sh

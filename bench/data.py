@@ -103,7 +103,7 @@ def main():
     ap.add_argument("--compute-threads", type=int, default=1, help="compute threads, compute-bound job (default 1)")
     ap.add_argument("--loader-workers", type=int, default=1, help="cpu pool threads (default 1)")
     ap.add_argument("--input-steps", type=int, default=400)
-    ap.add_argument("--compute-steps", type=int, default=240)
+    ap.add_argument("--compute-steps", type=int, default=400)
     ap.add_argument("--input-repeat", type=int, default=8, help="noise draws per pixel, input-bound job")
     ap.add_argument("--compute-repeat", type=int, default=3, help="noise draws per pixel, compute-bound job")
     ap.add_argument("--warmup", type=int, default=8, help="steps before the timed ones (default 8)")

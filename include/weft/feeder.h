@@ -56,6 +56,7 @@ struct wf_feeder_opts {
     int depth;            /* cpu placement: batches prepared ahead at most (default 3) */
     int placement;        /* enum wf_place (default auto) */
     int window;           /* auto: steps per measurement window (default 16) */
+    int labels_only;      /* prepare labels only (x stays NULL): a stage that has no image input */
 };
 
 struct wf_feed_batch {
@@ -63,7 +64,7 @@ struct wf_feed_batch {
     int epoch;       /* its epoch */
     long epoch_step; /* its step within the epoch */
     int n;           /* samples (hi - lo); 0 after end_step */
-    const float *x;  /* n * c*h*w, float32 CHW */
+    const float *x;  /* n * c*h*w, float32 CHW; NULL with labels_only */
     const int32_t *y;
     double wait_s; /* how long wf_feeder_next waited or prepared */
     int placement; /* where this batch was prepared: WF_PLACE_CPU or WF_PLACE_DEVICE */

@@ -187,7 +187,9 @@ void wf_loader_free(struct wf_loader *l);
  * misses are read from the store, run through the prefix, written back and
  * then transformed. When the cache fails, every id not yet served comes
  * from the store: each id is delivered exactly once whatever happens to the
- * cache. Returns WF_OK, WF_ERR_RANGE for an id >= n, or the store's error. */
+ * cache. x may be NULL: labels only (a pipeline's last stage), the cache
+ * and the store used as for a full fetch but no random op run.
+ * Returns WF_OK, WF_ERR_RANGE for an id >= n, or the store's error. */
 int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t epoch, float *x, int32_t *y);
 void wf_loader_stats(const struct wf_loader *l, struct wf_loader_stats *st);
 uint64_t wf_loader_cache_id(const struct wf_loader *l);

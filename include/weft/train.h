@@ -54,8 +54,9 @@ void wf_data_close(struct wf_data_src *d);
 /* The folder a .gz dataset is decompressed into: data_stage, else
  * $XDG_CACHE_HOME/weft/data, else ~/.cache/weft/data. */
 void wf_data_stage_dir(const struct wf_job *j, char *buf, size_t cap);
-/* A feeder of positions [lo, hi) of the job's global batches from first_step on. */
-int wf_data_feeder(struct wf_data_src *d, const struct wf_job *j, long first_step, int lo, int hi,
+/* A feeder of positions [lo, hi) of the job's global batches from first_step
+ * on; labels_only: no images (a pipeline stage fed only the labels). */
+int wf_data_feeder(struct wf_data_src *d, const struct wf_job *j, long first_step, int lo, int hi, int labels_only,
                    struct wf_feeder **out);
 /* The data side's counters as JSON members (no braces), for metrics lines; f may be NULL. */
 void wf_data_stats_json(const struct wf_data_src *d, struct wf_feeder *f, char *buf, size_t cap);

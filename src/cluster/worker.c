@@ -404,7 +404,7 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
     st->steps_per_epoch = n_train / j->batch;
     /* a stage fed from the dataset reads this replica's micro-batches of every global batch */
     if ((*st->x_name || *st->y_name) &&
-        (rc = wf_data_feeder(&st->data, j, 0, st->k0 * mb, (st->k0 + st->nk) * mb, &st->feed)) < 0)
+        (rc = wf_data_feeder(&st->data, j, 0, st->k0 * mb, (st->k0 + st->nk) * mb, !*st->x_name, &st->feed)) < 0)
         return rc;
     st->total = st->steps_per_epoch * j->epochs;
     if (j->max_steps > 0 && j->max_steps < st->total) st->total = j->max_steps;
@@ -565,7 +565,7 @@ static void update_param(struct stage *st, int i, double lr) {
 static void gather(struct stage *st, struct wf_exec *e, const struct wf_feed_batch *b, int jm, int mb) {
     int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name);
     size_t chw = (size_t)st->data.itrain->c * st->data.itrain->h * st->data.itrain->w;
-    if (xi >= 0) memcpy(wf_exec_ptr(e, xi), b->x + (size_t)jm * mb * chw, sizeof(float) * (size_t)mb * chw);
+    if (xi >= 0 && b->x) memcpy(wf_exec_ptr(e, xi), b->x + (size_t)jm * mb * chw, sizeof(float) * (size_t)mb * chw);
     if (yi >= 0) memcpy(wf_exec_ptr(e, yi), b->y + (size_t)jm * mb, sizeof(int32_t) * (size_t)mb);
 }
 

@@ -99,7 +99,8 @@ static void prepare_range(void *ctx, long b, long e) {
     struct par *p = ctx;
     struct wf_feeder *f = p->f;
     struct slot *s = p->s;
-    int rc = wf_loader_fetch(f->l, s->ids + b, (int)(e - b), (uint64_t)p->epoch, s->x + (size_t)b * f->chw, s->y + b);
+    float *x = s->x ? s->x + (size_t)b * f->chw : NULL; /* NULL: labels only */
+    int rc = wf_loader_fetch(f->l, s->ids + b, (int)(e - b), (uint64_t)p->epoch, x, s->y + b);
     if (rc < 0) {
         pthread_mutex_lock(&p->mu);
         if (!s->rc) {
@@ -197,9 +198,9 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
         struct slot *s = &f->slots[i];
         s->step = -1;
         s->ids = wf_malloc(sizeof(uint32_t) * (size_t)f->n);
-        s->x = wf_aalloc(sizeof(float) * (size_t)f->n * f->chw);
+        s->x = op.labels_only ? NULL : wf_aalloc(sizeof(float) * (size_t)f->n * f->chw);
         s->y = wf_malloc(sizeof(int32_t) * (size_t)f->n);
-        ok = s->ids && s->x && s->y;
+        ok = s->ids && (s->x || op.labels_only) && s->y;
     }
     if (!ok) {
         f->nth = 0;
@@ -281,7 +282,7 @@ static void end_window(struct wf_feeder *f, double now) {
     /* the first window fills the queue: it decides only when the queue stayed dry */
     if (f->o.placement == WF_PLACE_AUTO && (f->windows > 1 || starved)) {
         char why[160];
-        if (f->probing) { /* the trial window is over: keep it, or go back */
+        if (f->probing) {                            /* the trial window is over: keep it, or go back */
             int keep = rate > 1.03 * f->rate_before; /* a 3 % margin: one window's noise does not flip it */
             snprintf(why, sizeof why, "%s %.1f vs %s %.1f steps/s", wf_place_name(here), rate, wf_place_name(other),
                      f->rate_before);

@@ -193,8 +193,9 @@ int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t ep
 
     for (int i = 0, j = 0; i < n; i++) {
         const char *v = hit[i] ? vals + (size_t)i * l->vsize : mvals + (size_t)j++ * l->vsize;
-        float *xi = x + (size_t)i * l->chw;
         memcpy(&y[i], v, sizeof(int32_t));
+        if (!x) continue; /* labels only: no image, no random ops */
+        float *xi = x + (size_t)i * l->chw;
         memcpy(xi, v + sizeof(int32_t), l->chw * sizeof(float));
         wf_xf_random(&l->ch, l->seed, epoch, ids[i], l->c, l->h, l->w, xi, scratch);
     }

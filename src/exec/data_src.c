@@ -68,7 +68,7 @@ int wf_data_open(struct wf_data_src *d, const struct wf_job *j) {
     return WF_OK;
 }
 
-int wf_data_feeder(struct wf_data_src *d, const struct wf_job *j, long first_step, int lo, int hi,
+int wf_data_feeder(struct wf_data_src *d, const struct wf_job *j, long first_step, int lo, int hi, int labels_only,
                    struct wf_feeder **out) {
     long spe = d->itrain->n / j->batch;
     struct wf_feeder_opts o = {.batch = j->batch,
@@ -80,7 +80,8 @@ int wf_data_feeder(struct wf_data_src *d, const struct wf_job *j, long first_ste
                                .end_step = WF_MAX(first_step, spe * j->epochs),
                                .workers = j->loader_workers,
                                .depth = j->prefetch,
-                               .placement = j->placement};
+                               .placement = j->placement,
+                               .labels_only = labels_only};
     int rc = wf_feeder_new(out, d->ltrain, &o);
     return rc < 0 ? wf_error_prefix(rc, "%s", j->path ? j->path : "job") : WF_OK;
 }

@@ -217,7 +217,7 @@ void wf_trainer_free(struct wf_trainer *t) {
 int wf_trainer_feed_from(struct wf_trainer *t, long step) {
     wf_feeder_free(t->feed);
     t->feed = NULL;
-    return wf_data_feeder(&t->data, &t->job, step, 0, t->job.batch, &t->feed);
+    return wf_data_feeder(&t->data, &t->job, step, 0, t->job.batch, 0, &t->feed);
 }
 
 /* Micro-batch k of the global batch b into the train program's inputs. */
