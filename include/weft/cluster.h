@@ -132,6 +132,7 @@ struct wf_run_opts {
     const char *trace;                                     /* Chrome trace output, or NULL */
     int quiet;
     double heartbeat_timeout_s; /* default 5 */
+    const char *resume;         /* a checkpoint to continue from, or NULL */
 };
 
 /* The coordinator's event loop on a listening socket. With `run` set it

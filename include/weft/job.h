@@ -48,6 +48,7 @@
  *     prefetch          1..64, default 3 (batches prepared ahead)
  *     data_stage        path, default $XDG_CACHE_HOME/weft/data or ~/.cache/weft/data:
  *                       where a .gz dataset is decompressed once
+ *     resume            path of a checkpoint to continue from (what --resume sets)
  */
 #ifndef WEFT_JOB_H
 #define WEFT_JOB_H
@@ -101,10 +102,11 @@ struct wf_job {
     int loader_workers; /* default 1 */
     int prefetch;       /* default 3 */
     char *data_stage;   /* NULL = the default folder */
+    char *resume;       /* a checkpoint to continue from (weft train --resume, weft run --resume), or NULL */
     /* where the path values were given in the job file, for messages; 0 if defaulted */
     struct wf_job_loc {
         int line, col;
-    } model_at, data_at, out_at, init_at, data_stage_at;
+    } model_at, data_at, out_at, init_at, data_stage_at, resume_at;
 };
 
 /* Parses text into *j (overwritten); path (may be NULL: "<memory>") names

@@ -117,6 +117,21 @@ struct wf_ckpt_state {
     long epoch_step;
 };
 int wf_checkpoint_write(const char *path, const struct wf_ckpt_state *cs);
+/* Where a checkpoint stands in its job. */
+struct wf_ckpt_pos {
+    long step;
+    int epoch;
+    long epoch_step;
+};
+/* Reads a checkpoint written for job j: checks that it was written with j's
+ * settings (and for model_text, the canonical whole-model text, unless
+ * NULL), returns its position, and loads every parameter of g with its
+ * optimizer slots by name into params / opt_a / opt_b at offset[value] (g
+ * may be a pipeline stage's sub-graph; g NULL: check only). Errors name the
+ * file and what differs. */
+int wf_checkpoint_read(const char *path, const struct wf_job *j, const char *model_text, long steps_per_epoch,
+                       const struct wf_graph *g, const int64_t *offset, float *params, float *opt_a, float *opt_b,
+                       struct wf_ckpt_pos *pos);
 
 /* Optimizer state slots per parameter: 0 (plain SGD), 1 (momentum), 2 (Adam). */
 int wf_opt_slots(const struct wf_job *j);

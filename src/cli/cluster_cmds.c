@@ -2,6 +2,7 @@
  * cli layer: the cluster commands.
  *
  *   weft run JOB --workers N [--pp P] [--dp D] [--schedule 1f1b|gpipe] [--micro-batches K] [--trace FILE]
+ *            [--resume [CKPT]]
  *   weft coordinator [--listen HOST:PORT] [--token-file F]
  *   weft worker --coordinator HOST:PORT [--token-file F] [--once]
  *   weft submit JOB --coordinator HOST:PORT [layout options]
@@ -15,6 +16,7 @@
 
 #include "weft/cluster.h"
 #include "weft/core.h"
+#include "weft/job.h"
 
 #include "cli_int.h"
 
@@ -35,6 +37,8 @@ static void usage_run(FILE *f) {
                "  --threads T            BLAS threads per worker (default: the job's)\n"
                "  --trace FILE           write every worker's F/B/send/recv/reduce events (Chrome trace)\n"
                "  --heartbeat-timeout S  declare a silent worker dead after S seconds (default 5)\n"
+               "  --resume [CKPT]        continue from CKPT (default OUT/checkpoint.safetensors), with any\n"
+               "                         layout: each stage loads its parameters and optimizer state by name\n"
                "  --quiet                no progress line\n");
 }
 
@@ -80,6 +84,8 @@ static int layout_opt(const char *cmd, int argc, char **argv, int *i, struct wf_
 
 int cmd_run(int argc, char **argv) {
     struct wf_run_opts o = {.schedule = -1};
+    int want_resume = 0;
+    char ckpt[4200];
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int r = layout_opt("run", argc, argv, &i, &o);
@@ -94,10 +100,15 @@ int cmd_run(int argc, char **argv) {
             o.heartbeat_timeout_s = atof(argv[++i]);
         } else if (!strcmp(a, "--quiet")) {
             o.quiet = 1;
-        } else if (a[0] == '-' || o.job_path) {
+        } else if (!strcmp(a, "--resume")) {
+            want_resume = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-' && o.job_path) o.resume = argv[++i];
+        } else if (!a[0] || a[0] == '-' || (o.job_path && !(want_resume && !o.resume))) {
             fprintf(stderr, "weft run: error: unexpected argument '%s'\n", a);
             usage_run(stderr);
             return 2;
+        } else if (o.job_path) {
+            o.resume = a; /* weft run --resume CKPT JOB */
         } else {
             o.job_path = a;
         }
@@ -105,6 +116,13 @@ int cmd_run(int argc, char **argv) {
     if (!o.job_path) {
         usage_run(stderr);
         return 2;
+    }
+    if (want_resume && !o.resume) { /* default: the job's own latest checkpoint */
+        struct wf_job j;
+        if (wf_job_load(&j, o.job_path) < 0) return wf_cli_fail("run");
+        snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", j.out);
+        wf_job_free(&j);
+        o.resume = ckpt;
     }
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -108,6 +108,7 @@ struct job {
     int clip_got;
     int reported;    /* job_finish has run */
     long steps_done; /* steps whose loss is in */
+    long start_step; /* the step the job started from (a resumed job's checkpoint) */
 };
 
 struct coord {
@@ -234,7 +235,12 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
     if (j->batch % j->micro_batches)
         return wf_error(WF_ERR_INVALID, "%s: batch %d is not a multiple of %d micro-batches", j->path, j->batch,
                         j->micro_batches);
-    if ((rc = absolutize(&j->model)) < 0 || (rc = absolutize(&j->data)) < 0 || (rc = absolutize(&j->init)) < 0)
+    if (o->resume) {
+        wf_free(j->resume);
+        if (!(j->resume = wf_strdup(o->resume))) return wf_error(WF_ERR_NOMEM, "out of memory");
+    }
+    if ((rc = absolutize(&j->model)) < 0 || (rc = absolutize(&j->data)) < 0 || (rc = absolutize(&j->init)) < 0 ||
+        (rc = absolutize(&j->resume)) < 0)
         return rc;
     if ((rc = wf_mkdir_p(j->out)) < 0 || (rc = absolutize(&j->out)) < 0) return rc;
     if ((rc = wf_model_load(&jb->model, j->model)) < 0) return rc;
@@ -313,13 +319,21 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
     wf_store_free(train);
     jb->total = jb->steps_per_epoch * j->epochs;
     if (j->max_steps > 0 && j->max_steps < jb->total) jb->total = j->max_steps;
+    if (j->resume) { /* checked here against the whole model; each stage then loads its part */
+        struct wf_ckpt_pos pos;
+        if ((rc = wf_checkpoint_read(j->resume, j, jb->model_text, jb->steps_per_epoch, NULL, NULL, NULL, NULL, NULL,
+                                     &pos)) < 0)
+            return rc;
+        jb->start_step = jb->steps_done = pos.step;
+    }
     size_t n = strlen(j->out) + 64;
     jb->ckpt_path = wf_malloc(n);
     if (!jb->ckpt_path) return wf_error(WF_ERR_NOMEM, "out of memory");
     snprintf(jb->ckpt_path, n, "%s/checkpoint.safetensors", j->out);
     char mpath[4200];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", j->out);
-    if (!(jb->metrics = fopen(mpath, "w"))) return wf_error(WF_ERR_IO, "%s: cannot open for writing", mpath);
+    if (!(jb->metrics = fopen(mpath, j->resume ? "a" : "w")))
+        return wf_error(WF_ERR_IO, "%s: cannot open for writing", mpath);
     jb->state = J_WAITING;
     jb->state_step = -1;
     return WF_OK;
@@ -411,7 +425,7 @@ static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
         loss += jb->loss[i].v[k];
     double now = wf_now();
     long done = step + 1;
-    double sps = (double)done * jb->job.batch / (now - jb->t_start + 1e-12);
+    double sps = (double)(done - jb->start_step) * jb->job.batch / (now - jb->t_start + 1e-12);
     jb->last_loss = loss;
     jb->steps_done = done;
     double lr = wf_lr_at(&jb->job, step, jb->steps_per_epoch * jb->job.epochs);

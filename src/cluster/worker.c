@@ -402,9 +402,18 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
         if (rc < 0) return rc;
     }
     st->steps_per_epoch = n_train / j->batch;
+    if (j->resume) { /* the coordinator has checked the checkpoint against the whole model */
+        struct wf_ckpt_pos pos;
+        if ((rc = wf_checkpoint_read(j->resume, j, NULL, st->steps_per_epoch, g, st->ex.prog.offset, st->params,
+                                     st->opt_a, st->opt_b, &pos)) < 0)
+            return rc;
+        st->step = pos.step;
+        st->epoch = pos.epoch;
+        st->epoch_step = pos.epoch_step;
+    }
     /* a stage fed from the dataset reads this replica's micro-batches of every global batch */
     if ((*st->x_name || *st->y_name) &&
-        (rc = wf_data_feeder(&st->data, j, 0, st->k0 * mb, (st->k0 + st->nk) * mb, !*st->x_name, &st->feed)) < 0)
+        (rc = wf_data_feeder(&st->data, j, st->step, st->k0 * mb, (st->k0 + st->nk) * mb, !*st->x_name, &st->feed)) < 0)
         return rc;
     st->total = st->steps_per_epoch * j->epochs;
     if (j->max_steps > 0 && j->max_steps < st->total) st->total = j->max_steps;

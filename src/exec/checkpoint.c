@@ -127,12 +127,12 @@ static int meta_long(const struct wf_st_file *f, const char *key, long *out) {
     return WF_OK;
 }
 
-int wf_trainer_restore(struct wf_trainer *t, const char *path) {
+int wf_checkpoint_read(const char *path, const struct wf_job *j, const char *model_text, long steps_per_epoch,
+                       const struct wf_graph *g, const int64_t *offset, float *params, float *opt_a, float *opt_b,
+                       struct wf_ckpt_pos *pos) {
     struct wf_st_file f;
     int rc = wf_st_load(&f, path);
     if (rc < 0) return rc;
-    const struct wf_graph *g = &t->ex.prog.g;
-    const struct wf_job *j = &t->job;
     long step = 0, epoch = 0, epoch_step = 0;
     if ((rc = meta_long(&f, "weft.step", &step)) < 0 || (rc = meta_long(&f, "weft.epoch", &epoch)) < 0 ||
         (rc = meta_long(&f, "weft.epoch_step", &epoch_step)) < 0)
@@ -140,7 +140,7 @@ int wf_trainer_restore(struct wf_trainer *t, const char *path) {
     const char *model = wf_st_meta(&f, "weft.model"), *job = wf_st_meta(&f, "weft.job");
     char sig[4096];
     job_signature(j, sig, sizeof sig);
-    if (!model || strcmp(model, t->model_text)) {
+    if (model_text && (!model || strcmp(model, model_text))) {
         rc = wf_error(WF_ERR_INVALID, "%s: was written for a different model than %s", path, j->model);
         goto done;
     }
@@ -152,16 +152,16 @@ int wf_trainer_restore(struct wf_trainer *t, const char *path) {
                       j->path, a, b);
         goto done;
     }
-    if (epoch_step > t->steps_per_epoch || epoch > j->epochs) {
+    if (epoch_step > steps_per_epoch || epoch > j->epochs) {
         rc = wf_error(WF_ERR_CORRUPT, "%s: data position epoch %ld step %ld is outside the job", path, epoch,
                       epoch_step);
         goto done;
     }
-    for (int i = 0; i < g->n_params && rc == WF_OK; i++) {
+    for (int i = 0; g && i < g->n_params && rc == WF_OK; i++) {
         const struct wf_value *v = &g->v[g->params[i]];
-        int64_t off = t->ex.prog.offset[g->params[i]];
-        rc = wf_load_param(&f, v->name, v, t->params + off);
-        float *slots[2] = {t->opt_a, t->opt_b};
+        int64_t off = offset[g->params[i]];
+        rc = wf_load_param(&f, v->name, v, params + off);
+        float *slots[2] = {opt_a, opt_b};
         for (int s = 0; s < 2 && rc == WF_OK; s++) {
             if (!slots[s]) continue;
             char name[300];
@@ -169,15 +169,21 @@ int wf_trainer_restore(struct wf_trainer *t, const char *path) {
             rc = wf_load_param(&f, name, v, slots[s] + off);
         }
     }
-    if (rc == WF_OK) {
-        t->step = step;
-        t->epoch = (int)epoch;
-        t->epoch_step = epoch_step;
-        rc = wf_trainer_feed_from(t, step);
-    }
+    if (rc == WF_OK) *pos = (struct wf_ckpt_pos){.step = step, .epoch = (int)epoch, .epoch_step = epoch_step};
 done:
     wf_st_free(&f);
     return rc;
+}
+
+int wf_trainer_restore(struct wf_trainer *t, const char *path) {
+    struct wf_ckpt_pos pos;
+    int rc = wf_checkpoint_read(path, &t->job, t->model_text, t->steps_per_epoch, &t->ex.prog.g, t->ex.prog.offset,
+                                t->params, t->opt_a, t->opt_b, &pos);
+    if (rc < 0) return rc;
+    t->step = pos.step;
+    t->epoch = pos.epoch;
+    t->epoch_step = pos.epoch_step;
+    return wf_trainer_feed_from(t, pos.step);
 }
 
 int wf_checkpoint_evaluate(const char *ckpt, const char *data_dir, int batch, double *loss, double *acc, long *step,

@@ -57,6 +57,7 @@ enum key_id {
     K_LOADER_WORKERS,
     K_PREFETCH,
     K_DATA_STAGE,
+    K_RESUME,
     K_COUNT
 };
 
@@ -113,6 +114,7 @@ static const struct key_def keys[K_COUNT] = {
     [K_LOADER_WORKERS] = {"loader_workers", KT_INT, 1, 64, 0, 0, "in 1..64", NULL},
     [K_PREFETCH] = {"prefetch", KT_INT, 1, 64, 0, 0, "in 1..64", NULL},
     [K_DATA_STAGE] = {"data_stage", KT_PATH, 0, 0, 0, 0, NULL, NULL},
+    [K_RESUME] = {"resume", KT_PATH, 0, 0, 0, 0, NULL, NULL},
 };
 
 struct seen {
@@ -144,6 +146,7 @@ void wf_job_free(struct wf_job *j) {
     wf_free(j->transforms);
     wf_free(j->cache);
     wf_free(j->data_stage);
+    wf_free(j->resume);
     memset(j, 0, sizeof *j);
 }
 
@@ -230,16 +233,18 @@ static int set_path(struct parser *ps, int key) {
     if (!t->text[0]) return type_error(ps, "non-empty path", key);
     char *p = resolve(ps->dir, t->text);
     if (!p) return nomem(ps);
-    char **dst = key == K_MODEL  ? &j->model
-                 : key == K_DATA ? &j->data
-                 : key == K_OUT  ? &j->out
-                 : key == K_INIT ? &j->init
-                                 : &j->data_stage;
-    struct wf_job_loc *loc = key == K_MODEL  ? &j->model_at
-                             : key == K_DATA ? &j->data_at
-                             : key == K_OUT  ? &j->out_at
-                             : key == K_INIT ? &j->init_at
-                                             : &j->data_stage_at;
+    char **dst = key == K_MODEL    ? &j->model
+                 : key == K_DATA   ? &j->data
+                 : key == K_OUT    ? &j->out
+                 : key == K_INIT   ? &j->init
+                 : key == K_RESUME ? &j->resume
+                                   : &j->data_stage;
+    struct wf_job_loc *loc = key == K_MODEL    ? &j->model_at
+                             : key == K_DATA   ? &j->data_at
+                             : key == K_OUT    ? &j->out_at
+                             : key == K_INIT   ? &j->init_at
+                             : key == K_RESUME ? &j->resume_at
+                                               : &j->data_stage_at;
     wf_free(*dst);
     *dst = p;
     loc->line = t->line;
@@ -523,7 +528,7 @@ int wf_job_write(const struct wf_job *j, char **text, size_t *len) {
     if (len) *len = 0;
     if ((rc = write_path(&b, "model", j->model)) || (rc = write_path(&b, "data", j->data)) ||
         (rc = write_path(&b, "out", j->out)) || (rc = write_path(&b, "init", j->init)) ||
-        (rc = write_path(&b, "data_stage", j->data_stage))) {
+        (rc = write_path(&b, "data_stage", j->data_stage)) || (rc = write_path(&b, "resume", j->resume))) {
         wf_free(b.p);
         return rc;
     }

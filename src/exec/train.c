@@ -177,6 +177,7 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
         goto fail;
     }
     snprintf(t->ckpt_path, n, "%s/checkpoint.safetensors", j->out);
+    if (!resume) resume = j->resume; /* a job may name its checkpoint (weft run --resume writes it there) */
     if (resume && (rc = wf_trainer_restore(t, resume)) < 0) goto fail;
     if (!t->feed && (rc = wf_trainer_feed_from(t, t->step)) < 0) goto fail;
     char mpath[4096];

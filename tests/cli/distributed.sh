@@ -56,6 +56,28 @@ check "pp=4 dp=1 gpipe byte-identical" layout 4 4 1 gpipe
 check "pp=1 dp=3 byte-identical" layout 3 1 3 1f1b
 check "pp=3 dp=1 1f1b byte-identical" layout 3 3 1 1f1b
 
+# stopped after 4 of the 8 steps under one layout, resumed from its checkpoint under another:
+# each stage loads its parameters and optimizer state by name and the feeders start at step 4
+resumed() { # workers pp dp, then workers pp dp of the resumed run
+  local name="resume-$2x$3-$5x$6"
+  write_job "$tmp/$name-a.job" "$tmp/$name-a" ""
+  sed -i 's/^max_steps = 8/max_steps = 4/' "$tmp/$name-a.job"
+  timeout 120 "$WEFT" run "$tmp/$name-a.job" --workers "$1" --pp "$2" --dp "$3" --quiet >"$tmp/$name-a.log" 2>&1 || {
+    tail -5 "$tmp/$name-a.log"
+    return 1
+  }
+  write_job "$tmp/$name-b.job" "$tmp/$name-b" ""
+  timeout 120 "$WEFT" run "$tmp/$name-b.job" --resume "$tmp/$name-a/checkpoint.safetensors" --workers "$4" --pp "$5" \
+    --dp "$6" --quiet >"$tmp/$name-b.log" 2>&1 || {
+    tail -5 "$tmp/$name-b.log"
+    return 1
+  }
+  cmp -s "$ref" "$tmp/$name-b/checkpoint.safetensors" || { echo "resumed checkpoint differs"; return 1; }
+  [ "$(grep -c '^{"step"' "$tmp/$name-b/metrics.jsonl")" -eq 4 ] || { echo "the resumed run did not start at step 4"; return 1; }
+}
+check "stopped at step 4 under pp=2 dp=2, resumed under pp=1 dp=3: byte-identical" resumed 4 2 2 3 1 3
+check "stopped at step 4 under pp=1 dp=2, resumed under pp=3 dp=1: byte-identical" resumed 2 1 2 3 3 1
+
 # clipping by the global norm across stages (the coordinator adds the stages' parts in
 # parameter order), with AdamW, dropout and skip connections
 cat >"$tmp/clip.job" <<EOF2

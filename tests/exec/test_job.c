@@ -114,7 +114,8 @@ static const char *full_text = "# every key\n"
                                "placement = device\n"
                                "loader_workers = 2\n"
                                "prefetch = 5\n"
-                               "data_stage = stage\n";
+                               "data_stage = stage\n"
+                               "resume = runs/a/checkpoint.safetensors\n";
 
 static void test_every_key(void) {
     struct wf_job j;
@@ -135,6 +136,7 @@ static void test_every_key(void) {
     CHECK(!strcmp(j.transforms, "normalize(mean=0.5, std=0.25), flip") && !strcmp(j.cache, "redis://127.0.0.1:6390"));
     CHECK(j.cache_mb == 64 && j.placement == 2 && j.loader_workers == 2 && j.prefetch == 5);
     CHECK(!strcmp(j.data_stage, "/abs/exp/stage"));
+    CHECK(!strcmp(j.resume, "/abs/exp/runs/a/checkpoint.safetensors"));
     char host[64];
     int port = 0;
     CHECK(wf_job_cache_redis(j.cache, host, sizeof host, &port) == WF_OK && !strcmp(host, "127.0.0.1") && port == 6390);
@@ -203,7 +205,7 @@ static void test_errors(void) {
                  "micro_batches, seed, threads, max_steps, optimizer, lr, momentum, nesterov, "
                  "weight_decay, beta1, beta2, eps, clip_norm, lr_schedule, warmup, step_size, "
                  "gamma, min_lr, checkpoint_every, eval_batch, split, pp, dp, pipeline, transforms, cache, "
-                 "cache_mb, placement, loader_workers, prefetch, data_stage)");
+                 "cache_mb, placement, loader_workers, prefetch, data_stage, resume)");
     EXPECT_ERROR(HEAD "cache = \"redis://host\"\n",
                  "job.wf:3:9: expected cache = memory, none or \"redis://HOST:PORT\", got 'redis://host'");
     EXPECT_ERROR(HEAD "cache = disk\n",
