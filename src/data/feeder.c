@@ -212,8 +212,8 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
     f->next_claim = f->next_deliver = op.first_step;
     f->placement = op.placement == WF_PLACE_DEVICE ? WF_PLACE_DEVICE : WF_PLACE_CPU;
     f->occ_t = f->win_t0 = f->last_return = wf_now();
-    f->hold = 2;
-    f->backoff = 8;
+    f->hold = 4;
+    f->backoff = 16;
     f->st.placement = f->placement;
     snprintf(f->st.decision, sizeof f->st.decision, "%s (%s)", wf_place_name(f->placement),
              op.placement == WF_PLACE_AUTO ? "auto: starting on the cpu pool" : "fixed by the job");
@@ -267,7 +267,7 @@ static void set_placement(struct wf_feeder *f, int p, const char *why) {
  * window on the other placement and keeps it when that window served over
  * 3 % more steps per second than the window before it; otherwise it goes back.
  * Trials start at once when the queue runs dry while training waits, else
- * after `hold` windows (2, then 8, 16, 32, ... after each decision): on a
+ * after `hold` windows (4, then 16, 32, 64, ... after each decision): on a
  * CPU-only machine a pool that keeps the queue full may still take cores
  * from the kernels. */
 static void end_window(struct wf_feeder *f, double now) {
