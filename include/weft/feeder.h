@@ -19,7 +19,7 @@
  *           compute device (the share of wall time training is not waiting
  *           for data). A trial runs one window on the other placement and
  *           keeps it when it served over 3 % more steps per second than the
- *           window before. Trials start at once when the queue runs dry while the
+ *           window before and the next window confirms it. Trials start at once when the queue runs dry while the
  *           device waits, else after 4, then 16, 32, 64, ... windows: on a
  *           CPU-only machine a pool that keeps the queue full still takes
  *           cores from the kernels.

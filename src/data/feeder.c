@@ -54,6 +54,7 @@ struct wf_feeder {
     /* controller */
     int probing;        /* this window is a trial of the other placement */
     int trial_started;  /* ... and a batch the trial placement prepared has been delivered */
+    int confirming;     /* this window checks a trial that was kept */
     double rate_before; /* steps/s of the window before the trial */
     int since;          /* windows since the last decision */
     int hold, backoff;  /* windows before the next trial; the hold after the next decision */
@@ -265,7 +266,8 @@ static void set_placement(struct wf_feeder *f, int p, const char *why) {
 
 /* At the end of a window (mu held): the auto controller. A trial runs one
  * window on the other placement and keeps it when that window served over
- * 3 % more steps per second than the window before it; otherwise it goes back.
+ * 3 % more steps per second than the window before it, and the window after
+ * it still served more; otherwise it goes back.
  * Trials start at once when the queue runs dry while training waits, else
  * after `hold` windows (4, then 16, 32, 64, ... after each decision): on a
  * CPU-only machine a pool that keeps the queue full may still take cores
@@ -282,7 +284,7 @@ static void end_window(struct wf_feeder *f, double now) {
     /* the first window fills the queue: it decides only when the queue stayed dry */
     if (f->o.placement == WF_PLACE_AUTO && (f->windows > 1 || starved)) {
         char why[160];
-        if (f->probing) {                            /* the trial window is over: keep it, or go back */
+        if (f->probing) { /* the trial window is over: keep it (to be confirmed), or go back */
             int keep = rate > 1.03 * f->rate_before; /* a 3 % margin: one window's noise does not flip it */
             snprintf(why, sizeof why, "%s %.1f vs %s %.1f steps/s", wf_place_name(here), rate, wf_place_name(other),
                      f->rate_before);
@@ -291,9 +293,17 @@ static void end_window(struct wf_feeder *f, double now) {
             else
                 set_placement(f, other, why);
             f->probing = 0;
+            f->confirming = keep;
             f->since = 0;
             f->hold = f->backoff;
             f->backoff *= 2;
+        } else if (f->confirming) { /* a kept trial must win a second window too */
+            f->confirming = 0;
+            if (rate < f->rate_before) {
+                snprintf(why, sizeof why, "not confirmed: %s %.1f vs %s %.1f steps/s", wf_place_name(here), rate,
+                         wf_place_name(other), f->rate_before);
+                set_placement(f, other, why);
+            }
         } else if (starved || ++f->since > f->hold) {
             if (starved)
                 snprintf(why, sizeof why, "trial: queue %.2f full while training waits %.0f%% of the time",
