@@ -107,8 +107,9 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "weft run: error: unexpected argument '%s'\n", a);
             usage_run(stderr);
             return 2;
-        } else if (o.job_path) {
-            o.resume = a; /* weft run --resume CKPT JOB */
+        } else if (o.job_path) { /* weft run --resume CKPT JOB: the first path was the checkpoint */
+            o.resume = o.job_path;
+            o.job_path = a;
         } else {
             o.job_path = a;
         }

@@ -444,6 +444,7 @@ static int recv_iov_all(struct wf_conn *c, struct iovec *iov, int n, size_t tota
             continue;
         }
         int st = recv_stalled(c, k, 1, deadline);
+        if (st < 0) wf_conn_break(c); /* part of the frame is gone: the stream cannot be resumed */
         if (st == 1) {
             wf_conn_break(c);
             return wf_error(WF_ERR_TIMEOUT,
@@ -462,9 +463,16 @@ int wf_recv_into(struct wf_conn *c, int *type, void *head, size_t hlen, void *ds
     struct wf_frame_hdr h;
     int st = recv_hdr(c, &h, deadline, timeout_s);
     if (st) return st;
-    if ((size_t)h.len != hlen + dlen) { /* not the frame expected: take it whole, the caller names it */
+    if ((size_t)h.len != hlen + dlen || c->rgot > WF_FRAME_HDR) {
+        /* not the frame expected (the caller names it), or one whose payload an earlier
+         * timed-out wf_recv began: take it whole through the connection's buffer */
         st = recv_payload(c, &h, type, payload, len, deadline, timeout_s);
-        return st ? st : 1;
+        if (st) return st;
+        if ((size_t)h.len != hlen + dlen) return 1;
+        memcpy(head, *payload, hlen);
+        memcpy(dst, (const uint8_t *)*payload + hlen, dlen);
+        *payload = NULL;
+        return WF_OK;
     }
     struct iovec iov[2] = {{head, hlen}, {dst, dlen}};
     uint32_t crc = wf_crc32(0, c->rbuf, 12);

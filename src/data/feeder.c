@@ -219,6 +219,13 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
     snprintf(f->st.decision, sizeof f->st.decision, "%s (%s)", wf_place_name(f->placement),
              op.placement == WF_PLACE_AUTO ? "auto: starting on the cpu pool" : "fixed by the job");
     f->th = wf_calloc((size_t)op.workers, sizeof *f->th);
+    if (!f->th) {
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
+        f->nth = 0;
+        wf_feeder_free(f);
+        return wf_error(WF_ERR_NOMEM, "feeder: out of memory");
+    }
     for (int i = 0; f->th && i < op.workers && op.placement != WF_PLACE_DEVICE; i++) {
         if (pthread_create(&f->th[i], NULL, pool_main, f)) break;
         f->nth++;

@@ -152,9 +152,11 @@ int wf_checkpoint_read(const char *path, const struct wf_job *j, const char *mod
                       j->path, a, b);
         goto done;
     }
-    if (epoch_step > steps_per_epoch || epoch > j->epochs) {
-        rc = wf_error(WF_ERR_CORRUPT, "%s: data position epoch %ld step %ld is outside the job", path, epoch,
-                      epoch_step);
+    if (epoch_step >= steps_per_epoch || epoch > j->epochs || step != epoch * steps_per_epoch + epoch_step) {
+        rc = wf_error(WF_ERR_CORRUPT,
+                      "%s: data position step %ld (epoch %ld, step %ld of it) does not fit this job's %ld steps an "
+                      "epoch (was the dataset changed?)",
+                      path, step, epoch, epoch_step, steps_per_epoch);
         goto done;
     }
     for (int i = 0; g && i < g->n_params && rc == WF_OK; i++) {

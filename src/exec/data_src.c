@@ -37,7 +37,7 @@ static int open_cache(struct wf_data_src *d, const struct wf_job *j) {
     const char *spec = j->cache ? j->cache : "memory";
     if (!strcmp(spec, "none") || (!strcmp(spec, "memory") && j->cache_mb == 0)) return WF_OK;
     if (!strcmp(spec, "memory")) return wf_cache_new_mem(&d->cache, (size_t)j->cache_mb << 20);
-    char host[256];
+    char host[64];
     int port;
     if (wf_job_cache_redis(spec, host, sizeof host, &port) < 0)
         return wf_error(WF_ERR_INVALID, "cache = %s: expected memory, none or redis://HOST:PORT", spec);

@@ -263,7 +263,7 @@ static int set_value(struct parser *ps, int key) {
     case KT_STR: {
         if (t->kind != WF_TOK_STRING && t->kind != WF_TOK_IDENT) return type_error(ps, "quoted string", key);
         if (key == K_CACHE && strcmp(t->text, "memory") && strcmp(t->text, "none")) {
-            char host[256];
+            char host[64]; /* the Redis cache takes host names of up to 63 bytes */
             int port;
             if (wf_job_cache_redis(t->text, host, sizeof host, &port) < 0)
                 return wf_lex_error(&ps->lx, t->line, t->col,

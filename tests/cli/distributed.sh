@@ -67,8 +67,9 @@ resumed() { # workers pp dp, then workers pp dp of the resumed run
     return 1
   }
   write_job "$tmp/$name-b.job" "$tmp/$name-b" ""
-  timeout 120 "$WEFT" run "$tmp/$name-b.job" --resume "$tmp/$name-a/checkpoint.safetensors" --workers "$4" --pp "$5" \
-    --dp "$6" --quiet >"$tmp/$name-b.log" 2>&1 || {
+  local args=("$tmp/$name-b.job" --resume "$tmp/$name-a/checkpoint.safetensors") # JOB --resume CKPT
+  [ "${CKPT_FIRST:-}" ] && args=(--resume "$tmp/$name-a/checkpoint.safetensors" "$tmp/$name-b.job")
+  timeout 120 "$WEFT" run "${args[@]}" --workers "$4" --pp "$5" --dp "$6" --quiet >"$tmp/$name-b.log" 2>&1 || {
     tail -5 "$tmp/$name-b.log"
     return 1
   }
@@ -76,7 +77,8 @@ resumed() { # workers pp dp, then workers pp dp of the resumed run
   [ "$(grep -c '^{"step"' "$tmp/$name-b/metrics.jsonl")" -eq 4 ] || { echo "the resumed run did not start at step 4"; return 1; }
 }
 check "stopped at step 4 under pp=2 dp=2, resumed under pp=1 dp=3: byte-identical" resumed 4 2 2 3 1 3
-check "stopped at step 4 under pp=1 dp=2, resumed under pp=3 dp=1: byte-identical" resumed 2 1 2 3 3 1
+CKPT_FIRST=1 check "stopped at step 4 under pp=1 dp=2, resumed under pp=3 dp=1 (--resume CKPT JOB): byte-identical" \
+  resumed 2 1 2 3 3 1
 
 # clipping by the global norm across stages (the coordinator adds the stages' parts in
 # parameter order), with AdamW, dropout and skip connections
