@@ -14,6 +14,7 @@
 #include "weft/core.h"
 #include "weft/job.h"
 #include "weft/lex.h"
+#include "weft/loader.h"
 
 #define WF_JOB_MAX_SPLIT 64
 
@@ -268,6 +269,14 @@ static int set_value(struct parser *ps, int key) {
             if (wf_job_cache_redis(t->text, host, sizeof host, &port) < 0)
                 return wf_lex_error(&ps->lx, t->line, t->col,
                                     "expected cache = memory, none or \"redis://HOST:PORT\", got '%s'", t->text);
+        }
+        if (key == K_TRANSFORMS) { /* refused here, with the job file's position, not later on every worker */
+            struct wf_xf_chain ch;
+            if (wf_xf_parse(&ch, t->text) < 0) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", wf_errmsg());
+                return wf_lex_error(&ps->lx, t->line, t->col, "bad transforms (%s)", msg);
+            }
         }
         char *p = wf_strdup(t->text);
         if (!p) return nomem(ps);

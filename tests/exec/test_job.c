@@ -211,6 +211,9 @@ static void test_errors(void) {
     EXPECT_ERROR(HEAD "cache = disk\n",
                  "job.wf:3:9: expected cache = memory, none or \"redis://HOST:PORT\", got 'disk'");
     EXPECT_ERROR(HEAD "placement = gpu\n", "job.wf:3:13: expected placement auto, cpu or device, got 'gpu'");
+    EXPECT_ERROR(HEAD "transforms = \"flip, blur(r=2)\"\n",
+                 "job.wf:3:14: bad transforms (transforms:1:7: unknown transform 'blur' (expected normalize, crop, "
+                 "flip or noise))");
     EXPECT_ERROR(HEAD "prefetch = 0\n", "job.wf:3:12: expected prefetch in 1..64, got '0'");
     EXPECT_ERROR(HEAD "lr = 0.1\n# again\nlr = 0.2\n", "job.wf:5:1: duplicate key 'lr' (first at job.wf:3:1)");
     EXPECT_ERROR(HEAD "model = n.wf\n", "job.wf:3:1: duplicate key 'model' (first at job.wf:1:1)");
