@@ -14,16 +14,6 @@ ROOT=$(pwd)
 case "${1:-}" in
   -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
-B=${BUILD:-$ROOT/build}
-if [ -d "$B" ]; then WEFT=$B/weft; else WEFT=$B; fi
-if [ ! -x "$WEFT" ]; then
-  echo "data bench: no weft binary at $WEFT (build it: cmake --build build -j2 --target weft, or set BUILD)" >&2
-  exit 1
-fi
-WEFT=$(cd "$(dirname "$WEFT")" && pwd)/$(basename "$WEFT")
-if grep -qw avx512f /proc/cpuinfo 2>/dev/null && [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  export OPENBLAS_CORETYPE=SkylakeX
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
+NAME="data bench"
+. bench/weft_env.bash
 exec "$PY" "$ROOT/bench/data.py" --weft "$WEFT" "$@"

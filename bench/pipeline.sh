@@ -23,22 +23,8 @@ case "${1:-}" in
   -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
-B=${BUILD:-$ROOT/build}
-if [ -d "$B" ]; then WEFT=$B/weft; else WEFT=$B; fi
-if [ ! -x "$WEFT" ]; then
-  echo "pipeline: no weft binary at $WEFT (build it: cmake --build build -j2 --target weft, or set BUILD)" >&2
-  exit 1
-fi
-WEFT=$(cd "$(dirname "$WEFT")" && pwd)/$(basename "$WEFT")
-
-# The same OpenBLAS settings as bench/run.sh: AVX-512 kernels where the CPU has them
-# (OpenBLAS 0.3.21 does not pick them by itself; shared/PERFORMANCE.md). weft sets the
-# thread count from the job's `threads` / --threads.
-if grep -qw avx512f /proc/cpuinfo 2>/dev/null && [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  export OPENBLAS_CORETYPE=SkylakeX
-fi
+NAME=pipeline
+. bench/weft_env.bash
 export OMP_NUM_THREADS=1
 
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
 exec "$PY" "$ROOT/bench/pipeline.py" --weft "$WEFT" "$@"

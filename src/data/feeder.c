@@ -50,7 +50,6 @@ struct wf_feeder {
     /* the current window */
     double win_t0, win_wait, win_occ0;
     long win_steps, windows;
-    double last_return;
     /* controller */
     int probing;        /* this window is a trial of the other placement */
     int trial_started;  /* ... and a batch the trial placement prepared has been delivered */
@@ -212,7 +211,7 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
     pthread_cond_init(&f->cv, NULL);
     f->next_claim = f->next_deliver = op.first_step;
     f->placement = op.placement == WF_PLACE_DEVICE ? WF_PLACE_DEVICE : WF_PLACE_CPU;
-    f->occ_t = f->win_t0 = f->last_return = wf_now();
+    f->occ_t = f->win_t0 = wf_now();
     f->hold = 4;
     f->backoff = 16;
     f->st.placement = f->placement;
@@ -394,7 +393,6 @@ int wf_feeder_next(struct wf_feeder *f, struct wf_feed_batch *b) {
     b->y = s->y;
     b->wait_s = now - t0;
     b->placement = s->placement;
-    f->last_return = now;
     return WF_OK;
 }
 

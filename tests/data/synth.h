@@ -69,6 +69,14 @@ static inline void synth_dataset(const char *dir, uint32_t n, uint32_t h, uint32
     free(b);
 }
 
+/* Makes a fresh folder /tmp/weft-test-NAME-XXXXXX into buf; 0 on failure (reported). */
+static inline int synth_mkdtemp(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "/tmp/weft-test-%s-XXXXXX", name);
+    if (mkdtemp(buf)) return 1;
+    perror("mkdtemp");
+    return 0;
+}
+
 static inline void synth_rm_rf(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return;

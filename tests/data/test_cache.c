@@ -330,11 +330,7 @@ static void test_fashion_mnist(void) {
 }
 
 int main(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/weft-test-cache-XXXXXX");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!synth_mkdtemp(tmp, sizeof tmp, "cache")) return 1;
     test_mem_cache();
     test_threads();
     test_loader();

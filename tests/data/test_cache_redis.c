@@ -386,11 +386,7 @@ int main(void) {
                         "installs redis-server)\n");
         return 1;
     }
-    snprintf(tmp, sizeof tmp, "/tmp/weft-test-redis-XXXXXX");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!synth_mkdtemp(tmp, sizeof tmp, "redis")) return 1;
     synth_dataset(tmp, N, H, W, 21, 0);
     int rc = wf_dataset_load_idx(&d, tmp, "train");
     if (rc == WF_OK) rc = wf_store_open(&store, tmp, "train", NULL);

@@ -214,11 +214,7 @@ static void test_truncated(void) {
 }
 
 int main(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/weft-test-feeder-XXXXXX");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!synth_mkdtemp(tmp, sizeof tmp, "feeder")) return 1;
     synth_dataset(tmp, N, H, W, 4, 0);
     test_placements();
     test_controller();

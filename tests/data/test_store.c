@@ -255,11 +255,7 @@ static void test_fashion_mnist(void) {
 }
 
 int main(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/weft-test-store-XXXXXX");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!synth_mkdtemp(tmp, sizeof tmp, "store")) return 1;
     test_plain_and_staged();
     test_corrupt();
     test_fashion_mnist();
