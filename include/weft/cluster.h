@@ -40,6 +40,11 @@ enum wf_msg_type {
     WF_M_TRACE,           /* worker trace events, at the end */
     WF_M_CLIP_PART,       /* stage replica 0 -> coordinator: per-parameter sums of squared gradients */
     WF_M_CLIP,            /* coordinator -> worker: the step's global sum of squares */
+    WF_M_STOP = 150,      /* coordinator -> worker: leave the node set at a step boundary (or now); stay registered */
+    WF_M_STOPPED,         /* worker -> coordinator: left the set; the snapshots it holds */
+    WF_M_SNAP,            /* a stage snapshot: worker -> coordinator -> the worker keeping the copy, or a FETCH reply */
+    WF_M_FETCH,           /* coordinator -> worker: send back the snapshot of (stage, step) */
+    WF_M_RESTORE,         /* coordinator -> worker, after ASSIGN: the state its stage starts from */
     WF_M_SUBMIT = 130,    /* client -> coordinator: a job */
     WF_M_JOB_EVENT,       /* coordinator -> client: one progress line */
     WF_M_JOB_END,         /* coordinator -> client: status, text */
@@ -74,6 +79,8 @@ struct wf_msg {
     /* ASSIGN */
     uint32_t worker, stage, n_stages, replica, n_replicas, micro_batches, schedule, threads, trace;
     uint32_t in_grad, out_grad;
+    uint32_t version, elastic, snapshot_every,
+        restore; /* ASSIGN: node-set version, ...; STOP, STOPPED, SNAP, FETCH: version */
     char *job_text, *model_text, *in, *out, *x_name, *y_name;
     uint32_t n_peers;
     struct wf_peer_addr *peers;
@@ -82,7 +89,14 @@ struct wf_msg {
     uint32_t first, n, workers, pp, dp;
     double seconds, compute_s, comm_s, idle_s, loss_sum, value;
     uint64_t bytes, correct, count, nodes, max_live;
-    double *vals;     /* STEP_LOSS: n losses */
+    double *vals;  /* STEP_LOSS: n losses */
+    uint32_t *ids; /* STEP_LOSS: the sample ids of those micro-batches, in order */
+    uint32_t n_ids;
+    int64_t *inv; /* STOPPED: n_inv (stage, step) pairs */
+    uint32_t n_inv;
+    /* SUBMIT: elastic policies */
+    uint32_t nodes_min, nodes_max, max_recoveries;
+    double settle_s, hb_timeout_s;
     const void *data; /* STATE, ACT, GRAD, TRACE: bytes in the payload */
     uint64_t nbytes;
 };
@@ -133,6 +147,11 @@ struct wf_run_opts {
     int quiet;
     double heartbeat_timeout_s; /* default 5 */
     const char *resume;         /* a checkpoint to continue from, or NULL */
+    /* elastic training: on with nodes_max > 0 (--nodes MIN:MAX) */
+    int nodes_min, nodes_max;
+    double settle_s;    /* a joined worker waits this long before the job scales up (default 2) */
+    int max_recoveries; /* failures recovered per hour before the job fails (default 20) */
+    int snapshot_every; /* steps between the stage copies workers keep for each other (default 10) */
 };
 
 /* The coordinator's event loop on a listening socket. With `run` set it

@@ -55,6 +55,8 @@ void *wf_calloc(size_t n, size_t size);
 void *wf_realloc(void *p, size_t size);
 void wf_free(void *p);
 char *wf_strdup(const char *s);
+/* printf at buf + *k, never past buf[n - 1]; *k stays <= n - 1 (the text is cut). */
+void wf_appendf(char *buf, size_t n, size_t *k, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* 64-byte aligned, zero-filled; free with wf_afree. */
 void *wf_aalloc(size_t size);
 void wf_afree(void *p);

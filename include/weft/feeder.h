@@ -66,8 +66,9 @@ struct wf_feed_batch {
     int n;           /* samples (hi - lo); 0 after end_step */
     const float *x;  /* n * c*h*w, float32 CHW; NULL with labels_only */
     const int32_t *y;
-    double wait_s; /* how long wf_feeder_next waited or prepared */
-    int placement; /* where this batch was prepared: WF_PLACE_CPU or WF_PLACE_DEVICE */
+    const uint32_t *ids; /* the n sample ids, in order */
+    double wait_s;       /* how long wf_feeder_next waited or prepared */
+    int placement;       /* where this batch was prepared: WF_PLACE_CPU or WF_PLACE_DEVICE */
 };
 
 struct wf_feeder_stats {

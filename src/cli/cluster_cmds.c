@@ -37,6 +37,13 @@ static void usage_run(FILE *f) {
                "  --threads T            BLAS threads per worker (default: the job's)\n"
                "  --trace FILE           write every worker's F/B/send/recv/reduce events (Chrome trace)\n"
                "  --heartbeat-timeout S  declare a silent worker dead after S seconds (default 5)\n"
+               "  --nodes MIN:MAX        elastic: the job goes on when workers die, hang or join, on MIN to\n"
+               "                         MAX workers (below MIN it holds until workers join); without it a\n"
+               "                         lost worker fails the job\n"
+               "  --settle S             elastic: a joined worker waits S seconds before the set grows (default 2)\n"
+               "  --max-recoveries N     elastic: more than N failures within an hour fail the job (default 20)\n"
+               "  --snapshot-every N     elastic: steps between the stage copies workers keep for each other\n"
+               "                         (default 10)\n"
                "  --resume [CKPT]        continue from CKPT (default OUT/checkpoint.safetensors), with any\n"
                "                         layout: each stage loads its parameters and optimizer state by name\n"
                "  --quiet                no progress line\n");
@@ -57,15 +64,44 @@ static void usage_cluster(FILE *f) {
 static int layout_opt(const char *cmd, int argc, char **argv, int *i, struct wf_run_opts *o) {
     const char *a = argv[*i];
     long v;
-    int *dst = !strcmp(a, "--workers")         ? &o->workers
-               : !strcmp(a, "--pp")            ? &o->pp
-               : !strcmp(a, "--dp")            ? &o->dp
-               : !strcmp(a, "--micro-batches") ? &o->micro_batches
-               : !strcmp(a, "--threads")       ? &o->threads
-                                               : NULL;
+    int *dst = !strcmp(a, "--workers")          ? &o->workers
+               : !strcmp(a, "--pp")             ? &o->pp
+               : !strcmp(a, "--dp")             ? &o->dp
+               : !strcmp(a, "--micro-batches")  ? &o->micro_batches
+               : !strcmp(a, "--threads")        ? &o->threads
+               : !strcmp(a, "--max-recoveries") ? &o->max_recoveries
+               : !strcmp(a, "--snapshot-every") ? &o->snapshot_every
+                                                : NULL;
     if (dst) {
         if (wf_cli_parse_long(cmd, a, *i + 1 < argc ? argv[*i + 1] : NULL, &v) < 0) return -1;
         *dst = (int)v;
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--nodes")) { /* MIN:MAX, or N for N:N */
+        const char *s = *i + 1 < argc ? argv[*i + 1] : "";
+        char *end;
+        long lo = strtol(s, &end, 10), hi = lo;
+        if (*end == ':') hi = strtol(end + 1, &end, 10);
+        if (!*s || *end || lo < 1 || hi < lo || hi > WF_MAX_WORKERS) {
+            fprintf(stderr, "weft %s: error: --nodes is MIN:MAX with 1 <= MIN <= MAX <= %d, got '%s'\n", cmd,
+                    WF_MAX_WORKERS, s);
+            return -1;
+        }
+        o->nodes_min = (int)lo;
+        o->nodes_max = (int)hi;
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--heartbeat-timeout") || !strcmp(a, "--settle")) {
+        const char *s = *i + 1 < argc ? argv[*i + 1] : "";
+        char *end;
+        double secs = strtod(s, &end);
+        if (!*s || *end || !(secs > 0) || secs > 3600) {
+            fprintf(stderr, "weft %s: error: %s takes seconds (0 to 3600), got '%s'\n", cmd, a, s);
+            return -1;
+        }
+        *(!strcmp(a, "--settle") ? &o->settle_s : &o->heartbeat_timeout_s) = secs;
         (*i)++;
         return 1;
     }
@@ -96,8 +132,6 @@ int cmd_run(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--trace") && i + 1 < argc) {
             o.trace = argv[++i];
-        } else if (!strcmp(a, "--heartbeat-timeout") && i + 1 < argc) {
-            o.heartbeat_timeout_s = atof(argv[++i]);
         } else if (!strcmp(a, "--quiet")) {
             o.quiet = 1;
         } else if (!strcmp(a, "--resume")) {

@@ -10,6 +10,7 @@
  * exactly as one process would write them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
@@ -32,101 +33,16 @@
 #include "weft/model.h"
 #include "weft/train.h"
 
-#include "cluster_int.h"
-
-#define MAX_NODES WF_MAX_WORKERS
-#define MAX_CLIENTS 16
-#define LOSS_RING 64
+#include "coord_int.h"
 
 static long n_compiles; /* stays 0: the coordinator compiles nothing */
 long wf_coordinator_compiles(void) { return n_compiles; }
 
 volatile sig_atomic_t wf_coord_interrupted;
 
-struct node {
-    struct wf_conn c;
-    int used, id;
-    char host[64];
-    int port, pid, cores;
-    double last_seen;
-    int64_t step;
-    char activity[200];
-    int slot; /* worker index in the running job, -1 idle */
-};
-
-struct client {
-    struct wf_conn c;
-    int used, watching;
-};
-
-enum { J_NONE, J_WAITING, J_COMPILING, J_RUNNING, J_DONE, J_FAILED };
-
-struct job {
-    int state, id;
-    struct wf_job job;
-    struct wf_model model;
-    char *model_text;
-    struct wf_partition part;
-    int S, D, K, sched, threads, trace, n;
-    int node[MAX_NODES]; /* node index per worker slot */
-    int compiled, done;
-    double t_assign, t_start;
-    long steps_per_epoch, total;
-    struct {
-        int64_t step;
-        int got;
-        double *v;
-    } loss[LOSS_RING];
-    int *pstage;      /* per parameter of part.g: its stage */
-    int64_t *poff;    /* per parameter: offset in its stage's flat vector */
-    int64_t *sfloats; /* per stage: floats in its flat vector */
-    int64_t state_step;
-    int state_got;
-    int slots; /* optimizer slots */
-    FILE *metrics;
-    char *ckpt_path;
-    int client; /* watching client, -1: print here */
-    double last_print;
-    long steps_seen;
-    double last_loss, test_acc, test_loss;
-    int fail_prio;
-    double fail_at;
-    char fail_msg[1024];
-    float **state_buf; /* per stage: the last STATE received */
-    struct wf_trace_ev **tr;
-    long *ntr;
-    struct {
-        double compute, comm, idle;
-        long live, steps;
-        int finished;
-    } * wstats;
-    int quiet;
-    int *pidx;         /* per parameter: its index within its stage */
-    int *sparams;      /* per stage: parameters */
-    double *clip_vals; /* per parameter: this step's sum of squared gradients */
-    int64_t clip_step;
-    int clip_got;
-    int reported;    /* job_finish has run */
-    long steps_done; /* steps whose loss is in */
-    long start_step; /* the step the job started from (a resumed job's checkpoint) */
-};
-
-struct coord {
-    const struct wf_coord_opts *o;
-    int lfd;
-    struct node nodes[MAX_NODES];
-    int next_id;
-    struct client clients[MAX_CLIENTS];
-    struct job job;
-    int next_job;
-    double hb_timeout;
-};
-
 /* ---- output ---- */
 
-static void emit(struct coord *co, struct job *jb, int progress, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void emit(struct coord *co, struct job *jb, int progress, const char *fmt, ...) {
+void co_emit(struct coord *co, struct job *jb, int progress, const char *fmt, ...) {
     char line[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -153,7 +69,7 @@ static void emit(struct coord *co, struct job *jb, int progress, const char *fmt
     fflush(stderr);
 }
 
-static const char *node_desc(const struct coord *co, const struct job *jb, int ni, char *buf, size_t n) {
+const char *co_node_desc(const struct coord *co, const struct job *jb, int ni, char *buf, size_t n) {
     const struct node *nd = &co->nodes[ni];
     if (nd->slot >= 0 && jb->S)
         snprintf(buf, n, "worker %d (stage %d, replica %d, pid %d)", nd->slot, nd->slot / jb->D, nd->slot % jb->D,
@@ -167,8 +83,7 @@ static const char *node_desc(const struct coord *co, const struct job *jb, int n
 
 /* Records a failure; the one with the highest priority within a second
  * (a worker that died beats the peers that lost it) is reported. */
-static void job_fail(struct job *jb, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void job_fail(struct job *jb, int prio, const char *fmt, ...) {
+void co_job_fail(struct job *jb, int prio, const char *fmt, ...) {
     if (jb->state != J_COMPILING && jb->state != J_RUNNING && jb->state != J_WAITING) return;
     if (jb->fail_at == 0) jb->fail_at = wf_now();
     if (prio <= jb->fail_prio) return;
@@ -179,7 +94,7 @@ static void job_fail(struct job *jb, int prio, const char *fmt, ...) {
     va_end(ap);
 }
 
-static void drop_node(struct coord *co, int ni) {
+void co_drop_node(struct coord *co, int ni) {
     struct node *nd = &co->nodes[ni];
     wf_conn_close(&nd->c);
     nd->used = 0;
@@ -187,12 +102,8 @@ static void drop_node(struct coord *co, int ni) {
 
 /* ---- job setup ---- */
 
-static void job_free(struct job *jb) {
-    wf_job_free(&jb->job);
-    wf_model_free(&jb->model);
-    wf_free(jb->model_text);
-    for (int i = 0; i < LOSS_RING; i++)
-        wf_free(jb->loss[i].v);
+/* What depends on the node set's layout. */
+static void plan_free(struct job *jb) {
     for (int s = 0; jb->state_buf && s < jb->S; s++)
         wf_free(jb->state_buf[s]);
     wf_free(jb->state_buf);
@@ -208,6 +119,26 @@ static void job_free(struct job *jb) {
     wf_free(jb->sparams);
     wf_free(jb->clip_vals);
     wf_partition_free(&jb->part);
+    jb->state_buf = NULL;
+    jb->tr = NULL;
+    jb->ntr = NULL;
+    jb->wstats = NULL;
+    jb->pstage = NULL;
+    jb->poff = NULL;
+    jb->sfloats = NULL;
+    jb->pidx = NULL;
+    jb->sparams = NULL;
+    jb->clip_vals = NULL;
+}
+
+static void job_free(struct job *jb) {
+    wf_job_free(&jb->job);
+    wf_model_free(&jb->model);
+    wf_free(jb->model_text);
+    for (int i = 0; i < LOSS_RING; i++)
+        wf_free(jb->loss[i].v);
+    plan_free(jb);
+    el_free(jb);
     if (jb->metrics) fclose(jb->metrics);
     wf_free(jb->ckpt_path);
     memset(jb, 0, sizeof *jb);
@@ -260,28 +191,104 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
                         "%d micro-batches cannot feed %d data-parallel replicas; use --micro-batches %d or more",
                         j->micro_batches, dp, dp);
     if (j->micro_batches > 256) return wf_error(WF_ERR_INVALID, "at most 256 micro-batches per step");
-    char **auto_split = NULL;
-    int n_split = j->n_split;
-    char **split = j->split;
-    if (!n_split && pp > 1) {
-        if ((rc = wf_partition_auto(&jb->model, pp, &auto_split)) < 0) return rc;
-        n_split = rc;
-        split = auto_split;
-    }
-    rc = wf_partition_build(&jb->part, &jb->model, n_split, split);
-    if (auto_split) {
-        for (int i = 0; i < pp; i++)
-            wf_free(auto_split[i]);
-        wf_free(auto_split);
-    }
-    if (rc < 0) return wf_error_prefix(rc, "%s", j->path);
-    jb->S = jb->part.n_stages;
-    jb->D = dp;
-    jb->n = jb->S * jb->D;
+    if ((rc = co_job_plan(jb, pp, dp)) < 0) return wf_error_prefix(rc, "%s", j->path);
+    jb->S0 = jb->S;
+    jb->D0 = dp;
     jb->K = j->micro_batches;
     jb->sched = o->schedule >= 0 ? o->schedule : (j->pipeline && !strcmp(j->pipeline, "gpipe"));
     jb->threads = j->threads;
     jb->trace = o->trace != NULL;
+    /* the store stages a .gz dataset once, before the workers open it */
+    struct wf_store *train;
+    char stage[4096];
+    wf_data_stage_dir(j, stage, sizeof stage);
+    if ((rc = wf_store_open(&train, j->data, "train", stage)) < 0)
+        return wf_error_prefix(rc, "%s: data = %s", j->path ? j->path : "job", j->data);
+    jb->n_train = wf_store_info(train)->n;
+    jb->steps_per_epoch = jb->n_train / j->batch;
+    wf_store_free(train);
+    jb->total = jb->steps_per_epoch * j->epochs;
+    if (j->max_steps > 0 && j->max_steps < jb->total) jb->total = j->max_steps;
+    if (j->resume) { /* checked here against the whole model; each stage then loads its part */
+        struct wf_ckpt_pos pos;
+        if ((rc = wf_checkpoint_read(j->resume, j, jb->model_text, jb->steps_per_epoch, NULL, NULL, NULL, NULL, NULL,
+                                     &pos)) < 0)
+            return rc;
+        jb->start_step = jb->steps_done = pos.step;
+    }
+    size_t n = strlen(j->out) + 64;
+    jb->ckpt_path = wf_malloc(n);
+    if (!jb->ckpt_path) return wf_error(WF_ERR_NOMEM, "out of memory");
+    snprintf(jb->ckpt_path, n, "%s/checkpoint.safetensors", j->out);
+    char mpath[4200];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", j->out);
+    if (!(jb->metrics = fopen(mpath, j->resume ? "a" : "w")))
+        return wf_error(WF_ERR_IO, "%s: cannot open for writing", mpath);
+    jb->state = J_WAITING;
+    jb->state_step = -1;
+    jb->logged = jb->steps_done;
+    jb->evals_logged = (int)(jb->start_step / jb->steps_per_epoch);
+    jb->t_submit = wf_now();
+    if (o->nodes_max > 0) { /* elastic: the node controller sizes the sets */
+        jb->elastic = 1;
+        jb->nmin = o->nodes_min > 0 ? o->nodes_min : 1;
+        jb->nmax = o->nodes_max;
+        jb->settle = o->settle_s > 0 ? o->settle_s : 2.0;
+        jb->max_rec = o->max_recoveries > 0 ? o->max_recoveries : 20;
+        jb->snap_every = o->snapshot_every > 0 ? o->snapshot_every : 10;
+        if (jb->nmin > jb->nmax || jb->nmax > MAX_NODES)
+            return wf_error(WF_ERR_INVALID, "--nodes %d:%d: MIN must be at most MAX, and MAX at most %d", jb->nmin,
+                            jb->nmax, MAX_NODES);
+        if (j->resume && !(jb->resume0 = wf_strdup(j->resume))) return wf_error(WF_ERR_NOMEM, "out of memory");
+    }
+    if ((rc = el_setup(jb)) < 0) return rc;
+    return WF_OK;
+}
+
+int co_pick_idle(const struct coord *co, int n, int *nodes) {
+    int k = 0;
+    for (int i = 0; i < MAX_NODES && k < n; i++)
+        if (co->nodes[i].used && co->nodes[i].slot < 0) nodes[k++] = i;
+    return k;
+}
+
+int co_idle_nodes(const struct coord *co) {
+    int n = 0;
+    for (int i = 0; i < MAX_NODES; i++)
+        n += co->nodes[i].used && co->nodes[i].slot < 0;
+    return n;
+}
+
+int co_job_plan(struct job *jb, int S, int D) {
+    const struct wf_job *j = &jb->job;
+    plan_free(jb);
+    int rc;
+    char **names = NULL, *sub[WF_MAX_WORKERS];
+    int n_split = 0;
+    char *const *split = NULL;
+    if (j->n_split && S == j->n_split + 1) {
+        n_split = j->n_split;
+        split = j->split;
+    } else if (j->n_split && S <= j->n_split) { /* fewer stages: merge neighbours, keeping some split points */
+        for (int i = 0; i < S - 1; i++)
+            sub[i] = j->split[((i + 1) * (j->n_split + 1)) / S - 1];
+        n_split = S - 1;
+        split = sub;
+    } else if (S > 1) {
+        if ((rc = wf_partition_auto(&jb->model, S, &names)) < 0) return rc;
+        n_split = rc;
+        split = names;
+    }
+    rc = wf_partition_build(&jb->part, &jb->model, n_split, split);
+    if (names) {
+        for (int i = 0; i < S; i++)
+            wf_free(names[i]);
+        wf_free(names);
+    }
+    if (rc < 0) return rc;
+    jb->S = jb->part.n_stages;
+    jb->D = D;
+    jb->n = jb->S * jb->D;
     jb->slots = wf_opt_slots(j);
     /* where each parameter lives: its stage and offset there */
     const struct wf_graph *g = &jb->part.g;
@@ -309,54 +316,55 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
         jb->poff[i] = jb->sfloats[jb->pstage[i]];
         jb->sfloats[jb->pstage[i]] += g->v[pv].numel;
     }
-    /* the store stages a .gz dataset once, before the workers open it */
-    struct wf_store *train;
-    char stage[4096];
-    wf_data_stage_dir(j, stage, sizeof stage);
-    if ((rc = wf_store_open(&train, j->data, "train", stage)) < 0)
-        return wf_error_prefix(rc, "%s: data = %s", j->path ? j->path : "job", j->data);
-    jb->steps_per_epoch = wf_store_info(train)->n / j->batch;
-    wf_store_free(train);
-    jb->total = jb->steps_per_epoch * j->epochs;
-    if (j->max_steps > 0 && j->max_steps < jb->total) jb->total = j->max_steps;
-    if (j->resume) { /* checked here against the whole model; each stage then loads its part */
-        struct wf_ckpt_pos pos;
-        if ((rc = wf_checkpoint_read(j->resume, j, jb->model_text, jb->steps_per_epoch, NULL, NULL, NULL, NULL, NULL,
-                                     &pos)) < 0)
-            return rc;
-        jb->start_step = jb->steps_done = pos.step;
-    }
-    size_t n = strlen(j->out) + 64;
-    jb->ckpt_path = wf_malloc(n);
-    if (!jb->ckpt_path) return wf_error(WF_ERR_NOMEM, "out of memory");
-    snprintf(jb->ckpt_path, n, "%s/checkpoint.safetensors", j->out);
-    char mpath[4200];
-    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", j->out);
-    if (!(jb->metrics = fopen(mpath, j->resume ? "a" : "w")))
-        return wf_error(WF_ERR_IO, "%s: cannot open for writing", mpath);
-    jb->state = J_WAITING;
-    jb->state_step = -1;
     return WF_OK;
 }
 
-static int idle_nodes(struct coord *co) {
-    int n = 0;
-    for (int i = 0; i < MAX_NODES; i++)
-        n += co->nodes[i].used && co->nodes[i].slot < 0;
-    return n;
+int co_member_ok(const struct coord *co, const struct job *jb, int w) {
+    int ni = jb->node[w];
+    return ni >= 0 && ni < MAX_NODES && co->nodes[ni].used && co->nodes[ni].slot == w;
 }
 
-static int send_assign(struct coord *co, struct job *jb) {
+/* The state of stage s of the current plan, cut from the whole-model vector W. */
+static float *stage_slice(const struct job *jb, int s, size_t *bytes) {
+    const struct wf_graph *g = &jb->part.g;
+    int64_t n = jb->sfloats[s];
+    *bytes = sizeof(float) * (size_t)n * (size_t)(1 + jb->slots);
+    float *buf = wf_malloc(*bytes + 4);
+    if (!buf) return NULL;
+    for (int i = 0; i < g->n_params; i++) {
+        if (jb->pstage[i] != s) continue;
+        int64_t len = g->v[g->params[i]].numel;
+        for (int k = 0; k <= jb->slots; k++)
+            memcpy(buf + k * n + jb->poff[i], jb->W + k * jb->gfloats + jb->goff[i], sizeof(float) * (size_t)len);
+    }
+    return buf;
+}
+
+int co_assign(struct coord *co, struct job *jb, const int *nodes) {
+    struct wf_job *j = &jb->job;
+    /* the job text says which checkpoint the stages load, if any */
+    char *keep = j->resume;
+    const char *from = !jb->elastic             ? keep
+                       : jb->src == SRC_DISK    ? jb->ckpt_path
+                       : jb->src == SRC_INITIAL ? jb->resume0
+                                                : NULL;
+    j->resume = (char *)from;
     char *job_text = NULL;
-    int rc = wf_job_write(&jb->job, &job_text, NULL);
+    int rc = wf_job_write(j, &job_text, NULL);
+    j->resume = keep;
     if (rc < 0) return rc;
     struct wf_peer_addr peers[MAX_NODES];
-    int w = 0;
-    for (int i = 0; i < MAX_NODES && w < jb->n; i++)
-        if (co->nodes[i].used && co->nodes[i].slot < 0) {
-            co->nodes[i].slot = w;
-            jb->node[w++] = i;
-        }
+    int w;
+    for (w = 0; w < jb->n; w++) {
+        co->nodes[nodes[w]].slot = w;
+        jb->node[w] = nodes[w];
+    }
+    jb->compiled = jb->done = 0;
+    jb->state_got = 0;
+    jb->state_step = -1;
+    jb->clip_got = 0;
+    for (int i = 0; i < LOSS_RING; i++)
+        jb->loss[i].step = -1;
     for (w = 0; w < jb->n; w++) {
         const struct node *nd = &co->nodes[jb->node[w]];
         peers[w].host = (char *)nd->host;
@@ -367,7 +375,11 @@ static int send_assign(struct coord *co, struct job *jb) {
         int s = w / jb->D;
         const struct wf_stage_spec *sp = &jb->part.st[s];
         struct wf_msg m = {.type = WF_M_ASSIGN,
-                           .job_id = (uint64_t)jb->id,
+                           .job_id = (uint64_t)jb->id << 32 | jb->version,
+                           .version = jb->version,
+                           .elastic = (uint32_t)jb->elastic,
+                           .snapshot_every = (uint32_t)jb->snap_every,
+                           .restore = (uint32_t)jb->elastic,
                            .worker = (uint32_t)w,
                            .stage = (uint32_t)s,
                            .n_stages = (uint32_t)jb->S,
@@ -389,18 +401,32 @@ static int send_assign(struct coord *co, struct job *jb) {
                            .peers = peers};
         struct node *nd = &co->nodes[jb->node[w]];
         rc = wf_msg_send(&nd->c, &m, CTL_TIMEOUT);
+        if (rc == WF_OK && jb->elastic) { /* the stage's state: from W, or (empty) load the checkpoint / start */
+            size_t bytes = 0;
+            float *buf = jb->src == SRC_PEERS || jb->src == SRC_RETAINED ? stage_slice(jb, s, &bytes) : NULL;
+            if (bytes && !buf) rc = wf_error(WF_ERR_NOMEM, "out of memory");
+            int64_t t = jb->src == SRC_PEERS || jb->src == SRC_RETAINED ? jb->W_step : 0;
+            struct wf_msg r = {.type = WF_M_RESTORE,
+                               .step = t,
+                               .epoch = t / jb->steps_per_epoch,
+                               .epoch_step = t % jb->steps_per_epoch,
+                               .data = buf,
+                               .nbytes = buf ? bytes : 0};
+            if (rc == WF_OK) rc = wf_msg_send(&nd->c, &r, CTL_TIMEOUT);
+            wf_free(buf);
+        }
         if (rc < 0) {
             char d[160];
-            job_fail(jb, 2, "%s: could not send its sub-graph: %s", node_desc(co, jb, jb->node[w], d, sizeof d),
-                     wf_errmsg());
+            co_job_fail(jb, 2, "%s: could not send its sub-graph: %s", co_node_desc(co, jb, jb->node[w], d, sizeof d),
+                        wf_errmsg());
         }
         WF_LOGI("coord", "job %d: worker %d gets stage %d (%d layers, %lld parameters), replica %d", jb->id, w, s,
                 sp->n_layers, (long long)sp->param_floats, w % jb->D);
     }
     wf_free(job_text);
     jb->state = J_COMPILING;
-    emit(co, jb, 0, "job %d: %d stage%s x %d replica%s, %d micro-batches, %s; compiling on %d workers", jb->id, jb->S,
-         jb->S > 1 ? "s" : "", jb->D, jb->D > 1 ? "s" : "", jb->K, jb->sched ? "gpipe" : "1f1b", jb->n);
+    co_emit(co, jb, 0, "job %d: %d stage%s x %d replica%s, %d micro-batches, %s; compiling on %d workers", jb->id,
+            jb->S, jb->S > 1 ? "s" : "", jb->D, jb->D > 1 ? "s" : "", jb->K, jb->sched ? "gpipe" : "1f1b", jb->n);
     return WF_OK;
 }
 
@@ -409,7 +435,7 @@ static int send_assign(struct coord *co, struct job *jb) {
 static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
     int64_t step = m->step;
     if (step < 0 || m->first + m->n > (uint32_t)jb->K) {
-        job_fail(jb, 1, "a worker reported losses of micro-batches %u..%u of %d", m->first, m->first + m->n, jb->K);
+        co_job_fail(jb, 1, "a worker reported losses of micro-batches %u..%u of %d", m->first, m->first + m->n, jb->K);
         return;
     }
     int i = (int)(step % LOSS_RING);
@@ -419,15 +445,35 @@ static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
         jb->loss[i].got = 0;
     }
     memcpy(jb->loss[i].v + m->first, m->vals, sizeof(double) * m->n);
+    int mb = jb->job.batch / jb->K;
+    if (jb->ids && step < jb->total && m->n_ids == m->n * (uint32_t)mb)
+        memcpy(jb->ids + (size_t)step * (size_t)jb->job.batch + (size_t)m->first * (size_t)mb, m->ids,
+               sizeof(uint32_t) * m->n_ids);
     if (++jb->loss[i].got < jb->D) return;
     double loss = 0; /* in micro-batch order, as one process adds them */
     for (int k = 0; k < jb->K; k++)
         loss += jb->loss[i].v[k];
     double now = wf_now();
     long done = step + 1;
+    if (jb->ids_set && step < jb->total) jb->ids_set[step] = jb->version ? jb->version : 1;
+    jb->steps_done = done;
+    if (done <= jb->logged) { /* a step done again after a recovery: it must give the same loss */
+        if (jb->loss_all && step < jb->total) {
+            jb->replay_checked++;
+            if (memcmp(&jb->loss_all[step], &loss, sizeof loss)) {
+                jb->replay_mismatch++;
+                co_emit(co, jb, 0, "warning: step %ld done again gave loss %.9g, first %.9g", done, loss,
+                        jb->loss_all[step]);
+            }
+        }
+        el_step_done(co, jb, done);
+        return;
+    }
+    jb->logged = done;
+    if (jb->loss_all && step < jb->total) jb->loss_all[step] = loss;
+    el_step_done(co, jb, done);
     double sps = (double)(done - jb->start_step) * jb->job.batch / (now - jb->t_start + 1e-12);
     jb->last_loss = loss;
-    jb->steps_done = done;
     double lr = wf_lr_at(&jb->job, step, jb->steps_per_epoch * jb->job.epochs);
     fprintf(jb->metrics,
             "{\"step\":%ld,\"epoch\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f}\n", done,
@@ -435,14 +481,16 @@ static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
     if (now - jb->last_print > 0.2 || done == jb->total) {
         fflush(jb->metrics);
         double eta = (double)(jb->total - done) * jb->job.batch / (sps > 0 ? sps : 1);
-        emit(co, jb, 1, "epoch %ld/%d  step %ld/%ld  loss %.4f  %.0f samples/s  ETA %.0fs",
-             step / jb->steps_per_epoch + 1, jb->job.epochs, done, jb->total, loss, sps, eta);
+        co_emit(co, jb, 1, "epoch %ld/%d  step %ld/%ld  loss %.4f  %.0f samples/s  ETA %.0fs",
+                step / jb->steps_per_epoch + 1, jb->job.epochs, done, jb->total, loss, sps, eta);
         jb->last_print = now;
     }
 }
 
 static void on_eval(struct coord *co, struct job *jb, const struct wf_msg *m) {
     if (m->count == 0) return;
+    if (m->epoch < jb->evals_logged) return; /* evaluated again after a recovery */
+    jb->evals_logged = (int)m->epoch + 1;
     jb->test_loss = m->loss_sum / (double)m->count;
     jb->test_acc = (double)m->correct / (double)m->count;
     fprintf(jb->metrics,
@@ -450,16 +498,16 @@ static void on_eval(struct coord *co, struct job *jb, const struct wf_msg *m) {
             "\"test_acc\":%.6f}\n",
             (long long)m->epoch + 1, jb->steps_done, jb->last_loss, jb->test_loss, jb->test_acc);
     fflush(jb->metrics);
-    emit(co, jb, 0, "epoch %lld/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%", (long long)m->epoch + 1,
-         jb->job.epochs, jb->last_loss, jb->test_loss, 100 * jb->test_acc);
+    co_emit(co, jb, 0, "epoch %lld/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%", (long long)m->epoch + 1,
+            jb->job.epochs, jb->last_loss, jb->test_loss, 100 * jb->test_acc);
 }
 
 static void on_state(struct coord *co, struct job *jb, int w, const struct wf_msg *m) {
     int s = w / jb->D;
     size_t want = sizeof(float) * (size_t)jb->sfloats[s] * (size_t)(1 + jb->slots);
     if (m->nbytes != want) {
-        job_fail(jb, 1, "worker %d sent %llu bytes of state for stage %d, expected %zu", w,
-                 (unsigned long long)m->nbytes, s, want);
+        co_job_fail(jb, 1, "worker %d sent %llu bytes of state for stage %d, expected %zu", w,
+                    (unsigned long long)m->nbytes, s, want);
         return;
     }
     if (m->step != jb->state_step) {
@@ -467,7 +515,7 @@ static void on_state(struct coord *co, struct job *jb, int w, const struct wf_ms
         jb->state_got = 0;
     }
     if (!jb->state_buf[s] && !(jb->state_buf[s] = wf_malloc(want + 4))) {
-        job_fail(jb, 1, "out of memory for a checkpoint");
+        co_job_fail(jb, 1, "out of memory for a checkpoint");
         return;
     }
     memcpy(jb->state_buf[s], m->data, want);
@@ -491,7 +539,10 @@ static void on_state(struct coord *co, struct job *jb, int w, const struct wf_ms
                                .step = m->step,
                                .epoch = (int)m->epoch,
                                .epoch_step = m->epoch_step};
-    if (wf_checkpoint_write(jb->ckpt_path, &cs) < 0) job_fail(jb, 1, "%s", wf_errmsg());
+    if (wf_checkpoint_write(jb->ckpt_path, &cs) < 0)
+        co_job_fail(jb, 1, "%s", wf_errmsg());
+    else
+        jb->ckpt_step = m->step;
 }
 
 /* A stage's sums of squared gradients; with every stage's in, the global
@@ -499,8 +550,8 @@ static void on_state(struct coord *co, struct job *jb, int w, const struct wf_ms
 static void on_clip_part(struct coord *co, struct job *jb, const struct wf_msg *m) {
     int s = (int)m->first;
     if (s < 0 || s >= jb->S || (int)m->n != jb->sparams[s]) {
-        job_fail(jb, 1, "a worker sent %u gradient norms for stage %d, which has %d parameters", m->n, s,
-                 s >= 0 && s < jb->S ? jb->sparams[s] : -1);
+        co_job_fail(jb, 1, "a worker sent %u gradient norms for stage %d, which has %d parameters", m->n, s,
+                    s >= 0 && s < jb->S ? jb->sparams[s] : -1);
         return;
     }
     if (m->step != jb->clip_step || jb->clip_got == 0) {
@@ -523,7 +574,7 @@ static void on_clip_part(struct coord *co, struct job *jb, const struct wf_msg *
 static void write_trace(struct coord *co, struct job *jb, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) {
-        emit(co, jb, 0, "cannot write the trace to %s", path);
+        co_emit(co, jb, 0, "cannot write the trace to %s", path);
         return;
     }
     static const char *names[] = {"F", "B", "send", "recv", "allreduce", "optimizer", "eval"};
@@ -570,38 +621,49 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
         break;
     case WF_M_COMPILE_DONE:
         if (w < 0 || jb->state != J_COMPILING) break;
-        WF_LOGI("coord", "%s compiled in %.3f s: %llu nodes, %.1f MiB planned", node_desc(co, jb, ni, d, sizeof d),
+        WF_LOGI("coord", "%s compiled in %.3f s: %llu nodes, %.1f MiB planned", co_node_desc(co, jb, ni, d, sizeof d),
                 m->seconds, (unsigned long long)m->nodes, (double)m->bytes / 1048576.0);
-        emit(co, jb, 0, "  %s compiled its sub-graph in %.3f s (%llu nodes, %.1f MiB planned)",
-             node_desc(co, jb, ni, d, sizeof d), m->seconds, (unsigned long long)m->nodes,
-             (double)m->bytes / 1048576.0);
+        co_emit(co, jb, 0, "  %s compiled its sub-graph in %.3f s (%llu nodes, %.1f MiB planned)",
+                co_node_desc(co, jb, ni, d, sizeof d), m->seconds, (unsigned long long)m->nodes,
+                (double)m->bytes / 1048576.0);
         if (++jb->compiled == jb->n) {
             struct wf_msg go = {.type = WF_M_START};
             for (int k = 0; k < jb->n; k++)
                 wf_msg_send(&co->nodes[jb->node[k]].c, &go, CTL_TIMEOUT);
             jb->state = J_RUNNING;
-            jb->t_start = wf_now();
-            emit(co, jb, 0, "job %d: every part compiled in %.2f s; training starts (coordinator compiles: %ld)",
-                 jb->id, jb->t_start - jb->t_assign, n_compiles);
+            double now = wf_now();
+            if (jb->t_start == 0) jb->t_start = now;
+            jb->t_set = now;
+            if (jb->version > 1)
+                co_emit(co, jb, 0, "job %d: node set %u compiled in %.2f s; training goes on from step %ld", jb->id,
+                        jb->version, now - jb->t_assign, jb->steps_done);
+            else
+                co_emit(co, jb, 0, "job %d: every part compiled in %.2f s; training starts (coordinator compiles: %ld)",
+                        jb->id, now - jb->t_assign, n_compiles);
         }
         break;
     case WF_M_COMPILE_FAIL:
-        job_fail(jb, 2, "%s failed to compile its sub-graph: %s", node_desc(co, jb, ni, d, sizeof d),
-                 m->text ? m->text : "");
+        co_job_fail(jb, 2, "%s failed to compile its sub-graph: %s", co_node_desc(co, jb, ni, d, sizeof d),
+                    m->text ? m->text : "");
         break;
-    case WF_M_FAIL: job_fail(jb, 1, "%s failed: %s", node_desc(co, jb, ni, d, sizeof d), m->text ? m->text : ""); break;
+    case WF_M_FAIL:
+        co_job_fail(jb, 1, "%s failed: %s", co_node_desc(co, jb, ni, d, sizeof d), m->text ? m->text : "");
+        break;
+    /* results of the set that is running, or stopping (a stopping set's steps are as good) */
     case WF_M_STEP_LOSS:
-        if (w >= 0) on_loss(co, jb, m);
+        if (w >= 0 && (jb->state == J_RUNNING || jb->state == J_RECOVERING)) on_loss(co, jb, m);
         break;
     case WF_M_EVAL:
-        if (w >= 0) on_eval(co, jb, m);
+        if (w >= 0 && (jb->state == J_RUNNING || jb->state == J_RECOVERING)) on_eval(co, jb, m);
         break;
     case WF_M_STATE:
-        if (w >= 0) on_state(co, jb, w, m);
+        if (w >= 0 && (jb->state == J_RUNNING || jb->state == J_RECOVERING)) on_state(co, jb, w, m);
         break;
     case WF_M_CLIP_PART:
-        if (w >= 0) on_clip_part(co, jb, m);
+        if (w >= 0 && jb->state == J_RUNNING) on_clip_part(co, jb, m);
         break;
+    case WF_M_STOPPED: el_on_stopped(co, jb, ni, m); break;
+    case WF_M_SNAP: el_on_snap(co, jb, ni, m); break;
     case WF_M_TRACE:
         if (w >= 0 && !jb->tr[w] && m->nbytes % sizeof(struct wf_trace_ev) == 0) {
             jb->tr[w] = wf_malloc(m->nbytes + 1);
@@ -612,7 +674,7 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
         }
         break;
     case WF_M_DONE:
-        if (w < 0) break;
+        if (w < 0 || jb->state != J_RUNNING) break;
         jb->wstats[w].compute = m->compute_s;
         jb->wstats[w].comm = m->comm_s;
         jb->wstats[w].idle = m->idle_s;
@@ -622,7 +684,7 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
         if (++jb->done == jb->n && jb->state == J_RUNNING) jb->state = J_DONE;
         break;
     default:
-        WF_LOGW("coord", "%s sent an unexpected %s", node_desc(co, jb, ni, d, sizeof d), wf_msg_name(m->type));
+        WF_LOGW("coord", "%s sent an unexpected %s", co_node_desc(co, jb, ni, d, sizeof d), wf_msg_name(m->type));
         break;
     }
 }
@@ -630,20 +692,17 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
 static void status_text(struct coord *co, char *buf, size_t n) {
     size_t k = 0;
     struct job *jb = &co->job;
-    static const char *js[] = {"none", "waiting for workers", "compiling", "running", "done", "failed"};
     int used = 0;
     for (int i = 0; i < MAX_NODES; i++)
         used += co->nodes[i].used;
-    k += (size_t)snprintf(buf + k, n - k, "coordinator: %d workers registered, %d idle\n", used, idle_nodes(co));
-    for (int i = 0; i < MAX_NODES && k < n; i++) {
+    wf_appendf(buf, n, &k, "coordinator: %d workers registered, %d idle\n", used, co_idle_nodes(co));
+    for (int i = 0; i < MAX_NODES; i++) {
         const struct node *nd = &co->nodes[i];
         if (!nd->used) continue;
-        k += (size_t)snprintf(buf + k, n - k, "  node %d  %s:%d pid %d  %d cores  %s  step %lld  %s\n", nd->id,
-                              nd->host, nd->port, nd->pid, nd->cores, nd->slot >= 0 ? "busy" : "idle",
-                              (long long)nd->step, nd->activity);
+        wf_appendf(buf, n, &k, "  node %d  %s:%d pid %d  %d cores  %s  step %lld  %s\n", nd->id, nd->host, nd->port,
+                   nd->pid, nd->cores, nd->slot >= 0 ? "busy" : "idle", (long long)nd->step, nd->activity);
     }
-    if (jb->state && k < n)
-        snprintf(buf + k, n - k, "job %d: %s, %d stages x %d replicas\n", jb->id, js[jb->state], jb->S, jb->D);
+    if (jb->state) el_status(co, jb, buf + k, n - k);
 }
 
 static void accept_conn(struct coord *co) {
@@ -676,7 +735,7 @@ static void accept_conn(struct coord *co) {
         nd->port = (int)h.port;
         nd->pid = (int)h.pid;
         nd->cores = (int)h.cores;
-        nd->last_seen = wf_now();
+        nd->last_seen = nd->t_join = wf_now();
         snprintf(nd->activity, sizeof nd->activity, "idle");
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
@@ -688,7 +747,7 @@ static void accept_conn(struct coord *co) {
         }
         wf_conn_set_name(&nd->c, "worker node %d (pid %d)", nd->id, nd->pid);
         struct wf_msg wel = {.type = WF_M_WELCOME, .id = (uint64_t)nd->id};
-        if (wf_msg_send(&nd->c, &wel, CTL_TIMEOUT) < 0) drop_node(co, i);
+        if (wf_msg_send(&nd->c, &wel, CTL_TIMEOUT) < 0) co_drop_node(co, i);
         WF_LOGI("coord", "worker node %d registered: %s pid %d, %d cores", nd->id, nd->host, nd->pid, nd->cores);
     } else if (h.role == WF_ROLE_CLIENT) {
         int i = 0;
@@ -712,7 +771,7 @@ static void accept_conn(struct coord *co) {
 static void client_msg(struct coord *co, int ci, struct wf_msg *m) {
     struct client *cl = &co->clients[ci];
     if (m->type == WF_M_STATUS) {
-        char buf[16384];
+        static char buf[1 << 16];
         status_text(co, buf, sizeof buf);
         struct wf_msg r = {.type = WF_M_STATUS_REPLY, .text = buf};
         wf_msg_send(&cl->c, &r, 5.0);
@@ -731,7 +790,13 @@ static void client_msg(struct coord *co, int ci, struct wf_msg *m) {
                                 .dp = (int)m->dp,
                                 .micro_batches = (int)m->micro_batches,
                                 .schedule = (int)m->schedule - 1,
-                                .threads = (int)m->threads};
+                                .threads = (int)m->threads,
+                                .nodes_min = (int)m->nodes_min,
+                                .nodes_max = (int)m->nodes_max,
+                                .max_recoveries = (int)m->max_recoveries,
+                                .snapshot_every = (int)m->snapshot_every,
+                                .settle_s = m->settle_s};
+        if (m->hb_timeout_s > 0) co->hb_timeout = m->hb_timeout_s;
         jb->client = ci;
         jb->id = ++co->next_job;
         int rc = job_setup(jb, &o);
@@ -741,7 +806,7 @@ static void client_msg(struct coord *co, int ci, struct wf_msg *m) {
             job_free(jb);
             return;
         }
-        emit(co, jb, 0, "job %d accepted: %s", jb->id, m->text);
+        co_emit(co, jb, 0, "job %d accepted: %s", jb->id, m->text);
     }
 }
 
@@ -750,27 +815,34 @@ static int job_finish(struct coord *co, struct job *jb) {
     int ok = jb->state == J_DONE;
     for (int w = 0; w < jb->n; w++) {
         int ni = jb->node[w];
-        if (!co->nodes[ni].used) continue;
+        if (!co_member_ok(co, jb, w)) continue;
         if (!ok) {
             struct wf_msg ab = {.type = WF_M_ABORT, .text = jb->fail_msg};
             wf_msg_send(&co->nodes[ni].c, &ab, 1.0);
-            drop_node(co, ni); /* an aborted worker exits */
+            co_drop_node(co, ni); /* an aborted worker exits */
         } else {
             co->nodes[ni].slot = -1;
         }
     }
     int status = ok ? WF_OK : WF_ERR_PEER;
+    if (jb->state != J_WAITING) el_write_samples(co, jb);
+    if (jb->elastic) { /* the history of node sets and recoveries, as weft status shows it */
+        static char hist[1 << 16];
+        el_status(co, jb, hist, sizeof hist);
+        for (char *line = strtok(hist, "\n"); line; line = strtok(NULL, "\n"))
+            if (strstr(line, "set ") || strstr(line, "change ")) co_emit(co, jb, 0, "%s", line);
+    }
     if (ok) {
         double wall = wf_now() - jb->t_start;
-        emit(co, jb, 0, "job %d done: %ld steps in %.1f s (%.0f samples/s); test accuracy %.2f%%; checkpoint %s",
-             jb->id, jb->total, wall, (double)jb->total * jb->job.batch / (wall > 0 ? wall : 1), 100 * jb->test_acc,
-             jb->ckpt_path);
+        co_emit(co, jb, 0, "job %d done: %ld steps in %.1f s (%.0f samples/s); test accuracy %.2f%%; checkpoint %s",
+                jb->id, jb->total, wall, (double)jb->total * jb->job.batch / (wall > 0 ? wall : 1), 100 * jb->test_acc,
+                jb->ckpt_path);
         for (int w = 0; w < jb->n; w++) {
             double c = jb->wstats[w].compute, m = jb->wstats[w].comm, i = jb->wstats[w].idle;
-            emit(co, jb, 0,
-                 "  worker %d (stage %d, replica %d): compute %.2f s, communication %.2f s, waiting %.2f s, other "
-                 "%.2f s; at most %ld micro-batches of activations alive",
-                 w, w / jb->D, w % jb->D, c, m, i, wall - c - m - i > 0 ? wall - c - m - i : 0, jb->wstats[w].live);
+            co_emit(co, jb, 0,
+                    "  worker %d (stage %d, replica %d): compute %.2f s, communication %.2f s, waiting %.2f s, other "
+                    "%.2f s; at most %ld micro-batches of activations alive",
+                    w, w / jb->D, w % jb->D, c, m, i, wall - c - m - i > 0 ? wall - c - m - i : 0, jb->wstats[w].live);
         }
         if (co->o->run && co->o->run->trace) write_trace(co, jb, co->o->run->trace);
         fprintf(jb->metrics, "{\"event\":\"workers\",\"wall_s\":%.4f,\"workers\":[", wall);
@@ -784,7 +856,7 @@ static int job_finish(struct coord *co, struct job *jb) {
         fflush(jb->metrics);
     } else {
         wf_error(WF_ERR_PEER, "job %d failed: %s", jb->id, jb->fail_msg);
-        emit(co, jb, 0, "job %d failed: %s", jb->id, jb->fail_msg);
+        co_emit(co, jb, 0, "job %d failed: %s", jb->id, jb->fail_msg);
     }
     if (jb->client >= 0 && co->clients[jb->client].used) {
         struct wf_msg r = {.type = WF_M_JOB_END, .status = status, .text = ok ? (char *)"done" : jb->fail_msg};
@@ -792,6 +864,38 @@ static int job_finish(struct coord *co, struct job *jb) {
     }
     jb->state = ok ? J_DONE : J_FAILED;
     return status;
+}
+
+/* weft run: OUT/coordinator (HOST:PORT) and OUT/weft-token (mode 0600), so
+ * that `weft status` and more `weft worker`s can reach this run; removed at
+ * the end. */
+static void contact_files(struct coord *co, const struct job *jb, int remove) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/coordinator", jb->job.out);
+    char tpath[4200];
+    snprintf(tpath, sizeof tpath, "%s/weft-token", jb->job.out);
+    if (remove) {
+        unlink(path);
+        unlink(tpath);
+        return;
+    }
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(co->lfd, (struct sockaddr *)&sa, &len) < 0) return;
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "127.0.0.1:%d\n", ntohs(sa.sin_port));
+        fclose(f);
+    }
+    int fd = open(tpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return;
+    char hex[2 * sizeof co->o->token->key + 2];
+    for (size_t i = 0; i < co->o->token->len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", co->o->token->key[i]);
+    size_t n = 2 * co->o->token->len;
+    hex[n++] = '\n';
+    if (write(fd, hex, n) != (ssize_t)n) WF_LOGW("coord", "%s: could not write the token", tpath);
+    close(fd);
 }
 
 int wf_coordinator(const struct wf_coord_opts *o) {
@@ -812,6 +916,7 @@ int wf_coordinator(const struct wf_coord_opts *o) {
             wf_free(co);
             return rc;
         }
+        contact_files(co, jb, 0);
     }
     double wait_report = wf_now();
     while (!finished) {
@@ -830,6 +935,7 @@ int wf_coordinator(const struct wf_coord_opts *o) {
                 who[np++] = MAX_NODES + i;
             }
         int r = poll(pf, (nfds_t)np, 100);
+        double t_loop = wf_now();
         if (r < 0 && errno != EINTR) {
             rc = wf_error(WF_ERR_IO, "poll: %s", strerror(errno));
             break;
@@ -845,13 +951,16 @@ int wf_coordinator(const struct wf_coord_opts *o) {
                 int ni = who[k];
                 if (!co->nodes[ni].used) continue;
                 if (wf_msg_recv(&co->nodes[ni].c, &m, CTL_TIMEOUT) < 0) {
-                    char d[160];
+                    char d[160], cause[512];
                     int w = co->nodes[ni].slot;
-                    if (w >= 0 && !(jb->wstats && jb->wstats[w].finished))
-                        job_fail(jb, 2, "%s died (connection lost) while %s at step %lld",
-                                 node_desc(co, jb, ni, d, sizeof d), co->nodes[ni].activity,
-                                 (long long)co->nodes[ni].step);
-                    drop_node(co, ni);
+                    snprintf(cause, sizeof cause, "%s died (connection lost) while %s at step %lld",
+                             co_node_desc(co, jb, ni, d, sizeof d), co->nodes[ni].activity,
+                             (long long)co->nodes[ni].step);
+                    if (jb->elastic)
+                        el_member_lost(co, jb, ni, cause);
+                    else if (w >= 0 && !(jb->wstats && jb->wstats[w].finished))
+                        co_job_fail(jb, 2, "%s", cause);
+                    co_drop_node(co, ni);
                     continue;
                 }
                 handle(co, ni, &m);
@@ -869,23 +978,31 @@ int wf_coordinator(const struct wf_coord_opts *o) {
             }
         }
         double now = wf_now();
-        /* heartbeats */
-        for (int i = 0; i < MAX_NODES; i++) {
+        /* heartbeats; not after an iteration that blocked (a slow send): what came meanwhile is unread */
+        for (int i = 0; i < MAX_NODES && now - t_loop < 0.5; i++) {
             struct node *nd = &co->nodes[i];
             if (!nd->used || now - nd->last_seen < co->hb_timeout) continue;
-            char d[160];
-            if (nd->slot >= 0 && !jb->wstats[nd->slot].finished)
-                job_fail(jb, 2, "%s stopped answering (no heartbeat for %.1f s) while %s at step %lld",
-                         node_desc(co, jb, i, d, sizeof d), now - nd->last_seen, nd->activity, (long long)nd->step);
+            char d[160], cause[512];
+            snprintf(cause, sizeof cause, "%s stopped answering (no heartbeat for %.1f s) while %s at step %lld",
+                     co_node_desc(co, jb, i, d, sizeof d), now - nd->last_seen, nd->activity, (long long)nd->step);
+            if (jb->elastic)
+                el_member_lost(co, jb, i, cause);
+            else if (nd->slot >= 0 && !jb->wstats[nd->slot].finished)
+                co_job_fail(jb, 2, "%s", cause);
             WF_LOGW("coord", "dropping worker node %d: no heartbeat for %.1f s", nd->id, now - nd->last_seen);
-            drop_node(co, i);
+            co_drop_node(co, i);
         }
-        if (wf_coord_interrupted) job_fail(jb, 3, "interrupted");
-        if (jb->state == J_WAITING) {
-            if (idle_nodes(co) >= jb->n) {
-                send_assign(co, jb);
+        if (wf_coord_interrupted) co_job_fail(jb, 3, "interrupted");
+        if (jb->elastic) {
+            el_tick(co, jb, now);
+        } else if (jb->state == J_WAITING) {
+            int nodes[MAX_NODES];
+            if (co_idle_nodes(co) >= jb->n) {
+                co_pick_idle(co, jb->n, nodes);
+                co_assign(co, jb, nodes);
             } else if (now - wait_report > 5.0) {
-                emit(co, jb, 0, "job %d: waiting for workers (%d of %d registered)", jb->id, idle_nodes(co), jb->n);
+                co_emit(co, jb, 0, "job %d: waiting for workers (%d of %d registered)", jb->id, co_idle_nodes(co),
+                        jb->n);
                 wait_report = now;
             }
         }
@@ -906,12 +1023,13 @@ int wf_coordinator(const struct wf_coord_opts *o) {
     for (int i = 0; i < MAX_NODES; i++)
         if (co->nodes[i].used) {
             wf_msg_send(&co->nodes[i].c, &bye, 1.0);
-            drop_node(co, i);
+            co_drop_node(co, i);
         }
     for (int i = 0; i < MAX_CLIENTS; i++)
         if (co->clients[i].used) wf_conn_close(&co->clients[i].c);
     char keep[1024];
     snprintf(keep, sizeof keep, "%s", wf_errmsg());
+    if (o->run) contact_files(co, jb, 1);
     job_free(jb);
     wf_free(co);
     if (rc < 0) wf_error(rc, "%s", keep);

@@ -38,6 +38,11 @@ const char *wf_msg_name(int type) {
     case WF_M_STATUS_REPLY: return "STATUS_REPLY";
     case WF_M_ACT: return "ACT";
     case WF_M_GRAD: return "GRAD";
+    case WF_M_STOP: return "STOP";
+    case WF_M_STOPPED: return "STOPPED";
+    case WF_M_SNAP: return "SNAP";
+    case WF_M_FETCH: return "FETCH";
+    case WF_M_RESTORE: return "RESTORE";
     }
     return "unknown";
 }
@@ -68,8 +73,9 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m) {
     case WF_M_STATUS_REPLY: put_s(b, m->text); break;
     case WF_M_ASSIGN: {
         wf_put_u64(b, m->job_id);
-        const uint32_t u[] = {m->worker,   m->stage,   m->n_stages, m->replica, m->n_replicas, m->micro_batches,
-                              m->schedule, m->threads, m->trace,    m->in_grad, m->out_grad};
+        const uint32_t u[] = {m->worker,        m->stage,    m->n_stages, m->replica,        m->n_replicas,
+                              m->micro_batches, m->schedule, m->threads,  m->trace,          m->in_grad,
+                              m->out_grad,      m->version,  m->elastic,  m->snapshot_every, m->restore};
         for (size_t i = 0; i < WF_ARRAY_LEN(u); i++)
             wf_put_u32(b, u[i]);
         const char *s[] = {m->job_text, m->model_text, m->in, m->out, m->x_name, m->y_name};
@@ -105,6 +111,37 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m) {
         wf_put_u32(b, m->n);
         for (uint32_t i = 0; i < m->n; i++)
             wf_put_f64(b, m->vals[i]);
+        if (m->type == WF_M_STEP_LOSS) {
+            wf_put_u32(b, m->n_ids);
+            for (uint32_t i = 0; i < m->n_ids; i++)
+                wf_put_u32(b, m->ids[i]);
+        }
+        break;
+    case WF_M_STOP:
+        wf_put_u32(b, m->version);
+        wf_put_u64(b, (uint64_t)m->step);
+        break;
+    case WF_M_STOPPED:
+        wf_put_u32(b, m->version);
+        wf_put_u64(b, (uint64_t)m->step);
+        wf_put_u32(b, m->n_inv);
+        for (uint32_t i = 0; i < m->n_inv; i++) {
+            wf_put_u32(b, (uint32_t)m->inv[2 * i]);
+            wf_put_u64(b, (uint64_t)m->inv[2 * i + 1]);
+        }
+        break;
+    case WF_M_FETCH:
+        wf_put_u32(b, m->version);
+        wf_put_u32(b, m->stage);
+        wf_put_u64(b, (uint64_t)m->step);
+        break;
+    case WF_M_SNAP:
+        wf_put_u32(b, m->version);
+        wf_put_u32(b, m->stage);
+        wf_put_u32(b, m->link);
+        wf_put_u64(b, (uint64_t)m->step);
+        wf_put_u64(b, m->nbytes);
+        wf_put_bytes(b, m->data, m->nbytes);
         break;
     case WF_M_EVAL:
         wf_put_u64(b, (uint64_t)m->epoch);
@@ -113,6 +150,7 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m) {
         wf_put_u64(b, m->count);
         break;
     case WF_M_STATE:
+    case WF_M_RESTORE:
         wf_put_u64(b, (uint64_t)m->step);
         wf_put_u64(b, (uint64_t)m->epoch);
         wf_put_u64(b, (uint64_t)m->epoch_step);
@@ -140,6 +178,12 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m) {
         wf_put_u32(b, m->micro_batches);
         wf_put_u32(b, m->schedule);
         wf_put_u32(b, m->threads);
+        wf_put_u32(b, m->nodes_min);
+        wf_put_u32(b, m->nodes_max);
+        wf_put_u32(b, m->max_recoveries);
+        wf_put_u32(b, m->snapshot_every);
+        wf_put_f64(b, m->settle_s);
+        wf_put_f64(b, m->hb_timeout_s);
         break;
     case WF_M_JOB_END:
         wf_put_u64(b, (uint64_t)m->status);
@@ -195,8 +239,9 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
     case WF_M_STATUS_REPLY: m->text = wf_get_str(r, WF_TEXT_MAX); break;
     case WF_M_ASSIGN: {
         m->job_id = wf_get_u64(r);
-        uint32_t *u[] = {&m->worker,   &m->stage,   &m->n_stages, &m->replica, &m->n_replicas, &m->micro_batches,
-                         &m->schedule, &m->threads, &m->trace,    &m->in_grad, &m->out_grad};
+        uint32_t *u[] = {&m->worker,        &m->stage,    &m->n_stages, &m->replica,        &m->n_replicas,
+                         &m->micro_batches, &m->schedule, &m->threads,  &m->trace,          &m->in_grad,
+                         &m->out_grad,      &m->version,  &m->elastic,  &m->snapshot_every, &m->restore};
         for (size_t i = 0; i < WF_ARRAY_LEN(u); i++)
             *u[i] = wf_get_u32(r);
         char **s[] = {&m->job_text, &m->model_text, &m->in, &m->out, &m->x_name, &m->y_name};
@@ -238,11 +283,12 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
         m->value = wf_get_f64(r);
         break;
     case WF_M_CLIP_PART:
-    case WF_M_STEP_LOSS:
+    case WF_M_STEP_LOSS: {
         m->step = (int64_t)wf_get_u64(r);
         m->first = wf_get_u32(r);
         m->n = wf_get_u32(r);
-        if (r->err || (size_t)m->n * 8 != r->len - r->pos) {
+        size_t tail = m->type == WF_M_STEP_LOSS ? 4 : 0; /* the id count */
+        if (r->err || (size_t)m->n * 8 + tail > r->len - r->pos || (!tail && (size_t)m->n * 8 != r->len - r->pos)) {
             r->err = 1;
             m->n = 0;
             break;
@@ -251,6 +297,50 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
         if (!m->vals) return wf_error(WF_ERR_NOMEM, "out of memory decoding %s", wf_msg_name(m->type));
         for (uint32_t i = 0; i < m->n; i++)
             m->vals[i] = wf_get_f64(r);
+        if (!tail) break;
+        m->n_ids = wf_get_u32(r);
+        if (r->err || (size_t)m->n_ids * 4 != r->len - r->pos) {
+            r->err = 1;
+            m->n_ids = 0;
+            break;
+        }
+        m->ids = wf_malloc(sizeof(uint32_t) * ((size_t)m->n_ids + 1));
+        if (!m->ids) return wf_error(WF_ERR_NOMEM, "out of memory decoding STEP_LOSS");
+        for (uint32_t i = 0; i < m->n_ids; i++)
+            m->ids[i] = wf_get_u32(r);
+        break;
+    }
+    case WF_M_STOP:
+        m->version = wf_get_u32(r);
+        m->step = (int64_t)wf_get_u64(r);
+        break;
+    case WF_M_STOPPED:
+        m->version = wf_get_u32(r);
+        m->step = (int64_t)wf_get_u64(r);
+        m->n_inv = wf_get_u32(r);
+        if (r->err || (size_t)m->n_inv * 12 != r->len - r->pos) {
+            r->err = 1;
+            m->n_inv = 0;
+            break;
+        }
+        m->inv = wf_malloc(sizeof(int64_t) * (2 * (size_t)m->n_inv + 1));
+        if (!m->inv) return wf_error(WF_ERR_NOMEM, "out of memory decoding STOPPED");
+        for (uint32_t i = 0; i < m->n_inv; i++) {
+            m->inv[2 * i] = wf_get_u32(r);
+            m->inv[2 * i + 1] = (int64_t)wf_get_u64(r);
+        }
+        break;
+    case WF_M_FETCH:
+        m->version = wf_get_u32(r);
+        m->stage = wf_get_u32(r);
+        m->step = (int64_t)wf_get_u64(r);
+        break;
+    case WF_M_SNAP:
+        m->version = wf_get_u32(r);
+        m->stage = wf_get_u32(r);
+        m->link = wf_get_u32(r);
+        m->step = (int64_t)wf_get_u64(r);
+        m->data = get_block(r, &m->nbytes);
         break;
     case WF_M_EVAL:
         m->epoch = (int64_t)wf_get_u64(r);
@@ -259,6 +349,7 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
         m->count = wf_get_u64(r);
         break;
     case WF_M_STATE:
+    case WF_M_RESTORE:
         m->step = (int64_t)wf_get_u64(r);
         m->epoch = (int64_t)wf_get_u64(r);
         m->epoch_step = (int64_t)wf_get_u64(r);
@@ -282,6 +373,12 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
         m->micro_batches = wf_get_u32(r);
         m->schedule = wf_get_u32(r);
         m->threads = wf_get_u32(r);
+        m->nodes_min = wf_get_u32(r);
+        m->nodes_max = wf_get_u32(r);
+        m->max_recoveries = wf_get_u32(r);
+        m->snapshot_every = wf_get_u32(r);
+        m->settle_s = wf_get_f64(r);
+        m->hb_timeout_s = wf_get_f64(r);
         break;
     case WF_M_JOB_END:
         m->status = (int64_t)wf_get_u64(r);
@@ -320,6 +417,8 @@ void wf_msg_free(struct wf_msg *m) {
         wf_free(m->peers[i].host);
     wf_free(m->peers);
     wf_free(m->vals);
+    wf_free(m->ids);
+    wf_free(m->inv);
     int type = m->type;
     memset(m, 0, sizeof *m);
     m->type = type;

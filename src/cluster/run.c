@@ -159,7 +159,13 @@ int wf_submit(const char *host, int port, const struct wf_token *t, const struct
                        .dp = (uint32_t)o->dp,
                        .micro_batches = (uint32_t)o->micro_batches,
                        .schedule = (uint32_t)(o->schedule + 1),
-                       .threads = (uint32_t)o->threads};
+                       .threads = (uint32_t)o->threads,
+                       .nodes_min = (uint32_t)o->nodes_min,
+                       .nodes_max = (uint32_t)o->nodes_max,
+                       .max_recoveries = (uint32_t)o->max_recoveries,
+                       .snapshot_every = (uint32_t)o->snapshot_every,
+                       .settle_s = o->settle_s,
+                       .hb_timeout_s = o->heartbeat_timeout_s};
     if ((rc = wf_msg_send(&c, &m, 10.0)) < 0) goto done;
     for (;;) {
         struct wf_msg r;

@@ -37,8 +37,21 @@
 
 #define PEER_TIMEOUT 120.0 /* a peer's activation can take a long step; failures come by heartbeat */
 #define QN 64
+#define NSNAP 6   /* two recent own snapshots, two at multiples of snapshot_every, two copies of a peer's */
+#define STOPPED 1 /* run_job: the coordinator took this worker out of the node set */
 
 /* ---- control thread ---- */
+
+/* A stage's state (parameters, then each optimizer slot) at a step
+ * boundary: this worker's own, or a peer's copy relayed by the coordinator.
+ * Kinds: 0 recent own, 1 own at a multiple of snapshot_every, 2 a peer's. */
+struct snap {
+    int used, kind, stage;
+    uint32_t version;
+    int64_t step;
+    float *data;
+    size_t n, cap; /* floats */
+};
 
 struct control {
     struct wf_conn *c;
@@ -50,7 +63,117 @@ struct control {
     char activity[200];
     int stop;
     pthread_t th;
+    /* elastic (mu): a STOP, and the peer connections a STOP "now" shuts down */
+    int stop_req, stop_now;
+    int64_t stop_at, begun; /* stop when this many steps are done; the step the stage last began */
+    uint32_t stop_version, answered;
+    int fds[2 * WF_MAX_WORKERS + 4], nfds;
+    /* snapshots (snap_mu), of node-set version `version` */
+    pthread_mutex_t snap_mu;
+    uint32_t version;
+    struct snap snaps[NSNAP];
 };
+
+static void ct_track(struct control *ct, int fd) {
+    pthread_mutex_lock(&ct->mu);
+    if (fd >= 0 && ct->nfds < (int)WF_ARRAY_LEN(ct->fds)) ct->fds[ct->nfds++] = fd;
+    if (ct->stop_now && fd >= 0) shutdown(fd, SHUT_RDWR);
+    pthread_mutex_unlock(&ct->mu);
+}
+
+static void ct_untrack_all(struct control *ct) {
+    pthread_mutex_lock(&ct->mu);
+    ct->nfds = 0;
+    pthread_mutex_unlock(&ct->mu);
+}
+
+/* mu held: every blocked send or receive on a peer connection returns now */
+static void stop_now_locked(struct control *ct) {
+    ct->stop_now = 1;
+    for (int i = 0; i < ct->nfds; i++)
+        shutdown(ct->fds[i], SHUT_RDWR);
+}
+
+static int ct_stopping(struct control *ct) {
+    pthread_mutex_lock(&ct->mu);
+    int r = ct->stop_req && ct->stop_now;
+    pthread_mutex_unlock(&ct->mu);
+    return r;
+}
+
+/* At a step boundary with `done` steps done: 1 to leave the set here; else
+ * records that the stage begins the next step. */
+static int stop_check(struct control *ct, int64_t done) {
+    pthread_mutex_lock(&ct->mu);
+    int r = ct->stop_req && (ct->stop_now || done >= ct->stop_at);
+    if (!r) ct->begun = done;
+    pthread_mutex_unlock(&ct->mu);
+    return r;
+}
+
+/* The slot for a new snapshot of `kind`: a free one, else the older. */
+static struct snap *snap_slot(struct control *ct, int kind) {
+    struct snap *best = NULL;
+    for (int i = 0; i < NSNAP; i++) {
+        struct snap *p = &ct->snaps[i];
+        if (i / 2 != kind) continue;
+        if (!p->used) return p;
+        if (!best || p->step < best->step) best = p;
+    }
+    return best;
+}
+
+/* snap_mu held */
+static int snap_fill(struct snap *p, int kind, uint32_t version, int stage, int64_t step, size_t n) {
+    if (p->cap < n) {
+        wf_afree(p->data);
+        p->data = wf_aalloc(sizeof(float) * (n + 1));
+        p->cap = p->data ? n : 0;
+        if (!p->data) {
+            p->used = 0;
+            return wf_error(WF_ERR_NOMEM, "out of memory for a snapshot of %zu floats", n);
+        }
+    }
+    *p = (struct snap){.used = 1,
+                       .kind = kind,
+                       .stage = stage,
+                       .version = version,
+                       .step = step,
+                       .data = p->data,
+                       .n = n,
+                       .cap = p->cap};
+    return WF_OK;
+}
+
+/* A peer's stage copy relayed by the coordinator (control thread). */
+static void snap_keep_copy(struct control *ct, const struct wf_msg *m) {
+    pthread_mutex_lock(&ct->snap_mu);
+    if (m->version == ct->version && m->nbytes % sizeof(float) == 0) {
+        struct snap *p = snap_slot(ct, 2);
+        size_t n = m->nbytes / sizeof(float);
+        if (snap_fill(p, 2, m->version, (int)m->stage, m->step, n) == WF_OK) memcpy(p->data, m->data, m->nbytes);
+    }
+    pthread_mutex_unlock(&ct->snap_mu);
+}
+
+static int ctl_send(struct control *ct, const struct wf_msg *m);
+
+/* FETCH: the snapshot of (stage, step) back to the coordinator; an empty
+ * block if this worker no longer has it. */
+static void snap_reply(struct control *ct, const struct wf_msg *f) {
+    pthread_mutex_lock(&ct->snap_mu);
+    struct wf_msg r = {.type = WF_M_SNAP, .version = f->version, .stage = f->stage, .step = f->step, .link = 1};
+    for (int i = 0; i < NSNAP; i++) {
+        const struct snap *p = &ct->snaps[i];
+        if (p->used && p->version == f->version && p->stage == (int)f->stage && p->step == f->step) {
+            r.data = p->data;
+            r.nbytes = p->n * sizeof(float);
+            break;
+        }
+    }
+    ctl_send(ct, &r);
+    pthread_mutex_unlock(&ct->snap_mu);
+}
 
 static int ctl_send(struct control *ct, const struct wf_msg *m) {
     pthread_mutex_lock(&ct->send_mu);
@@ -104,6 +227,33 @@ static void *control_main(void *arg) {
         if (m.type == WF_M_ABORT) {
             fprintf(stderr, "weft worker: job aborted by the coordinator: %s\n", m.text ? m.text : "");
             _exit(3);
+        }
+        if (m.type == WF_M_SNAP || m.type == WF_M_FETCH) {
+            if (m.type == WF_M_SNAP)
+                snap_keep_copy(ct, &m);
+            else
+                snap_reply(ct, &m);
+            wf_msg_free(&m);
+            continue;
+        }
+        if (m.type == WF_M_ASSIGN) { /* a new node set: no STOP yet, and the old set's snapshots go */
+            pthread_mutex_lock(&ct->mu);
+            ct->stop_req = ct->stop_now = 0;
+            ct->stop_at = ct->begun = -1;
+            pthread_mutex_unlock(&ct->mu);
+            pthread_mutex_lock(&ct->snap_mu);
+            ct->version = m.version;
+            for (int i = 0; i < NSNAP; i++)
+                ct->snaps[i].used = 0;
+            pthread_mutex_unlock(&ct->snap_mu);
+        }
+        if (m.type == WF_M_STOP) { /* now, or once the stage is at the step boundary m.step */
+            pthread_mutex_lock(&ct->mu);
+            ct->stop_req = 1;
+            ct->stop_version = m.version;
+            ct->stop_at = m.step;
+            if (m.step < 0 || ct->begun >= m.step) stop_now_locked(ct);
+            pthread_mutex_unlock(&ct->mu);
         }
         int bye = m.type == WF_M_SHUTDOWN;
         pthread_mutex_lock(&ct->mu);
@@ -275,6 +425,10 @@ struct stage {
     int reduce_rc;
     int acc_first, acc_last; /* the backward running is the step's first / last micro-batch here */
     double *clip_part;       /* per parameter: sum of squared gradients */
+    int elastic, snap_every; /* elastic job: snapshots every step, a copy for a peer every snap_every */
+    long start_step;
+    uint32_t *ids; /* this step's sample ids (last stage): reported with the losses */
+    int n_ids;
 };
 
 static void trace(struct stage *st, int kind, int mb, double t0, double t1) {
@@ -305,10 +459,12 @@ static void stage_free(struct stage *st) {
     wf_free(st->tr);
     wf_free(st->ready);
     wf_free(st->clip_part);
+    wf_free(st->ids);
     wf_data_close(&st->data);
     wf_model_free(&st->model);
     wf_job_free(&st->job);
     if (st->red) wf_reducer_destroy(st->red);
+    ct_untrack_all(st->ct);
     wf_conn_close(&st->prev);
     wf_conn_close(&st->next);
     for (int i = 0; st->dp_conns && i < st->D; i++)
@@ -319,7 +475,8 @@ static void stage_free(struct stage *st) {
 
 /* Compiles the stage: the train program at the micro-batch size, the eval
  * programs, the memory for in-flight micro-batches. */
-static int stage_compile(struct stage *st, const struct wf_msg *a, double *seconds, uint64_t *bytes, uint64_t *nodes) {
+static int stage_compile(struct stage *st, const struct wf_msg *a, const struct wf_msg *rs, double *seconds,
+                         uint64_t *bytes, uint64_t *nodes) {
     double t0 = wf_now();
     int rc;
     if ((rc = wf_job_parse(&st->job, NULL, a->job_text)) < 0) return wf_error_prefix(rc, "the job sent");
@@ -411,6 +568,25 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, double *secon
         st->epoch = pos.epoch;
         st->epoch_step = pos.epoch_step;
     }
+    if (rs && rs->nbytes) { /* elastic recovery: the state the coordinator assembled from its peers' snapshots */
+        int64_t n = st->n_params;
+        size_t want = sizeof(float) * (size_t)n * (size_t)(1 + slots);
+        if (rs->nbytes != want)
+            return wf_error(WF_ERR_PEER, "the coordinator sent %llu bytes of state for stage %d, which holds %zu",
+                            (unsigned long long)rs->nbytes, st->s, want);
+        const float *src = rs->data;
+        memcpy(st->params, src, sizeof(float) * (size_t)n);
+        if (slots >= 1) memcpy(st->opt_a, src + n, sizeof(float) * (size_t)n);
+        if (slots >= 2) memcpy(st->opt_b, src + 2 * n, sizeof(float) * (size_t)n);
+        st->step = rs->step;
+        st->epoch = (int)rs->epoch;
+        st->epoch_step = rs->epoch_step;
+    }
+    st->start_step = st->step;
+    st->elastic = (int)a->elastic;
+    st->snap_every = a->snapshot_every > 0 ? (int)a->snapshot_every : 10;
+    if (st->s == st->S - 1 && !(st->ids = wf_malloc(sizeof(uint32_t) * (size_t)(st->nk * mb + 1))))
+        return wf_error(WF_ERR_NOMEM, "out of memory");
     /* a stage fed from the dataset reads this replica's micro-batches of every global batch */
     if ((*st->x_name || *st->y_name) &&
         (rc = wf_data_feeder(&st->data, j, st->step, st->k0 * mb, (st->k0 + st->nk) * mb, !*st->x_name, &st->feed)) < 0)
@@ -463,17 +639,26 @@ static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, cons
         char name[96];
         snprintf(name, sizeof name, "worker %d (%s:%u)", want[i].peer, pa->host, pa->port);
         if ((rc = wf_tcp_connect(want[i].c, pa->host, (int)pa->port, name, CTL_TIMEOUT)) < 0) break;
+        ct_track(st->ct, want[i].c->fd);
         struct wf_msg h = {
             .role = WF_ROLE_PEER, .job_id = a->job_id, .id = (uint64_t)me, .link = (uint32_t)want[i].link};
         rc = wf_auth_connect(want[i].c, tok, &h, CTL_TIMEOUT);
     }
-    for (int k = 0; k < n_accept && rc == WF_OK; k++) {
+    double deadline = wf_now() + CTL_TIMEOUT;
+    for (int k = 0; k < n_accept && rc == WF_OK;) {
         struct wf_conn c;
-        if ((rc = wf_tcp_accept(lfd, &c, "a peer", CTL_TIMEOUT)) < 0) break;
+        if (ct_stopping(st->ct)) return wf_error(WF_ERR_PEER, "stopped by the coordinator while connecting");
+        if ((rc = wf_tcp_accept(lfd, &c, "a peer", 0.2)) == WF_ERR_TIMEOUT && wf_now() < deadline) {
+            rc = WF_OK;
+            continue;
+        }
+        if (rc < 0) break;
+        ct_track(st->ct, c.fd);
         struct wf_msg h;
-        if ((rc = wf_auth_accept(&c, tok, &h, CTL_TIMEOUT)) < 0) {
+        if (wf_auth_accept(&c, tok, &h, 5.0) < 0) { /* a peer of an older node set, gone: not ours */
+            WF_LOGW("worker", "worker %d: a peer connection failed its handshake: %s", me, wf_errmsg());
             wf_conn_close(&c);
-            break;
+            continue;
         }
         int found = 0;
         for (int i = 0; i < nw; i++)
@@ -486,10 +671,12 @@ static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, cons
                 break;
             }
         wf_msg_free(&h);
-        if (!found) {
+        if (!found) { /* a late connection from an older node set: closed, not counted */
+            WF_LOGW("worker", "worker %d: refused an unexpected peer connection", me);
             wf_conn_close(&c);
-            rc = wf_error(WF_ERR_PEER, "an unexpected peer connected to worker %d", me);
+            continue;
         }
+        k++;
     }
     if (rc < 0) return rc;
     for (int i = 0; i < nw; i++)
@@ -643,6 +830,10 @@ static int stage_step(struct stage *st) {
         if (b.step != st->step || b.n != st->nk * mb)
             return wf_error(WF_ERR_INTERNAL, "the feeder handed step %ld for step %ld", b.step, st->step);
         st->t_idle += b.wait_s;
+        if (st->ids && b.ids) {
+            memcpy(st->ids, b.ids, sizeof(uint32_t) * (size_t)b.n);
+            st->n_ids = b.n;
+        }
     }
     struct wf_sched_ev ev[2 * 256 + 2];
     int nev = wf_schedule(st->sched, st->S, st->s, st->nk, ev);
@@ -739,7 +930,9 @@ static int stage_step(struct stage *st) {
                            .step = st->step,
                            .first = (uint32_t)st->k0,
                            .n = (uint32_t)st->nk,
-                           .vals = st->losses};
+                           .vals = st->losses,
+                           .ids = st->ids,
+                           .n_ids = (uint32_t)st->n_ids};
         if ((rc = ctl_send(st->ct, &m)) < 0) return rc;
     }
     st->step++;
@@ -805,10 +998,40 @@ static int stage_send_state(struct stage *st) {
     return rc;
 }
 
+/* Elastic jobs: the stage's state at this step boundary into the snapshot
+ * ring (every step); at a multiple of snapshot_every (and where the set
+ * started) also a copy for the peer that keeps it, by way of the coordinator. */
+static int stage_snapshot(struct stage *st) {
+    if (!st->elastic) return WF_OK;
+    struct control *ct = st->ct;
+    int64_t n = st->n_params;
+    int slots = (st->opt_a != NULL) + (st->opt_b != NULL);
+    int every = st->step % st->snap_every == 0 || st->step == st->start_step;
+    pthread_mutex_lock(&ct->snap_mu);
+    struct snap *p = snap_slot(ct, every ? 1 : 0);
+    int rc = snap_fill(p, every ? 1 : 0, ct->version, st->s, st->step, (size_t)n * (size_t)(1 + slots));
+    if (rc == WF_OK) {
+        memcpy(p->data, st->params, sizeof(float) * (size_t)n);
+        if (st->opt_a) memcpy(p->data + n, st->opt_a, sizeof(float) * (size_t)n);
+        if (st->opt_b) memcpy(p->data + 2 * n, st->opt_b, sizeof(float) * (size_t)n);
+    }
+    pthread_mutex_unlock(&ct->snap_mu);
+    if (rc < 0 || !every || st->S == 1) return rc;
+    /* only this thread writes own snapshots, so p->data stays as it is while it is sent */
+    struct wf_msg m = {.type = WF_M_SNAP,
+                       .version = ct->version,
+                       .stage = (uint32_t)st->s,
+                       .step = st->step,
+                       .data = p->data,
+                       .nbytes = p->n * sizeof(float)};
+    return ctl_send(ct, &m);
+}
+
 static int stage_run(struct stage *st) {
     const struct wf_job *j = &st->job;
-    int rc = WF_OK;
+    int rc = stage_snapshot(st);
     while (st->step < st->total && rc == WF_OK) {
+        if (st->elastic && stop_check(st->ct, st->step)) return STOPPED;
         if ((rc = stage_step(st)) < 0) break;
         int epoch_end = st->epoch_step == st->steps_per_epoch;
         if (epoch_end) {
@@ -820,6 +1043,7 @@ static int stage_run(struct stage *st) {
         int ckpt = (epoch_end && j->checkpoint_every == 0) ||
                    (j->checkpoint_every > 0 && st->step % j->checkpoint_every == 0) || st->step == st->total;
         if (ckpt) rc = stage_send_state(st);
+        if (rc == WF_OK) rc = stage_snapshot(st);
     }
     if (rc == WF_OK) rc = sender_flush(&st->snd);
     /* stopped inside an epoch (max_steps): evaluate the final weights too */
@@ -854,8 +1078,21 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     const char *delay = getenv("WEFT_TEST_COMPILE_DELAY"); /* tests: a slow compile on one stage "stage:seconds" */
     if (delay && atoi(delay) == (int)a->stage && strchr(delay, ':'))
         usleep((useconds_t)(atof(strchr(delay, ':') + 1) * 1e6));
+    struct wf_msg rs = {0};
+    if (a->restore) { /* the state to start from follows the ASSIGN */
+        ctl_doing(ct, 0, "waiting for the state of stage %u", a->stage);
+        ctl_next(ct, &rs);
+        if (rs.type != WF_M_RESTORE) {
+            int t = rs.type;
+            wf_msg_free(&rs);
+            wf_free(st);
+            if (t == WF_M_STOP) return STOPPED;
+            return wf_error(WF_ERR_PEER, "the coordinator sent %s instead of RESTORE", wf_msg_name(t));
+        }
+    }
     ctl_doing(ct, 0, "compiling stage %u", a->stage);
-    int rc = stage_compile(st, a, &secs, &bytes, &nodes);
+    int rc = stage_compile(st, a, a->restore ? &rs : NULL, &secs, &bytes, &nodes);
+    wf_msg_free(&rs);
     struct wf_msg m = {.type = rc < 0 ? WF_M_COMPILE_FAIL : WF_M_COMPILE_DONE};
     char text[1024];
     if (rc < 0) {
@@ -883,6 +1120,7 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     if (!start) {
         stage_free(st);
         wf_free(st);
+        if (go.type == WF_M_STOP) return STOPPED;
         return wf_error(WF_ERR_PEER, "the coordinator sent %s instead of START", wf_msg_name(go.type));
     }
     ctl_doing(ct, 0, "connecting to peers");
@@ -900,6 +1138,11 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
         wf_afree(st->snd.it[i].buf);
     for (int i = 0; i < st->snd.npool; i++)
         wf_afree(st->snd.pool[i].p);
+    if (st->elastic && rc != WF_OK) { /* an error after a STOP is the STOP's doing */
+        pthread_mutex_lock(&ct->mu);
+        if (ct->stop_req) rc = STOPPED;
+        pthread_mutex_unlock(&ct->mu);
+    }
     if (rc == WF_OK) {
         if (st->tracing) {
             struct wf_msg t = {.type = WF_M_TRACE, .data = st->tr, .nbytes = sizeof *st->tr * (size_t)st->ntr};
@@ -916,6 +1159,24 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     stage_free(st);
     wf_free(st);
     return rc;
+}
+
+/* STOPPED: the snapshots this worker holds, of the node set it was last given. */
+static void send_stopped(struct control *ct, uint32_t stop_version) {
+    int64_t inv[2 * NSNAP];
+    uint32_t n = 0;
+    pthread_mutex_lock(&ct->snap_mu);
+    for (int i = 0; i < NSNAP; i++)
+        if (ct->snaps[i].used) {
+            inv[2 * n] = ct->snaps[i].stage;
+            inv[2 * n + 1] = ct->snaps[i].step;
+            n++;
+        }
+    struct wf_msg m = {.type = WF_M_STOPPED, .version = ct->version, .step = ct->step, .inv = inv, .n_inv = n};
+    pthread_mutex_unlock(&ct->snap_mu);
+    ct->answered = stop_version;
+    ctl_doing(ct, 0, "idle (out of the node set)");
+    ctl_send(ct, &m);
 }
 
 int wf_worker(const char *host, int port, const struct wf_token *tok, int once) {
@@ -959,7 +1220,9 @@ int wf_worker(const char *host, int port, const struct wf_token *tok, int once) 
     ct->c = &c;
     pthread_mutex_init(&ct->mu, NULL);
     pthread_mutex_init(&ct->send_mu, NULL);
+    pthread_mutex_init(&ct->snap_mu, NULL);
     pthread_cond_init(&ct->cv, NULL);
+    ct->stop_at = ct->begun = -1;
     snprintf(ct->activity, sizeof ct->activity, "idle");
     pthread_create(&ct->th, NULL, control_main, ct);
     for (;;) {
@@ -971,18 +1234,34 @@ int wf_worker(const char *host, int port, const struct wf_token *tok, int once) 
             rc = WF_OK;
             break;
         }
+        if (m.type == WF_M_STOP) { /* taken out of a set while idle (after a failure): its snapshots */
+            uint32_t v = m.version;
+            wf_msg_free(&m);
+            if (v != ct->answered) send_stopped(ct, v);
+            continue;
+        }
         if (m.type != WF_M_ASSIGN) {
             wf_msg_free(&m);
             continue;
         }
+        int elastic = (int)m.elastic;
         rc = run_job(ct, &m, lfd, tok);
         wf_msg_free(&m);
+        if (rc == STOPPED) { /* out of the node set; this process stays for the next one */
+            pthread_mutex_lock(&ct->mu);
+            uint32_t v = ct->stop_version;
+            pthread_mutex_unlock(&ct->mu);
+            send_stopped(ct, v);
+            rc = WF_OK;
+            continue;
+        }
         if (rc < 0) {
             char text[1024];
             snprintf(text, sizeof text, "%s", wf_errmsg());
             struct wf_msg f = {.type = WF_M_FAIL, .text = text};
             ctl_send(ct, &f);
             fprintf(stderr, "weft worker: %s\n", text);
+            if (elastic) continue; /* the coordinator decides: a recovery (STOP) or the end (ABORT) */
             if (once) break;
         }
         if (once) break;
@@ -993,6 +1272,8 @@ int wf_worker(const char *host, int port, const struct wf_token *tok, int once) 
     pthread_join(ct->th, NULL);
     for (int i = 0; i < ct->qn; i++)
         wf_msg_free(&ct->q[(ct->qh + i) % WF_ARRAY_LEN(ct->q)]);
+    for (int i = 0; i < NSNAP; i++)
+        wf_afree(ct->snaps[i].data);
     wf_free(ct);
     close(lfd);
     wf_conn_close(&c);

@@ -1,5 +1,7 @@
 /* core: the allocation seam. Tests make the n-th allocation fail. */
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +45,15 @@ char *wf_strdup(const char *s) {
     char *d = wf_malloc(n);
     if (d) memcpy(d, s, n);
     return d;
+}
+
+void wf_appendf(char *buf, size_t n, size_t *k, const char *fmt, ...) {
+    if (n == 0 || *k >= n - 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vsnprintf(buf + *k, n - *k, fmt, ap);
+    va_end(ap);
+    if (r > 0) *k = *k + (size_t)r < n - 1 ? *k + (size_t)r : n - 1;
 }
 
 void *wf_aalloc(size_t size) {

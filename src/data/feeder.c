@@ -391,6 +391,7 @@ int wf_feeder_next(struct wf_feeder *f, struct wf_feed_batch *b) {
     b->n = f->n;
     b->x = s->x;
     b->y = s->y;
+    b->ids = s->ids;
     b->wait_s = now - t0;
     b->placement = s->placement;
     return WF_OK;

@@ -11,15 +11,13 @@
 #include "weft/cluster.h"
 #include "weft/comm.h"
 
-static const int msg_types[] = {WF_M_CHALLENGE,    WF_M_HELLO,   WF_M_WELCOME,
-                                WF_M_REFUSE,       WF_M_ASSIGN,  WF_M_COMPILE_DONE,
-                                WF_M_COMPILE_FAIL, WF_M_START,   WF_M_HEARTBEAT,
-                                WF_M_STEP_LOSS,    WF_M_EVAL,    WF_M_STATE,
-                                WF_M_DONE,         WF_M_FAIL,    WF_M_ABORT,
-                                WF_M_SHUTDOWN,     WF_M_TRACE,   WF_M_SUBMIT,
-                                WF_M_JOB_EVENT,    WF_M_JOB_END, WF_M_STATUS,
-                                WF_M_STATUS_REPLY, WF_M_ACT,     WF_M_CLIP_PART,
-                                WF_M_CLIP,         WF_M_GRAD,    999};
+static const int msg_types[] = {
+    WF_M_CHALLENGE,    WF_M_HELLO,   WF_M_WELCOME,   WF_M_REFUSE,       WF_M_ASSIGN, WF_M_COMPILE_DONE,
+    WF_M_COMPILE_FAIL, WF_M_START,   WF_M_HEARTBEAT, WF_M_STEP_LOSS,    WF_M_EVAL,   WF_M_STATE,
+    WF_M_DONE,         WF_M_FAIL,    WF_M_ABORT,     WF_M_SHUTDOWN,     WF_M_TRACE,  WF_M_SUBMIT,
+    WF_M_JOB_EVENT,    WF_M_JOB_END, WF_M_STATUS,    WF_M_STATUS_REPLY, WF_M_ACT,    WF_M_CLIP_PART,
+    WF_M_CLIP,         WF_M_GRAD,    WF_M_STOP,      WF_M_STOPPED,      WF_M_SNAP,   WF_M_FETCH,
+    WF_M_RESTORE,      999};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
