@@ -256,12 +256,12 @@ void el_on_stopped(struct coord *co, struct job *jb, int ni, const struct wf_msg
     stopped_all(co, jb);
 }
 
-/* The latest step at which a snapshot of every stage survives, or -1. */
-static int64_t peers_step(const struct coord *co, const struct job *jb) {
+/* The latest step, at most `limit`, at which a snapshot of every stage survives; or -1. */
+static int64_t peers_step(const struct coord *co, const struct job *jb, int64_t limit) {
     int64_t best = -1;
     for (int i = 0; i < jb->ninv; i++) {
         int64_t t = jb->inv[i].step;
-        if (t <= best) continue;
+        if (t <= best || t > limit) continue;
         int whole = 1;
         for (int s = 0; s < jb->S && whole; s++) {
             int found = 0;
@@ -276,18 +276,21 @@ static int64_t peers_step(const struct coord *co, const struct job *jb) {
 
 static void el_select(struct coord *co, struct job *jb) {
     for (;;) {
+        /* Not past the last step whose every replica's loss (and sample ids) came in: a
+         * step done by some replicas but reported by others only would be lost. */
+        int64_t limit = jb->logged;
         int src = SRC_INITIAL;
         int64_t best = jb->start_step;
-        if (jb->ckpt_step >= best) {
+        if (jb->ckpt_step >= best && jb->ckpt_step <= limit) {
             src = SRC_DISK;
             best = jb->ckpt_step;
         }
-        int64_t tp = peers_step(co, jb);
+        int64_t tp = peers_step(co, jb, limit);
         if (tp >= 0 && tp >= best) {
             src = SRC_PEERS;
             best = tp;
         }
-        if (jb->have_W && jb->W_step >= best) {
+        if (jb->have_W && jb->W_step >= best && jb->W_step <= limit) {
             src = SRC_RETAINED;
             best = jb->W_step;
         }

@@ -1,6 +1,6 @@
 /*
  * cluster layer: the messages — one encoder and one bounded decoder per
- * type, the byte layouts documented in docs/protocol.md. The decoder trusts
+ * type, the byte layouts documented in docs/messages.md. The decoder trusts
  * nothing: every count is checked against the bytes left before anything
  * is allocated, and a message with bytes left over is refused.
  */

@@ -14,25 +14,7 @@ SRC=$2
 DATA=/usr/share/datasets/fashion-mnist
 unset WEFT_TOKEN WEFT_TEST_FAIL_COMPILE WEFT_TEST_COMPILE_DELAY
 tmp=$(mktemp -d)
-mine=() # every pid this test started (weft run, their workers, coordinator, workers)
-
-alive() { # PID: still running (a zombie counts as gone) and a weft process
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  s=${s%% *}
-  [ "$s" != Z ] && [ "$s" != X ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q weft
-}
-cleanup() {
-  local p
-  for p in "${mine[@]}"; do
-    if alive "$p"; then
-      kill -CONT "$p" 2>/dev/null
-      kill -KILL "$p" 2>/dev/null
-    fi
-  done
-  rm -rf "$tmp"
-}
+. "$(dirname "$0")/procs.bash" # mine: every pid this test started (weft run, its workers, ...)
 trap cleanup EXIT
 
 pass=0

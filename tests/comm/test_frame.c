@@ -37,7 +37,7 @@ static void test_round_trip(void) {
     /* the exact bytes: fields little-endian at the documented offsets */
     uint8_t hdr[WF_FRAME_HDR];
     wf_frame_encode_hdr(hdr, 0x0102, "abc", 3);
-    static const uint8_t want[12] = {'W', 'E', 'F', 'T', 1, 0, 0x02, 0x01, 3, 0, 0, 0};
+    static const uint8_t want[12] = {'W', 'E', 'F', 'T', WF_PROTO_VERSION, 0, 0x02, 0x01, 3, 0, 0, 0};
     CHECK(memcmp(hdr, want, 12) == 0);
     uint32_t crc = wf_crc32(wf_crc32(0, hdr, 12), "abc", 3);
     CHECK(hdr[12] == (crc & 0xff) && hdr[15] == crc >> 24);
@@ -57,9 +57,9 @@ static void test_corrupt_fields(void) {
     CHECKF(has("magic"), "%s", wf_errmsg());
 
     memcpy(bad, hdr, sizeof bad);
-    bad[4] = 2;
+    bad[4] = WF_PROTO_VERSION + 1;
     CHECK(wf_frame_decode_hdr(bad, 1000, &h) == WF_ERR_CORRUPT);
-    CHECKF(has("version 2"), "%s", wf_errmsg());
+    CHECKF(has("version 3"), "%s", wf_errmsg());
 
     memcpy(bad, hdr, sizeof bad);
     bad[10] = 0x10; /* 1 MiB + 64 */

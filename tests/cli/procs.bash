@@ -1,0 +1,23 @@
+# Sourced by the multi-process shell tests in tests/cli: the processes a
+# test started, and their end.
+#   mine+=(PID...)   record every pid the test starts
+#   alive PID        running (a zombie counts as gone) and a weft process
+#   trap cleanup EXIT  resumes and kills what is left of mine, removes $tmp
+mine=()
+alive() {
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  s=${s##*) }
+  s=${s%% *}
+  [ "$s" != Z ] && [ "$s" != X ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q weft
+}
+cleanup() {
+  local p
+  for p in "${mine[@]}"; do
+    if alive "$p"; then
+      kill -CONT "$p" 2>/dev/null
+      kill -KILL "$p" 2>/dev/null
+    fi
+  done
+  [ -z "${tmp:-}" ] || rm -rf "$tmp"
+}
