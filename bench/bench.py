@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import cpu_busy_s, idle_pct
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,13 +61,6 @@ def weft_check_flops(weft, model, batch):
                          capture_output=True, text=True)
     m = re.search(r"forward\+backward: (\S+)", out.stdout)
     return parse_count(m.group(1)) if m else float("nan")
-
-
-def cpu_busy_s():
-    """Seconds of CPU time spent (not idle) on all CPUs since boot, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run_measured(cmd, env, log_path, timeout):
@@ -368,18 +362,6 @@ class Bench:
                                flops=self.flops, check_flops=self.check_flops, blas_ok=self.blas_ok), f, indent=1)
             print("results written to %s" % a.json)
         return 0
-
-
-def idle_pct(interval=1.0):
-    """Percent of all CPUs idle over `interval` s (others' load makes every figure noisy)."""
-    def snap():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return v[3] + v[4], sum(v[:8])
-    i0, t0 = snap()
-    time.sleep(interval)
-    i1, t1 = snap()
-    return 100.0 * (i1 - i0) / max(1, t1 - t0)
 
 
 def cpu_model():

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import cpu_busy_s
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -60,12 +61,6 @@ def write_job(path, out, regime, a, placement):
             'transforms = "%s"' % (r["transforms"] % repeat),
             "eval_batch = 1000",
         ]) + "\n")
-
-
-def cpu_busy_s():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run_one(a, regime, placement, k):

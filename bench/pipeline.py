@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import cpu_busy_s, idle_pct, make_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -32,13 +33,6 @@ NOISY = 10.0  # % of the machine used by other processes during a run
 
 
 # ---------------------------------------------------------------- running
-
-
-def cpu_busy_s():
-    """CPU seconds spent (not idle) on all CPUs since boot, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run_measured(cmd, env, log_path, timeout):
@@ -66,27 +60,6 @@ def run_measured(cmd, env, log_path, timeout):
         rc = 124
     others = (cpu_busy_s() - b0 - ru.ru_utime - ru.ru_stime) / (wall * (os.cpu_count() or 1))
     return rc, wall, max(0.0, 100.0 * others)
-
-
-def make_data(folder, n_test):
-    """A dataset folder: the Fashion-MNIST training files (symlinks) and the first n_test test
-    samples (uncompressed IDX), so the evaluation weft runs after max_steps stays short."""
-    import gzip
-    os.makedirs(folder, exist_ok=True)
-    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
-        dst = os.path.join(folder, name)
-        if not os.path.exists(dst):
-            os.symlink(os.path.join(DATA, name), dst)
-    for name, item in (("t10k-images-idx3-ubyte", 28 * 28), ("t10k-labels-idx1-ubyte", 1)):
-        with gzip.open(os.path.join(DATA, name + ".gz"), "rb") as f:
-            raw = f.read()
-        ndim = raw[3]
-        hdr = bytearray(raw[:4 + 4 * ndim])
-        n = min(n_test, int.from_bytes(hdr[4:8], "big"))
-        hdr[4:8] = n.to_bytes(4, "big")
-        with open(os.path.join(folder, name), "wb") as f:
-            f.write(bytes(hdr) + raw[4 + 4 * ndim:4 + 4 * ndim + n * item])
-    return folder
 
 
 def write_job(path, model, out, batch, K, threads, max_steps, split=None, optimizer="sgd", lr=0.01,
@@ -169,18 +142,6 @@ class Runner:
             self.failures.append(msg)
             print("  FAILED: " + msg, flush=True)
         return rc, wall, others, log
-
-
-def idle_pct(interval=1.0):
-    """Percent of all CPUs idle over `interval` s."""
-    def snap():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return v[3] + v[4], sum(v[:8])
-    i0, t0 = snap()
-    time.sleep(interval)
-    i1, t1 = snap()
-    return 100.0 * (i1 - i0) / max(1, t1 - t0)
 
 
 # ---------------------------------------------------------------- (a) bubble

@@ -19,7 +19,6 @@ Goal: median recovery (kill -> step) < 2 s.
 Usually started through bench/recovery.sh, which sets the OpenBLAS settings.
 """
 import argparse
-import gzip
 import json
 import os
 import re
@@ -30,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import cpu_busy_s, idle_pct, make_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -46,24 +46,6 @@ class Failure(Exception):
 
 
 # ---------------------------------------------------------------- machine load
-
-
-def cpu_busy_s():
-    """CPU seconds spent (not idle) on all CPUs since boot, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def idle_pct(interval=1.0):
-    def snap():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return v[3] + v[4], sum(v[:8])
-    i0, t0 = snap()
-    time.sleep(interval)
-    i1, t1 = snap()
-    return 100.0 * (i1 - i0) / max(1, t1 - t0)
 
 
 def settle(limit):
@@ -124,24 +106,6 @@ def kill_ours(pids, weft):
 
 
 # ---------------------------------------------------------------- jobs, files
-
-
-def make_data(folder, n_test):
-    """The Fashion-MNIST training files (symlinks) and the first n_test test samples, so the
-    evaluation each run ends with stays short (the checkpoint does not depend on it)."""
-    os.makedirs(folder, exist_ok=True)
-    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
-        os.symlink(os.path.join(DATA, name), os.path.join(folder, name))
-    for name, item in (("t10k-images-idx3-ubyte", 28 * 28), ("t10k-labels-idx1-ubyte", 1)):
-        with gzip.open(os.path.join(DATA, name + ".gz"), "rb") as f:
-            raw = f.read()
-        ndim = raw[3]
-        hdr = bytearray(raw[:4 + 4 * ndim])
-        n = min(n_test, int.from_bytes(hdr[4:8], "big"))
-        hdr[4:8] = n.to_bytes(4, "big")
-        with open(os.path.join(folder, name), "wb") as f:
-            f.write(bytes(hdr) + raw[4 + 4 * ndim:4 + 4 * ndim + n * item])
-    return folder
 
 
 def write_job(path, a, data, out):

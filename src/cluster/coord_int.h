@@ -122,7 +122,7 @@ struct job {
     int elastic, nmin, nmax, max_rec, snap_every;
     double settle, t_submit;
     uint32_t version; /* the node set's version: 1 for the first set, +1 for each new one */
-    int S0, D0;       /* the stages and replicas the job asked for */
+    int S0;           /* the stages the job asked for: a new set has at most as many */
     char *resume0;    /* the job's own resume checkpoint, or NULL */
     int rstate;
     char stopping[MAX_NODES]; /* per node: its STOPPED is awaited */
@@ -140,7 +140,6 @@ struct job {
     long logged;       /* steps with a metrics line */
     int evals_logged;  /* epochs whose evaluation is logged */
     double t_set;      /* when the current set started */
-    int hold_reported;
     struct change ch[MAX_HISTORY];
     int nch, ch_open; /* ch_open: index of the change not yet closed, -1 */
     struct setrec sets[MAX_HISTORY];
@@ -191,7 +190,7 @@ void el_on_snap(struct coord *co, struct job *jb, int ni, const struct wf_msg *m
 void el_tick(struct coord *co, struct job *jb, double now);
 void el_step_done(struct coord *co, struct job *jb, long done);
 size_t el_status(const struct coord *co, const struct job *jb, char *buf, size_t n);
-void el_write_samples(struct coord *co, struct job *jb);
+void el_write_samples(struct job *jb);
 const char *el_src_name(int src);
 
 #endif

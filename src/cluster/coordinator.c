@@ -193,7 +193,6 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
     if (j->micro_batches > 256) return wf_error(WF_ERR_INVALID, "at most 256 micro-batches per step");
     if ((rc = co_job_plan(jb, pp, dp)) < 0) return wf_error_prefix(rc, "%s", j->path);
     jb->S0 = jb->S;
-    jb->D0 = dp;
     jb->K = j->micro_batches;
     jb->sched = o->schedule >= 0 ? o->schedule : (j->pipeline && !strcmp(j->pipeline, "gpipe"));
     jb->threads = j->threads;
@@ -825,7 +824,7 @@ static int job_finish(struct coord *co, struct job *jb) {
         }
     }
     int status = ok ? WF_OK : WF_ERR_PEER;
-    if (jb->state != J_WAITING) el_write_samples(co, jb);
+    if (jb->state != J_WAITING) el_write_samples(jb);
     if (jb->elastic) { /* the history of node sets and recoveries, as weft status shows it */
         static char hist[1 << 16];
         el_status(co, jb, hist, sizeof hist);

@@ -531,8 +531,7 @@ size_t el_status(const struct coord *co, const struct job *jb, char *buf, size_t
 /* OUT/samples.jsonl: for each optimizer step, the node set that committed it
  * and the sample ids that went into it; and a summary per epoch in the
  * metrics. Written at the end (a temporary file, then renamed). */
-void el_write_samples(struct coord *co, struct job *jb) {
-    (void)co;
+void el_write_samples(struct job *jb) {
     if (!jb->ids || !jb->ids_set) return;
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/samples.jsonl", jb->job.out);

@@ -73,6 +73,20 @@ join_worker() { # OUT: starts a new worker for the run; its pid in $joined
   joined=$!
   mine+=("$joined")
 }
+start_run() { # NAME MAX_STEPS WEFT-RUN-OPTIONS...: a fresh job NAME under weft run, in the background;
+  # its folder in $out, the pid of weft run in $rp, its stderr in $tmp/NAME.err
+  local name=$1 steps=$2
+  shift 2
+  out=$tmp/$name
+  write_job "$tmp/$name.job" "$out" "$steps"
+  "$WEFT" run "$tmp/$name.job" --heartbeat-timeout 2 --quiet "$@" >/dev/null 2>"$tmp/$name.err" &
+  rp=$!
+  mine+=("$rp")
+}
+started() { # STEPS: the run trains and has logged STEPS steps; its workers' pids are in mine
+  wait_running "$out" "$rp" && wait_steps "$out" "$rp" "$1" && add_members "$out"
+}
+pid_of_rank() { members "$out" | awk -v r="$1" '$1 == r {print $2}'; }
 finish() { # RUNPID SECONDS: waits for weft run; its exit status in $rc
   local p=$1 killed=
   for _ in $(seq $(($2 * 10))); do
@@ -95,18 +109,12 @@ timeout 300 "$WEFT" train "$tmp/ref.job" --quiet >"$tmp/ref.log" 2>&1 || { cat "
 ref=$tmp/ref/checkpoint.safetensors
 
 # --- 1. chaos: pp=2 x dp=2, three SIGKILLs, a SIGSTOP, two joins -----------------
-out=$tmp/chaos
-write_job "$tmp/chaos.job" "$out" 600
-"$WEFT" run "$tmp/chaos.job" --workers 4 --pp 2 --dp 2 --nodes 1:4 --heartbeat-timeout 2 --settle 1 \
-  --snapshot-every 5 --quiet >"$tmp/chaos.out" 2>"$tmp/chaos.err" &
-rp=$!
-mine+=("$rp")
+start_run chaos 600 --workers 4 --pp 2 --dp 2 --nodes 1:4 --settle 1 --snapshot-every 5
 declare -A gone=() # pids killed or stopped
 start_pids=
 events=0
-if wait_running "$out" "$rp" && wait_steps "$out" "$rp" 20; then
+if started 20; then
   start_pids=$(members "$out" | awk '{print $2}' | sort | tr '\n' ' ')
-  add_members "$out"
   echo "    first set: pids $start_pids"
   kill_random() {
     local m r p
@@ -203,17 +211,11 @@ check "chaos: no process of the run is left" bash -c "sleep 1; for p in $start_p
   s=\$(cat /proc/\$p/stat 2>/dev/null) || continue; s=\${s##*) }; s=\${s%% *}; [ \"\$s\" = Z ] || { echo \"    pid \$p alive\"; exit 1; }; done"
 
 # --- 2. the only holder of a stage is lost: pp=2 -> pp=1 on the survivor ------------
-out=$tmp/merge
-write_job "$tmp/merge.job" "$out" 300
 write_job "$tmp/ref300.job" "$tmp/ref300" 300
 timeout 300 "$WEFT" train "$tmp/ref300.job" --quiet >"$tmp/ref300.log" 2>&1
-"$WEFT" run "$tmp/merge.job" --workers 2 --pp 2 --dp 1 --nodes 1:2 --heartbeat-timeout 2 --snapshot-every 5 \
-  --quiet >/dev/null 2>"$tmp/merge.err" &
-rp=$!
-mine+=("$rp")
-if wait_running "$out" "$rp" && wait_steps "$out" "$rp" 40; then
-  p=$(members "$out" | awk '$1 == 1 {print $2}')
-  add_members "$out"
+start_run merge 300 --workers 2 --pp 2 --dp 1 --nodes 1:2 --snapshot-every 5
+if started 40; then
+  p=$(pid_of_rank 1)
   echo "    SIGKILL the only stage-1 worker (pid $p)"
   kill -KILL "$p"
 fi
@@ -226,16 +228,8 @@ check "pp=2 -> pp=1: byte-identical" same "$tmp/ref300/checkpoint.safetensors" "
 check "pp=2 -> pp=1: samples exactly once" accounting "$out" 300 48 2
 
 # --- 2b. no peer copy of that stage survives: the checkpoint on disk -----------------
-out=$tmp/disk
-write_job "$tmp/disk.job" "$out" 300
-"$WEFT" run "$tmp/disk.job" --workers 2 --pp 2 --dp 1 --nodes 1:2 --heartbeat-timeout 2 --snapshot-every 1000 \
-  --quiet >/dev/null 2>"$tmp/disk.err" &
-rp=$!
-mine+=("$rp")
-if wait_running "$out" "$rp" && wait_steps "$out" "$rp" 70; then
-  add_members "$out"
-  kill -KILL "$(members "$out" | awk '$1 == 1 {print $2}')"
-fi
+start_run disk 300 --workers 2 --pp 2 --dp 1 --nodes 1:2 --snapshot-every 1000
+started 70 && kill -KILL "$(pid_of_rank 1)"
 finish "$rp" 180
 check "disk: completes (exit $rc)" [ "$rc" -eq 0 ] || tail -5 "$tmp/disk.err"
 check "disk: restored from the last checkpoint (step 50 or later), steps done again" \
@@ -244,17 +238,10 @@ check "disk: restored from the last checkpoint (step 50 or later), steps done ag
 check "disk: byte-identical" same "$tmp/ref300/checkpoint.safetensors" "$out/checkpoint.safetensors"
 
 # --- 3. below MIN the job holds, and goes on when a worker joins ---------------------
-out=$tmp/hold
-write_job "$tmp/hold.job" "$out" 300
-"$WEFT" run "$tmp/hold.job" --workers 2 --pp 1 --dp 2 --nodes 2:2 --heartbeat-timeout 2 --settle 1 \
-  --quiet >/dev/null 2>"$tmp/hold.err" &
-rp=$!
-mine+=("$rp")
+start_run hold 300 --workers 2 --pp 1 --dp 2 --nodes 2:2 --settle 1
 held=
-if wait_running "$out" "$rp" && wait_steps "$out" "$rp" 40; then
-  p=$(members "$out" | awk '$1 == 1 {print $2}')
-  add_members "$out"
-  kill -KILL "$p"
+if started 40; then
+  kill -KILL "$(pid_of_rank 1)"
   for _ in $(seq 50); do
     status "$out" | grep -q '^job 1: holding' && held=1 && break
     sleep 0.1
@@ -275,17 +262,11 @@ check "hold: the metrics record the hold" grep -q '"event":"hold"' "$out/metrics
 check "hold: byte-identical" same "$tmp/ref300/checkpoint.safetensors" "$out/checkpoint.safetensors"
 
 # --- 4. more failures than the cap: the job fails with its history ------------------
-out=$tmp/cap
-write_job "$tmp/cap.job" "$out" 600
-"$WEFT" run "$tmp/cap.job" --workers 3 --pp 1 --dp 3 --nodes 1:3 --heartbeat-timeout 2 --max-recoveries 1 \
-  --quiet >/dev/null 2>"$tmp/cap.err" &
-rp=$!
-mine+=("$rp")
-if wait_running "$out" "$rp" && wait_steps "$out" "$rp" 20; then
-  add_members "$out"
-  kill -KILL "$(members "$out" | awk '$1 == 2 {print $2}')"
+start_run cap 600 --workers 3 --pp 1 --dp 3 --nodes 1:3 --max-recoveries 1
+if started 20; then
+  kill -KILL "$(pid_of_rank 2)"
   wait_steps "$out" "$rp" 60 && wait_running "$out" "$rp" 30
-  kill -KILL "$(members "$out" | awk '$1 == 1 {print $2}')"
+  kill -KILL "$(pid_of_rank 1)"
 fi
 finish "$rp" 60
 check "cap: the second failure within the hour fails the job (exit $rc)" [ "$rc" -ne 0 ]
