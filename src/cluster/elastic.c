@@ -336,8 +336,8 @@ void el_on_snap(struct coord *co, struct job *jb, int ni, const struct wf_msg *m
         if (wf_now() - co->nodes[n2].last_seen > 4 * HEARTBEAT_EVERY) return; /* it looks hung: do not block on it */
         if (wf_msg_send(&co->nodes[n2].c, m, 2.0) < 0) {
             char d[160], cause[400];
-            snprintf(cause, sizeof cause, "%s did not take a stage copy: %s", co_node_desc(co, jb, n2, d, sizeof d),
-                     wf_errmsg());
+            snprintf(cause, sizeof cause, "%s died (connection lost while it was sent a stage copy: %s)",
+                     co_node_desc(co, jb, n2, d, sizeof d), wf_errmsg());
             el_member_lost(co, jb, n2, cause);
             co_drop_node(co, n2);
         }

@@ -9,7 +9,7 @@ alive() {
   s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   s=${s##*) }
   s=${s%% *}
-  [ "$s" != Z ] && [ "$s" != X ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q weft
+  [ "$s" != Z ] && [ "$s" != X ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -q weft
 }
 cleanup() {
   local p
