@@ -73,7 +73,8 @@ struct wf_peer_addr {
 struct wf_msg {
     int type;
     uint8_t nonce[WF_NONCE], mac[WF_MAC];
-    uint32_t role, cores, port, pid, link;
+    uint32_t role, cores, port, pid,
+        link; /* link: HELLO of a peer: its link; of a worker: 1 registering again; SUBMIT: 1 attach */
     uint64_t mem, id, job_id;
     char *text, *name;
     /* ASSIGN */
@@ -163,13 +164,18 @@ struct wf_coord_opts {
     const struct wf_run_opts *run; /* NULL: serve */
     const int *child_pids;         /* weft run: the workers it started (checked for exit) */
     int n_children;
+    const char *journal; /* serve: the job and membership journal; a running job found there is taken over */
 };
 int wf_coordinator(const struct wf_coord_opts *o);
 /* Compiles the coordinator has done (always 0: workers compile). */
 long wf_coordinator_compiles(void);
 
-/* The worker agent: registers with host:port and runs what it is given. */
-int wf_worker(const char *host, int port, const struct wf_token *token, int once);
+/* The worker agent: registers with host:port and runs what it is given.
+ * With reconnect_s > 0, a worker that loses the coordinator (a crash, not a
+ * SHUTDOWN or ABORT) leaves its node set, keeps its stage snapshots and
+ * tries to register again for up to reconnect_s seconds, so that a
+ * restarted coordinator (--journal) takes it over; 0: it exits at once. */
+int wf_worker(const char *host, int port, const struct wf_token *token, int once, double reconnect_s);
 
 /* "host:port" into host (heap, wf_free) and port. */
 int wf_parse_hostport(const char *s, char **host, int *port);
@@ -177,7 +183,9 @@ int wf_parse_hostport(const char *s, char **host, int *port);
 /* weft run: a coordinator and N workers on loopback. */
 int wf_run_local(const struct wf_run_opts *o, const char *self_exe);
 /* weft submit / weft status against a running coordinator. */
-int wf_submit(const char *host, int port, const struct wf_token *t, const struct wf_run_opts *o);
+/* A submitter that loses the coordinator watches the job again for up to
+ * reconnect_s seconds (a restarted coordinator with --journal has it). */
+int wf_submit(const char *host, int port, const struct wf_token *t, const struct wf_run_opts *o, double reconnect_s);
 int wf_status(const char *host, int port, const struct wf_token *t);
 
 #endif

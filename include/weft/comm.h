@@ -31,7 +31,7 @@
 #include "weft/core.h"
 
 #define WF_FRAME_MAGIC 0x54464557u /* "WEFT" */
-#define WF_PROTO_VERSION 2         /* 2: elastic jobs (ASSIGN, STEP_LOSS and SUBMIT grew) */
+#define WF_PROTO_VERSION 3         /* 2: elastic jobs (ASSIGN, STEP_LOSS and SUBMIT grew); 3: SUBMIT attach */
 #define WF_FRAME_HDR 16
 #define WF_FRAME_MAX_DEFAULT (1u << 30) /* default payload limit: 1 GiB */
 /* Message types from here to 0xFFFF are the comm layer's own (collectives). */

@@ -3,9 +3,9 @@
  *
  *   weft run JOB --workers N [--pp P] [--dp D] [--schedule 1f1b|gpipe] [--micro-batches K] [--trace FILE]
  *            [--resume [CKPT]]
- *   weft coordinator [--listen HOST:PORT] [--token-file F]
- *   weft worker --coordinator HOST:PORT [--token-file F] [--once]
- *   weft submit JOB --coordinator HOST:PORT [layout options]
+ *   weft coordinator [--listen HOST:PORT] [--token-file F] [--journal FILE]
+ *   weft worker --coordinator HOST:PORT [--token-file F] [--once] [--reconnect S]
+ *   weft submit JOB --coordinator HOST:PORT [layout options] [--reconnect S]
  *   weft status --coordinator HOST:PORT
  */
 #include <signal.h>
@@ -50,14 +50,20 @@ static void usage_run(FILE *f) {
 }
 
 static void usage_cluster(FILE *f) {
-    fprintf(f, "usage: weft coordinator [--listen HOST:PORT] [--token-file F]\n"
-               "       weft worker --coordinator HOST:PORT [--token-file F] [--once]\n"
+    fprintf(f, "usage: weft coordinator [--listen HOST:PORT] [--token-file F] [--journal FILE]\n"
+               "       weft worker --coordinator HOST:PORT [--token-file F] [--once] [--reconnect S]\n"
                "       weft submit JOB --coordinator HOST:PORT [--token-file F] [layout options of weft run]\n"
+               "                   [--reconnect S]\n"
                "       weft status --coordinator HOST:PORT [--token-file F]\n\n"
                "A coordinator accepts workers and jobs; workers register their cores and memory and\n"
                "run the pipeline stages they are given. Every process needs the cluster token: the\n"
                "coordinator writes a new one to --token-file (default ./weft-token) unless\n"
-               "WEFT_TOKEN is set; the others read WEFT_TOKEN or the file.\n");
+               "WEFT_TOKEN is set; the others read WEFT_TOKEN or the file.\n\n"
+               "  --journal FILE   the coordinator records its job and node sets in FILE; a coordinator\n"
+               "                   started again with the same FILE (same address and token) takes over\n"
+               "                   a job that was running when the last one died (elastic jobs, --nodes)\n"
+               "  --reconnect S    a worker (or submit) that loses the coordinator tries to register\n"
+               "                   again (watch the job again) for S seconds (default 60; 0 with --once)\n");
 }
 
 /* Layout options shared by run and submit; returns 1 if consumed (with *i advanced), -1 on a bad value. */
@@ -171,14 +177,16 @@ int cmd_run(int argc, char **argv) {
 }
 
 struct common {
-    const char *coord, *token_file, *listen, *job;
+    const char *coord, *token_file, *listen, *job, *journal;
     int once;
+    double reconnect; /* -1: the default */
     struct wf_run_opts o;
 };
 
 static int parse_common(const char *cmd, int argc, char **argv, struct common *c) {
     memset(c, 0, sizeof *c);
     c->o.schedule = -1;
+    c->reconnect = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int r = layout_opt(cmd, argc, argv, &i, &c->o);
@@ -195,6 +203,18 @@ static int parse_common(const char *cmd, int argc, char **argv, struct common *c
             c->listen = argv[++i];
         } else if (!strcmp(a, "--once")) {
             c->once = 1;
+        } else if (!strcmp(a, "--journal") && i + 1 < argc) {
+            c->journal = argv[++i];
+        } else if (!strcmp(a, "--reconnect")) {
+            const char *s = i + 1 < argc ? argv[i + 1] : "";
+            char *end;
+            double secs = strtod(s, &end);
+            if (!*s || *end || !(secs >= 0) || secs > 86400) {
+                fprintf(stderr, "weft %s: error: --reconnect takes seconds (0 to 86400), got '%s'\n", cmd, s);
+                return -1;
+            }
+            c->reconnect = secs;
+            i++;
         } else if (a[0] != '-' && !c->job) {
             c->job = a;
         } else {
@@ -223,6 +243,8 @@ int cmd_coordinator(int argc, char **argv) {
     char hex[129];
     if (getenv("WEFT_TOKEN")) {
         if (wf_token_load(&tok, NULL) < 0) return wf_cli_fail("coordinator");
+    } else if (c.journal && access(tf, F_OK) == 0) { /* started again: its workers hold this token */
+        if (wf_token_load(&tok, tf) < 0) return wf_cli_fail("coordinator");
     } else if (wf_token_generate(&tok, hex, tf) < 0) {
         return wf_cli_fail("coordinator");
     }
@@ -234,7 +256,9 @@ int cmd_coordinator(int argc, char **argv) {
     wf_free(host);
     signal(SIGINT, on_int);
     signal(SIGTERM, on_int);
-    struct wf_coord_opts co = {.listen_fd = lfd, .token = &tok};
+    if (c.journal) printf("journal: %s (a coordinator started again with it takes over a running job)\n", c.journal);
+    fflush(stdout);
+    struct wf_coord_opts co = {.listen_fd = lfd, .token = &tok, .journal = c.journal};
     int rc = wf_coordinator(&co);
     close(lfd);
     return rc < 0 ? wf_cli_fail("coordinator") : 0;
@@ -267,8 +291,9 @@ static int join_cmd(const char *cmd, int argc, char **argv) {
     int port;
     if (client_setup(cmd, &c, &tok, &host, &port) < 0) return 1;
     c.o.job_path = c.job;
-    int rc = !strcmp(cmd, "worker") ? wf_worker(host, port, &tok, c.once)
-             : submit               ? wf_submit(host, port, &tok, &c.o)
+    double reconnect = c.reconnect >= 0 ? c.reconnect : c.once ? 0 : 60;
+    int rc = !strcmp(cmd, "worker") ? wf_worker(host, port, &tok, c.once, reconnect)
+             : submit               ? wf_submit(host, port, &tok, &c.o, c.reconnect >= 0 ? c.reconnect : 60)
                                     : wf_status(host, port, &tok);
     wf_free(host);
     return rc < 0 ? wf_cli_fail(cmd) : 0;

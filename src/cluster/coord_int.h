@@ -41,9 +41,11 @@ enum { R_NONE, R_STOPPING, R_FETCHING };                 /* a recovery's phase *
 enum { SRC_INITIAL, SRC_DISK, SRC_PEERS, SRC_RETAINED }; /* where a new node set's state comes from */
 #define MAX_HISTORY 64
 
-/* One change of the node set: a failure recovered, or workers joining. */
+/* One change of the node set: a failure recovered, workers joining, or a
+ * restarted coordinator taking the job over. */
 struct change {
-    int failure;
+    int failure;  /* restores from snapshots (a failure or a takeover); else workers joined */
+    int takeover; /* a restarted coordinator took the job over */
     char cause[256];
     uint32_t from_version, to_version;
     int64_t restored; /* the step the new set started from */
@@ -149,7 +151,13 @@ struct job {
     uint32_t *ids;     /* per step: the batch's sample ids, as reported by the last stage */
     uint32_t *ids_set; /* per step: the node-set version that committed it (0: not yet) */
     double *loss_all;  /* per step: its loss, to check a replayed step against */
+    double *step_t;    /* per step: time_s and samples_per_s of its metrics line (2 each) */
     long replay_checked, replay_mismatch;
+    /* a restarted coordinator taking the job over (journal.c) */
+    int takeover;          /* waiting for the last set's workers to register again */
+    double takeover_until; /* ... at most until then */
+    struct wf_run_opts opts;
+    char *opts_path, *opts_resume; /* what opts points to */
 };
 
 struct coord {
@@ -161,6 +169,7 @@ struct coord {
     struct job job;
     int next_job;
     double hb_timeout;
+    FILE *journal; /* --journal: the job's records, one line each */
 };
 
 /* coordinator.c */
@@ -181,6 +190,24 @@ int co_assign(struct coord *co, struct job *jb, const int *nodes);
 /* 1 if rank w of the current set is still connected as that rank. */
 int co_member_ok(const struct coord *co, const struct job *jb, int w);
 
+double co_wall(void); /* Unix time */
+/* A step's line in the metrics file. */
+void co_metrics_step(struct job *jb, int64_t step, double loss, double sps, double time_s);
+/* Sets up a job from its options (job file, layout, policies). */
+int co_job_setup(struct coord *co, struct job *jb, const struct wf_run_opts *o);
+void co_job_free(struct job *jb);
+
+/* journal.c: --journal FILE, so that a restarted coordinator takes over the
+ * running job. One record per line, each with a checksum; docs/formats.md. */
+int jl_begin(struct coord *co, struct job *jb); /* a new job: the file starts again */
+void jl_rec(struct coord *co, int sync, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void jl_step(struct coord *co, struct job *jb, int64_t step);
+void jl_change(struct coord *co, struct job *jb, int k);
+void jl_end(struct coord *co, struct job *jb, int ok);
+/* At start: a job the journal holds that had not ended is taken over
+ * (elastic), or reported as lost (not elastic). Returns 1 if taken over. */
+int jl_takeover(struct coord *co, const char *path);
+
 /* elastic.c: the node controller */
 int el_setup(struct job *jb);
 void el_free(struct job *jb);
@@ -192,5 +219,9 @@ void el_step_done(struct coord *co, struct job *jb, long done);
 size_t el_status(const struct coord *co, const struct job *jb, char *buf, size_t n);
 void el_write_samples(struct job *jb);
 const char *el_src_name(int src);
+/* A restarted coordinator: the job waits for its workers to register again. */
+void el_takeover_begin(struct coord *co, struct job *jb, double wait_s, const char *journal);
+/* A worker registered again (HELLO link 1) while the job is taken over. */
+void el_rejoined(struct coord *co, struct job *jb, int ni);
 
 #endif

@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "weft/cluster.h"
 #include "weft/compile.h"
@@ -39,6 +40,12 @@ static long n_compiles; /* stays 0: the coordinator compiles nothing */
 long wf_coordinator_compiles(void) { return n_compiles; }
 
 volatile sig_atomic_t wf_coord_interrupted;
+
+double co_wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 /* ---- output ---- */
 
@@ -131,8 +138,10 @@ static void plan_free(struct job *jb) {
     jb->clip_vals = NULL;
 }
 
-static void job_free(struct job *jb) {
+void co_job_free(struct job *jb) {
     wf_job_free(&jb->job);
+    wf_free(jb->opts_path);
+    wf_free(jb->opts_resume);
     wf_model_free(&jb->model);
     wf_free(jb->model_text);
     for (int i = 0; i < LOSS_RING; i++)
@@ -156,9 +165,17 @@ static int absolutize(char **p) {
     return WF_OK;
 }
 
-static int job_setup(struct job *jb, const struct wf_run_opts *o) {
+int co_job_setup(struct coord *co, struct job *jb, const struct wf_run_opts *o) {
     int rc;
     struct wf_job *j = &jb->job;
+    (void)co;
+    jb->opts = *o; /* for the journal */
+    jb->opts_path = wf_strdup(o->job_path);
+    jb->opts_resume = o->resume ? wf_strdup(o->resume) : NULL;
+    if (!jb->opts_path || (o->resume && !jb->opts_resume)) return wf_error(WF_ERR_NOMEM, "out of memory");
+    jb->opts.job_path = jb->opts_path;
+    jb->opts.resume = jb->opts_resume;
+    jb->opts.trace = NULL;
     if ((rc = wf_job_load(j, o->job_path)) < 0) return rc;
     if ((rc = wf_job_check_files(j)) < 0) return rc;
     if (o->micro_batches > 0) j->micro_batches = o->micro_batches;
@@ -221,7 +238,7 @@ static int job_setup(struct job *jb, const struct wf_run_opts *o) {
     snprintf(jb->ckpt_path, n, "%s/checkpoint.safetensors", j->out);
     char mpath[4200];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", j->out);
-    if (!(jb->metrics = fopen(mpath, j->resume ? "a" : "w")))
+    if (!(jb->metrics = fopen(mpath, j->resume || jb->takeover ? "a" : "w")))
         return wf_error(WF_ERR_IO, "%s: cannot open for writing", mpath);
     jb->state = J_WAITING;
     jb->state_step = -1;
@@ -431,6 +448,13 @@ int co_assign(struct coord *co, struct job *jb, const int *nodes) {
 
 /* ---- results from the workers ---- */
 
+void co_metrics_step(struct job *jb, int64_t step, double loss, double sps, double time_s) {
+    double lr = wf_lr_at(&jb->job, (long)step, jb->steps_per_epoch * jb->job.epochs);
+    fprintf(jb->metrics,
+            "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f}\n",
+            (long long)step + 1, (long long)(step / jb->steps_per_epoch + 1), loss, lr, sps, time_s);
+}
+
 static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
     int64_t step = m->step;
     if (step < 0 || m->first + m->n > (uint32_t)jb->K) {
@@ -457,6 +481,7 @@ static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
     if (jb->ids_set && step < jb->total) jb->ids_set[step] = jb->version ? jb->version : 1;
     jb->steps_done = done;
     if (done <= jb->logged) { /* a step done again after a recovery: it must give the same loss */
+        jl_step(co, jb, step);
         if (jb->loss_all && step < jb->total) {
             jb->replay_checked++;
             if (memcmp(&jb->loss_all[step], &loss, sizeof loss)) {
@@ -469,14 +494,16 @@ static void on_loss(struct coord *co, struct job *jb, const struct wf_msg *m) {
         return;
     }
     jb->logged = done;
-    if (jb->loss_all && step < jb->total) jb->loss_all[step] = loss;
-    el_step_done(co, jb, done);
     double sps = (double)(done - jb->start_step) * jb->job.batch / (now - jb->t_start + 1e-12);
+    if (jb->loss_all && step < jb->total) {
+        jb->loss_all[step] = loss;
+        jb->step_t[2 * step] = now - jb->t_start;
+        jb->step_t[2 * step + 1] = sps;
+    }
+    jl_step(co, jb, step); /* the journal first: a metrics line it lacks would be written twice */
+    el_step_done(co, jb, done);
     jb->last_loss = loss;
-    double lr = wf_lr_at(&jb->job, step, jb->steps_per_epoch * jb->job.epochs);
-    fprintf(jb->metrics,
-            "{\"step\":%ld,\"epoch\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"samples_per_s\":%.1f,\"time_s\":%.4f}\n", done,
-            step / jb->steps_per_epoch + 1, loss, lr, sps, now - jb->t_start);
+    co_metrics_step(jb, step, loss, sps, now - jb->t_start);
     if (now - jb->last_print > 0.2 || done == jb->total) {
         fflush(jb->metrics);
         double eta = (double)(jb->total - done) * jb->job.batch / (sps > 0 ? sps : 1);
@@ -492,6 +519,8 @@ static void on_eval(struct coord *co, struct job *jb, const struct wf_msg *m) {
     jb->evals_logged = (int)m->epoch + 1;
     jb->test_loss = m->loss_sum / (double)m->count;
     jb->test_acc = (double)m->correct / (double)m->count;
+    jl_rec(co, 0, "eval %lld %ld %.17g %.17g %.17g", (long long)m->epoch, jb->steps_done, jb->last_loss, jb->test_loss,
+           jb->test_acc);
     fprintf(jb->metrics,
             "{\"event\":\"epoch\",\"epoch\":%lld,\"step\":%ld,\"train_loss\":%.9g,\"test_loss\":%.9g,"
             "\"test_acc\":%.6f}\n",
@@ -540,8 +569,10 @@ static void on_state(struct coord *co, struct job *jb, int w, const struct wf_ms
                                .epoch_step = m->epoch_step};
     if (wf_checkpoint_write(jb->ckpt_path, &cs) < 0)
         co_job_fail(jb, 1, "%s", wf_errmsg());
-    else
+    else {
         jb->ckpt_step = m->step;
+        jl_rec(co, 0, "ckpt %lld", (long long)m->step);
+    }
 }
 
 /* A stage's sums of squared gradients; with every stage's in, the global
@@ -631,7 +662,10 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
                 wf_msg_send(&co->nodes[jb->node[k]].c, &go, CTL_TIMEOUT);
             jb->state = J_RUNNING;
             double now = wf_now();
-            if (jb->t_start == 0) jb->t_start = now;
+            if (jb->t_start == 0) {
+                jb->t_start = now;
+                jl_rec(co, 0, "start %.3f", co_wall());
+            }
             jb->t_set = now;
             if (jb->version > 1)
                 co_emit(co, jb, 0, "job %d: node set %u compiled in %.2f s; training goes on from step %ld", jb->id,
@@ -646,6 +680,7 @@ static void handle(struct coord *co, int ni, struct wf_msg *m) {
                     m->text ? m->text : "");
         break;
     case WF_M_FAIL:
+        if (w < 0) break; /* not in the running set: a failure of a set it has left */
         co_job_fail(jb, 1, "%s failed: %s", co_node_desc(co, jb, ni, d, sizeof d), m->text ? m->text : "");
         break;
     /* results of the set that is running, or stopping (a stopping set's steps are as good) */
@@ -746,8 +781,13 @@ static void accept_conn(struct coord *co) {
         }
         wf_conn_set_name(&nd->c, "worker node %d (pid %d)", nd->id, nd->pid);
         struct wf_msg wel = {.type = WF_M_WELCOME, .id = (uint64_t)nd->id};
-        if (wf_msg_send(&nd->c, &wel, CTL_TIMEOUT) < 0) co_drop_node(co, i);
-        WF_LOGI("coord", "worker node %d registered: %s pid %d, %d cores", nd->id, nd->host, nd->pid, nd->cores);
+        if (wf_msg_send(&nd->c, &wel, CTL_TIMEOUT) < 0) {
+            co_drop_node(co, i);
+        } else {
+            WF_LOGI("coord", "worker node %d %s: %s pid %d, %d cores", nd->id,
+                    h.link == 1 ? "registered again" : "registered", nd->host, nd->pid, nd->cores);
+            if (h.link == 1 && co->job.takeover) el_rejoined(co, &co->job, i);
+        }
     } else if (h.role == WF_ROLE_CLIENT) {
         int i = 0;
         while (i < MAX_CLIENTS && co->clients[i].used)
@@ -774,15 +814,33 @@ static void client_msg(struct coord *co, int ci, struct wf_msg *m) {
         status_text(co, buf, sizeof buf);
         struct wf_msg r = {.type = WF_M_STATUS_REPLY, .text = buf};
         wf_msg_send(&cl->c, &r, 5.0);
+    } else if (m->type == WF_M_SUBMIT && m->link == 1) { /* a client watching again, after losing the coordinator */
+        struct job *jb = &co->job;
+        int same = jb->state != J_NONE && jb->opts_path && m->text && !strcmp(jb->opts_path, m->text);
+        if (!same) {
+            char text[4300];
+            snprintf(text, sizeof text, "the coordinator has no job %s", m->text ? m->text : "");
+            struct wf_msg r = {.type = WF_M_JOB_END, .status = WF_ERR_NOTFOUND, .text = text};
+            wf_msg_send(&cl->c, &r, 5.0);
+        } else if (jb->state == J_DONE || jb->state == J_FAILED) {
+            struct wf_msg r = {.type = WF_M_JOB_END,
+                               .status = jb->state == J_DONE ? WF_OK : WF_ERR_PEER,
+                               .text = jb->state == J_DONE ? (char *)"done" : jb->fail_msg};
+            wf_msg_send(&cl->c, &r, 5.0);
+        } else {
+            jb->client = ci;
+            co_emit(co, jb, 0, "job %d: watching again (step %ld/%ld)", jb->id, jb->steps_done, jb->total);
+        }
     } else if (m->type == WF_M_SUBMIT) {
         struct job *jb = &co->job;
-        if (jb->state == J_WAITING || jb->state == J_COMPILING || jb->state == J_RUNNING) {
+        if (jb->state == J_WAITING || jb->state == J_COMPILING || jb->state == J_RUNNING || jb->state == J_RECOVERING ||
+            jb->state == J_HOLD) {
             struct wf_msg r = {
                 .type = WF_M_JOB_END, .status = WF_ERR_INVALID, .text = (char *)"a job is already running"};
             wf_msg_send(&cl->c, &r, 5.0);
             return;
         }
-        job_free(jb);
+        co_job_free(jb);
         struct wf_run_opts o = {.job_path = m->text,
                                 .workers = (int)m->workers,
                                 .pp = (int)m->pp,
@@ -798,11 +856,17 @@ static void client_msg(struct coord *co, int ci, struct wf_msg *m) {
         if (m->hb_timeout_s > 0) co->hb_timeout = m->hb_timeout_s;
         jb->client = ci;
         jb->id = ++co->next_job;
-        int rc = job_setup(jb, &o);
+        int rc = co_job_setup(co, jb, &o);
         if (rc < 0) {
             struct wf_msg r = {.type = WF_M_JOB_END, .status = rc, .text = (char *)wf_errmsg()};
             wf_msg_send(&cl->c, &r, 5.0);
-            job_free(jb);
+            co_job_free(jb);
+            return;
+        }
+        if ((rc = jl_begin(co, jb)) < 0) {
+            struct wf_msg r = {.type = WF_M_JOB_END, .status = rc, .text = (char *)wf_errmsg()};
+            wf_msg_send(&cl->c, &r, 5.0);
+            co_job_free(jb);
             return;
         }
         co_emit(co, jb, 0, "job %d accepted: %s", jb->id, m->text);
@@ -825,6 +889,7 @@ static int job_finish(struct coord *co, struct job *jb) {
     }
     int status = ok ? WF_OK : WF_ERR_PEER;
     if (jb->state != J_WAITING) el_write_samples(jb);
+    jl_end(co, jb, ok);
     if (jb->elastic) { /* the history of node sets and recoveries, as weft status shows it */
         static char hist[1 << 16];
         el_status(co, jb, hist, sizeof hist);
@@ -910,13 +975,18 @@ int wf_coordinator(const struct wf_coord_opts *o) {
         jb->client = -1;
         jb->quiet = o->run->quiet;
         jb->id = ++co->next_job;
-        if ((rc = job_setup(jb, o->run)) < 0) {
-            job_free(jb);
+        if ((rc = co_job_setup(co, jb, o->run)) < 0) {
+            co_job_free(jb);
             wf_free(co);
             return rc;
         }
         contact_files(co, jb, 0);
+    } else if (o->journal && (rc = jl_takeover(co, o->journal)) < 0) {
+        co_job_free(jb);
+        wf_free(co);
+        return rc;
     }
+    rc = WF_OK;
     double wait_report = wf_now();
     while (!finished) {
         struct pollfd pf[1 + MAX_NODES + MAX_CLIENTS];
@@ -1029,7 +1099,8 @@ int wf_coordinator(const struct wf_coord_opts *o) {
     char keep[1024];
     snprintf(keep, sizeof keep, "%s", wf_errmsg());
     if (o->run) contact_files(co, jb, 1);
-    job_free(jb);
+    if (co->journal) fclose(co->journal);
+    co_job_free(jb);
     wf_free(co);
     if (rc < 0) wf_error(rc, "%s", keep);
     return rc;

@@ -37,12 +37,6 @@
 
 #include "coord_int.h"
 
-static double unix_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 const char *el_src_name(int src) {
     switch (src) {
     case SRC_DISK: return "the checkpoint on disk";
@@ -78,7 +72,8 @@ int el_setup(struct job *jb) {
     jb->ids = wf_calloc(steps * (size_t)jb->job.batch, sizeof(uint32_t));
     jb->ids_set = wf_calloc(steps, sizeof(uint32_t));
     jb->loss_all = wf_calloc(steps, sizeof(double));
-    if (!jb->ids || !jb->ids_set || !jb->loss_all) return wf_error(WF_ERR_NOMEM, "out of memory");
+    jb->step_t = wf_calloc(2 * steps, sizeof(double));
+    if (!jb->ids || !jb->ids_set || !jb->loss_all || !jb->step_t) return wf_error(WF_ERR_NOMEM, "out of memory");
     if (!jb->elastic) return WF_OK;
     const struct wf_graph *g = &jb->part.g; /* every plan has the same logical graph */
     jb->goff = wf_calloc((size_t)g->n_params + 1, sizeof(int64_t));
@@ -98,6 +93,7 @@ void el_free(struct job *jb) {
     wf_free(jb->ids);
     wf_free(jb->ids_set);
     wf_free(jb->loss_all);
+    wf_free(jb->step_t);
     wf_free(jb->goff);
     wf_free(jb->fetch_from);
     wf_free(jb->fetch_got);
@@ -132,6 +128,7 @@ static void el_select(struct coord *co, struct job *jb);
 
 /* Every member has left the set (or is gone). */
 static void stopped_all(struct coord *co, struct job *jb) {
+    if (jb->takeover) return; /* el_tick goes on once the workers are back */
     struct change *c = open_change(jb);
     if (c) c->high_water = jb->logged;
     el_select(co, jb);
@@ -163,6 +160,7 @@ static void el_begin(struct coord *co, struct job *jb, int failure, int64_t stop
             return;
         }
         jb->fail_times[jb->nfail_times++] = now;
+        jl_rec(co, 0, "failure %.3f", co_wall());
     }
     struct change *c = open_change(jb);
     if (c && !c->closed && jb->state != J_RUNNING) { /* during a change: one more cause for it */
@@ -177,8 +175,9 @@ static void el_begin(struct coord *co, struct job *jb, int failure, int64_t stop
         snprintf(c->cause, sizeof c->cause, "%s", cause);
         c->from_version = jb->version;
         c->t0 = now;
-        c->wall0 = unix_now();
+        c->wall0 = co_wall();
     }
+    jl_change(co, jb, jb->ch_open);
     co_emit(co, jb, 0, "job %d: %s; %s", jb->id, cause,
             failure ? "the survivors stop and the node set is re-planned" : "the set grows at a step boundary");
     jb->fail_at = 0; /* what the survivors report about the lost peer is this failure, not another */
@@ -393,7 +392,7 @@ static void el_plan(struct coord *co, struct job *jb) {
             co_emit(co, jb, 0, "job %d holds: %d worker%s left, at least %d needed; waiting for workers to join",
                     jb->id, n, n == 1 ? "" : "s", jb->nmin);
             fprintf(jb->metrics, "{\"event\":\"hold\",\"workers\":%d,\"min\":%d,\"step\":%ld,\"unix\":%.3f}\n", n,
-                    jb->nmin, jb->steps_done, unix_now());
+                    jb->nmin, jb->steps_done, co_wall());
             fflush(jb->metrics);
         }
         jb->state = J_HOLD;
@@ -413,7 +412,7 @@ static void el_plan(struct coord *co, struct job *jb) {
     jb->steps_done = t;
     jb->t_assign = wf_now();
     struct setrec *sr = &jb->sets[jb->nsets++ % MAX_HISTORY];
-    *sr = (struct setrec){.version = jb->version, .S = jb->S, .D = D, .n = used, .step = t, .wall = unix_now()};
+    *sr = (struct setrec){.version = jb->version, .S = jb->S, .D = D, .n = used, .step = t, .wall = co_wall()};
     for (int i = 0; i < used; i++)
         sr->pid[i] = co->nodes[idle[i]].pid;
     struct change *c = open_change(jb);
@@ -425,9 +424,72 @@ static void el_plan(struct coord *co, struct job *jb) {
         co_emit(co, jb, 0, "job %d: node set %u: %d stage%s x %d replica%s on %d workers, from step %lld (%s)%s",
                 jb->id, jb->version, jb->S, jb->S > 1 ? "s" : "", D, D > 1 ? "s" : "", used, (long long)t,
                 el_src_name(jb->src), c->replayed ? "; steps after it are done again" : "");
+        jl_change(co, jb, jb->ch_open);
     }
     log_set(jb, sr);
+    char pids[MAX_NODES * 12];
+    size_t pk = 0;
+    pids[0] = 0;
+    for (int i = 0; i < used; i++)
+        wf_appendf(pids, sizeof pids, &pk, " %d", sr->pid[i]);
+    jl_rec(co, 1, "set %u %d %d %d %lld %d %.3f%s", sr->version, sr->S, sr->D, sr->n, (long long)sr->step, jb->src,
+           sr->wall, pids); /* before the ASSIGNs: a restarted coordinator knows the newest set */
     if (co_assign(co, jb, idle) < 0) co_job_fail(jb, 2, "%s", wf_errmsg());
+}
+
+/* How many workers of the last set have registered again. */
+static int takeover_back(const struct coord *co, const struct job *jb) {
+    if (jb->nsets == 0) return 0;
+    const struct setrec *sr = &jb->sets[(jb->nsets - 1) % MAX_HISTORY];
+    int back = 0;
+    for (int p = 0; p < sr->n; p++)
+        for (int i = 0; i < MAX_NODES; i++)
+            if (co->nodes[i].used && co->nodes[i].pid == sr->pid[p]) {
+                back++;
+                break;
+            }
+    return back;
+}
+
+void el_takeover_begin(struct coord *co, struct job *jb, double wait_s, const char *journal) {
+    char cause[512];
+    snprintf(cause, sizeof cause, "the coordinator restarted (journal %s); the workers register again", journal);
+    struct change *c = open_change(jb);
+    if (c && !c->closed) { /* it went down during a change: that change goes on */
+        size_t k = strlen(c->cause);
+        wf_appendf(c->cause, sizeof c->cause, &k, "; then %s", cause);
+        c->failure = c->takeover = 1;
+    } else {
+        jb->ch_open = jb->nch++;
+        c = open_change(jb);
+        memset(c, 0, sizeof *c);
+        c->failure = c->takeover = 1;
+        snprintf(c->cause, sizeof c->cause, "%s", cause);
+        c->from_version = jb->version;
+        c->t0 = wf_now();
+        c->wall0 = co_wall();
+    }
+    jl_change(co, jb, jb->ch_open);
+    jb->state = J_RECOVERING;
+    jb->rstate = R_STOPPING;
+    jb->takeover = 1;
+    jb->takeover_until = wf_now() + wait_s;
+    jb->ninv = 0;
+    memset(jb->stopping, 0, sizeof jb->stopping);
+    co_emit(co, jb, 0, "job %d: taken over at step %ld of %ld (node set %u); waiting up to %.0f s for its workers",
+            jb->id, jb->logged, jb->total, jb->version, wait_s);
+}
+
+void el_rejoined(struct coord *co, struct job *jb, int ni) {
+    if (!jb->takeover || jb->state != J_RECOVERING || jb->rstate != R_STOPPING) return;
+    struct wf_msg m = {.type = WF_M_STOP, .version = jb->version, .step = -1}; /* its snapshots, please */
+    if (wf_msg_send(&co->nodes[ni].c, &m, 2.0) < 0) {
+        co_drop_node(co, ni);
+        return;
+    }
+    jb->stopping[ni] = 1;
+    char d[160];
+    co_emit(co, jb, 0, "job %d: %s is back", jb->id, co_node_desc(co, jb, ni, d, sizeof d));
 }
 
 void el_tick(struct coord *co, struct job *jb, double now) {
@@ -435,6 +497,17 @@ void el_tick(struct coord *co, struct job *jb, double now) {
     double newest = 0;
     for (int i = 0; i < MAX_NODES; i++)
         if (co->nodes[i].used && co->nodes[i].slot < 0 && co->nodes[i].t_join > newest) newest = co->nodes[i].t_join;
+    if (jb->takeover) { /* every worker of the last set back and answered, or the wait is over */
+        int asked = 0;
+        for (int i = 0; i < MAX_NODES; i++)
+            asked += jb->stopping[i];
+        const struct setrec *sr = jb->nsets ? &jb->sets[(jb->nsets - 1) % MAX_HISTORY] : NULL;
+        int all = !sr || takeover_back(co, jb) == sr->n;
+        if (asked || (!all && now < jb->takeover_until)) return;
+        jb->takeover = 0;
+        stopped_all(co, jb);
+        return;
+    }
     switch (jb->state) {
     case J_WAITING: {
         int want = WF_MIN(jb->n, jb->nmax);
@@ -467,11 +540,17 @@ void el_step_done(struct coord *co, struct job *jb, long done) {
     if (!c || c->closed || jb->state != J_RUNNING || jb->version != c->to_version || done <= c->high_water) return;
     c->closed = 1;
     c->secs = wf_now() - c->t0;
-    c->wall = unix_now();
+    c->wall = co_wall();
+    jl_change(co, jb, jb->ch_open);
     co_emit(co, jb, 0, "job %d: %s in %.2f s (node set %u -> %u, from step %lld, %ld step%s done again)", jb->id,
-            c->failure ? "recovered" : "grew", c->secs, c->from_version, c->to_version, (long long)c->restored,
-            c->replayed, c->replayed == 1 ? "" : "s");
-    fprintf(jb->metrics, "{\"event\":\"%s\",\"n\":%d,\"cause\":", c->failure ? "recovery" : "scale_up",
+            c->takeover  ? "taken over"
+            : c->failure ? "recovered"
+                         : "grew",
+            c->secs, c->from_version, c->to_version, (long long)c->restored, c->replayed, c->replayed == 1 ? "" : "s");
+    fprintf(jb->metrics, "{\"event\":\"%s\",\"n\":%d,\"cause\":",
+            c->takeover  ? "takeover"
+            : c->failure ? "recovery"
+                         : "scale_up",
             jb->ch_open + 1);
     json_str(jb->metrics, c->cause);
     fprintf(jb->metrics,
@@ -494,6 +573,11 @@ size_t el_status(const struct coord *co, const struct job *jb, char *buf, size_t
     wf_appendf(buf, n, &k, ", node set version %u, %d workers (min %d, max %d), step %ld/%ld", jb->version, jb->n,
                jb->nmin, jb->nmax, jb->steps_done, jb->total);
     if (jb->state == J_HOLD) wf_appendf(buf, n, &k, ", below the minimum: waiting for workers to join");
+    if (jb->takeover && jb->nsets > 0) {
+        const struct setrec *sr = &jb->sets[(jb->nsets - 1) % MAX_HISTORY];
+        wf_appendf(buf, n, &k, ", taken over by a restarted coordinator: %d of the %d workers of set %u back",
+                   takeover_back(co, jb), sr->n, sr->version);
+    }
     wf_appendf(buf, n, &k, "\n");
     if (jb->state == J_RUNNING || jb->state == J_COMPILING)
         for (int w = 0; w < jb->n; w++)
@@ -510,7 +594,10 @@ size_t el_status(const struct coord *co, const struct job *jb, char *buf, size_t
     }
     for (int i = WF_MAX(0, jb->nch - MAX_HISTORY); i < jb->nch; i++) {
         const struct change *c = &jb->ch[i % MAX_HISTORY];
-        wf_appendf(buf, n, &k, "  change %d (%s): %s; set %u -> ", i + 1, c->failure ? "recovery" : "scale-up",
+        wf_appendf(buf, n, &k, "  change %d (%s): %s; set %u -> ", i + 1,
+                   c->takeover  ? "takeover"
+                   : c->failure ? "recovery"
+                                : "scale-up",
                    c->cause, c->from_version);
         if (c->to_version)
             wf_appendf(buf, n, &k, "%u, restored step %lld from %s, %ld steps done again", c->to_version,

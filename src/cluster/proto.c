@@ -184,6 +184,7 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m) {
         wf_put_u32(b, m->snapshot_every);
         wf_put_f64(b, m->settle_s);
         wf_put_f64(b, m->hb_timeout_s);
+        wf_put_u32(b, m->link);
         break;
     case WF_M_JOB_END:
         wf_put_u64(b, (uint64_t)m->status);
@@ -379,6 +380,7 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
         m->snapshot_every = wf_get_u32(r);
         m->settle_s = wf_get_f64(r);
         m->hb_timeout_s = wf_get_f64(r);
+        m->link = wf_get_u32(r);
         break;
     case WF_M_JOB_END:
         m->status = (int64_t)wf_get_u64(r);

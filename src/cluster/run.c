@@ -146,7 +146,7 @@ static int client_connect(struct wf_conn *c, const char *host, int port, const s
     return WF_OK;
 }
 
-int wf_submit(const char *host, int port, const struct wf_token *t, const struct wf_run_opts *o) {
+int wf_submit(const char *host, int port, const struct wf_token *t, const struct wf_run_opts *o, double reconnect_s) {
     char path[4096];
     if (!realpath(o->job_path, path)) return wf_error(WF_ERR_NOTFOUND, "%s: job file not found", o->job_path);
     struct wf_conn c;
@@ -169,7 +169,28 @@ int wf_submit(const char *host, int port, const struct wf_token *t, const struct
     if ((rc = wf_msg_send(&c, &m, 10.0)) < 0) goto done;
     for (;;) {
         struct wf_msg r;
-        if ((rc = wf_msg_recv(&c, &r, 3600.0 * 24)) < 0) break;
+        if ((rc = wf_msg_recv(&c, &r, 3600.0 * 24)) < 0) {
+            if (reconnect_s <= 0 || rc == WF_ERR_TIMEOUT) break;
+            /* the coordinator went away: watch the job again once one is back (--journal takes it over) */
+            fprintf(stderr, "weft submit: lost the coordinator (%s); watching again when it is back (up to %.0f s)\n",
+                    wf_errmsg(), reconnect_s);
+            wf_conn_close(&c);
+            double until = wf_now() + reconnect_s;
+            rc = WF_ERR_PEER;
+            while (wf_now() < until) {
+                usleep(500000);
+                if (client_connect(&c, host, port, t) < 0) continue;
+                m.link = 1; /* attach to the job of this path */
+                if ((rc = wf_msg_send(&c, &m, 10.0)) == WF_OK) break;
+                wf_conn_close(&c);
+            }
+            if (rc < 0) {
+                rc = wf_error(WF_ERR_PEER, "the coordinator %s:%d did not come back within %.0f s", host, port,
+                              reconnect_s);
+                return rc;
+            }
+            continue;
+        }
         if (r.type == WF_M_JOB_EVENT) {
             printf("%s\n", r.text ? r.text : "");
             fflush(stdout);

@@ -188,7 +188,12 @@ struct stage {
     long start_step;
     uint32_t *ids; /* this step's sample ids (last stage): reported with the losses */
     int n_ids;
+    uint32_t ct_lost; /* times the coordinator was lost before the ASSIGN was taken on (ct_losses) */
 };
+
+/* What the job sends goes only to the coordinator that assigned it, none
+ * registered with again after losing it. */
+static int job_send(struct stage *st, const struct wf_msg *m) { return ctl_send_since(st->ct, m, st->ct_lost); }
 
 static void trace(struct stage *st, int kind, int mb, double t0, double t1) {
     if (!st->tracing || st->ntr >= st->trcap) return;
@@ -560,7 +565,7 @@ static int clip(struct stage *st) {
                                .first = (uint32_t)st->s,
                                .n = (uint32_t)g->n_params,
                                .vals = part};
-            if ((rc = ctl_send(st->ct, &m)) < 0) return rc;
+            if ((rc = job_send(st, &m)) < 0) return rc;
         }
         ctl_doing(st->ct, st->step + 1, "waiting for the global gradient norm");
         double t0 = wf_now();
@@ -692,7 +697,7 @@ static int stage_step(struct stage *st) {
                            .vals = st->losses,
                            .ids = st->ids,
                            .n_ids = (uint32_t)st->n_ids};
-        if ((rc = ctl_send(st->ct, &m)) < 0) return rc;
+        if ((rc = job_send(st, &m)) < 0) return rc;
     }
     st->step++;
     st->epoch_step++;
@@ -733,7 +738,7 @@ static int stage_eval(struct stage *st) {
     if (rc < 0 || st->has_next) return rc;
     struct wf_msg m = {
         .type = WF_M_EVAL, .epoch = st->epoch, .loss_sum = sum, .correct = (uint64_t)correct, .count = (uint64_t)n};
-    return ctl_send(st->ct, &m);
+    return job_send(st, &m);
 }
 
 static int stage_send_state(struct stage *st) {
@@ -752,7 +757,7 @@ static int stage_send_state(struct stage *st) {
                        .epoch_step = st->epoch_step,
                        .data = buf,
                        .nbytes = bytes};
-    int rc = ctl_send(st->ct, &m);
+    int rc = job_send(st, &m);
     wf_free(buf);
     return rc;
 }
@@ -767,8 +772,9 @@ static int stage_snapshot(struct stage *st) {
     int slots = (st->opt_a != NULL) + (st->opt_b != NULL);
     int every = st->step % st->snap_every == 0 || st->step == st->start_step;
     pthread_mutex_lock(&ct->snap_mu);
+    uint32_t version = ct->version;
     struct snap *p = snap_slot(ct, every ? 1 : 0);
-    int rc = snap_fill(p, every ? 1 : 0, ct->version, st->s, st->step, (size_t)n * (size_t)(1 + slots));
+    int rc = snap_fill(p, every ? 1 : 0, version, st->s, st->step, (size_t)n * (size_t)(1 + slots));
     if (rc == WF_OK) {
         memcpy(p->data, st->params, sizeof(float) * (size_t)n);
         if (st->opt_a) memcpy(p->data + n, st->opt_a, sizeof(float) * (size_t)n);
@@ -778,12 +784,12 @@ static int stage_snapshot(struct stage *st) {
     if (rc < 0 || !every || st->S == 1) return rc;
     /* only this thread writes own snapshots, so p->data stays as it is while it is sent */
     struct wf_msg m = {.type = WF_M_SNAP,
-                       .version = ct->version,
+                       .version = version,
                        .stage = (uint32_t)st->s,
                        .step = st->step,
                        .data = p->data,
                        .nbytes = p->n * sizeof(float)};
-    return ctl_send(ct, &m);
+    return job_send(st, &m);
 }
 
 static int stage_run(struct stage *st) {
@@ -823,10 +829,11 @@ static int local_addr(int fd, char *host, size_t n) {
     return WF_OK;
 }
 
-static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const struct wf_token *tok) {
+static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const struct wf_token *tok, uint32_t ct_lost) {
     struct stage *st = wf_calloc(1, sizeof *st);
     if (!st) return wf_error(WF_ERR_NOMEM, "out of memory");
     st->ct = ct;
+    st->ct_lost = ct_lost;
     st->prev.fd = st->next.fd = -1;
     st->in_name = a->in;
     st->out_name = a->out;
@@ -865,10 +872,11 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
                 a->worker, a->stage, a->n_stages, a->replica, a->n_replicas, secs, (unsigned long long)nodes,
                 (double)bytes / 1048576.0);
     }
-    int src = ctl_send(ct, &m);
+    int src = job_send(st, &m);
     if (rc < 0 || src < 0) {
         stage_free(st);
         wf_free(st);
+        if (rc == WF_OK && ct_stopping(ct)) return STOPPED; /* not sent: the coordinator was lost */
         return rc < 0 ? rc : src;
     }
     struct wf_msg go;
@@ -905,7 +913,7 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     if (rc == WF_OK) {
         if (st->tracing) {
             struct wf_msg t = {.type = WF_M_TRACE, .data = st->tr, .nbytes = sizeof *st->tr * (size_t)st->ntr};
-            rc = ctl_send(ct, &t);
+            rc = job_send(st, &t);
         }
         struct wf_msg d = {.type = WF_M_DONE,
                            .step = st->step,
@@ -913,14 +921,14 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
                            .comm_s = st->t_comm,
                            .idle_s = st->t_idle,
                            .max_live = (uint64_t)st->max_live};
-        if (rc == WF_OK) rc = ctl_send(ct, &d);
+        if (rc == WF_OK) rc = job_send(st, &d);
     }
     stage_free(st);
     wf_free(st);
     return rc;
 }
 
-int wf_worker(const char *host, int port, const struct wf_token *tok, int once) {
+int wf_worker(const char *host, int port, const struct wf_token *tok, int once, double reconnect_s) {
     signal(SIGPIPE, SIG_IGN);
     struct wf_conn c;
     char name[300];
@@ -935,29 +943,30 @@ int wf_worker(const char *host, int port, const struct wf_token *tok, int once) 
     }
     char hn[64] = "worker";
     gethostname(hn, sizeof hn - 1);
-    struct wf_msg h = {.role = WF_ROLE_WORKER,
-                       .cores = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN),
-                       .mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE),
-                       .port = (uint32_t)dport,
-                       .pid = (uint32_t)getpid(),
-                       .name = hn};
-    struct wf_msg w;
-    if ((rc = wf_auth_connect(&c, tok, &h, CTL_TIMEOUT)) < 0 || (rc = wf_msg_recv(&c, &w, CTL_TIMEOUT)) < 0) {
+    struct ctl_link l = {.host = host,
+                         .port = port,
+                         .tok = tok,
+                         .cores = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN),
+                         .mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE),
+                         .data_port = (uint32_t)dport,
+                         .pid = (uint32_t)getpid(),
+                         .name = hn,
+                         .reconnect_s = reconnect_s};
+    struct wf_msg h = {
+        .role = WF_ROLE_WORKER, .cores = l.cores, .mem = l.mem, .port = l.data_port, .pid = l.pid, .name = hn};
+    uint64_t id = 0;
+    if ((rc = ctl_register(&c, tok, &h, CTL_TIMEOUT, &id)) < 0) {
         close(lfd);
         wf_conn_close(&c);
         return rc;
     }
-    if (w.type != WF_M_WELCOME) {
-        rc = wf_error(WF_ERR_AUTH, "%s refused this worker: %s", c.name, w.text ? w.text : wf_msg_name(w.type));
-        wf_msg_free(&w);
+    WF_LOGI("worker", "registered with %s as worker %llu (data port %d)", c.name, (unsigned long long)id, dport);
+    struct control *ct = ctl_start(&c, &l);
+    if (!ct) {
         close(lfd);
         wf_conn_close(&c);
-        return rc;
+        return wf_error(WF_ERR_NOMEM, "out of memory");
     }
-    WF_LOGI("worker", "registered with %s as worker %llu (data port %d)", c.name, (unsigned long long)w.id, dport);
-    wf_msg_free(&w);
-    struct control *ct = ctl_start(&c);
-    if (!ct) return wf_error(WF_ERR_NOMEM, "out of memory");
     for (;;) {
         struct wf_msg m;
         ctl_doing(ct, 0, "idle");
@@ -969,8 +978,12 @@ int wf_worker(const char *host, int port, const struct wf_token *tok, int once) 
         }
         if (m.type == WF_M_STOP) { /* taken out of a set while idle (after a failure): its snapshots */
             uint32_t v = m.version;
+            int own = m.link; /* the control thread's, on losing the coordinator: the restarted one sends its own */
             wf_msg_free(&m);
-            if (v != ct->answered) send_stopped(ct, v);
+            pthread_mutex_lock(&ct->mu);
+            int answer = !own && v != ct->answered;
+            pthread_mutex_unlock(&ct->mu);
+            if (answer) send_stopped(ct, v);
             continue;
         }
         if (m.type != WF_M_ASSIGN) {
@@ -978,13 +991,12 @@ int wf_worker(const char *host, int port, const struct wf_token *tok, int once) 
             continue;
         }
         int elastic = (int)m.elastic;
-        rc = run_job(ct, &m, lfd, tok);
+        uint32_t ct_lost = ct_losses(ct);
+        rc = run_job(ct, &m, lfd, tok, ct_lost);
         wf_msg_free(&m);
         if (rc == STOPPED) { /* out of the node set; this process stays for the next one */
-            pthread_mutex_lock(&ct->mu);
-            uint32_t v = ct->stop_version;
-            pthread_mutex_unlock(&ct->mu);
-            send_stopped(ct, v);
+            uint32_t v;
+            if (!ct_stopped_by_loss(ct, &v)) send_stopped(ct, v);
             rc = WF_OK;
             continue;
         }
@@ -992,7 +1004,7 @@ int wf_worker(const char *host, int port, const struct wf_token *tok, int once) 
             char text[1024];
             snprintf(text, sizeof text, "%s", wf_errmsg());
             struct wf_msg f = {.type = WF_M_FAIL, .text = text};
-            ctl_send(ct, &f);
+            ctl_send_since(ct, &f, ct_lost); /* not to a coordinator registered with again: not its job */
             fprintf(stderr, "weft worker: %s\n", text);
             if (elastic) continue; /* the coordinator decides: a recovery (STOP) or the end (ABORT) */
             if (once) break;
