@@ -160,10 +160,12 @@ struct stage {
     int64_t *acc;
     int64_t n_params;
     struct wf_data_src data;
-    struct wf_feeder *feed; /* this replica's part of each global batch; NULL on a stage without data inputs */
-    float *xs;              /* gather scratch for a stage without the image input */
-    int32_t *ys;            /* ... without the label input */
-    struct wf_conn prev, next;
+    struct wf_feeder *feed;          /* this replica's part of each global batch; NULL on a stage without data inputs */
+    float *xs;                       /* gather scratch for a stage without the image input */
+    int32_t *ys;                     /* ... without the label input */
+    struct wf_conn prev, next;       /* received on by this thread */
+    struct wf_conn prev_tx, next_tx; /* the same sockets (dup), sent on by the sender thread: an error on
+                                      * one side closes only that side's descriptor */
     int has_prev, has_next;
     struct wf_conn *dp_conns;
     struct wf_conn **dp_peers;
@@ -231,6 +233,8 @@ static void stage_free(struct stage *st) {
     ct_untrack_all(st->ct);
     wf_conn_close(&st->prev);
     wf_conn_close(&st->next);
+    wf_conn_close(&st->prev_tx);
+    wf_conn_close(&st->next_tx);
     for (int i = 0; st->dp_conns && i < st->D; i++)
         wf_conn_close(&st->dp_conns[i]);
     wf_free(st->dp_conns);
@@ -381,7 +385,7 @@ struct want {
 static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, const struct wf_token *tok) {
     int D = st->D;
     int me = st->w;
-    st->prev.fd = st->next.fd = -1;
+    st->prev.fd = st->next.fd = st->prev_tx.fd = st->next_tx.fd = -1;
     st->dp_conns = wf_calloc((size_t)D, sizeof *st->dp_conns);
     st->dp_peers = wf_calloc((size_t)D, sizeof *st->dp_peers);
     if (!st->dp_conns || !st->dp_peers) return wf_error(WF_ERR_NOMEM, "out of memory");
@@ -449,6 +453,8 @@ static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, cons
                              want[i].peer % D);
     st->has_prev = st->s > 0;
     st->has_next = st->s < st->S - 1;
+    if (st->has_prev && (rc = wf_conn_from_fd(&st->prev_tx, dup(st->prev.fd), st->prev.name)) < 0) return rc;
+    if (st->has_next && (rc = wf_conn_from_fd(&st->next_tx, dup(st->next.fd), st->next.name)) < 0) return rc;
     for (int i = 0; i < D; i++)
         st->dp_peers[i] = i == st->r ? NULL : &st->dp_conns[i];
     st->dp = (struct wf_group){.rank = st->r, .size = D, .peers = st->dp_peers, .timeout_s = PEER_TIMEOUT};
@@ -631,7 +637,7 @@ static int stage_step(struct stage *st) {
                  * of micro-batch kg before the slot is used again: the next stage sends
                  * that gradient only after it has received this whole activation. */
                 int copy = !(st->train_bwd && g->seed_grad >= 0);
-                rc = sender_post(&st->snd, &st->next, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, out_v),
+                rc = sender_post(&st->snd, &st->next_tx, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, out_v),
                                  (size_t)g->v[out_v].numel, copy);
                 trace(st, TR_SEND, kg, t1, wf_now());
             } else {
@@ -656,7 +662,7 @@ static int stage_step(struct stage *st) {
             st->t_compute += t1 - t0;
             trace(st, TR_B, kg, t0, t1);
             if (st->has_prev && g->n_diff_in > 0 && g->in_grad[0] >= 0) {
-                rc = sender_post(&st->snd, &st->prev, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->in_grad[0]),
+                rc = sender_post(&st->snd, &st->prev_tx, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->in_grad[0]),
                                  (size_t)g->v[g->in_grad[0]].numel, 1);
                 trace(st, TR_SEND, kg, t1, wf_now());
                 if (rc < 0) break;
@@ -724,7 +730,7 @@ static int stage_eval(struct stage *st) {
         e->loss_scale = 1.0f;
         if ((rc = wf_exec_forward(e)) < 0) break;
         if (st->has_next) {
-            rc = sender_post(&st->snd, &st->next, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, out_v),
+            rc = sender_post(&st->snd, &st->next_tx, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, out_v),
                              (size_t)g->v[out_v].numel, 1);
         } else {
             sum += (double)*(float *)wf_exec_ptr(e, g->loss);
@@ -834,7 +840,7 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     if (!st) return wf_error(WF_ERR_NOMEM, "out of memory");
     st->ct = ct;
     st->ct_lost = ct_lost;
-    st->prev.fd = st->next.fd = -1;
+    st->prev.fd = st->next.fd = st->prev_tx.fd = st->next_tx.fd = -1;
     st->in_name = a->in;
     st->out_name = a->out;
     st->x_name = a->x_name;
