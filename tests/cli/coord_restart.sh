@@ -173,4 +173,64 @@ check "journal: the job's end recorded" eval 'tail -1 "$journal" | grep -q " end
 kill -TERM "$cp"
 check "coordinator: SIGTERM, exits" wait_for 10 eval '! alive "$cp"'
 check "workers exit with it" wait_for 10 none_alive "${workers[@]}"
+
+# --- 5. what cannot be taken over is said so -----------------------------------
+# a job without --nodes (its workers do not wait), then an elastic job whose job
+# file changed while the coordinator was down
+journal=$tmp/coord2.journal
+rm -rf "$tmp/out"
+wait_job_steps() { # N: the job's metrics have N step lines
+  wait_for 120 at_least "$1"
+}
+if check "coordinator 4: starts" start_coordinator; then
+  workers=()
+  for i in 5 6; do
+    "$WEFT" worker --coordinator "$addr" --token-file "$tmp/tok" --reconnect 30 >"$tmp/w$i.out" 2>"$tmp/w$i.err" &
+    workers+=($!)
+    mine+=($!)
+  done
+  "$WEFT" submit "$tmp/job" --coordinator "$addr" --token-file "$tmp/tok" --workers 2 --pp 2 --reconnect 10 \
+    >"$tmp/sub2.out" 2>"$tmp/sub2.err" &
+  sp=$!
+  mine+=("$sp")
+  if wait_job_steps 10; then
+    kill -KILL "$cp"
+    wait "$cp" 2>/dev/null
+    check "coordinator 5: starts" start_coordinator
+    check "coordinator 5: a job without --nodes is reported, with its checkpoint" \
+      wait_for 10 grep -q "was running without --nodes.*resume it from $tmp/out/checkpoint.safetensors" \
+      "$tmp/coord$n_coord.err"
+    check "journal: that job ended" eval 'tail -1 "$journal" | grep -q " end failed$"'
+    for _ in $(seq 300); do alive "$sp" || break; sleep 0.1; done
+    wait "$sp"
+    rc=$?
+    check "its submit ends non-zero, saying the coordinator has no such job (exit $rc)" \
+      eval '[ "$rc" -ne 0 ] && grep -q "has no job" "$tmp/sub2.err"'
+    # an elastic job on the same two workers, its job file edited while the coordinator is down
+    rm -rf "$tmp/out"
+    check "both workers registered again" wait_for 20 eval 'status | grep -q "2 workers registered, 2 idle"'
+    "$WEFT" submit "$tmp/job" --coordinator "$addr" --token-file "$tmp/tok" --workers 2 --pp 2 --nodes 2:2 \
+      --reconnect 10 >"$tmp/sub3.out" 2>"$tmp/sub3.err" &
+    sp=$!
+    mine+=("$sp")
+    if wait_job_steps 10; then
+      kill -KILL "$cp"
+      wait "$cp" 2>/dev/null
+      sed -i 's/^lr = .*/lr = 0.002/' "$tmp/job"
+      check "coordinator 6: starts" start_coordinator
+      check "coordinator 6: refuses to take over a job whose file changed" \
+        wait_for 10 grep -q "cannot be taken over: the job file or its model changed" "$tmp/coord$n_coord.err"
+      for _ in $(seq 300); do alive "$sp" || break; sleep 0.1; done
+      wait "$sp"
+      rc=$?
+      check "its submit ends non-zero (exit $rc)" [ "$rc" -ne 0 ]
+    else
+      check "the elastic job runs on the workers that registered again" false
+    fi
+  else
+    check "a job without --nodes runs" false
+  fi
+  kill -TERM "$cp"
+  check "coordinator 6 and its workers exit" wait_for 10 none_alive "$cp" "${workers[@]}"
+fi
 check_done coord_restart
