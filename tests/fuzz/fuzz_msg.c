@@ -2,7 +2,8 @@
  * fuzz: the cluster message decoders (cluster layer). Byte 0 picks the
  * message type; the rest is its payload. Beyond "no crash, no sanitizer
  * report": a payload that decodes re-encodes to exactly the same bytes
- * (the layouts in docs/messages.md have one encoding each).
+ * (the layouts in docs/messages.md have one encoding each). The type table
+ * is in fuzz_types.h; make_corpus.c writes the seeds from it.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,17 +12,11 @@
 #include "weft/cluster.h"
 #include "weft/comm.h"
 
-static const int msg_types[] = {
-    WF_M_CHALLENGE,    WF_M_HELLO,   WF_M_WELCOME,   WF_M_REFUSE,       WF_M_ASSIGN, WF_M_COMPILE_DONE,
-    WF_M_COMPILE_FAIL, WF_M_START,   WF_M_HEARTBEAT, WF_M_STEP_LOSS,    WF_M_EVAL,   WF_M_STATE,
-    WF_M_DONE,         WF_M_FAIL,    WF_M_ABORT,     WF_M_SHUTDOWN,     WF_M_TRACE,  WF_M_SUBMIT,
-    WF_M_JOB_EVENT,    WF_M_JOB_END, WF_M_STATUS,    WF_M_STATUS_REPLY, WF_M_ACT,    WF_M_CLIP_PART,
-    WF_M_CLIP,         WF_M_GRAD,    WF_M_STOP,      WF_M_STOPPED,      WF_M_SNAP,   WF_M_FETCH,
-    WF_M_RESTORE,      999};
+#include "fuzz_types.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    int type = msg_types[data[0] % (sizeof msg_types / sizeof msg_types[0])];
+    int type = fuzz_msg_types[data[0] % FUZZ_MSG_NTYPES];
     struct wf_msg m;
     if (wf_msg_decode(&m, type, data + 1, size - 1) != 0) return 0;
     struct wf_wbuf b;
