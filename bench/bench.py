@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from benchlib import cpu_busy_s, idle_pct
+from benchlib import NOISY, cpu_busy_s, idle_pct
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,7 +27,6 @@ from torch_train import steady_rate  # noqa: E402  (the same window rule on both
 
 ROOT = os.path.dirname(HERE)
 TRAIN_N = 60000  # Fashion-MNIST training samples
-NOISY = 10.0     # % of the machine used by other processes during a run above which a row is flagged
 
 # case -> model, batch, goal (weft/PyTorch samples/s), (warm-up, timed steps) full and quick
 CASES = {

@@ -4,6 +4,7 @@ import os
 import time
 
 DATA = "/usr/share/datasets/fashion-mnist"
+NOISY = 10.0  # % of the machine used by other processes during a run above which it is flagged (or repeated)
 
 
 def cpu_busy_s():
@@ -44,3 +45,17 @@ def make_data(folder, n_test):
         with open(os.path.join(folder, name), "wb") as f:
             f.write(bytes(hdr) + raw[4 + 4 * ndim:4 + 4 * ndim + n * item])
     return folder
+
+
+def add_run_options(ap, timeout):
+    """The options of a benchmark whose rows are `weft` runs: the evaluation's size, waiting for an
+    idle machine, repeating disturbed runs and the time limit per process."""
+    ap.add_argument("--test-samples", type=int, default=1000,
+                    help="test samples in the evaluation every run ends with (default 1000; 0 = all 10000)")
+    ap.add_argument("--settle", type=float, default=20,
+                    help="before each run, wait up to this many s for the CPUs to be >= 90%% idle (default 20)")
+    ap.add_argument("--retries", type=int, default=2,
+                    help="repeat a run during which other processes used more than %.0f percent of the machine, "
+                    "keeping the least disturbed attempt (default 2)" % NOISY)
+    ap.add_argument("--timeout", type=float, default=timeout,
+                    help="seconds per weft process (default %g)" % timeout)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from benchlib import cpu_busy_s, idle_pct, make_data
+from benchlib import NOISY, add_run_options, cpu_busy_s, idle_pct, make_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -29,7 +29,6 @@ PIPE_SPLITS = {1: [], 2: ["h2"], 4: ["h1", "h2", "h3"]}
 GOAL_POINTS = 5.0
 SENDER_SLOTS = 64  # QN in src/cluster/worker.c
 DATA_DIR = DATA  # replaced by make_data's folder in main()
-NOISY = 10.0  # % of the machine used by other processes during a run
 
 
 # ---------------------------------------------------------------- running
@@ -489,14 +488,7 @@ def main():
     ap.add_argument("--speed-batch", type=int, default=64, help="(b) global batch (default 64)")
     ap.add_argument("--speed-micro-batches", type=int, default=4, help="(b) K for every mode (default 4)")
     ap.add_argument("--runs", type=int, help="(b) runs per configuration, medians (default 3; 1 with --quick)")
-    ap.add_argument("--test-samples", type=int, default=1000,
-                    help="test samples in the evaluation every run ends with (default 1000; 0 = all 10000)")
-    ap.add_argument("--settle", type=float, default=20,
-                    help="before each run, wait up to this many s for the CPUs to be >= 90%% idle (default 20)")
-    ap.add_argument("--retries", type=int, default=2,
-                    help="repeat a run during which other processes used more than %.0f percent of the machine, "
-                    "keeping the least disturbed attempt (default 2)" % NOISY)
-    ap.add_argument("--timeout", type=float, default=300, help="seconds per weft process (default 300)")
+    add_run_options(ap, 300)
     ap.add_argument("--tmp", help="folder for jobs, logs, traces (default a new temp folder)")
     ap.add_argument("--json", help="write every figure to this file")
     a = ap.parse_args()

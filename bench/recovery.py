@@ -29,13 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from benchlib import cpu_busy_s, idle_pct, make_data
+from benchlib import NOISY, add_run_options, cpu_busy_s, idle_pct, make_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
 MODEL = os.path.join(ROOT, "examples", "cnn.wf")
 GOAL_S = 2.0
-NOISY = 10.0  # % of the machine used by other processes during a run
 MEMBER_RE = re.compile(r"^\s*member rank (\d+): stage (\d+), replica (\d+), node (\d+), pid (\d+)\s*$")
 COMPILED_RE = re.compile(r"node set (\d+) compiled in ([0-9.]+) s")
 WORKER_COMPILED_RE = re.compile(r"worker \d+ \(stage \d+, replica \d+, pid \d+\) compiled its sub-graph in ([0-9.]+) s")
@@ -399,14 +398,7 @@ def main():
     ap.add_argument("--dp", type=int, default=2, help="replicas per stage (default 2)")
     ap.add_argument("--heartbeat-timeout", type=float, help="passed to weft run (default: weft's)")
     ap.add_argument("--snapshot-every", type=int, help="passed to weft run (default: weft's, 10)")
-    ap.add_argument("--test-samples", type=int, default=1000,
-                    help="test samples in the evaluation every run ends with (default 1000; 0 = all 10000)")
-    ap.add_argument("--settle", type=float, default=20,
-                    help="before each run, wait up to this many s for the CPUs to be >= 90%% idle (default 20)")
-    ap.add_argument("--retries", type=int, default=2,
-                    help="repeat a run during which other processes used more than %.0f percent of the machine, "
-                    "keeping the least disturbed attempt (default 2)" % NOISY)
-    ap.add_argument("--timeout", type=float, default=180, help="seconds per weft process (default 180)")
+    add_run_options(ap, 180)
     ap.add_argument("--keep-failed", action="store_true", help="keep the temp folder when a run fails or its "
                     "checkpoint differs")
     ap.add_argument("--json", help="write every figure to this file")

@@ -170,6 +170,8 @@ struct coord {
     int next_job;
     double hb_timeout;
     FILE *journal; /* --journal: the job's records, one line each */
+    char *jl_buf;  /* a step record being written */
+    size_t jl_cap;
 };
 
 /* coordinator.c */
@@ -194,7 +196,7 @@ double co_wall(void); /* Unix time */
 /* A step's line in the metrics file. */
 void co_metrics_step(struct job *jb, int64_t step, double loss, double sps, double time_s);
 /* Sets up a job from its options (job file, layout, policies). */
-int co_job_setup(struct coord *co, struct job *jb, const struct wf_run_opts *o);
+int co_job_setup(struct job *jb, const struct wf_run_opts *o);
 void co_job_free(struct job *jb);
 
 /* journal.c: --journal FILE, so that a restarted coordinator takes over the

@@ -165,10 +165,9 @@ static int absolutize(char **p) {
     return WF_OK;
 }
 
-int co_job_setup(struct coord *co, struct job *jb, const struct wf_run_opts *o) {
+int co_job_setup(struct job *jb, const struct wf_run_opts *o) {
     int rc;
     struct wf_job *j = &jb->job;
-    (void)co;
     jb->opts = *o; /* for the journal */
     jb->opts_path = wf_strdup(o->job_path);
     jb->opts_resume = o->resume ? wf_strdup(o->resume) : NULL;
@@ -856,7 +855,7 @@ static void client_msg(struct coord *co, int ci, struct wf_msg *m) {
         if (m->hb_timeout_s > 0) co->hb_timeout = m->hb_timeout_s;
         jb->client = ci;
         jb->id = ++co->next_job;
-        int rc = co_job_setup(co, jb, &o);
+        int rc = co_job_setup(jb, &o);
         if (rc < 0) {
             struct wf_msg r = {.type = WF_M_JOB_END, .status = rc, .text = (char *)wf_errmsg()};
             wf_msg_send(&cl->c, &r, 5.0);
@@ -975,7 +974,7 @@ int wf_coordinator(const struct wf_coord_opts *o) {
         jb->client = -1;
         jb->quiet = o->run->quiet;
         jb->id = ++co->next_job;
-        if ((rc = co_job_setup(co, jb, o->run)) < 0) {
+        if ((rc = co_job_setup(jb, o->run)) < 0) {
             co_job_free(jb);
             wf_free(co);
             return rc;
@@ -1100,6 +1099,7 @@ int wf_coordinator(const struct wf_coord_opts *o) {
     snprintf(keep, sizeof keep, "%s", wf_errmsg());
     if (o->run) contact_files(co, jb, 1);
     if (co->journal) fclose(co->journal);
+    wf_free(co->jl_buf);
     co_job_free(jb);
     wf_free(co);
     if (rc < 0) wf_error(rc, "%s", keep);

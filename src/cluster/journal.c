@@ -42,21 +42,9 @@
 
 static int jl_warned;
 
-void jl_rec(struct coord *co, int sync, const char *fmt, ...) {
-    if (!co->journal) return;
-    va_list ap;
-    va_start(ap, fmt);
-    char small[1024], *body = small;
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof small) {
-        if (!(body = wf_malloc((size_t)n + 1))) return;
-        va_start(ap, fmt);
-        vsnprintf(body, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    fprintf(co->journal, "%016llx %s\n", (unsigned long long)wf_hash64(body, (size_t)n, 0), body);
+/* One record: its checksum, the record, a newline; flushed (and synced). */
+static void jl_put(struct coord *co, int sync, const char *body, size_t n) {
+    fprintf(co->journal, "%016llx %s\n", (unsigned long long)wf_hash64(body, n, 0), body);
     int bad = fflush(co->journal) != 0 || (sync && fsync(fileno(co->journal)) != 0);
     if (bad && !jl_warned) {
         jl_warned = 1;
@@ -65,6 +53,23 @@ void jl_rec(struct coord *co, int sync, const char *fmt, ...) {
                 "not take this job over\n",
                 co->o->journal, strerror(errno));
     }
+}
+
+void jl_rec(struct coord *co, int sync, const char *fmt, ...) {
+    if (!co->journal) return;
+    char small[1024], *body = small;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof small) { /* a job record's paths, a set of many workers */
+        if (!(body = wf_malloc((size_t)n + 1))) return;
+        va_start(ap, fmt);
+        vsnprintf(body, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    jl_put(co, sync, body, (size_t)n);
     if (body != small) wf_free(body);
 }
 
@@ -125,18 +130,21 @@ int jl_begin(struct coord *co, struct job *jb) {
 void jl_step(struct coord *co, struct job *jb, int64_t step) {
     if (!co->journal || !jb->elastic || step < 0 || step >= jb->total) return;
     long B = jb->job.batch;
-    size_t n = (size_t)B * 11 + 1;
-    char *ids = wf_malloc(n);
-    if (!ids) return;
-    size_t k = 0;
-    ids[0] = 0;
-    for (long i = 0; i < B; i++)
-        wf_appendf(ids, n, &k, " %u", jb->ids[step * B + i]);
+    size_t need = (size_t)B * 11 + 128;
+    if (co->jl_cap < need) { /* once: the record's buffer lives with the coordinator */
+        char *p = wf_realloc(co->jl_buf, need);
+        if (!p) return;
+        co->jl_buf = p;
+        co->jl_cap = need;
+    }
     uint64_t bits;
     memcpy(&bits, &jb->loss_all[step], sizeof bits);
-    jl_rec(co, 0, "step %lld %u %016llx %.6f %.3f%s", (long long)step, jb->ids_set[step], (unsigned long long)bits,
-           jb->step_t[2 * step], jb->step_t[2 * step + 1], ids);
-    wf_free(ids);
+    size_t k = 0;
+    wf_appendf(co->jl_buf, co->jl_cap, &k, "step %lld %u %016llx %.6f %.3f", (long long)step, jb->ids_set[step],
+               (unsigned long long)bits, jb->step_t[2 * step], jb->step_t[2 * step + 1]);
+    for (long i = 0; i < B; i++)
+        wf_appendf(co->jl_buf, co->jl_cap, &k, " %u", jb->ids[step * B + i]);
+    jl_put(co, 0, co->jl_buf, k);
 }
 
 void jl_change(struct coord *co, struct job *jb, int k) {
@@ -374,7 +382,7 @@ int jl_takeover(struct coord *co, const char *path) {
         rc = wf_error(WF_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
         goto done;
     }
-    if ((rc = co_job_setup(co, jb, &o)) < 0 || job_hash(jb) != hash) {
+    if ((rc = co_job_setup(jb, &o)) < 0 || job_hash(jb) != hash) {
         char why[1200];
         snprintf(why, sizeof why, "%s", rc < 0 ? wf_errmsg() : "the job file or its model changed since it started");
         fprintf(stderr, "weft coordinator: journal %s: job %d (%s) cannot be taken over: %s\n", path, id, jp, why);

@@ -15,25 +15,12 @@ DATA=/usr/share/datasets/fashion-mnist
 unset WEFT_TOKEN
 tmp=$(mktemp -d)
 . "$(dirname "$0")/check.bash"
+. "$(dirname "$0")/cnn_job.bash"
 . "$(dirname "$0")/procs.bash"
 trap cleanup EXIT
 STEPS=300
 
-cat >"$tmp/job" <<EOF
-model = $SRC/examples/cnn.wf
-data = $DATA
-epochs = 1
-max_steps = $STEPS
-batch = 48
-micro_batches = 6
-seed = 5
-optimizer = adam
-lr = 0.001
-threads = 1
-eval_batch = 2500
-checkpoint_every = 50
-out = $tmp/out
-EOF
+cnn_job "$tmp/job" "$tmp/out" "max_steps = $STEPS" "seed = 5" "checkpoint_every = 50"
 sed "s|^out = .*|out = $tmp/ref|" "$tmp/job" >"$tmp/ref.job"
 timeout 300 "$WEFT" train "$tmp/ref.job" --quiet >"$tmp/ref.log" 2>&1 || { cat "$tmp/ref.log"; exit 1; }
 

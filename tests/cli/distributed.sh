@@ -10,25 +10,10 @@ SRC=$2
 DATA=/usr/share/datasets/fashion-mnist
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/cnn_job.bash"
 . "$(dirname "$0")/check.bash"
 
-write_job() { # file, out, extra lines
-  cat >"$1" <<EOF2
-model = $SRC/examples/cnn.wf
-data = $DATA
-epochs = 1
-max_steps = 8
-batch = 48
-micro_batches = 6
-seed = 3
-optimizer = adam
-lr = 0.001
-threads = 1
-eval_batch = 2500
-out = $2
-$3
-EOF2
-}
+write_job() { cnn_job "$1" "$2" "max_steps = 8" "seed = 3" "$3"; } # file, out, extra lines
 
 write_job "$tmp/single.job" "$tmp/single" ""
 timeout 120 "$WEFT" train "$tmp/single.job" --quiet >"$tmp/single.log" 2>&1

@@ -15,29 +15,14 @@ DATA=/usr/share/datasets/fashion-mnist
 unset WEFT_TOKEN
 tmp=$(mktemp -d)
 . "$(dirname "$0")/check.bash"
+. "$(dirname "$0")/cnn_job.bash"
 . "$(dirname "$0")/procs.bash" # mine: every pid this test started (weft run, its workers, ...)
 trap cleanup EXIT
 seed=${ELASTIC_SEED:-$RANDOM}
 RANDOM=$seed
 echo "random seed $seed (ELASTIC_SEED=$seed reproduces the kill order)"
 
-write_job() { # file out max_steps
-  cat >"$1" <<EOF
-model = $SRC/examples/cnn.wf
-data = $DATA
-epochs = 1
-max_steps = $3
-batch = 48
-micro_batches = 6
-seed = 3
-optimizer = adam
-lr = 0.001
-threads = 1
-eval_batch = 2500
-checkpoint_every = 50
-out = $2
-EOF
-}
+write_job() { cnn_job "$1" "$2" "max_steps = $3" "seed = 3" "checkpoint_every = 50"; } # file out max_steps
 
 status() { # OUT: weft status of the run writing to OUT
   WEFT_TOKEN=$(cat "$1/weft-token" 2>/dev/null) timeout 10 "$WEFT" status --coordinator "$(cat "$1/coordinator" 2>/dev/null)" 2>&1
