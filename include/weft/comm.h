@@ -76,6 +76,22 @@ void wf_conn_set_name(struct wf_conn *c, const char *fmt, ...) __attribute__((fo
 int wf_send(struct wf_conn *c, int type, const void *payload, size_t len, double timeout_s);
 /* One frame from two pieces (a small header and a large body) without copying. */
 int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, double timeout_s);
+/* A frame sent in two goes, so that a thread that must not wait hands the
+ * kernel what it takes now and leaves the rest to another: wf_send2_begin
+ * sends the header and as much of a and b as the socket takes at once,
+ * without waiting, and returns 1 when that was all, 0 when some is left (or
+ * an error); wf_send2_rest sends the rest, given the same a and b (or
+ * byte-identical copies), and returns WF_OK. Nothing else may be sent on c
+ * in between. */
+struct wf_send_part {
+    uint8_t hdr[WF_FRAME_HDR];
+    size_t done, total; /* bytes of the frame, header included */
+    int type;
+};
+int wf_send2_begin(struct wf_conn *c, struct wf_send_part *p, int type, const void *a, size_t alen, const void *b,
+                   size_t blen);
+int wf_send2_rest(struct wf_conn *c, struct wf_send_part *p, const void *a, size_t alen, const void *b, size_t blen,
+                  double timeout_s);
 /* Receives one whole frame; *payload points into c's buffer until the next wf_recv. */
 int wf_recv(struct wf_conn *c, int *type, const void **payload, size_t *len, double timeout_s);
 /* Receives one frame whose payload is expected to be hlen bytes then dlen

@@ -10,7 +10,7 @@
 #define HEARTBEAT_EVERY 0.5
 
 /* Trace events a worker records and sends at the end (TRACE). */
-enum { TR_F, TR_B, TR_SEND, TR_RECV, TR_REDUCE, TR_OPT, TR_EVAL };
+enum { TR_F, TR_B, TR_SEND, TR_RECV, TR_REDUCE, TR_OPT, TR_EVAL, TR_XMIT, TR_NKINDS };
 struct wf_trace_ev {
     uint8_t kind;
     uint8_t pad[3];

@@ -606,7 +606,7 @@ static void write_trace(struct coord *co, struct job *jb, const char *path) {
         co_emit(co, jb, 0, "cannot write the trace to %s", path);
         return;
     }
-    static const char *names[] = {"F", "B", "send", "recv", "allreduce", "optimizer", "eval"};
+    static const char *names[TR_NKINDS] = {"F", "B", "send", "recv", "allreduce", "optimizer", "eval", "xmit"};
     fprintf(f, "{\"traceEvents\":[\n");
     int first = 1;
     double t0 = jb->t_start;
@@ -618,7 +618,7 @@ static void write_trace(struct coord *co, struct job *jb, const char *path) {
         first = 0;
         for (long i = 0; i < jb->ntr[w]; i++) {
             const struct wf_trace_ev *e = &jb->tr[w][i];
-            int k = e->kind < 7 ? e->kind : 6;
+            int k = e->kind < TR_NKINDS ? e->kind : TR_EVAL;
             char nm[64];
             if (e->mb >= 0)
                 snprintf(nm, sizeof nm, "%s%d", names[k], e->mb);
@@ -627,8 +627,11 @@ static void write_trace(struct coord *co, struct job *jb, const char *path) {
             fprintf(f,
                     ",\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,"
                     "\"args\":{\"step\":%lld,\"mb\":%d}}",
-                    nm, names[k], w, k == TR_SEND || k == TR_RECV ? 1 : 0, (e->t0 - t0) * 1e6, (e->t1 - e->t0) * 1e6,
-                    (long long)e->step, e->mb);
+                    nm, names[k], w,
+                    k == TR_XMIT                   ? 2
+                    : k == TR_SEND || k == TR_RECV ? 1
+                                                   : 0,
+                    (e->t0 - t0) * 1e6, (e->t1 - e->t0) * 1e6, (long long)e->step, e->mb);
         }
     }
     fprintf(f, "\n]}\n");

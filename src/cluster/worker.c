@@ -48,6 +48,10 @@ struct sitem {
     float *buf;       /* owned copy (pooled), or NULL */
     const float *src; /* what is sent: buf, or the caller's memory (zero-copy) */
     size_t cap, n;    /* floats */
+    int64_t step;     /* for the trace */
+    int mb;
+    int started; /* the poster sent part of it (part) */
+    struct wf_send_part part;
 };
 
 struct sbuf {
@@ -65,6 +69,8 @@ struct sender {
     char errmsg[512];
     pthread_t th;
     double busy;
+    struct wf_trace_ev *tr; /* with --trace: when each message went out (kind TR_XMIT) */
+    long ntr, trcap;
 };
 
 static void *sender_main(void *arg) {
@@ -77,9 +83,14 @@ static void *sender_main(void *arg) {
         struct sitem *it = &s->it[s->head];
         pthread_mutex_unlock(&s->mu);
         double t0 = wf_now();
-        int rc = wf_send2(it->c, it->type, it->hdr, sizeof it->hdr, it->src, it->n * sizeof(float), PEER_TIMEOUT);
+        size_t nb = it->n * sizeof(float);
+        int rc = it->started ? 0 : wf_send2_begin(it->c, &it->part, it->type, it->hdr, sizeof it->hdr, it->src, nb);
+        if (rc == 0) rc = wf_send2_rest(it->c, &it->part, it->hdr, sizeof it->hdr, it->src, nb, PEER_TIMEOUT);
         pthread_mutex_lock(&s->mu);
-        s->busy += wf_now() - t0;
+        double t1 = wf_now();
+        s->busy += t1 - t0;
+        if (s->ntr < s->trcap)
+            s->tr[s->ntr++] = (struct wf_trace_ev){.kind = TR_XMIT, .mb = it->mb, .step = it->step, .t0 = t0, .t1 = t1};
         if (rc < 0 && !s->err) {
             s->err = rc;
             snprintf(s->errmsg, sizeof s->errmsg, "%s", wf_errmsg());
@@ -88,6 +99,7 @@ static void *sender_main(void *arg) {
         it->buf = NULL;
         it->src = NULL;
         it->cap = 0;
+        it->started = 0;
         s->head = (s->head + 1) % QN;
         s->count--;
         pthread_cond_broadcast(&s->cv);
@@ -96,8 +108,12 @@ static void *sender_main(void *arg) {
     return NULL;
 }
 
-/* Queues data for peer c: a copy, or with copy = 0 data itself, which the
- * caller must leave untouched until the peer has provably received it. */
+/* Sends data to peer c, or queues it for the sender thread: a copy, or with
+ * copy = 0 data itself, which the caller must leave untouched until the peer
+ * has provably received it. When nothing is queued, this thread hands the
+ * kernel what the socket takes at once (often the whole message) and queues
+ * only the rest: waking the sender thread costs milliseconds when the
+ * machine's cores are all computing (bench/PIPELINE.md). */
 static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t step, int mb, const float *data, size_t n,
                        int copy) {
     pthread_mutex_lock(&s->mu);
@@ -108,7 +124,25 @@ static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t st
         pthread_mutex_unlock(&s->mu);
         return rc;
     }
+    int idle = s->count == 0; /* and stays so: only this thread posts */
     struct sitem *it = &s->it[(s->head + s->count) % QN];
+    pthread_mutex_unlock(&s->mu);
+    size_t nb = n * sizeof(float);
+    wf_msg_block_hdr(it->hdr, step, (uint32_t)mb, nb);
+    it->started = 0;
+    if (idle) {
+        double t0 = wf_now();
+        int rc = wf_send2_begin(c, &it->part, type, it->hdr, sizeof it->hdr, data, nb);
+        double t1 = wf_now();
+        pthread_mutex_lock(&s->mu);
+        s->busy += t1 - t0;
+        if (s->ntr < s->trcap)
+            s->tr[s->ntr++] = (struct wf_trace_ev){.kind = TR_XMIT, .mb = mb, .step = step, .t0 = t0, .t1 = t1};
+        pthread_mutex_unlock(&s->mu);
+        if (rc != 0) return rc < 0 ? rc : WF_OK; /* an error, or all of it sent */
+        it->started = 1;
+    }
+    pthread_mutex_lock(&s->mu);
     /* reuse a buffer that has been sent: memory stays at the messages in flight */
     if (copy && !it->buf && s->npool > 0) {
         s->npool--;
@@ -118,16 +152,17 @@ static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t st
     pthread_mutex_unlock(&s->mu);
     if (copy && it->cap < n) {
         wf_afree(it->buf);
-        it->buf = wf_aalloc(n * sizeof(float));
+        it->buf = wf_aalloc(nb);
         it->cap = it->buf ? n : 0;
         if (!it->buf) return wf_error(WF_ERR_NOMEM, "out of memory queueing a send");
     }
-    if (copy) memcpy(it->buf, data, n * sizeof(float));
+    if (copy) memcpy(it->buf, data, nb); /* whole, also when part is sent: the rest is sent from the same offsets */
     it->src = copy ? it->buf : data;
     it->n = n;
     it->c = c;
     it->type = type;
-    wf_msg_block_hdr(it->hdr, step, (uint32_t)mb, n * sizeof(float));
+    it->step = step;
+    it->mb = mb;
     pthread_mutex_lock(&s->mu);
     s->count++;
     pthread_cond_broadcast(&s->cv);
@@ -223,6 +258,7 @@ static void stage_free(struct stage *st) {
     wf_afree(st->ys);
     wf_free(st->losses);
     wf_free(st->tr);
+    wf_free(st->snd.tr);
     wf_free(st->ready);
     wf_free(st->clip_part);
     wf_free(st->ids);
@@ -364,7 +400,10 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
     if (st->tracing) {
         st->trcap = 1 << 20;
         st->tr = wf_malloc(sizeof *st->tr * (size_t)st->trcap);
-        if (!st->tr) st->tracing = 0;
+        st->snd.trcap = 1 << 18;
+        st->snd.tr = wf_malloc(sizeof *st->snd.tr * (size_t)st->snd.trcap);
+        if (!st->tr || !st->snd.tr) st->tracing = 0;
+        if (!st->snd.tr) st->snd.trcap = 0;
     }
     *seconds = wf_now() - t0;
     *bytes = (uint64_t)st->ex.prog.arena_bytes * (uint64_t)st->nslots + st->eval.prog.arena_bytes + pb * 4;
@@ -911,6 +950,8 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
         wf_afree(st->snd.it[i].buf);
     for (int i = 0; i < st->snd.npool; i++)
         wf_afree(st->snd.pool[i].p);
+    for (long i = 0; st->tracing && i < st->snd.ntr && st->ntr < st->trcap; i++)
+        st->tr[st->ntr++] = st->snd.tr[i];
     if (st->elastic && rc != WF_OK) { /* an error after a STOP is the STOP's doing */
         pthread_mutex_lock(&ct->mu);
         if (ct->stop_req) rc = STOPPED;

@@ -281,18 +281,20 @@ static int closed_error(const struct wf_conn *c) {
     return wf_error(WF_ERR_PEER, "%s: connection is closed (after an earlier error)", c->name);
 }
 
-/* Sends iov[0..n) whole, polling for room until deadline. */
-static int send_all(struct wf_conn *c, struct iovec *iov, int n, size_t total, int type, double timeout_s) {
+/* Sends iov[0..n) from byte *done on, polling for room until deadline; with
+ * nowait, only what the socket takes at once (returns WF_OK, *done < total
+ * when some is left). */
+static int send_iov(struct wf_conn *c, struct iovec *iov, int n, size_t total, size_t *done, int type, int nowait,
+                    double timeout_s) {
     if (c->fd < 0) return closed_error(c);
     double deadline = wf_deadline(timeout_s);
-    size_t done = 0;
     int i = 0;
-    iov_advance(iov, &i, n, 0);
-    while (done < total) {
+    iov_advance(iov, &i, n, *done);
+    while (*done < total) {
         struct msghdr m = {.msg_iov = iov + i, .msg_iovlen = (size_t)(n - i)};
         ssize_t k = sendmsg(c->fd, &m, MSG_NOSIGNAL);
         if (k > 0) {
-            done += (size_t)k;
+            *done += (size_t)k;
             iov_advance(iov, &i, n, (size_t)k);
             continue;
         }
@@ -303,31 +305,57 @@ static int send_all(struct wf_conn *c, struct iovec *iov, int n, size_t total, i
             return wf_error(WF_ERR_PEER, "connection to %s lost while sending a type %d frame: %s", c->name, type,
                             strerror(e));
         }
+        if (nowait) return WF_OK;
         struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
         int r = wf_poll_until(&pfd, 1, deadline);
         if (r > 0) continue;
         if (r < 0) return wf_error(WF_ERR_IO, "sending to %s: poll: %s", c->name, strerror(-r));
-        if (done == 0)
+        if (*done == 0)
             return wf_error(WF_ERR_TIMEOUT, "timed out after %.1f s sending to %s: it is not reading", timeout_s,
                             c->name);
         wf_conn_break(c);
         return wf_error(WF_ERR_TIMEOUT,
                         "timed out after %.1f s sending a %zu-byte frame to %s (%zu bytes sent; connection closed)",
-                        timeout_s, total, c->name, done);
+                        timeout_s, total, c->name, *done);
     }
     c->bytes_sent += total;
     return WF_OK;
 }
 
-int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, double timeout_s) {
+static int send_part(struct wf_conn *c, struct wf_send_part *p, const void *a, size_t alen, const void *b, size_t blen,
+                     int nowait, double timeout_s) {
+    struct iovec iov[3] = {{p->hdr, WF_FRAME_HDR}, {(void *)a, alen}, {(void *)b, blen}};
+    if (p->total != WF_FRAME_HDR + alen + blen)
+        return wf_error(WF_ERR_INTERNAL, "sending to %s: the rest of a frame given with another length", c->name);
+    int rc = send_iov(c, iov, 3, p->total, &p->done, p->type, nowait, timeout_s);
+    return rc < 0 ? rc : p->done == p->total;
+}
+
+int wf_send2_begin(struct wf_conn *c, struct wf_send_part *p, int type, const void *a, size_t alen, const void *b,
+                   size_t blen) {
     if (alen > UINT32_MAX || blen > UINT32_MAX - alen)
         return wf_error(WF_ERR_INVALID, "sending to %s: a %zu-byte frame is over the 4 GiB frame limit", c->name,
                         alen + blen);
     if (type < 0 || type > 0xFFFF) return wf_error(WF_ERR_INVALID, "sending to %s: bad frame type %d", c->name, type);
-    uint8_t hdr[WF_FRAME_HDR];
-    struct iovec iov[3] = {{hdr, WF_FRAME_HDR}, {(void *)a, alen}, {(void *)b, blen}};
-    wf_frame_encode_hdr_iov(hdr, type, iov + 1, 2);
-    return send_all(c, iov, 3, WF_FRAME_HDR + alen + blen, type, timeout_s);
+    struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+    wf_frame_encode_hdr_iov(p->hdr, type, iov, 2);
+    p->type = type;
+    p->done = 0;
+    p->total = WF_FRAME_HDR + alen + blen;
+    return send_part(c, p, a, alen, b, blen, 1, 0);
+}
+
+int wf_send2_rest(struct wf_conn *c, struct wf_send_part *p, const void *a, size_t alen, const void *b, size_t blen,
+                  double timeout_s) {
+    int rc = send_part(c, p, a, alen, b, blen, 0, timeout_s);
+    return rc < 0 ? rc : WF_OK;
+}
+
+int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, double timeout_s) {
+    struct wf_send_part p;
+    int rc = wf_send2_begin(c, &p, type, a, alen, b, blen);
+    if (rc == 0) rc = wf_send2_rest(c, &p, a, alen, b, blen, timeout_s);
+    return rc < 0 ? rc : WF_OK;
 }
 
 int wf_send(struct wf_conn *c, int type, const void *payload, size_t len, double timeout_s) {

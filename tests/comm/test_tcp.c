@@ -8,7 +8,8 @@
  * refused before anything is allocated for it. wf_recv_into lands a frame
  * of the expected length straight in the caller's buffers (checksum folded
  * in as it arrives: a flipped byte is caught), and hands any other frame
- * back whole.
+ * back whole. A frame sent in two goes (wf_send2_begin without waiting,
+ * wf_send2_rest) arrives whole and intact.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -374,6 +375,59 @@ static void test_recv_into(void) {
     close(sv[1]);
 }
 
+struct reader {
+    struct wf_conn *c;
+    uint8_t *head, *dst;
+    size_t n;
+    int st, type;
+};
+
+static void *read_one(void *arg) {
+    struct reader *r = arg;
+    const void *p;
+    size_t len;
+    r->st = wf_recv_into(r->c, &r->type, r->head, 20, r->dst, r->n, &p, &len, 10.0);
+    return NULL;
+}
+
+static void test_send_in_parts(void) {
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    struct wf_conn a, b;
+    CHECK(wf_conn_from_fd(&a, sv[0], "sender") == WF_OK && wf_conn_from_fd(&b, sv[1], "receiver") == WF_OK);
+    uint8_t head[20], head2[20];
+    for (size_t i = 0; i < sizeof head; i++)
+        head[i] = (uint8_t)(3 * i + 1);
+    /* small: all of it at once */
+    struct wf_send_part part;
+    CHECK(wf_send2_begin(&a, &part, 12, head, sizeof head, "abc", 3) == 1 && part.done == part.total);
+    uint8_t small[3];
+    struct reader r = {.c = &b, .head = head2, .dst = small, .n = 3};
+    read_one(&r);
+    CHECK(r.st == WF_OK && r.type == 12 && memcmp(small, "abc", 3) == 0 && memcmp(head, head2, 20) == 0);
+    /* larger than the socket's buffers: a part now, the rest while the peer reads */
+    size_t n = 8u << 20;
+    uint8_t *data = malloc(n), *back = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (uint8_t)(i * 29 + 5);
+    int st = wf_send2_begin(&a, &part, 13, head, sizeof head, data, n);
+    CHECKF(st == 0 && part.done > 0 && part.done < part.total, "%d: %zu of %zu", st, part.done, part.total);
+    /* the rest must come with the same lengths */
+    CHECK(wf_send2_rest(&a, &part, head, sizeof head, data, n - 1, 1.0) == WF_ERR_INTERNAL);
+    r = (struct reader){.c = &b, .head = head2, .dst = back, .n = n};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, read_one, &r) == 0);
+    st = wf_send2_rest(&a, &part, head, sizeof head, data, n, 10.0);
+    pthread_join(t, NULL);
+    CHECKF(st == WF_OK && r.st == WF_OK && r.type == 13, "%d %d %s", st, r.st, wf_errmsg());
+    CHECK(memcmp(data, back, n) == 0 && memcmp(head, head2, 20) == 0);
+    CHECK(a.bytes_sent == 2 * (size_t)WF_FRAME_HDR + 40 + 3 + n);
+    free(data);
+    free(back);
+    wf_conn_close(&a);
+    wf_conn_close(&b);
+}
+
 int main(void) {
     alarm(60); /* a hang fails the test instead of the whole suite */
     test_echo();
@@ -384,5 +438,6 @@ int main(void) {
     test_bad_frames();
     test_poll();
     test_recv_into();
+    test_send_in_parts();
     return wf_test_done("test_tcp");
 }
