@@ -31,7 +31,9 @@
 #include "weft/core.h"
 
 #define WF_FRAME_MAGIC 0x54464557u /* "WEFT" */
-#define WF_PROTO_VERSION 3         /* 2: elastic jobs (ASSIGN, STEP_LOSS and SUBMIT grew); 3: SUBMIT attach */
+#define WF_SHM_DESC 24             /* bytes of a shared-memory block descriptor (below) */
+#define WF_PROTO_VERSION 4 /* 2: elastic jobs (ASSIGN, STEP_LOSS and SUBMIT grew); 3: SUBMIT attach; 4: shared memory  \
+                            */
 #define WF_FRAME_HDR 16
 #define WF_FRAME_MAX_DEFAULT (1u << 30) /* default payload limit: 1 GiB */
 /* Message types from here to 0xFFFF are the comm layer's own (collectives). */
@@ -58,7 +60,8 @@ struct wf_conn {
     uint8_t *rbuf;    /* receive buffer (owned, grows to the largest frame) */
     size_t rcap;
     uint64_t bytes_sent, bytes_recv;
-    size_t rgot; /* bytes of the frame in progress already in rbuf: a timed-out wf_recv resumes there */
+    size_t rgot;        /* bytes of the frame in progress already in rbuf: a timed-out wf_recv resumes there */
+    struct wf_shm *shm; /* same-machine peer: large frames go through shared memory (wf_shm_offer_send) */
 };
 
 /* Listens on host:port (port 0 = any free port); *port_out gets the port. */
@@ -71,6 +74,9 @@ int wf_tcp_connect(struct wf_conn *c, const char *host, int port, const char *na
  * non-blocking. c owns fd from then on, also on failure. */
 int wf_conn_from_fd(struct wf_conn *c, int fd, const char *name);
 void wf_conn_close(struct wf_conn *c);
+/* A second connection on c's socket (dup) and shared memory, for another
+ * thread to send on while one receives; closed on its own. */
+int wf_conn_dup(struct wf_conn *dst, const struct wf_conn *c);
 void wf_conn_set_name(struct wf_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int wf_send(struct wf_conn *c, int type, const void *payload, size_t len, double timeout_s);
@@ -85,8 +91,11 @@ int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void
  * in between. */
 struct wf_send_part {
     uint8_t hdr[WF_FRAME_HDR];
-    size_t done, total; /* bytes of the frame, header included */
+    uint8_t desc[WF_SHM_DESC]; /* the socket's payload when the frame's goes through shared memory */
+    size_t done, total;        /* bytes on the socket, header included */
+    size_t len;                /* the frame's payload bytes */
     int type;
+    int shm; /* 0: all on the socket; 1: through shared memory, not copied in yet; 2: copied in */
 };
 int wf_send2_begin(struct wf_conn *c, struct wf_send_part *p, int type, const void *a, size_t alen, const void *b,
                    size_t blen);
@@ -106,6 +115,42 @@ int wf_recv_into(struct wf_conn *c, int *type, void *head, size_t hlen, void *ds
  * returns its index (n for extra_fd) or WF_ERR_TIMEOUT. A frame already
  * buffered counts as readable. */
 int wf_poll_readable(struct wf_conn **conns, int n, int extra_fd, double timeout_s);
+
+/* ---- shared memory between two processes on one machine (src/comm/shm.c) ----
+ * Once set up on a connection, frames of WF_SHM_MIN bytes or more that fit
+ * its ring travel through shared memory and only a descriptor through the
+ * socket; wf_send*, wf_recv and wf_recv_into do this by themselves. Set-up,
+ * at the same point of both ends' protocol:
+ *
+ *     offering end                              answering end
+ *     wf_shm_offer_send(c, R, &pending, t)
+ *                                               wf_shm_answer(c, allow, t)
+ *     wf_shm_offer_finish(c, pending, t)
+ *
+ * (The offer is small and never waits for the peer, so two ends may each
+ * offer on one connection before answering on another.) R = 0 offers
+ * nothing; allow = 0 declines. Each returns 1 when the connection now uses
+ * shared memory, 0 when it stays on the socket alone (another machine, no
+ * /dev/shm room: logged at debug level), or a negative error. */
+#define WF_SHM_MIN (32u << 10)
+struct wf_shm;
+int wf_shm_offer_send(struct wf_conn *c, uint64_t ring_bytes, struct wf_shm **pending, double timeout_s);
+int wf_shm_answer(struct wf_conn *c, int allow, double timeout_s);
+int wf_shm_offer_finish(struct wf_conn *c, struct wf_shm *pending, double timeout_s);
+/* Drops an offer that will not be finished (an error in between). */
+void wf_shm_cancel(struct wf_shm *pending);
+/* The descriptor of a block (payload of a WF_MSG_SHM_BLOCK frame, 24
+ * bytes): where it starts in the ring (bytes since the ring's start, never
+ * wrapping), its length, the CRC-32 of its bytes and the frame type it
+ * stands for. Decoding checks it against the ring (pure; fuzzed). */
+struct wf_shm_desc {
+    uint64_t pos;
+    uint32_t len, crc;
+    uint16_t type;
+};
+void wf_shm_desc_encode(uint8_t out[WF_SHM_DESC], const struct wf_shm_desc *d);
+int wf_shm_desc_decode(const uint8_t *p, size_t n, uint64_t ring_bytes, uint64_t expect, uint32_t max_len,
+                       struct wf_shm_desc *d);
 
 /* ---- byte buffers: little-endian writer and bounded reader ---- */
 struct wf_wbuf {

@@ -421,6 +421,26 @@ struct want {
 /* Connects to or accepts from every peer this stage talks to. The lower
  * worker index connects, the higher accepts, so there is no cycle of
  * waits; each accepted connection says who it is in its HELLO. */
+/* Pipeline peers on one machine move activations and gradients through
+ * shared memory (src/comm/shm.c); WEFT_SHM=0 keeps them on the sockets.
+ * Stage s offers to s + 1 and answers s - 1: offers never wait, so the
+ * chain cannot deadlock. A ring holds two of the step's messages. */
+static int stage_shm(struct stage *st) {
+    const char *env = getenv("WEFT_SHM");
+    int allow = !(env && !strcmp(env, "0")), rc = WF_OK;
+    struct wf_shm *pending = NULL;
+    if (st->has_next) {
+        int v = value_of(&st->ex, st->out_name);
+        uint64_t msg = WF_BLOCK_HDR + (v >= 0 ? (uint64_t)st->ex.prog.g.v[v].numel * sizeof(float) : 0);
+        uint64_t ring = WF_MIN(2 * msg + (64u << 10), (uint64_t)256 << 20);
+        rc = wf_shm_offer_send(&st->next, allow && msg >= WF_SHM_MIN ? ring : 0, &pending, CTL_TIMEOUT);
+    }
+    if (rc >= 0 && st->has_prev) rc = wf_shm_answer(&st->prev, allow, CTL_TIMEOUT);
+    if (rc >= 0 && st->has_next) return wf_shm_offer_finish(&st->next, pending, CTL_TIMEOUT);
+    wf_shm_cancel(pending);
+    return rc;
+}
+
 static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, const struct wf_token *tok) {
     int D = st->D;
     int me = st->w;
@@ -492,8 +512,9 @@ static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, cons
                              want[i].peer % D);
     st->has_prev = st->s > 0;
     st->has_next = st->s < st->S - 1;
-    if (st->has_prev && (rc = wf_conn_from_fd(&st->prev_tx, dup(st->prev.fd), st->prev.name)) < 0) return rc;
-    if (st->has_next && (rc = wf_conn_from_fd(&st->next_tx, dup(st->next.fd), st->next.name)) < 0) return rc;
+    if ((rc = stage_shm(st)) < 0) return rc;
+    if (st->has_prev && (rc = wf_conn_dup(&st->prev_tx, &st->prev)) < 0) return rc;
+    if (st->has_next && (rc = wf_conn_dup(&st->next_tx, &st->next)) < 0) return rc;
     for (int i = 0; i < D; i++)
         st->dp_peers[i] = i == st->r ? NULL : &st->dp_conns[i];
     st->dp = (struct wf_group){.rank = st->r, .size = D, .peers = st->dp_peers, .timeout_s = PEER_TIMEOUT};

@@ -17,6 +17,9 @@
 #define WF_MSG_ALLREDUCE 0xFF01
 #define WF_MSG_BCAST 0xFF02
 #define WF_MSG_BARRIER 0xFF03
+#define WF_MSG_SHM_BLOCK 0xFF04  /* a frame whose payload is in shared memory: its descriptor */
+#define WF_MSG_SHM_OFFER 0xFF05  /* u64 ring bytes (0: none), u32 16 + nonce, str name (or why none) */
+#define WF_MSG_SHM_ANSWER 0xFF06 /* u8 yes, str why not */
 
 /* ---- little-endian ---- */
 static inline void wf_le16(uint8_t *p, uint16_t v) {
@@ -47,6 +50,21 @@ void wf_frame_encode_hdr_iov(uint8_t out[WF_FRAME_HDR], int type, const struct i
 /* Closes the socket but keeps the name and buffer: after a half-sent or
  * malformed frame the byte stream cannot be resynchronized. */
 void wf_conn_break(struct wf_conn *c);
+
+/* ---- shared memory (shm.c) ---- */
+struct wf_shm *wf_shm_retain(struct wf_shm *s);
+void wf_shm_release(struct wf_shm *s);
+/* Whether a payload of n bytes goes through c's shared memory. */
+int wf_shm_fits(const struct wf_shm *s, size_t n);
+/* Copies a then b into the ring and writes the descriptor: 1, or 0 with
+ * nowait when the ring has no room yet; otherwise waits for room until
+ * timeout_s (the peer closing ends the wait). */
+int wf_shm_put(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, int nowait,
+               double timeout_s, uint8_t desc[WF_SHM_DESC]);
+/* Checks the descriptor payload of a WF_MSG_SHM_BLOCK frame (breaks c if bad). */
+int wf_shm_next(struct wf_conn *c, const void *dp, size_t dn, struct wf_shm_desc *d);
+/* Copies the block out (hlen + dlen == d->len), frees its room, checks its CRC. */
+int wf_shm_take(struct wf_conn *c, const struct wf_shm_desc *d, void *head, size_t hlen, void *dst, size_t dlen);
 
 /* ---- the frame engine: one frame moving on one connection ----
  * Collectives keep one or a few of these in flight and make progress on all

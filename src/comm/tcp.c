@@ -92,6 +92,18 @@ int wf_conn_from_fd(struct wf_conn *c, int fd, const char *name) {
     return WF_OK;
 }
 
+int wf_conn_dup(struct wf_conn *dst, const struct wf_conn *c) {
+    int fd = c->fd < 0 ? -1 : fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        conn_init(dst, -1);
+        return wf_error(WF_ERR_IO, "%s: cannot duplicate the socket: %s", c->name,
+                        c->fd < 0 ? "it is closed" : strerror(errno));
+    }
+    int rc = wf_conn_from_fd(dst, fd, c->name);
+    if (rc == WF_OK) dst->shm = wf_shm_retain(c->shm);
+    return rc;
+}
+
 void wf_conn_break(struct wf_conn *c) {
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
@@ -100,6 +112,8 @@ void wf_conn_break(struct wf_conn *c) {
 void wf_conn_close(struct wf_conn *c) {
     if (!c) return;
     wf_conn_break(c);
+    wf_shm_release(c->shm);
+    c->shm = NULL;
     wf_free(c->rbuf);
     c->rbuf = NULL;
     c->rcap = 0;
@@ -322,13 +336,24 @@ static int send_iov(struct wf_conn *c, struct iovec *iov, int n, size_t total, s
     return WF_OK;
 }
 
+/* Copies the payload into shared memory (when it goes that way and is not
+ * there yet), then sends what the socket is still owed. 1 when done. */
 static int send_part(struct wf_conn *c, struct wf_send_part *p, const void *a, size_t alen, const void *b, size_t blen,
                      int nowait, double timeout_s) {
-    struct iovec iov[3] = {{p->hdr, WF_FRAME_HDR}, {(void *)a, alen}, {(void *)b, blen}};
-    if (p->total != WF_FRAME_HDR + alen + blen)
+    if (p->len != alen + blen)
         return wf_error(WF_ERR_INTERNAL, "sending to %s: the rest of a frame given with another length", c->name);
+    if (p->shm == 1) {
+        int rc = wf_shm_put(c, p->type, a, alen, b, blen, nowait, timeout_s, p->desc);
+        if (rc <= 0) return rc;
+        wf_frame_encode_hdr(p->hdr, WF_MSG_SHM_BLOCK, p->desc, WF_SHM_DESC);
+        p->shm = 2;
+    }
+    struct iovec iov[3] = {{p->hdr, WF_FRAME_HDR}, {(void *)a, alen}, {(void *)b, blen}};
+    if (p->shm) iov[1] = (struct iovec){p->desc, WF_SHM_DESC}, iov[2].iov_len = 0;
     int rc = send_iov(c, iov, 3, p->total, &p->done, p->type, nowait, timeout_s);
-    return rc < 0 ? rc : p->done == p->total;
+    if (rc < 0) return rc;
+    if (p->shm && p->done == p->total) c->bytes_sent += p->len;
+    return p->done == p->total;
 }
 
 int wf_send2_begin(struct wf_conn *c, struct wf_send_part *p, int type, const void *a, size_t alen, const void *b,
@@ -337,11 +362,17 @@ int wf_send2_begin(struct wf_conn *c, struct wf_send_part *p, int type, const vo
         return wf_error(WF_ERR_INVALID, "sending to %s: a %zu-byte frame is over the 4 GiB frame limit", c->name,
                         alen + blen);
     if (type < 0 || type > 0xFFFF) return wf_error(WF_ERR_INVALID, "sending to %s: bad frame type %d", c->name, type);
-    struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
-    wf_frame_encode_hdr_iov(p->hdr, type, iov, 2);
     p->type = type;
     p->done = 0;
-    p->total = WF_FRAME_HDR + alen + blen;
+    p->len = alen + blen;
+    p->shm = type < WF_MSG_COMM_FIRST && wf_shm_fits(c->shm, p->len);
+    if (p->shm) {
+        p->total = WF_FRAME_HDR + WF_SHM_DESC;
+    } else {
+        struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+        wf_frame_encode_hdr_iov(p->hdr, type, iov, 2);
+        p->total = WF_FRAME_HDR + alen + blen;
+    }
     return send_part(c, p, a, alen, b, blen, 1, 0);
 }
 
@@ -443,11 +474,28 @@ static int recv_payload(struct wf_conn *c, const struct wf_frame_hdr *h, int *ty
     return WF_OK;
 }
 
+/* After recv_payload of a WF_MSG_SHM_BLOCK frame: the block it describes,
+ * copied into rbuf, as if the frame had come whole. */
+static int recv_shm_whole(struct wf_conn *c, int *type, const void **payload, size_t *len,
+                          const struct wf_shm_desc *d) {
+    int st = rbuf_reserve(c, WF_FRAME_HDR + (size_t)d->len);
+    if (st) return st;
+    if ((st = wf_shm_take(c, d, c->rbuf + WF_FRAME_HDR, d->len, NULL, 0))) return st;
+    *type = d->type;
+    *payload = c->rbuf + WF_FRAME_HDR;
+    *len = d->len;
+    return WF_OK;
+}
+
 int wf_recv(struct wf_conn *c, int *type, const void **payload, size_t *len, double timeout_s) {
     double deadline = wf_deadline(timeout_s);
     struct wf_frame_hdr h;
+    struct wf_shm_desc d;
     int st = recv_hdr(c, &h, deadline, timeout_s);
-    return st ? st : recv_payload(c, &h, type, payload, len, deadline, timeout_s);
+    if (!st) st = recv_payload(c, &h, type, payload, len, deadline, timeout_s);
+    if (st || *type != WF_MSG_SHM_BLOCK) return st;
+    if ((st = wf_shm_next(c, *payload, *len, &d))) return st;
+    return recv_shm_whole(c, type, payload, len, &d);
 }
 
 /* Reads iov[0..n) whole (total bytes), polling until deadline, and folds
@@ -491,6 +539,17 @@ int wf_recv_into(struct wf_conn *c, int *type, void *head, size_t hlen, void *ds
     struct wf_frame_hdr h;
     int st = recv_hdr(c, &h, deadline, timeout_s);
     if (st) return st;
+    if (h.type == WF_MSG_SHM_BLOCK) {
+        struct wf_shm_desc d;
+        if ((st = recv_payload(c, &h, type, payload, len, deadline, timeout_s))) return st;
+        if ((st = wf_shm_next(c, *payload, *len, &d))) return st;
+        if ((size_t)d.len != hlen + dlen) return (st = recv_shm_whole(c, type, payload, len, &d)) ? st : 1;
+        if ((st = wf_shm_take(c, &d, head, hlen, dst, dlen))) return st;
+        *type = d.type;
+        *payload = NULL;
+        *len = d.len;
+        return WF_OK;
+    }
     if ((size_t)h.len != hlen + dlen || c->rgot > WF_FRAME_HDR) {
         /* not the frame expected (the caller names it), or one whose payload an earlier
          * timed-out wf_recv began: take it whole through the connection's buffer */

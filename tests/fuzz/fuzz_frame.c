@@ -8,7 +8,9 @@
  *   byte 0           K, the number of op bytes
  *   bytes 1..K       ops for the reader (see run_reader)
  *   bytes K+1..end   the buffer the reader reads
- * The whole input is also decoded as a frame (header + payload).
+ * The whole input is also decoded as a frame (header + payload), and its
+ * first 24 bytes as a shared-memory block descriptor against a ring whose
+ * size and consumer position come from the next 16.
  *
  * Beyond "no crash, no sanitizer report" it checks invariants: the reader
  * never moves past its end, a failed read leaves it failed, and what it read
@@ -94,8 +96,31 @@ static void fuzz_frame_reader(const uint8_t *ops, size_t nops, const uint8_t *bu
     wf_wbuf_free(&w);
 }
 
+static uint64_t rd64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* A descriptor that decodes lies inside the ring, starts at or after the
+ * consumer, and encodes back to the same bytes (its 6 reserved bytes zero). */
+static void fuzz_shm_desc(const uint8_t *data, size_t size) {
+    if (size < WF_SHM_DESC + 16) return;
+    uint64_t ring = rd64(data + WF_SHM_DESC) % (1ull << 34), expect = rd64(data + WF_SHM_DESC + 8);
+    if (data[0] & 1) expect %= 4 * ring + 1; /* near the descriptor's own range half of the time */
+    struct wf_shm_desc d;
+    if (wf_shm_desc_decode(data, WF_SHM_DESC, ring, expect, WF_FRAME_MAX_DEFAULT, &d) != WF_OK) return;
+    FUZZ_REQUIRE(ring > 0 && d.len <= ring && d.pos >= expect && d.pos - expect < ring);
+    FUZZ_REQUIRE(d.pos % ring + d.len <= ring && d.type < WF_MSG_COMM_FIRST);
+    uint8_t back[WF_SHM_DESC];
+    wf_shm_desc_encode(back, &d);
+    FUZZ_REQUIRE(memcmp(back, data, 18) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_frame_decode(data, size);
+    fuzz_shm_desc(data, size);
     if (size == 0) return 0;
     size_t nops = WF_MIN((size_t)data[0], size - 1);
     fuzz_frame_reader(data + 1, nops, data + 1 + nops, size - 1 - nops);

@@ -11,7 +11,8 @@
  * re-encode to the same bytes as fuzz_msg.c requires; and DIR/fuzz_frame/
  * frames of the current version (valid ones, and ones fuzz_frame.c's paths
  * reject: bad CRC, short payload, over the limit), each checked to take the
- * path it is named for. Hand-made seeds (bad_magic, bad_version, empty,
+ * path it is named for, and shared-memory block descriptors (shm_*), valid
+ * and not. Hand-made seeds (bad_magic, bad_version, empty,
  * reader_*) are left as they are. Exits non-zero, naming the seed, if a
  * check fails.
  */
@@ -388,6 +389,33 @@ static void frame_seeds(void) {
     frame_seed("huge_len", 7, NULL, 0, 0, REJECT, len_huge);    /* header only: the 1 GiB default limit */
 }
 
+/* Inputs whose first 24 bytes are a shared-memory block descriptor and the
+ * next 16 the ring size and the consumer's position (fuzz_shm_desc), checked
+ * to decode or not as named; and the descriptor as a frame (WF_MSG_SHM_BLOCK). */
+static void shm_seed(const char *name, uint64_t pos, uint32_t len, uint64_t ring, uint64_t expect, int ok) {
+    struct wf_shm_desc d = {.pos = pos, .len = len, .crc = 0x1234abcd, .type = 120}, e;
+    uint8_t in[WF_SHM_DESC + 16];
+    wf_shm_desc_encode(in, &d);
+    for (int i = 0; i < 8; i++) {
+        in[WF_SHM_DESC + i] = (uint8_t)(ring >> (8 * i));
+        in[WF_SHM_DESC + 8 + i] = (uint8_t)(expect >> (8 * i));
+    }
+    if ((in[0] & 1) || (wf_shm_desc_decode(in, WF_SHM_DESC, ring, expect, WF_FRAME_MAX_DEFAULT, &e) == WF_OK) != ok)
+        die(name, "the descriptor does not take the path it is named for");
+    write_seed("fuzz_frame", name, in, sizeof in);
+    printf("fuzz_frame/%-16s shared-memory descriptor, %s\n", name, ok ? "valid" : "rejected");
+}
+
+static void shm_seeds(void) {
+    shm_seed("shm_next", 4096, 1000, 1u << 20, 4096, 1);
+    shm_seed("shm_wrapped", 1u << 20, 1000, 1u << 20, (1u << 20) - 8, 1); /* the ring's end skipped */
+    shm_seed("shm_gap", 8192, 1000, 1u << 20, 4096, 0);
+    shm_seed("shm_past_end", (1u << 20) - 8, 1000, 1u << 20, (1u << 20) - 8, 0);
+    uint8_t desc[WF_SHM_DESC];
+    wf_shm_desc_encode(desc, &(struct wf_shm_desc){.pos = 0, .len = 65536, .crc = 7, .type = 121});
+    frame_seed("valid_shm_block", WF_MSG_COMM_FIRST + 4, desc, sizeof desc, 1, VALID, NULL); /* limit: the trail */
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s CORPUS_DIR (e.g. tests/fuzz/corpus)\n", argv[0]);
@@ -396,5 +424,6 @@ int main(int argc, char **argv) {
     out_dir = argv[1];
     msg_seeds();
     frame_seeds();
+    shm_seeds();
     return 0;
 }
