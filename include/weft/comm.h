@@ -32,8 +32,9 @@
 
 #define WF_FRAME_MAGIC 0x54464557u /* "WEFT" */
 #define WF_SHM_DESC 24             /* bytes of a shared-memory block descriptor (below) */
-#define WF_PROTO_VERSION 4 /* 2: elastic jobs (ASSIGN, STEP_LOSS and SUBMIT grew); 3: SUBMIT attach; 4: shared memory  \
-                            */
+#define WF_PROTO_VERSION                                                                                               \
+    4 /* 2: elastic jobs (ASSIGN, STEP_LOSS and SUBMIT grew); 3: SUBMIT attach; 4: shared memory                       \
+       */
 #define WF_FRAME_HDR 16
 #define WF_FRAME_MAX_DEFAULT (1u << 30) /* default payload limit: 1 GiB */
 /* Message types from here to 0xFFFF are the comm layer's own (collectives). */
@@ -85,8 +86,8 @@ int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void
 /* A frame sent in two goes, so that a thread that must not wait hands the
  * kernel what it takes now and leaves the rest to another: wf_send2_begin
  * sends the header and as much of a and b as the socket takes at once,
- * without waiting, and returns 1 when that was all, 0 when some is left (or
- * an error); wf_send2_rest sends the rest, given the same a and b (or
+ * without waiting, and returns 1 when that was all, 0 when some is left, or
+ * a negative error; wf_send2_rest sends the rest, given the same a and b (or
  * byte-identical copies), and returns WF_OK. Nothing else may be sent on c
  * in between. */
 struct wf_send_part {
@@ -129,9 +130,11 @@ int wf_poll_readable(struct wf_conn **conns, int n, int extra_fd, double timeout
  *
  * (The offer is small and never waits for the peer, so two ends may each
  * offer on one connection before answering on another.) R = 0 offers
- * nothing; allow = 0 declines. Each returns 1 when the connection now uses
- * shared memory, 0 when it stays on the socket alone (another machine, no
- * /dev/shm room: logged at debug level), or a negative error. */
+ * nothing; allow = 0 declines. wf_shm_offer_send returns WF_OK or an error;
+ * the other two return 1 when the connection now uses shared memory, 0 when
+ * it stays on the socket alone (another machine, no /dev/shm room: logged
+ * at debug level), or a negative error. Frame types of the comm layer's own
+ * (>= WF_MSG_COMM_FIRST) never go through shared memory. */
 #define WF_SHM_MIN (32u << 10)
 struct wf_shm;
 int wf_shm_offer_send(struct wf_conn *c, uint64_t ring_bytes, struct wf_shm **pending, double timeout_s);

@@ -150,11 +150,15 @@ static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t st
         it->cap = s->pool[s->npool].cap;
     }
     pthread_mutex_unlock(&s->mu);
+    if (it->started && it->part.shm == 2) copy = 0; /* the payload is in shared memory: only its descriptor is left */
     if (copy && it->cap < n) {
         wf_afree(it->buf);
         it->buf = wf_aalloc(nb);
         it->cap = it->buf ? n : 0;
-        if (!it->buf) return wf_error(WF_ERR_NOMEM, "out of memory queueing a send");
+        /* part of the frame is out: finish it here rather than cut the stream */
+        if (!it->buf && it->started)
+            return wf_send2_rest(c, &it->part, it->hdr, sizeof it->hdr, data, nb, PEER_TIMEOUT);
+        if (!it->buf) return wf_error(WF_ERR_NOMEM, "out of memory queueing a send to %s", c->name);
     }
     if (copy) memcpy(it->buf, data, nb); /* whole, also when part is sent: the rest is sent from the same offsets */
     it->src = copy ? it->buf : data;
@@ -435,8 +439,9 @@ static int stage_shm(struct stage *st) {
         uint64_t ring = WF_MIN(2 * msg + (64u << 10), (uint64_t)256 << 20);
         rc = wf_shm_offer_send(&st->next, allow && msg >= WF_SHM_MIN ? ring : 0, &pending, CTL_TIMEOUT);
     }
-    if (rc >= 0 && st->has_prev) rc = wf_shm_answer(&st->prev, allow, CTL_TIMEOUT);
-    if (rc >= 0 && st->has_next) return wf_shm_offer_finish(&st->next, pending, CTL_TIMEOUT);
+    /* the neighbours may still be connecting to others: as long as a peer may take */
+    if (rc >= 0 && st->has_prev) rc = wf_shm_answer(&st->prev, allow, PEER_TIMEOUT);
+    if (rc >= 0 && st->has_next) return wf_shm_offer_finish(&st->next, pending, PEER_TIMEOUT);
     wf_shm_cancel(pending);
     return rc;
 }

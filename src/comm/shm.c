@@ -27,14 +27,14 @@
  * socket for a closed peer).
  *
  * Set-up (wf_shm_offer_send, wf_shm_answer, wf_shm_offer_finish): the
- * offering end creates "/weft-<pid>-<random>" (mode 0600, posix_fallocate'd
+ * offering end creates "/weft-<pid>-<n>-<random>" (mode 0600, posix_fallocate'd
  * so that a full /dev/shm is an error now and not a SIGBUS later), writes a
  * random nonce into it and sends the name and nonce (WF_MSG_SHM_OFFER). The
  * answering end opens and maps it and unlinks the name; finding the nonce
  * there proves that both ends see the same memory, i.e. the same machine.
  * It replies yes or no (WF_MSG_SHM_ANSWER), and the offering end unlinks the
  * name whatever the answer. Objects left by a process that died between the
- * two steps are swept at the next offer on the machine.
+ * two steps are swept at a later offer on the machine (once 10 minutes old).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -60,6 +60,7 @@
 #define SEG_HDR 4096
 #define SEG_MAGIC "weftshm1"
 #define WAIT_SLICE_MS 50
+#define SWEEP_AGE_S 600 /* left-over objects of dead processes are removed once this old */
 
 struct ring_ctl {          /* in the segment; each on its own cache line */
     _Atomic uint64_t tail; /* bytes the consumer is done with, counted from the start */
@@ -157,18 +158,21 @@ static int socket_closed(const struct wf_conn *c) {
 int wf_shm_put(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, int nowait,
                double timeout_s, uint8_t desc[WF_SHM_DESC]) {
     struct wf_shm *s = c->shm;
+    if (c->fd < 0) return wf_error(WF_ERR_PEER, "%s: connection is closed (after an earlier error)", c->name);
     uint64_t R = s->ring_bytes, n = alen + blen;
     uint64_t off = s->head % R, pos = s->head + (off + n > R ? R - off : 0);
     struct ring_ctl *rc = &seg(s)->ring[s->out];
     double deadline = wf_deadline(timeout_s);
     for (;;) {
         uint32_t seq = atomic_load_explicit(&rc->seq, memory_order_acquire);
-        uint64_t tail = atomic_load_explicit(&rc->tail, memory_order_acquire);
+        uint64_t tail = WF_MIN(atomic_load_explicit(&rc->tail, memory_order_acquire), s->head); /* trust no more */
         if (tail == s->head || pos + n - tail <= R) break; /* empty, or no overlap with [tail, head) */
         if (nowait) return 0;
         if (socket_closed(c)) {
             wf_conn_break(c);
-            return wf_error(WF_ERR_PEER, "%s closed the connection while this end waited for room in shared memory",
+            return wf_error(WF_ERR_PEER,
+                            "the connection to %s closed (the peer gone, or this worker stopping) while waiting for "
+                            "room in its shared-memory ring",
                             c->name);
         }
         int ms = wf_ms_left(deadline);
@@ -237,6 +241,9 @@ static void sweep(void) {
         char rest[32];
         if (sscanf(e->d_name, "weft-%ld-%31s", &pid, rest) != 2 || pid <= 0 || pid > INT_MAX) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        /* a pid from another pid namespace sharing this /dev/shm may look dead: only old objects go */
+        struct stat sb;
+        if (fstatat(dirfd(dir), e->d_name, &sb, 0) < 0 || time(NULL) - sb.st_mtime < SWEEP_AGE_S) continue;
         char name[300];
         snprintf(name, sizeof name, "/%s", e->d_name);
         shm_unlink(name);
@@ -311,7 +318,8 @@ int wf_shm_offer_send(struct wf_conn *c, uint64_t ring_bytes, struct wf_shm **pe
     wf_put_u32(&w, s ? 16 : 0);
     if (s) wf_put_bytes(&w, seg(s)->nonce, 16);
     wf_put_str(&w, s ? s->name : why);
-    int rc = w.oom ? wf_error(WF_ERR_NOMEM, "out of memory") : wf_send(c, WF_MSG_SHM_OFFER, w.p, w.len, timeout_s);
+    int rc = w.oom ? wf_error(WF_ERR_NOMEM, "out of memory offering shared memory to %s", c->name)
+                   : wf_send(c, WF_MSG_SHM_OFFER, w.p, w.len, timeout_s);
     wf_wbuf_free(&w);
     if (rc < 0 && s) {
         shm_unlink(s->name);
@@ -389,7 +397,8 @@ int wf_shm_answer(struct wf_conn *c, int allow, double timeout_s) {
     wf_wbuf_init(&w);
     wf_put_u8(&w, s != NULL);
     wf_put_str(&w, s ? "" : why);
-    rc = w.oom ? wf_error(WF_ERR_NOMEM, "out of memory") : wf_send(c, WF_MSG_SHM_ANSWER, w.p, w.len, timeout_s);
+    rc = w.oom ? wf_error(WF_ERR_NOMEM, "out of memory answering %s", c->name)
+               : wf_send(c, WF_MSG_SHM_ANSWER, w.p, w.len, timeout_s);
     wf_wbuf_free(&w);
     wf_free(name);
     if (rc < 0) {

@@ -343,14 +343,17 @@ static int send_part(struct wf_conn *c, struct wf_send_part *p, const void *a, s
     if (p->len != alen + blen)
         return wf_error(WF_ERR_INTERNAL, "sending to %s: the rest of a frame given with another length", c->name);
     if (p->shm == 1) {
+        double t0 = wf_now();
         int rc = wf_shm_put(c, p->type, a, alen, b, blen, nowait, timeout_s, p->desc);
         if (rc <= 0) return rc;
         wf_frame_encode_hdr(p->hdr, WF_MSG_SHM_BLOCK, p->desc, WF_SHM_DESC);
         p->shm = 2;
+        if (timeout_s >= 0) timeout_s = WF_MAX(0.0, timeout_s - (wf_now() - t0)); /* one timeout for both waits */
     }
     struct iovec iov[3] = {{p->hdr, WF_FRAME_HDR}, {(void *)a, alen}, {(void *)b, blen}};
     if (p->shm) iov[1] = (struct iovec){p->desc, WF_SHM_DESC}, iov[2].iov_len = 0;
     int rc = send_iov(c, iov, 3, p->total, &p->done, p->type, nowait, timeout_s);
+    if (rc < 0 && p->shm) wf_conn_break(c); /* the block is in the ring: no later frame can be in step */
     if (rc < 0) return rc;
     if (p->shm && p->done == p->total) c->bytes_sent += p->len;
     return p->done == p->total;
@@ -479,7 +482,10 @@ static int recv_payload(struct wf_conn *c, const struct wf_frame_hdr *h, int *ty
 static int recv_shm_whole(struct wf_conn *c, int *type, const void **payload, size_t *len,
                           const struct wf_shm_desc *d) {
     int st = rbuf_reserve(c, WF_FRAME_HDR + (size_t)d->len);
-    if (st) return st;
+    if (st) {
+        wf_conn_break(c); /* the block stays in the ring: the stream cannot go on */
+        return st;
+    }
     if ((st = wf_shm_take(c, d, c->rbuf + WF_FRAME_HDR, d->len, NULL, 0))) return st;
     *type = d->type;
     *payload = c->rbuf + WF_FRAME_HDR;
