@@ -93,10 +93,11 @@ int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void
 struct wf_send_part {
     uint8_t hdr[WF_FRAME_HDR];
     uint8_t desc[WF_SHM_DESC]; /* the socket's payload when the frame's goes through shared memory */
-    size_t done, total;        /* bytes on the socket, header included */
+    size_t done, total;        /* bytes on the socket of the frame (or of its part's descriptor), header included */
     size_t len;                /* the frame's payload bytes */
+    size_t off;                /* through shared memory: payload bytes in the ring so far */
     int type;
-    int shm; /* 0: all on the socket; 1: through shared memory, not copied in yet; 2: copied in */
+    int shm; /* 0: all on the socket; 1: through shared memory, next part to copy in; 2: its descriptor to send */
 };
 int wf_send2_begin(struct wf_conn *c, struct wf_send_part *p, int type, const void *a, size_t alen, const void *b,
                    size_t blen);
@@ -143,13 +144,19 @@ int wf_shm_offer_finish(struct wf_conn *c, struct wf_shm *pending, double timeou
 /* Drops an offer that will not be finished (an error in between). */
 void wf_shm_cancel(struct wf_shm *pending);
 /* The descriptor of a block (payload of a WF_MSG_SHM_BLOCK frame, 24
- * bytes): where it starts in the ring (bytes since the ring's start, never
- * wrapping), its length, the CRC-32 of its bytes and the frame type it
- * stands for. Decoding checks it against the ring (pure; fuzzed). */
+ * bytes). A frame goes in parts of at most WF_SHM_PART bytes, each
+ * announced as soon as it is in the ring, so that the receiver copies one
+ * part out while the sender copies the next in. A descriptor gives where
+ * the part starts in the ring (bytes since the ring's start, never
+ * wrapping), its length and CRC-32, the frame's type and whole length, and
+ * whether more parts follow. Decoding checks it against the ring (pure;
+ * fuzzed). */
+#define WF_SHM_PART (256u << 10)
 struct wf_shm_desc {
     uint64_t pos;
-    uint32_t len, crc;
+    uint32_t len, crc, total;
     uint16_t type;
+    uint8_t more;
 };
 void wf_shm_desc_encode(uint8_t out[WF_SHM_DESC], const struct wf_shm_desc *d);
 int wf_shm_desc_decode(const uint8_t *p, size_t n, uint64_t ring_bytes, uint64_t expect, uint32_t max_len,

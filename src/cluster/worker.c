@@ -150,7 +150,8 @@ static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t st
         it->cap = s->pool[s->npool].cap;
     }
     pthread_mutex_unlock(&s->mu);
-    if (it->started && it->part.shm == 2) copy = 0; /* the payload is in shared memory: only its descriptor is left */
+    if (it->started && it->part.shm && it->part.off == it->part.len)
+        copy = 0; /* the payload is in shared memory: only a descriptor is left */
     if (copy && it->cap < n) {
         wf_afree(it->buf);
         it->buf = wf_aalloc(nb);

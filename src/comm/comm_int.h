@@ -56,15 +56,17 @@ struct wf_shm *wf_shm_retain(struct wf_shm *s);
 void wf_shm_release(struct wf_shm *s);
 /* Whether a payload of n bytes goes through c's shared memory. */
 int wf_shm_fits(const struct wf_shm *s, size_t n);
-/* Copies a then b into the ring and writes the descriptor: 1, or 0 with
- * nowait when the ring has no room yet; otherwise waits for room until
- * timeout_s (the peer closing ends the wait). */
-int wf_shm_put(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, int nowait,
-               double timeout_s, uint8_t desc[WF_SHM_DESC]);
+/* Copies bytes [off, off + n) of the concatenation a|b into the ring as one
+ * part of a frame and writes its descriptor: 1, or 0 with nowait when the
+ * ring has no room yet; otherwise waits for room until timeout_s (the peer
+ * closing ends the wait). */
+int wf_shm_put(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, size_t off,
+               size_t n, int nowait, double timeout_s, uint8_t desc[WF_SHM_DESC]);
 /* Checks the descriptor payload of a WF_MSG_SHM_BLOCK frame (breaks c if bad). */
 int wf_shm_next(struct wf_conn *c, const void *dp, size_t dn, struct wf_shm_desc *d);
-/* Copies the block out (hlen + dlen == d->len), frees its room, checks its CRC. */
-int wf_shm_take(struct wf_conn *c, const struct wf_shm_desc *d, void *head, size_t hlen, void *dst, size_t dlen);
+/* Copies a part out to bytes [off, off + d->len) of head|dst (head hlen
+ * bytes, dst the rest of the frame), frees its room, checks its CRC. */
+int wf_shm_take(struct wf_conn *c, const struct wf_shm_desc *d, void *head, size_t hlen, void *dst, size_t off);
 
 /* ---- the frame engine: one frame moving on one connection ----
  * Collectives keep one or a few of these in flight and make progress on all

@@ -132,7 +132,9 @@ void wf_shm_desc_encode(uint8_t out[WF_SHM_DESC], const struct wf_shm_desc *d) {
     wf_le32(out + 8, d->len);
     wf_le32(out + 12, d->crc);
     wf_le16(out + 16, d->type);
-    memset(out + 18, 0, 6);
+    out[18] = d->more ? 1 : 0;
+    out[19] = 0;
+    wf_le32(out + 20, d->total);
 }
 
 int wf_shm_desc_decode(const uint8_t *p, size_t n, uint64_t ring_bytes, uint64_t expect, uint32_t max_len,
@@ -146,17 +148,35 @@ int wf_shm_desc_decode(const uint8_t *p, size_t n, uint64_t ring_bytes, uint64_t
     d->len = wf_rd32(p + 8);
     d->crc = wf_rd32(p + 12);
     d->type = wf_rd16(p + 16);
+    d->more = p[18];
+    d->total = wf_rd32(p + 20);
     if (d->type >= WF_MSG_COMM_FIRST)
         return wf_error(WF_ERR_CORRUPT, "shared-memory block: type 0x%04x is not a message type", d->type);
-    if (d->len > max_len || d->len > ring_bytes)
-        return wf_error(WF_ERR_CORRUPT, "shared-memory block: %u bytes, over the limit (%u) or the ring (%llu)", d->len,
-                        max_len, (unsigned long long)ring_bytes);
+    if (d->more > 1 || p[19])
+        return wf_error(WF_ERR_CORRUPT, "shared-memory block: flags 0x%02x%02x are not defined", p[19], p[18]);
+    if (d->total > max_len || d->len > d->total || d->len == 0 || d->len > ring_bytes)
+        return wf_error(WF_ERR_CORRUPT,
+                        "shared-memory block: a part of %u bytes of a %u-byte frame (limit %u, ring %llu bytes)",
+                        d->len, d->total, max_len, (unsigned long long)ring_bytes);
     /* it starts where the last one ended, or at the ring's start after skipping its end */
     if (d->pos < expect || d->pos - expect >= ring_bytes || d->pos % ring_bytes + d->len > ring_bytes ||
         (d->pos != expect && d->pos % ring_bytes != 0))
         return wf_error(WF_ERR_CORRUPT, "shared-memory block: position %llu (length %u) is not next in the ring",
                         (unsigned long long)d->pos, d->len);
     return WF_OK;
+}
+
+/* Copies bytes [off, off + n) of the concatenation a|b to dst (or, with
+ * to_ab, dst to that range of a|b), folding them into crc. */
+static uint32_t copy_ab(uint8_t *dst, const uint8_t *a, size_t alen, const uint8_t *b, size_t off, size_t n, int to_ab,
+                        uint32_t crc) {
+    size_t ka = off < alen ? WF_MIN(n, alen - off) : 0;
+    if (ka) crc = to_ab ? copy_crc((uint8_t *)a + off, dst, ka, crc) : copy_crc(dst, a + off, ka, crc);
+    if (n > ka) {
+        size_t ob = off + ka - alen;
+        crc = to_ab ? copy_crc((uint8_t *)b + ob, dst + ka, n - ka, crc) : copy_crc(dst + ka, b + ob, n - ka, crc);
+    }
+    return crc;
 }
 
 /* ---- producer ---- */
@@ -168,12 +188,12 @@ static int socket_closed(const struct wf_conn *c) {
     return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
-int wf_shm_put(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, int nowait,
-               double timeout_s, uint8_t desc[WF_SHM_DESC]) {
+int wf_shm_put(struct wf_conn *c, int type, const void *a, size_t alen, const void *b, size_t blen, size_t off,
+               size_t n, int nowait, double timeout_s, uint8_t desc[WF_SHM_DESC]) {
     struct wf_shm *s = c->shm;
     if (c->fd < 0) return wf_error(WF_ERR_PEER, "%s: connection is closed (after an earlier error)", c->name);
-    uint64_t R = s->ring_bytes, n = alen + blen;
-    uint64_t off = s->head % R, pos = s->head + (off + n > R ? R - off : 0);
+    uint64_t R = s->ring_bytes;
+    uint64_t at = s->head % R, pos = s->head + (at + n > R ? R - at : 0);
     struct ring_ctl *rc = &seg(s)->ring[s->out];
     double deadline = wf_deadline(timeout_s);
     for (;;) {
@@ -199,8 +219,13 @@ int wf_shm_put(struct wf_conn *c, int type, const void *a, size_t alen, const vo
         futex(&rc->seq, FUTEX_WAIT, seq, &ts);
     }
     uint8_t *dst = ring_data(s, s->out) + pos % R;
-    uint32_t crc = copy_crc(dst + alen, b, blen, copy_crc(dst, a, alen, 0));
-    struct wf_shm_desc d = {.pos = pos, .len = (uint32_t)n, .crc = crc, .type = (uint16_t)type};
+    uint32_t crc = copy_ab(dst, a, alen, b, off, n, 0, 0);
+    struct wf_shm_desc d = {.pos = pos,
+                            .len = (uint32_t)n,
+                            .crc = crc,
+                            .type = (uint16_t)type,
+                            .more = off + n < alen + blen,
+                            .total = (uint32_t)(alen + blen)};
     s->head = pos + n;
     wf_shm_desc_encode(desc, &d);
     return 1;
@@ -218,10 +243,10 @@ int wf_shm_next(struct wf_conn *c, const void *dp, size_t dn, struct wf_shm_desc
     return WF_OK;
 }
 
-int wf_shm_take(struct wf_conn *c, const struct wf_shm_desc *d, void *head, size_t hlen, void *dst, size_t dlen) {
+int wf_shm_take(struct wf_conn *c, const struct wf_shm_desc *d, void *head, size_t hlen, void *dst, size_t off) {
     struct wf_shm *s = c->shm;
     const uint8_t *src = ring_data(s, s->in) + d->pos % s->ring_bytes;
-    uint32_t crc = copy_crc(dst, src + hlen, dlen, copy_crc(head, src, hlen, 0));
+    uint32_t crc = copy_ab((uint8_t *)src, head, hlen, dst, off, d->len, 1, 0);
     struct ring_ctl *rc = &seg(s)->ring[s->in];
     s->expect = d->pos + d->len;
     atomic_store_explicit(&rc->tail, s->expect, memory_order_release);
@@ -234,7 +259,6 @@ int wf_shm_take(struct wf_conn *c, const struct wf_shm_desc *d, void *head, size
                         "0x%08x) from %s",
                         d->type, d->len, d->crc, crc, c->name);
     }
-    c->bytes_recv += d->len;
     return WF_OK;
 }
 

@@ -336,26 +336,51 @@ static int send_iov(struct wf_conn *c, struct iovec *iov, int n, size_t total, s
     return WF_OK;
 }
 
-/* Copies the payload into shared memory (when it goes that way and is not
- * there yet), then sends what the socket is still owed. 1 when done. */
+static double time_left(double deadline) { return deadline < 0 ? -1.0 : WF_MAX(0.0, deadline - wf_now()); }
+
+/* Through shared memory: copies the next part in and sends its descriptor,
+ * part after part. 1 when all is sent, 0 when (nowait) the ring or socket
+ * has no room for the next step. */
+static int send_parts(struct wf_conn *c, struct wf_send_part *p, const void *a, size_t alen, const void *b, size_t blen,
+                      int nowait, double timeout_s) {
+    double deadline = wf_deadline(timeout_s);
+    for (;;) {
+        if (p->shm == 2) {
+            struct iovec iov[2] = {{p->hdr, WF_FRAME_HDR}, {p->desc, WF_SHM_DESC}};
+            int rc = send_iov(c, iov, 2, p->total, &p->done, p->type, nowait, time_left(deadline));
+            if (rc < 0) {
+                wf_conn_break(c); /* the part is in the ring: no later frame can be in step */
+                return rc;
+            }
+            if (p->done < p->total) return 0;
+            c->bytes_sent -= p->total; /* counted below, as the frame's length */
+            if (p->off == p->len) {
+                c->bytes_sent += WF_FRAME_HDR + p->len;
+                return 1;
+            }
+            p->shm = 1;
+        }
+        size_t k = WF_MIN((size_t)WF_SHM_PART, p->len - p->off);
+        int rc = wf_shm_put(c, p->type, a, alen, b, blen, p->off, k, nowait, time_left(deadline), p->desc);
+        if (rc < 0 && p->off > 0) wf_conn_break(c); /* the frame is half announced */
+        if (rc <= 0) return rc;
+        wf_frame_encode_hdr(p->hdr, WF_MSG_SHM_BLOCK, p->desc, WF_SHM_DESC);
+        p->off += k;
+        p->done = 0;
+        p->total = WF_FRAME_HDR + WF_SHM_DESC;
+        p->shm = 2;
+    }
+}
+
+/* Sends what the socket (or shared memory) is still owed. 1 when done. */
 static int send_part(struct wf_conn *c, struct wf_send_part *p, const void *a, size_t alen, const void *b, size_t blen,
                      int nowait, double timeout_s) {
     if (p->len != alen + blen)
         return wf_error(WF_ERR_INTERNAL, "sending to %s: the rest of a frame given with another length", c->name);
-    if (p->shm == 1) {
-        double t0 = wf_now();
-        int rc = wf_shm_put(c, p->type, a, alen, b, blen, nowait, timeout_s, p->desc);
-        if (rc <= 0) return rc;
-        wf_frame_encode_hdr(p->hdr, WF_MSG_SHM_BLOCK, p->desc, WF_SHM_DESC);
-        p->shm = 2;
-        if (timeout_s >= 0) timeout_s = WF_MAX(0.0, timeout_s - (wf_now() - t0)); /* one timeout for both waits */
-    }
+    if (p->shm) return send_parts(c, p, a, alen, b, blen, nowait, timeout_s);
     struct iovec iov[3] = {{p->hdr, WF_FRAME_HDR}, {(void *)a, alen}, {(void *)b, blen}};
-    if (p->shm) iov[1] = (struct iovec){p->desc, WF_SHM_DESC}, iov[2].iov_len = 0;
     int rc = send_iov(c, iov, 3, p->total, &p->done, p->type, nowait, timeout_s);
-    if (rc < 0 && p->shm) wf_conn_break(c); /* the block is in the ring: no later frame can be in step */
     if (rc < 0) return rc;
-    if (p->shm && p->done == p->total) c->bytes_sent += p->len;
     return p->done == p->total;
 }
 
@@ -368,9 +393,10 @@ int wf_send2_begin(struct wf_conn *c, struct wf_send_part *p, int type, const vo
     p->type = type;
     p->done = 0;
     p->len = alen + blen;
+    p->off = 0;
     p->shm = type < WF_MSG_COMM_FIRST && wf_shm_fits(c->shm, p->len);
     if (p->shm) {
-        p->total = WF_FRAME_HDR + WF_SHM_DESC;
+        p->total = 0;
     } else {
         struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
         wf_frame_encode_hdr_iov(p->hdr, type, iov, 2);
@@ -477,31 +503,17 @@ static int recv_payload(struct wf_conn *c, const struct wf_frame_hdr *h, int *ty
     return WF_OK;
 }
 
-/* After recv_payload of a WF_MSG_SHM_BLOCK frame: the block it describes,
- * copied into rbuf, as if the frame had come whole. */
-static int recv_shm_whole(struct wf_conn *c, int *type, const void **payload, size_t *len,
-                          const struct wf_shm_desc *d) {
-    int st = rbuf_reserve(c, WF_FRAME_HDR + (size_t)d->len);
-    if (st) {
-        wf_conn_break(c); /* the block stays in the ring: the stream cannot go on */
-        return st;
-    }
-    if ((st = wf_shm_take(c, d, c->rbuf + WF_FRAME_HDR, d->len, NULL, 0))) return st;
-    *type = d->type;
-    *payload = c->rbuf + WF_FRAME_HDR;
-    *len = d->len;
-    return WF_OK;
-}
+static int recv_shm(struct wf_conn *c, const void *dp, size_t dn, void *head, size_t hlen, void *dst, size_t dlen,
+                    int *type, const void **payload, size_t *len, double deadline, double timeout_s);
 
 int wf_recv(struct wf_conn *c, int *type, const void **payload, size_t *len, double timeout_s) {
     double deadline = wf_deadline(timeout_s);
     struct wf_frame_hdr h;
-    struct wf_shm_desc d;
     int st = recv_hdr(c, &h, deadline, timeout_s);
     if (!st) st = recv_payload(c, &h, type, payload, len, deadline, timeout_s);
     if (st || *type != WF_MSG_SHM_BLOCK) return st;
-    if ((st = wf_shm_next(c, *payload, *len, &d))) return st;
-    return recv_shm_whole(c, type, payload, len, &d);
+    st = recv_shm(c, *payload, *len, NULL, 0, NULL, 0, type, payload, len, deadline, timeout_s);
+    return st < 0 ? st : WF_OK;
 }
 
 /* Reads iov[0..n) whole (total bytes), polling until deadline, and folds
@@ -539,6 +551,69 @@ static int recv_iov_all(struct wf_conn *c, struct iovec *iov, int n, size_t tota
     return WF_OK;
 }
 
+/* The next part's descriptor of a frame coming through shared memory, read
+ * outside rbuf (which may be holding the frame). */
+static int recv_next_desc(struct wf_conn *c, uint8_t desc[WF_SHM_DESC], double deadline, double timeout_s) {
+    uint8_t hdr[WF_FRAME_HDR];
+    struct iovec iov[2] = {{hdr, WF_FRAME_HDR}, {desc, WF_SHM_DESC}};
+    uint32_t crc = 0;
+    int st = recv_iov_all(c, iov, 2, WF_FRAME_HDR + WF_SHM_DESC, &crc, deadline, timeout_s);
+    if (st) return st;
+    struct wf_frame_hdr h;
+    if ((st = wf_frame_decode_hdr(hdr, c->max_len, &h)) || (st = wf_frame_check(hdr, &h, desc))) {
+        wf_conn_break(c);
+        return wf_error_prefix(st, "from %s", c->name);
+    }
+    if (h.type != WF_MSG_SHM_BLOCK || h.len != WF_SHM_DESC) {
+        wf_conn_break(c);
+        return wf_error(WF_ERR_CORRUPT, "%s sent a type %u frame in the middle of a frame in shared memory", c->name,
+                        h.type);
+    }
+    return WF_OK;
+}
+
+/* A frame coming through shared memory, whose first descriptor is dp: its
+ * parts copied into head|dst when hlen + dlen is its length (WF_OK), else
+ * into rbuf (1, *payload pointing there). */
+static int recv_shm(struct wf_conn *c, const void *dp, size_t dn, void *head, size_t hlen, void *dst, size_t dlen,
+                    int *type, const void **payload, size_t *len, double deadline, double timeout_s) {
+    struct wf_shm_desc d;
+    uint8_t next[WF_SHM_DESC];
+    int st = wf_shm_next(c, dp, dn, &d);
+    if (st) return st;
+    uint32_t total = d.total;
+    uint16_t t = d.type;
+    int whole = (size_t)total != hlen + dlen;
+    if (whole) {
+        if ((st = rbuf_reserve(c, WF_FRAME_HDR + (size_t)total))) {
+            wf_conn_break(c); /* the parts stay in the ring: the stream cannot go on */
+            return st;
+        }
+        head = c->rbuf + WF_FRAME_HDR;
+        hlen = total;
+        dst = NULL;
+    }
+    c->bytes_recv -= WF_FRAME_HDR + WF_SHM_DESC; /* counted below as the frame's own length */
+    for (size_t off = 0;;) {
+        if (d.type != t || d.total != total || off + d.len > total || (!d.more && off + d.len != total)) {
+            wf_conn_break(c);
+            return wf_error(WF_ERR_CORRUPT,
+                            "%s: shared-memory parts out of step (a %u-byte part at %zu of a %u-byte frame)", c->name,
+                            d.len, off, total);
+        }
+        if ((st = wf_shm_take(c, &d, head, hlen, dst, off))) return st;
+        off += d.len;
+        if (!d.more) break;
+        if ((st = recv_next_desc(c, next, deadline, timeout_s)) || (st = wf_shm_next(c, next, sizeof next, &d)))
+            return st;
+    }
+    c->bytes_recv += WF_FRAME_HDR + (size_t)total;
+    *type = t;
+    *payload = whole ? c->rbuf + WF_FRAME_HDR : NULL;
+    *len = total;
+    return whole;
+}
+
 int wf_recv_into(struct wf_conn *c, int *type, void *head, size_t hlen, void *dst, size_t dlen, const void **payload,
                  size_t *len, double timeout_s) {
     double deadline = wf_deadline(timeout_s);
@@ -546,15 +621,8 @@ int wf_recv_into(struct wf_conn *c, int *type, void *head, size_t hlen, void *ds
     int st = recv_hdr(c, &h, deadline, timeout_s);
     if (st) return st;
     if (h.type == WF_MSG_SHM_BLOCK) {
-        struct wf_shm_desc d;
         if ((st = recv_payload(c, &h, type, payload, len, deadline, timeout_s))) return st;
-        if ((st = wf_shm_next(c, *payload, *len, &d))) return st;
-        if ((size_t)d.len != hlen + dlen) return (st = recv_shm_whole(c, type, payload, len, &d)) ? st : 1;
-        if ((st = wf_shm_take(c, &d, head, hlen, dst, dlen))) return st;
-        *type = d.type;
-        *payload = NULL;
-        *len = d.len;
-        return WF_OK;
+        return recv_shm(c, *payload, *len, head, hlen, dst, dlen, type, payload, len, deadline, timeout_s);
     }
     if ((size_t)h.len != hlen + dlen || c->rgot > WF_FRAME_HDR) {
         /* not the frame expected (the caller names it), or one whose payload an earlier

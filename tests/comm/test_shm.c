@@ -3,10 +3,11 @@
  * pair, with the peer in a child process (so the ring and its futex really
  * cross processes): frames of every size come back intact through
  * wf_recv and wf_recv_into, small and oversized ones on the socket and the
- * rest through a ring that wraps many times. In one process: a ring with no
+ * rest through a ring that wraps many times, in parts of WF_SHM_PART. In one process: a ring with no
  * room makes wf_send2_begin leave the frame to wf_send2_rest, which waits
  * for the reader, times out naming a peer that does not read, and stops at
- * once when the peer closes. A declined or unusable offer (another machine)
+ * once when the peer closes; a frame half announced when the wait times out
+ * closes the connection. A declined or unusable offer (another machine)
  * leaves both ends on the socket. Descriptors out of place are refused.
  * Nothing is left in /dev/shm.
  */
@@ -127,18 +128,19 @@ static void test_full_ring(void) {
     struct wf_conn a, b;
     pair(&a, &b);
     CHECK(setup(&a, &b, 1) == 1);
-    size_t n = 600000;
-    uint8_t *x = malloc(n), *y = malloc(n), hd[20] = {1, 2, 3};
-    fill(x, n, 1);
+    size_t n = 240000; /* one part each (WF_SHM_PART): four fill the ring */
+    uint8_t *x = malloc(3 * n), *y = malloc(3 * n), hd[20] = {1, 2, 3};
+    fill(x, 3 * n, 1);
     struct wf_send_part p1, p2;
-    CHECK(wf_send2_begin(&a, &p1, 7, hd, sizeof hd, x, n) == 1); /* copied in, descriptor sent */
-    CHECK(wf_send2_begin(&a, &p2, 8, hd, sizeof hd, x, n) == 0); /* no room: nothing sent yet */
-    CHECK(p2.done == 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(wf_send2_begin(&a, &p1, 7 + i, hd, sizeof hd, x, n) == 1); /* copied in, descriptor sent */
+    CHECK(wf_send2_begin(&a, &p2, 11, hd, sizeof hd, x, n) == 0);        /* no room: nothing sent yet */
+    CHECK(p2.done == 0 && p2.off == 0);
     double t0 = wf_now();
     int st = wf_send2_rest(&a, &p2, hd, sizeof hd, x, n, 0.3);
     CHECKF(st == WF_ERR_TIMEOUT && has("not reading") && has("end a"), "%d %s", st, wf_errmsg());
-    CHECK(wf_now() - t0 < 2.0);
-    /* the reader takes the first: room for the second */
+    CHECK(wf_now() - t0 < 2.0 && a.fd >= 0); /* nothing of it announced: the connection goes on */
+    /* the reader takes the first: room for the fifth */
     int type;
     const void *p;
     size_t len;
@@ -146,10 +148,28 @@ static void test_full_ring(void) {
     CHECK(wf_recv_into(&b, &type, hd2, sizeof hd2, y, n, &p, &len, 5.0) == WF_OK && type == 7);
     CHECK(memcmp(x, y, n) == 0 && memcmp(hd, hd2, 20) == 0);
     CHECK(wf_send2_rest(&a, &p2, hd, sizeof hd, x, n, 5.0) == WF_OK);
-    CHECK(wf_recv_into(&b, &type, hd2, sizeof hd2, y, n, &p, &len, 5.0) == WF_OK && type == 8);
-    CHECK(memcmp(x, y, n) == 0);
-    /* the ring full again and the reader gone: the wait ends at once, naming it */
-    CHECK(wf_send2(&a, 9, hd, sizeof hd, x, n, 5.0) == WF_OK);
+    for (int i = 1; i < 5; i++)
+        CHECK(wf_recv_into(&b, &type, hd2, sizeof hd2, y, n, &p, &len, 5.0) == WF_OK && type == 7 + i &&
+              memcmp(x, y, n) == 0);
+    wf_conn_close(&a);
+    wf_conn_close(&b);
+
+    /* a frame of three parts with room for one, and nobody reading: the frame is half
+     * announced when the wait times out, so the connection is closed */
+    pair(&a, &b);
+    CHECK(setup(&a, &b, 1) == 1);
+    for (int i = 0; i < 3; i++)
+        CHECK(wf_send2(&a, 20, hd, sizeof hd, x, n, 5.0) == WF_OK);
+    st = wf_send2(&a, 21, hd, sizeof hd, x, 3 * n, 0.3);
+    CHECKF(st == WF_ERR_TIMEOUT && a.fd < 0, "%d %s", st, wf_errmsg());
+    wf_conn_close(&a);
+    wf_conn_close(&b);
+
+    /* the ring full and the reader gone: the wait ends at once, naming it */
+    pair(&a, &b);
+    CHECK(setup(&a, &b, 1) == 1);
+    for (int i = 0; i < 4; i++)
+        CHECK(wf_send2(&a, 9, hd, sizeof hd, x, n, 5.0) == WF_OK);
     wf_conn_close(&b);
     t0 = wf_now();
     st = wf_send2(&a, 10, hd, sizeof hd, x, n, 5.0);
@@ -245,16 +265,27 @@ static void test_shared_by_dup(void) {
 }
 
 static void test_descriptors(void) {
-    struct wf_shm_desc d = {.pos = 4096, .len = 1000, .crc = 0xdeadbeef, .type = 120}, e;
+    struct wf_shm_desc d = {.pos = 4096, .len = 1000, .crc = 0xdeadbeef, .type = 120, .total = 1000}, e;
     uint8_t b[WF_SHM_DESC];
     wf_shm_desc_encode(b, &d);
     CHECK(wf_shm_desc_decode(b, sizeof b, RING, 4096, 1u << 30, &e) == WF_OK);
-    CHECK(e.pos == d.pos && e.len == d.len && e.crc == d.crc && e.type == d.type);
+    CHECK(e.pos == d.pos && e.len == d.len && e.crc == d.crc && e.type == d.type && e.total == 1000 && !e.more);
     CHECK(wf_shm_desc_decode(b, sizeof b - 1, RING, 4096, 1u << 30, &e) == WF_ERR_CORRUPT && has("descriptor"));
     CHECK(wf_shm_desc_decode(b, sizeof b, RING, 5000, 1u << 30, &e) == WF_ERR_CORRUPT && has("not next"));
     CHECK(wf_shm_desc_decode(b, sizeof b, RING, 100, 1u << 30, &e) == WF_ERR_CORRUPT); /* a gap, not a wrap */
-    CHECK(wf_shm_desc_decode(b, sizeof b, RING, 4096, 999, &e) == WF_ERR_CORRUPT && has("over the limit"));
+    CHECK(wf_shm_desc_decode(b, sizeof b, RING, 4096, 999, &e) == WF_ERR_CORRUPT && has("limit 999"));
     CHECK(wf_shm_desc_decode(b, sizeof b, 0, 4096, 1u << 30, &e) == WF_ERR_CORRUPT);
+    b[18] = 2; /* an undefined flag */
+    CHECK(wf_shm_desc_decode(b, sizeof b, RING, 4096, 1u << 30, &e) == WF_ERR_CORRUPT && has("flags"));
+    d.more = 1; /* the first part of a longer frame */
+    d.total = 5000;
+    wf_shm_desc_encode(b, &d);
+    CHECK(wf_shm_desc_decode(b, sizeof b, RING, 4096, 1u << 30, &e) == WF_OK && e.more && e.total == 5000);
+    d.total = 999; /* a part longer than its frame */
+    wf_shm_desc_encode(b, &d);
+    CHECK(wf_shm_desc_decode(b, sizeof b, RING, 4096, 1u << 30, &e) == WF_ERR_CORRUPT);
+    d.more = 0;
+    d.total = 1000;
     d.pos = RING; /* after skipping the ring's end: at its start */
     wf_shm_desc_encode(b, &d);
     CHECK(wf_shm_desc_decode(b, sizeof b, RING, RING - 10, 1u << 30, &e) == WF_OK);

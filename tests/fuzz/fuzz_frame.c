@@ -103,19 +103,20 @@ static uint64_t rd64(const uint8_t *p) {
     return v;
 }
 
-/* A descriptor that decodes lies inside the ring, starts at or after the
- * consumer, and encodes back to the same bytes (its 6 reserved bytes zero). */
+/* A descriptor that decodes is a part of its frame, lies inside the ring,
+ * starts at or after the consumer, and encodes back to the same bytes. */
 static void fuzz_shm_desc(const uint8_t *data, size_t size) {
     if (size < WF_SHM_DESC + 16) return;
     uint64_t ring = rd64(data + WF_SHM_DESC) % (1ull << 34), expect = rd64(data + WF_SHM_DESC + 8);
     if (data[0] & 1) expect %= 4 * ring + 1; /* near the descriptor's own range half of the time */
     struct wf_shm_desc d;
     if (wf_shm_desc_decode(data, WF_SHM_DESC, ring, expect, WF_FRAME_MAX_DEFAULT, &d) != WF_OK) return;
-    FUZZ_REQUIRE(ring > 0 && d.len <= ring && d.pos >= expect && d.pos - expect < ring);
-    FUZZ_REQUIRE(d.pos % ring + d.len <= ring && d.type < WF_MSG_COMM_FIRST);
+    FUZZ_REQUIRE(ring > 0 && d.len > 0 && d.len <= ring && d.len <= d.total && d.pos >= expect &&
+                 d.pos - expect < ring);
+    FUZZ_REQUIRE(d.pos % ring + d.len <= ring && d.type < WF_MSG_COMM_FIRST && d.more <= 1);
     uint8_t back[WF_SHM_DESC];
     wf_shm_desc_encode(back, &d);
-    FUZZ_REQUIRE(memcmp(back, data, 18) == 0);
+    FUZZ_REQUIRE(memcmp(back, data, 20) == 0 && memcmp(back + 20, data + 20, 4) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -393,7 +393,7 @@ static void frame_seeds(void) {
  * next 16 the ring size and the consumer's position (fuzz_shm_desc), checked
  * to decode or not as named; and the descriptor as a frame (WF_MSG_SHM_BLOCK). */
 static void shm_seed(const char *name, uint64_t pos, uint32_t len, uint64_t ring, uint64_t expect, int ok) {
-    struct wf_shm_desc d = {.pos = pos, .len = len, .crc = 0x1234abcd, .type = 120}, e;
+    struct wf_shm_desc d = {.pos = pos, .len = len, .crc = 0x1234abcd, .type = 120, .more = 1, .total = 3 * len}, e;
     uint8_t in[WF_SHM_DESC + 16];
     wf_shm_desc_encode(in, &d);
     for (int i = 0; i < 8; i++) {
@@ -412,7 +412,7 @@ static void shm_seeds(void) {
     shm_seed("shm_gap", 8192, 1000, 1u << 20, 4096, 0);
     shm_seed("shm_past_end", (1u << 20) - 8, 1000, 1u << 20, (1u << 20) - 8, 0);
     uint8_t desc[WF_SHM_DESC];
-    wf_shm_desc_encode(desc, &(struct wf_shm_desc){.pos = 0, .len = 65536, .crc = 7, .type = 121});
+    wf_shm_desc_encode(desc, &(struct wf_shm_desc){.pos = 0, .len = 65536, .crc = 7, .type = 121, .total = 65536});
     frame_seed("valid_shm_block", WF_MSG_COMM_FIRST + 4, desc, sizeof desc, 1, VALID, NULL); /* limit: the trail */
 }
 
