@@ -89,7 +89,9 @@ int wf_send2(struct wf_conn *c, int type, const void *a, size_t alen, const void
  * without waiting, and returns 1 when that was all, 0 when some is left, or
  * a negative error; wf_send2_rest sends the rest, given the same a and b (or
  * byte-identical copies), and returns WF_OK. Nothing else may be sent on c
- * in between. */
+ * in between, and the rest must come from another thread or before this
+ * end waits to receive: the peer may need it (a frame through shared memory
+ * goes in parts) before it sends anything. */
 struct wf_send_part {
     uint8_t hdr[WF_FRAME_HDR];
     uint8_t desc[WF_SHM_DESC]; /* the socket's payload when the frame's goes through shared memory */

@@ -560,14 +560,19 @@ static int recv_next_desc(struct wf_conn *c, uint8_t desc[WF_SHM_DESC], double d
     int st = recv_iov_all(c, iov, 2, WF_FRAME_HDR + WF_SHM_DESC, &crc, deadline, timeout_s);
     if (st) return st;
     struct wf_frame_hdr h;
-    if ((st = wf_frame_decode_hdr(hdr, c->max_len, &h)) || (st = wf_frame_check(hdr, &h, desc))) {
+    if ((st = wf_frame_decode_hdr(hdr, c->max_len, &h))) {
         wf_conn_break(c);
         return wf_error_prefix(st, "from %s", c->name);
     }
+    /* checked before the CRC, which reads h.len bytes from desc */
     if (h.type != WF_MSG_SHM_BLOCK || h.len != WF_SHM_DESC) {
         wf_conn_break(c);
-        return wf_error(WF_ERR_CORRUPT, "%s sent a type %u frame in the middle of a frame in shared memory", c->name,
-                        h.type);
+        return wf_error(WF_ERR_CORRUPT, "%s sent a type %u frame of %u bytes in the middle of a frame in shared memory",
+                        c->name, h.type, h.len);
+    }
+    if ((st = wf_frame_check(hdr, &h, desc))) {
+        wf_conn_break(c);
+        return wf_error_prefix(st, "from %s", c->name);
     }
     return WF_OK;
 }

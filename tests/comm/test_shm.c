@@ -7,7 +7,7 @@
  * room makes wf_send2_begin leave the frame to wf_send2_rest, which waits
  * for the reader, times out naming a peer that does not read, and stops at
  * once when the peer closes; a frame half announced when the wait times out
- * closes the connection. A declined or unusable offer (another machine)
+ * closes the connection, and so does another frame between two parts. A declined or unusable offer (another machine)
  * leaves both ends on the socket. Descriptors out of place are refused.
  * Nothing is left in /dev/shm.
  */
@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../src/comm/comm_int.h" /* wf_shm_put, WF_MSG_SHM_BLOCK: a sender out of step */
 #include "testutil.h"
 #include "weft/comm.h"
 #include "weft/core.h"
@@ -264,6 +265,30 @@ static void test_shared_by_dup(void) {
     free(y);
 }
 
+/* A peer that sends another frame between the parts of one: refused,
+ * without reading the intruder's length out of the descriptor's buffer. */
+static void test_parts_out_of_step(void) {
+    struct wf_conn a, b;
+    pair(&a, &b);
+    CHECK(setup(&a, &b, 1) == 1);
+    size_t n = WF_SHM_PART + 1000;
+    uint8_t *x = malloc(n), *y = malloc(n), hd[20] = {0}, hd2[20], desc[WF_SHM_DESC];
+    fill(x, n, 5);
+    CHECK(wf_shm_put(&a, 7, hd, sizeof hd, x, n, 0, WF_SHM_PART, 0, 5.0, desc) == 1); /* the first part */
+    CHECK(wf_send(&a, WF_MSG_SHM_BLOCK, desc, sizeof desc, 5.0) == WF_OK);
+    CHECK(wf_send(&a, 7, x, 1000, 5.0) == WF_OK); /* not the next part: a socket frame longer than a descriptor */
+    int type;
+    const void *p;
+    size_t len;
+    int st = wf_recv_into(&b, &type, hd2, sizeof hd2, y, n, &p, &len, 5.0);
+    CHECKF(st == WF_ERR_CORRUPT && has("in the middle of a frame") && has("end b") && b.fd < 0, "%d %s", st,
+           wf_errmsg());
+    wf_conn_close(&a);
+    wf_conn_close(&b);
+    free(x);
+    free(y);
+}
+
 static void test_descriptors(void) {
     struct wf_shm_desc d = {.pos = 4096, .len = 1000, .crc = 0xdeadbeef, .type = 120, .total = 1000}, e;
     uint8_t b[WF_SHM_DESC];
@@ -305,6 +330,7 @@ int main(void) {
     test_full_ring();
     test_declined();
     test_shared_by_dup();
+    test_parts_out_of_step();
     test_descriptors();
     CHECKF(leftovers() == 0, "%d objects left in /dev/shm", leftovers());
     return wf_test_done("test_shm");
