@@ -423,9 +423,6 @@ struct want {
     struct wf_conn *c;
 };
 
-/* Connects to or accepts from every peer this stage talks to. The lower
- * worker index connects, the higher accepts, so there is no cycle of
- * waits; each accepted connection says who it is in its HELLO. */
 /* Pipeline peers on one machine move activations and gradients through
  * shared memory (src/comm/shm.c); WEFT_SHM=0 keeps them on the sockets.
  * Stage s offers to s + 1 and answers s - 1: offers never wait, so the
@@ -447,6 +444,9 @@ static int stage_shm(struct stage *st) {
     return rc;
 }
 
+/* Connects to or accepts from every peer this stage talks to. The lower
+ * worker index connects, the higher accepts, so there is no cycle of
+ * waits; each accepted connection says who it is in its HELLO. */
 static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, const struct wf_token *tok) {
     int D = st->D;
     int me = st->w;
