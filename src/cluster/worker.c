@@ -73,6 +73,13 @@ struct sender {
     long ntr, trcap;
 };
 
+/* Counts a message going out (with s->mu held): busy time, and the trace. */
+static void sender_xmit(struct sender *s, int64_t step, int mb, double t0, double t1) {
+    s->busy += t1 - t0;
+    if (s->ntr < s->trcap)
+        s->tr[s->ntr++] = (struct wf_trace_ev){.kind = TR_XMIT, .mb = mb, .step = step, .t0 = t0, .t1 = t1};
+}
+
 static void *sender_main(void *arg) {
     struct sender *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -86,11 +93,9 @@ static void *sender_main(void *arg) {
         size_t nb = it->n * sizeof(float);
         int rc = it->started ? 0 : wf_send2_begin(it->c, &it->part, it->type, it->hdr, sizeof it->hdr, it->src, nb);
         if (rc == 0) rc = wf_send2_rest(it->c, &it->part, it->hdr, sizeof it->hdr, it->src, nb, PEER_TIMEOUT);
-        pthread_mutex_lock(&s->mu);
         double t1 = wf_now();
-        s->busy += t1 - t0;
-        if (s->ntr < s->trcap)
-            s->tr[s->ntr++] = (struct wf_trace_ev){.kind = TR_XMIT, .mb = it->mb, .step = it->step, .t0 = t0, .t1 = t1};
+        pthread_mutex_lock(&s->mu);
+        sender_xmit(s, it->step, it->mb, t0, t1);
         if (rc < 0 && !s->err) {
             s->err = rc;
             snprintf(s->errmsg, sizeof s->errmsg, "%s", wf_errmsg());
@@ -135,9 +140,7 @@ static int sender_post(struct sender *s, struct wf_conn *c, int type, int64_t st
         int rc = wf_send2_begin(c, &it->part, type, it->hdr, sizeof it->hdr, data, nb);
         double t1 = wf_now();
         pthread_mutex_lock(&s->mu);
-        s->busy += t1 - t0;
-        if (s->ntr < s->trcap)
-            s->tr[s->ntr++] = (struct wf_trace_ev){.kind = TR_XMIT, .mb = mb, .step = step, .t0 = t0, .t1 = t1};
+        sender_xmit(s, step, mb, t0, t1);
         pthread_mutex_unlock(&s->mu);
         if (rc != 0) return rc < 0 ? rc : WF_OK; /* an error, or all of it sent */
         it->started = 1;

@@ -166,17 +166,21 @@ int wf_shm_desc_decode(const uint8_t *p, size_t n, uint64_t ring_bytes, uint64_t
     return WF_OK;
 }
 
-/* Copies bytes [off, off + n) of the concatenation a|b to dst (or, with
- * to_ab, dst to that range of a|b), folding them into crc. */
-static uint32_t copy_ab(uint8_t *dst, const uint8_t *a, size_t alen, const uint8_t *b, size_t off, size_t n, int to_ab,
-                        uint32_t crc) {
-    size_t ka = off < alen ? WF_MIN(n, alen - off) : 0;
-    if (ka) crc = to_ab ? copy_crc((uint8_t *)a + off, dst, ka, crc) : copy_crc(dst, a + off, ka, crc);
-    if (n > ka) {
-        size_t ob = off + ka - alen;
-        crc = to_ab ? copy_crc((uint8_t *)b + ob, dst + ka, n - ka, crc) : copy_crc(dst + ka, b + ob, n - ka, crc);
-    }
-    return crc;
+/* Of bytes [off, off + n) of the concatenation a|b, how many lie in a. */
+static size_t in_a(size_t alen, size_t off, size_t n) { return off < alen ? WF_MIN(n, alen - off) : 0; }
+
+/* Copies bytes [off, off + n) of a|b to ring, folding them into a CRC. */
+static uint32_t copy_in(uint8_t *ring, const uint8_t *a, size_t alen, const uint8_t *b, size_t off, size_t n) {
+    size_t ka = in_a(alen, off, n);
+    uint32_t crc = ka ? copy_crc(ring, a + off, ka, 0) : 0;
+    return n > ka ? copy_crc(ring + ka, b + (off + ka - alen), n - ka, crc) : crc;
+}
+
+/* Copies n bytes from ring to bytes [off, off + n) of a|b, folding them into a CRC. */
+static uint32_t copy_out(const uint8_t *ring, uint8_t *a, size_t alen, uint8_t *b, size_t off, size_t n) {
+    size_t ka = in_a(alen, off, n);
+    uint32_t crc = ka ? copy_crc(a + off, ring, ka, 0) : 0;
+    return n > ka ? copy_crc(b + (off + ka - alen), ring + ka, n - ka, crc) : crc;
 }
 
 /* ---- producer ---- */
@@ -219,7 +223,7 @@ int wf_shm_put(struct wf_conn *c, int type, const void *a, size_t alen, const vo
         futex(&rc->seq, FUTEX_WAIT, seq, &ts);
     }
     uint8_t *dst = ring_data(s, s->out) + pos % R;
-    uint32_t crc = copy_ab(dst, a, alen, b, off, n, 0, 0);
+    uint32_t crc = copy_in(dst, a, alen, b, off, n);
     struct wf_shm_desc d = {.pos = pos,
                             .len = (uint32_t)n,
                             .crc = crc,
@@ -246,7 +250,7 @@ int wf_shm_next(struct wf_conn *c, const void *dp, size_t dn, struct wf_shm_desc
 int wf_shm_take(struct wf_conn *c, const struct wf_shm_desc *d, void *head, size_t hlen, void *dst, size_t off) {
     struct wf_shm *s = c->shm;
     const uint8_t *src = ring_data(s, s->in) + d->pos % s->ring_bytes;
-    uint32_t crc = copy_ab((uint8_t *)src, head, hlen, dst, off, d->len, 1, 0);
+    uint32_t crc = copy_out(src, head, hlen, dst, off, d->len);
     struct ring_ctl *rc = &seg(s)->ring[s->in];
     s->expect = d->pos + d->len;
     atomic_store_explicit(&rc->tail, s->expect, memory_order_release);

@@ -332,7 +332,6 @@ static int send_iov(struct wf_conn *c, struct iovec *iov, int n, size_t total, s
                         "timed out after %.1f s sending a %zu-byte frame to %s (%zu bytes sent; connection closed)",
                         timeout_s, total, c->name, *done);
     }
-    c->bytes_sent += total;
     return WF_OK;
 }
 
@@ -353,9 +352,8 @@ static int send_parts(struct wf_conn *c, struct wf_send_part *p, const void *a, 
                 return rc;
             }
             if (p->done < p->total) return 0;
-            c->bytes_sent -= p->total; /* counted below, as the frame's length */
             if (p->off == p->len) {
-                c->bytes_sent += WF_FRAME_HDR + p->len;
+                c->bytes_sent += WF_FRAME_HDR + p->len; /* the frame, not its descriptors */
                 return 1;
             }
             p->shm = 1;
@@ -380,8 +378,9 @@ static int send_part(struct wf_conn *c, struct wf_send_part *p, const void *a, s
     if (p->shm) return send_parts(c, p, a, alen, b, blen, nowait, timeout_s);
     struct iovec iov[3] = {{p->hdr, WF_FRAME_HDR}, {(void *)a, alen}, {(void *)b, blen}};
     int rc = send_iov(c, iov, 3, p->total, &p->done, p->type, nowait, timeout_s);
-    if (rc < 0) return rc;
-    return p->done == p->total;
+    if (rc < 0 || p->done < p->total) return rc;
+    c->bytes_sent += p->total;
+    return 1;
 }
 
 int wf_send2_begin(struct wf_conn *c, struct wf_send_part *p, int type, const void *a, size_t alen, const void *b,
