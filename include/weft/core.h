@@ -60,6 +60,11 @@ void wf_appendf(char *buf, size_t n, size_t *k, const char *fmt, ...) __attribut
 /* 64-byte aligned, zero-filled; free with wf_afree. */
 void *wf_aalloc(size_t size);
 void wf_afree(void *p);
+/* Refuses (WF_ERR_NOMEM, naming `who`, `what` and both sizes) a request of
+ * `bytes` that cannot fit: more than the machine's physical memory, or an
+ * address-space limit (RLIMIT_AS). Called before large allocations sized by
+ * a model file, so that nothing is zero-filled for minutes first. */
+int wf_mem_check(const char *who, const char *what, size_t bytes);
 /* Test hook: the n-th allocation from now fails (n >= 1); n = 0 disables. */
 void wf_alloc_fail_at(long n);
 /* Allocations made through the seam so far (tests check that a training

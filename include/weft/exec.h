@@ -20,7 +20,6 @@ struct wf_exec {
     unsigned char *arena; /* prog.arena_bytes, owned */
     float *work;          /* prog.work_floats, owned */
     int train;
-    float loss_scale;     /* cross-entropy: 1 / (rows per micro-batch * micro-batches per step) */
     uint64_t rng_key;     /* dropout: key from the seed */
     uint64_t rng_step;    /* dropout: stream from (step, global micro-batch index) */
     double *node_seconds; /* per node, accumulated when profiling */
@@ -44,6 +43,9 @@ void *wf_exec_ptr(const struct wf_exec *e, int v);
 int wf_exec_run(struct wf_exec *e, int from, int to);
 static inline int wf_exec_forward(struct wf_exec *e) { return wf_exec_run(e, 0, e->prog.g.n_fwd); }
 static inline int wf_exec_backward(struct wf_exec *e) { return wf_exec_run(e, e->prog.g.n_fwd, e->prog.n_exec); }
+/* Sets the gradient of the loss the backward starts from: 1/K for one of K
+ * micro-batches of a step (the step's loss is their mean). */
+int wf_exec_seed(struct wf_exec *e, float seed);
 /* Sets the dropout stream for one micro-batch: (seed, step, global micro-batch index). */
 void wf_exec_set_rng(struct wf_exec *e, uint64_t seed, uint64_t step, uint64_t micro_batch);
 

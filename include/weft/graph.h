@@ -24,6 +24,7 @@
 #define WF_MAX_IO 16
 #define WF_MAX_ATTRS 6
 
+/* The built-in ops; only their definitions (src/graph/ops_*.c, op_table.c) name them. */
 enum wf_op {
     WF_OP_LINEAR,
     WF_OP_MATMUL,
@@ -49,12 +50,17 @@ enum wf_op {
     WF_OP_SLICE,
     WF_OP_SUM,
     WF_OP_MEAN,
+    WF_OP_MSE,
+    WF_OP_BCE_LOGITS,
+    WF_OP_ACCURACY,
     WF_OP_ACCUM, /* backward only: out = sum of inputs */
     WF_OP_COUNT
 };
 
 enum wf_attr_type { WF_AT_INT, WF_AT_FLOAT, WF_AT_BOOL, WF_AT_SHAPE };
 #define WF_ATTR_UNSET INT64_MIN /* optional int attribute not given */
+#define WF_ATTR_MAX 2147483647  /* |int attribute| (kernels take int sizes) */
+#define WF_MAX_NUMEL 2147483647 /* elements of one tensor (kernels index rows and columns with int) */
 
 struct wf_attr_spec {
     const char *name;
@@ -63,18 +69,7 @@ struct wf_attr_spec {
     double def; /* default for INT/FLOAT/BOOL; WF_ATTR_UNSET allowed for ints */
 };
 
-struct wf_op_info {
-    const char *name;
-    int min_in, max_in; /* tensor arguments */
-    int n_attr;
-    struct wf_attr_spec attr[WF_MAX_ATTRS];
-    int n_param;        /* parameters the layer creates */
-    int differentiable; /* has a backward */
-};
-const struct wf_op_info *wf_op_get(int op);
-int wf_op_find(const char *name); /* -1 if unknown */
-
-enum wf_vkind { WF_V_INPUT, WF_V_PARAM, WF_V_ACT, WF_V_AUX, WF_V_GRAD };
+enum wf_vkind { WF_V_INPUT, WF_V_PARAM, WF_V_ACT, WF_V_AUX, WF_V_GRAD, WF_V_CONST };
 enum wf_init { WF_INIT_NONE, WF_INIT_FANIN_UNIFORM, WF_INIT_NORMAL, WF_INIT_ONES, WF_INIT_ZEROS };
 
 struct wf_value {
@@ -90,7 +85,7 @@ struct wf_value {
     int grad_of;       /* for gradients: the value, -1 */
     int requires_grad; /* set by autodiff */
     int init;          /* params: enum wf_init */
-    double init_arg;   /* fan-in for uniform, std for normal */
+    double init_arg;   /* fan-in for uniform, std for normal; a constant's value */
     int line, col;     /* where it is defined in the model file */
 };
 
@@ -108,6 +103,7 @@ struct wf_node {
     int sn;                    /* shape attribute (reshape), WF_DIM_B resolved */
     int64_t sattr[WF_MAX_DIMS];
     double flops; /* per execution */
+    double bytes; /* moved per execution: inputs read and outputs written */
 };
 
 struct wf_graph {
@@ -121,8 +117,9 @@ struct wf_graph {
     int n_fwd; /* nodes [0, n_fwd) are the forward pass */
     int n_outputs;
     int outputs[WF_MAX_IO];
-    int loss;           /* scalar loss value, -1 if none */
-    int logits, labels; /* of the cross_entropy producing the loss, -1 */
+    int loss;           /* scalar loss value: the first scalar f32 output; -1 if none */
+    int loss_grad;      /* training: the loss's gradient, written before the backward runs (the seed, 1/K) */
+    int logits, labels; /* of a classification loss (cross_entropy) producing the loss, -1: accuracy in eval */
     int n_params;
     int params[256]; /* parameter values in definition order */
     /* a pipeline stage (wf_graph_autodiff_stage): the gradient of `seed`
@@ -132,6 +129,96 @@ struct wf_graph {
     int n_diff_in;
     int diff_in[WF_MAX_IO], in_grad[WF_MAX_IO];
 };
+
+/* ---- the op table ----
+ * Every op is declared once, in one wf_op_def: what the parser, `weft
+ * check`, autodiff, the memory planner, the partitioner and the executor
+ * know of it. The built-in ops live in src/graph/ops_*.c (their table is
+ * tied to enum wf_op by a static assertion); wf_op_register adds one at
+ * run time (custom operators). */
+
+struct wf_graph;
+struct wf_node;
+
+/* Shape inference of one layer (wf_op_def.infer). `in` holds copies of the
+ * argument values: adding parameters and outputs moves g->v. */
+struct wf_infer {
+    struct wf_graph *g;
+    int node; /* the node being built; g->n[node] has its inputs and attributes */
+    int n_in;
+    struct wf_value *in; /* [n_in] copies */
+    const char *path, *layer, *op;
+    int line, col;
+};
+/* Error at the layer's file:line:column, naming the layer and op (WF_ERR_SHAPE). */
+int wf_infer_err(const struct wf_infer *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Creates parameter LAYER.suffix (f32) and appends it to the node's inputs; returns its value or an error. */
+int wf_infer_param(struct wf_infer *c, const char *suffix, int ndim, const int64_t *shape, int init, double init_arg);
+/* Appends an output (suffix NULL: the layer's main output, named as the layer; else LAYER:suffix,
+ * e.g. a saved auxiliary of kind WF_V_AUX). Sizes are overflow-checked. Returns the value or an error. */
+int wf_infer_out(struct wf_infer *c, const char *suffix, int kind, int dtype, int ndim, const int64_t *shape);
+/* "f32[64, 784]" of argument i (a static buffer per call site is the caller's: buf of 96 bytes). */
+const char *wf_infer_shape(const struct wf_infer *c, int i, char *buf);
+
+/* One execution of a node (forward or backward), filled by the executor. */
+struct wf_run {
+    const struct wf_graph *g;
+    const struct wf_node *n; /* the forward node */
+    const struct wf_node *b; /* the backward node (backward only), else NULL */
+    int ni;                  /* index of n */
+    void *(*ptr)(const void *ex, int v); /* a value's memory; NULL for -1 or a value without storage */
+    const void *ex;
+    float *work; /* the node's scratch (wf_op_def.work floats) */
+    int train;
+    uint64_t rng_key, rng_step; /* random ops: key from the seed, stream of (step, micro-batch) */
+};
+static inline void *wf_run_ptr(const struct wf_run *r, int v) { return v < 0 ? (void *)0 : r->ptr(r->ex, v); }
+
+enum wf_op_flag {
+    WF_OPF_VIEW = 1,     /* out[0] views in[0]'s memory; the input gradient views the output gradient */
+    WF_OPF_GEMM = 2,     /* backward costs about twice the forward (the cost model) */
+    WF_OPF_INTERNAL = 4, /* made by autodiff, never in a model file */
+    WF_OPF_CLASSIFY = 8, /* a loss of (logits in[0], labels in[1]) whose accuracy evaluation reports */
+};
+
+struct wf_arg_spec {
+    unsigned dtypes;        /* bit (1 << WF_F32) | (1 << WF_I32); 0 means f32 */
+    int min_rank, max_rank; /* max_rank 0 means WF_MAX_DIMS */
+};
+#define WF_DT(t) (1u << (t))
+
+struct wf_op_def {
+    const char *name;
+    int min_in, max_in;             /* tensor arguments */
+    struct wf_arg_spec arg[4];      /* argument i is checked against arg[min(i, 3)] */
+    int n_attr;
+    struct wf_attr_spec attr[WF_MAX_ATTRS];
+    unsigned flags;                 /* enum wf_op_flag */
+    unsigned no_grad;               /* arguments that get no gradient (bit i: argument i) */
+    unsigned bwd_in, bwd_out;       /* the inputs / outputs the backward reads (bit masks) */
+    /* shape inference: checks ranks and attributes, creates parameters and outputs, sets n->flops */
+    int (*infer)(struct wf_infer *c);
+    int (*forward)(const struct wf_run *r);
+    int (*backward)(const struct wf_run *r); /* NULL: not differentiable */
+    /* scratch floats a node (forward or backward) of this op needs; NULL: none */
+    size_t (*work)(const struct wf_graph *g, const struct wf_node *f);
+    /* memory plan hook, called for each forward node a of the op in [0, nn): may mark values that need
+     * no storage (none[v] = 1) and stretch lifetimes (start, end): fusions (ops_conv.c) */
+    void (*plan)(const struct wf_graph *g, int nn, int a, unsigned char *none, int *start, int *end);
+};
+
+/* The op of id `op` (built-in enum wf_op or registered), NULL if none. */
+const struct wf_op_def *wf_op_get(int op);
+/* Op id by model-file name, -1 if unknown (internal ops are not found). */
+int wf_op_find(const char *name);
+/* Number of op ids (built-in and registered). */
+int wf_op_count(void);
+/* Adds an op at run time; def must outlive its use. Returns its id, or an
+ * error if the name is taken or the definition is incomplete. Not thread-safe
+ * against concurrent graph builds: register before building graphs. */
+int wf_op_register(const struct wf_op_def *def);
+/* "linear, matmul, ..." (model-file ops) into buf. */
+void wf_op_names(char *buf, size_t cap);
 
 /* Builds the forward graph from a parsed model, B bound to `batch`.
  * Errors name the model file, line, column and layer:
@@ -154,5 +241,13 @@ void wf_graph_data_inputs(const struct wf_graph *g, int *x, int *y);
 /* "f32[64, 784]" into buf */
 const char *wf_shape_str(const struct wf_value *v, char *buf, int n);
 int64_t wf_graph_param_count(const struct wf_graph *g);
+
+/* Queries for the memory planner's fusion hooks, over the nodes [0, nn) a program runs:
+ * whether v must stay visible (an output of the program, the loss, a stage's boundary);
+ * whether v is read by no node but r1 and r2 (-1: none), nothing views it and it is not kept;
+ * the backward node of forward node f, or -1. */
+int wf_graph_kept(const struct wf_graph *g, int v);
+int wf_graph_read_only_by(const struct wf_graph *g, int nn, int v, int r1, int r2);
+int wf_graph_backward_of(const struct wf_graph *g, int nn, int f);
 
 #endif

@@ -184,4 +184,18 @@ void wf_adam_update(float *p, const float *g, float *m, float *v, long n, float 
 double wf_sumsq(const float *x, long n);
 void wf_scale(float *x, long n, float s);
 
+/* ---- losses over n elements, reduced to one scalar (src/tensor/loss.c) ----
+ * The forward sums in double in a fixed order on the calling thread, so the
+ * loss has the same bits on every run and thread count; scale = 1/n gives the
+ * mean (torch's reduction="mean"). Gradient outputs may be NULL (skipped). */
+/* Mean squared error: loss[0] = scale * sum_i (a_i - b_i)^2 (scale = 1/n gives the mean,
+ * as torch.nn.functional.mse_loss). a, b, da, db are (n); da = dloss * scale * 2 (a - b), db = -da. */
+void wf_mse_forward(float *loss, const float *a, const float *b, long n, float scale);
+void wf_mse_backward(float *da, float *db, const float *a, const float *b, long n, float scale, float dloss);
+/* Binary cross-entropy on logits x (n) against targets t (n), numerically stable, as torch's
+ * binary_cross_entropy_with_logits: loss[0] = scale * sum_i (max(x,0) - x*t + log1p(exp(-|x|)));
+ * dx (n) = dloss*scale*(sigmoid(x) - t), dt (n) = dloss*scale*(-x). */
+void wf_bce_logits_forward(float *loss, const float *x, const float *t, long n, float scale);
+void wf_bce_logits_backward(float *dx, float *dt, const float *x, const float *t, long n, float scale, float dloss);
+
 #endif

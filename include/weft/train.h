@@ -61,7 +61,8 @@ int wf_data_feeder(struct wf_data_src *d, const struct wf_job *j, long first_ste
 /* The data side's counters as JSON members (no braces), for metrics lines; f may be NULL. */
 void wf_data_stats_json(const struct wf_data_src *d, struct wf_feeder *f, char *buf, size_t cap);
 /* Mean loss and accuracy of the first n samples of a loader's split, in
- * batches of e's batch (rest: an executor for the remainder, or NULL). */
+ * batches of e's batch (rest: an executor for the remainder, or NULL);
+ * accuracy NAN when the model has none. */
 int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, struct wf_loader *l, int n, double *loss, double *acc);
 
 struct wf_trainer {
@@ -135,8 +136,10 @@ int wf_checkpoint_read(const char *path, const struct wf_job *j, const char *mod
 
 /* Optimizer state slots per parameter: 0 (plain SGD), 1 (momentum), 2 (Adam). */
 int wf_opt_slots(const struct wf_job *j);
-/* Cross-entropy scale of a micro-batch program: 1 / (rows x K), the mean over the step. */
-float wf_loss_scale(const struct wf_graph *g, int K);
+/* After the forward of an eval program on B samples: adds the loss times B to *loss_sum and, where the
+ * model has an accuracy (a metric output, or a classification loss), the rows it got right to *correct
+ * and sets *has_acc. */
+int wf_eval_tally(const struct wf_exec *e, int B, double *loss_sum, long *correct, int *has_acc);
 /* Exact gradient sums (DESIGN.md §4 rule 3): acc = (first ? 0 : acc) + g x 2^WF_GRAD_FIXED_SHIFT
  * as int64; K bounds the values so K sums cannot overflow. Fails naming element base + i
  * if one is non-finite or too large. */

@@ -321,6 +321,9 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
         return wf_error(WF_ERR_INVALID, "compile of stage %d failed on purpose (WEFT_TEST_FAIL_COMPILE)", st->s);
     st->n_params = st->ex.prog.n_param_floats;
     size_t pb = sizeof(float) * (size_t)(st->n_params + 1);
+    if ((rc = wf_mem_check(where, "the stage's parameters, gradients and optimizer state",
+                           pb * (size_t)(4 + wf_opt_slots(j)))) < 0)
+        return rc;
     st->params = wf_aalloc(pb);
     st->grads = wf_aalloc(pb);
     int slots = wf_opt_slots(j);
@@ -347,7 +350,6 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
     st->ex.params = st->params;
     st->ex.grads = st->grads;
     const struct wf_graph *g = &st->ex.prog.g;
-    st->ex.loss_scale = wf_loss_scale(g, st->K);
     /* eval: replica 0 of each stage runs the test set through the pipeline */
     if ((rc = wf_exec_init_stage(&st->eval, &st->model, eb, 0, NULL, st->params, NULL)) < 0) return rc;
     if (n_test % eb) {
@@ -601,7 +603,7 @@ static void gather(struct stage *st, struct wf_exec *e, const struct wf_feed_bat
     int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name);
     size_t chw = (size_t)st->data.itrain->c * st->data.itrain->h * st->data.itrain->w;
     if (xi >= 0 && b->x) memcpy(wf_exec_ptr(e, xi), b->x + (size_t)jm * mb * chw, sizeof(float) * (size_t)mb * chw);
-    if (yi >= 0) memcpy(wf_exec_ptr(e, yi), b->y + (size_t)jm * mb, sizeof(int32_t) * (size_t)mb);
+    if (yi >= 0 && b->y) memcpy(wf_exec_ptr(e, yi), b->y + (size_t)jm * mb, sizeof(int32_t) * (size_t)mb);
 }
 
 /* The test samples [first, first + B) into the eval program's data inputs. */
@@ -710,7 +712,7 @@ static int stage_step(struct stage *st) {
                                  (size_t)g->v[out_v].numel, copy);
                 trace(st, TR_SEND, kg, t1, wf_now());
             } else {
-                st->losses[jm] = (double)*(float *)wf_exec_ptr(&st->ex, g->loss);
+                st->losses[jm] = (double)*(float *)wf_exec_ptr(&st->ex, g->loss) * (double)(1.0f / (float)st->K);
             }
         } else {
             ctl_doing(st->ct, st->step + 1, "backward of micro-batch %d", kg);
@@ -721,6 +723,8 @@ static int stage_step(struct stage *st) {
                 (rc = recv_tensor(st, &st->next, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->seed_grad),
                                   (size_t)g->v[g->seed_grad].numel)) < 0)
                 break;
+            /* the stage with the loss seeds it: the step's loss is the mean of its K micro-batches' */
+            if (g->loss_grad >= 0 && (rc = wf_exec_seed(&st->ex, 1.0f / (float)st->K)) < 0) break;
             st->acc_first = jm == 0;
             st->acc_last = jm == st->nk - 1;
             st->ex.node_done = quant ? on_bwd_node : NULL;
@@ -796,17 +800,13 @@ static int stage_eval(struct stage *st) {
         if (st->has_prev && (rc = recv_tensor(st, &st->prev, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, in_v),
                                               (size_t)g->v[in_v].numel)) < 0)
             break;
-        e->loss_scale = 1.0f;
         if ((rc = wf_exec_forward(e)) < 0) break;
         if (st->has_next) {
             rc = sender_post(&st->snd, &st->next_tx, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, out_v),
                              (size_t)g->v[out_v].numel, 1);
         } else {
-            sum += (double)*(float *)wf_exec_ptr(e, g->loss);
-            const struct wf_value *lg = &g->v[g->logits];
-            int V = (int)lg->shape[lg->ndim - 1];
-            correct += wf_argmax_correct(wf_exec_ptr(e, g->logits), wf_exec_ptr(e, value_of(e, st->y_name)),
-                                         (int)(lg->numel / V), V);
+            int has_acc = 0;
+            rc = wf_eval_tally(e, B, &sum, &correct, &has_acc);
         }
     }
     trace(st, TR_EVAL, -1, t0, wf_now());

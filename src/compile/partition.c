@@ -234,7 +234,7 @@ int wf_partition_build(struct wf_partition *p, const struct wf_model *m, int n_s
         const struct wf_node *n = &g->n[ni];
         if (!n->backward) {
             p->node_stage[ni] = fstage[ni];
-        } else if (n->op != WF_OP_ACCUM) {
+        } else if (n->fwd >= 0) {
             p->node_stage[ni] = fstage[n->fwd];
         } else {
             const struct wf_value *c = &g->v[n->in[0]]; /* a contribution: made by a backward node */
@@ -344,8 +344,7 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
     double total = 0;
     for (int ni = 0; ni < g.n_fwd; ni++) {
         const struct wf_node *n = &g.n[ni];
-        int gemm = n->op == WF_OP_LINEAR || n->op == WF_OP_MATMUL || n->op == WF_OP_CONV2D;
-        total += n->flops * (gemm ? 3 : 2);
+        total += n->flops * (wf_op_get(n->op)->flags & WF_OPF_GEMM ? 3 : 2);
         prefix[ni] = total;
         int o = n->out[0];
         if (o != g.loss && g.v[o].dtype == WF_F32 && g.v[o].alias < 0 && is_cut(&g, o, after)) cand[nc++] = ni;

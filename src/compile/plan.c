@@ -15,14 +15,9 @@
 #define ALIGN 64
 
 size_t wf_node_work_floats(const struct wf_graph *g, const struct wf_node *n) {
-    int fi = n->backward ? n->fwd : -1;
-    const struct wf_node *f = fi >= 0 ? &g->n[fi] : n;
-    if (f->op != WF_OP_CONV2D) return 0;
-    const struct wf_value *x = &g->v[f->in[0]], *y = &g->v[f->out[0]];
-    struct wf_conv2d_shape s;
-    wf_conv2d_shape_init(&s, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3], (int)y->shape[1],
-                         (int)f->ai[1], (int)f->ai[1], (int)f->ai[2], (int)f->ai[3]);
-    return (size_t)wf_conv2d_workspace(&s);
+    const struct wf_node *f = n->backward && n->fwd >= 0 ? &g->n[n->fwd] : n;
+    const struct wf_op_def *d = wf_op_get(f->op);
+    return d && d->work ? d->work(g, f) : 0;
 }
 
 static int root_of(const struct wf_graph *g, int v) {
@@ -50,90 +45,16 @@ static int cmp_off(const void *a, const void *b) {
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* ---- relu -> max pool fusion ----
- * A relu whose output feeds only a max pool right after it (and relu's own
- * backward) runs inside the pool: wf_maxpool2d_relu_forward pools relu's
- * input directly, and the pool's backward, right before relu's, writes
- * relu's input gradient (kernels.h). The relu'd tensor and its gradient are
- * then never formed, and get no storage (WF_STORE_NONE): that is how the
- * executor knows. Their producers stay in the graph, as no-ops. Relu's
- * input lives on until the pool, and its gradient is born at the pool's
- * backward, so that the plan keeps them apart from what those nodes read
- * and write. The results are the unfused graph's, bit for bit.
- *
- * Only where nothing else could see the difference: the relu'd tensor, its
- * gradient and the pool's argmax are read by no other node of the program
- * and are no output of it (graph outputs, loss, pipeline stage values). */
-
-/* 1 if value v must stay visible: an output of the program */
-static int kept(const struct wf_graph *g, int v) {
-    for (int i = 0; i < g->n_outputs; i++)
-        if (g->outputs[i] == v) return 1;
-    for (int i = 0; i < g->n_diff_in; i++)
-        if (g->in_grad[i] == v || g->diff_in[i] == v) return 1;
-    return v == g->loss || v == g->logits || v == g->labels || v == g->seed || v == g->seed_grad;
-}
-
-/* 1 if value v is read by no node of [0, nn) other than r1 and r2, and nothing views it */
-static int read_only_by(const struct wf_graph *g, int nn, int v, int r1, int r2) {
-    for (int k = 0; k < nn; k++) {
-        if (k == r1 || k == r2) continue;
-        const struct wf_node *n = &g->n[k];
-        for (int i = 0; i < n->n_in; i++)
-            if (n->in[i] == v) return 0;
-    }
-    for (int u = 0; u < g->nv; u++)
-        if (g->v[u].alias == v) return 0;
-    return !kept(g, v);
-}
-
-/* the backward node of forward node f among [n_fwd, nn), or -1 */
-static int backward_of(const struct wf_graph *g, int nn, int f) {
-    for (int k = g->n_fwd; k < nn; k++)
-        if (g->n[k].backward && g->n[k].fwd == f && g->n[k].op != WF_OP_ACCUM) return k;
-    return -1;
-}
-
-/* Marks in none[] the values fused pairs leave without storage, and moves
- * the lifetimes of relu's input and its gradient as described above. */
-static void fuse_relu_pool(const struct wf_program *p, unsigned char *none, int *start, int *end) {
+/* Fusions across neighbouring nodes are the ops' own (wf_op_def.plan, e.g.
+ * relu -> max pool in ops_conv.c): each may leave values without storage
+ * (none[]) and stretch lifetimes. WEFT_FUSE=0 turns them off. */
+static void plan_hooks(const struct wf_program *p, unsigned char *none, int *start, int *end) {
     const struct wf_graph *g = &p->g;
-    const int nn = p->n_exec;
     const char *env = getenv("WEFT_FUSE");
     if (env && strcmp(env, "0") == 0) return;
-    for (int a = 0; a + 1 < g->n_fwd && a + 1 < nn; a++) {
-        const struct wf_node *A = &g->n[a], *B = &g->n[a + 1];
-        if (A->op != WF_OP_RELU || A->backward || B->op != WF_OP_MAXPOOL2D || B->backward) continue;
-        const int c = A->in[0], r = A->out[0], am = B->n_out > 1 ? B->out[1] : -1;
-        if (B->in[0] != r || B->ai[2] != 0 || am < 0) continue;
-        if (g->v[c].kind != WF_V_ACT || g->v[c].dtype != WF_F32 || g->v[r].alias >= 0) continue;
-        /* a convolution's output may then be handed over in its blocked layout (the executor's
-         * handoff_layout): only if nothing but the relu reads it */
-        const int cp = g->v[c].producer;
-        if (cp >= 0 && g->n[cp].op == WF_OP_CONV2D && !read_only_by(g, nn, c, a, -1)) continue;
-        /* and a convolution right after the pool may take the pooled tensor in that layout too:
-         * only if nothing but it (and its backward) reads it */
-        const int pv = B->out[0];
-        if (a + 2 < g->n_fwd && a + 2 < nn && g->n[a + 2].op == WF_OP_CONV2D && g->n[a + 2].in[0] == pv &&
-            !read_only_by(g, nn, pv, a + 2, backward_of(g, nn, a + 2)))
-            continue;
-        const int da = backward_of(g, nn, a), db = backward_of(g, nn, a + 1);
-        if ((da < 0) != (db < 0)) continue;
-        if (!read_only_by(g, nn, r, a + 1, da) || !read_only_by(g, nn, am, db, -1)) continue;
-        int dr = -1, dc = -1;
-        if (db >= 0) {
-            dr = g->n[db].out[0];
-            dc = g->n[da].out[0];
-            if (da != db + 1 || dr < 0 || dc < 0 || g->n[da].in[0] != dr || g->v[dr].alias >= 0 ||
-                g->v[dc].alias >= 0 || !read_only_by(g, nn, dr, da, -1))
-                continue;
-        }
-        none[r] = 1;
-        if (end[c] < a + 1) end[c] = a + 1;
-        if (dr >= 0) {
-            none[dr] = 1;
-            if (start[dc] > db) start[dc] = db;
-        }
+    for (int a = 0; a < g->n_fwd && a < p->n_exec; a++) {
+        const struct wf_op_def *d = wf_op_get(g->n[a].op);
+        if (d && d->plan && !g->n[a].backward) d->plan(g, p->n_exec, a, none, start, end);
     }
 }
 
@@ -191,7 +112,16 @@ static int plan(struct wf_program *p) {
     for (int i = 0; i < g->n_diff_in; i++)
         if (g->in_grad[i] >= 0) end[g->in_grad[i]] = nn;
     if (g->logits >= 0) end[g->logits] = nn;
-    fuse_relu_pool(p, none, start, end);
+    if (g->loss_grad >= 0) {
+        start[g->loss_grad] = 0;
+        end[g->loss_grad] = nn;
+    }
+    for (int v = 0; v < nv; v++)
+        if (g->v[v].kind == WF_V_CONST) { /* written once per forward pass, read anywhere */
+            start[v] = 0;
+            end[v] = nn;
+        }
+    plan_hooks(p, none, start, end);
     /* a view keeps its base alive */
     for (int v = nv - 1; v >= 0; v--) {
         if (g->v[v].alias < 0) continue;
@@ -207,9 +137,12 @@ static int plan(struct wf_program *p) {
         if (x->producer >= nn) continue; /* not executed by this program */
         p->storage[v] = WF_STORE_ARENA;
         if (x->alias >= 0) continue;
-        size_t sz = ((size_t)x->numel * 4 + ALIGN - 1) / ALIGN * ALIGN;
+        size_t sz = ((size_t)x->numel * 4 + ALIGN - 1) / ALIGN * ALIGN; /* numel <= WF_MAX_NUMEL */
         bl[nb++] = (struct block){v, start[v], end[v], sz, 0};
-        p->naive_bytes += sz;
+        if (__builtin_add_overflow(p->naive_bytes, sz, &p->naive_bytes)) {
+            rc = wf_error(WF_ERR_NOMEM, "%s: the activations of this model do not fit in memory", g->path);
+            goto done;
+        }
     }
     qsort(bl, (size_t)nb, sizeof *bl, cmp_block);
     size_t top = 0;

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "weft/core.h"
 
@@ -65,3 +67,18 @@ void *wf_aalloc(size_t size) {
 }
 
 void wf_afree(void *p) { free(p); }
+
+int wf_mem_check(const char *who, const char *what, size_t bytes) {
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    double limit = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+    const char *kind = "physical memory";
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (limit == 0 || (double)rl.rlim_cur < limit)) {
+        limit = (double)rl.rlim_cur;
+        kind = "address-space limit (ulimit -v)";
+    }
+    if (limit > 0 && (double)bytes > limit)
+        return wf_error(WF_ERR_NOMEM, "%s: %s need %.3g GB, more than this machine's %s of %.3g GB", who, what,
+                        (double)bytes / 1e9, kind, limit / 1e9);
+    return WF_OK;
+}

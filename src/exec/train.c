@@ -79,18 +79,23 @@ int wf_load_param(const struct wf_st_file *f, const char *name, const struct wf_
 static int find_inputs(struct wf_trainer *t) {
     const struct wf_graph *g = &t->ex.prog.g;
     wf_graph_data_inputs(g, &t->x_in, &t->y_in);
-    if (t->x_in < 0 || t->y_in < 0)
-        return wf_error(WF_ERR_INVALID, "%s: the model needs an f32 input for images and an i32 input for labels",
-                        g->path);
+    if (t->x_in < 0)
+        return wf_error(WF_ERR_INVALID, "%s: the model needs an f32 input for the dataset's samples", g->path);
     long per = (long)(g->v[t->x_in].numel / g->batch);
     const struct wf_store_info *in = t->data.itrain;
     long want = (long)in->c * in->h * in->w;
-    if (per != want || g->v[t->y_in].numel != g->batch) {
+    if (per != want || g->v[t->x_in].shape[0] != g->batch) {
         char s[96];
         return wf_error(WF_ERR_SHAPE,
                         "%s:%d:%d: input '%s' is %s: %ld values per sample, but %s has %d x %d x %d = %ld per sample",
                         g->path, g->v[t->x_in].line, g->v[t->x_in].col, g->v[t->x_in].name,
                         wf_shape_str(&g->v[t->x_in], s, sizeof s), per, in->image_path, in->c, in->h, in->w, want);
+    }
+    if (t->y_in >= 0 && (g->v[t->y_in].numel != g->batch || g->v[t->y_in].shape[0] != g->batch)) {
+        char s[96];
+        return wf_error(WF_ERR_SHAPE, "%s:%d:%d: input '%s' is %s: the dataset has one label per sample, want i32[B]",
+                        g->path, g->v[t->y_in].line, g->v[t->y_in].col, g->v[t->y_in].name,
+                        wf_shape_str(&g->v[t->y_in], s, sizeof s));
     }
     if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: the model has no scalar loss output", g->path);
     return WF_OK;
@@ -99,15 +104,6 @@ static int find_inputs(struct wf_trainer *t) {
 int wf_opt_slots(const struct wf_job *j) {
     if (j->optimizer == WF_OPT_SGD) return j->momentum > 0 ? 1 : 0;
     return 2;
-}
-
-float wf_loss_scale(const struct wf_graph *g, int K) {
-    long rows = g->batch;
-    if (g->loss >= 0 && g->logits >= 0) {
-        const struct wf_value *lg = &g->v[g->logits];
-        rows = (long)(lg->numel / lg->shape[lg->ndim - 1]);
-    }
-    return (float)(1.0 / ((double)rows * K));
 }
 
 int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resume) {
@@ -128,6 +124,9 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     if ((rc = wf_exec_init(&t->ex, &t->model, mb, 1, NULL, NULL)) < 0) goto fail;
     t->n_params = t->ex.prog.n_param_floats;
     size_t pbytes = sizeof(float) * (size_t)t->n_params;
+    if ((rc = wf_mem_check(t->model.path, "the parameters, their gradients and optimizer state",
+                           pbytes * (size_t)(2 + wf_opt_slots(j)) + (K > 1 ? 2 * pbytes : 0))) < 0)
+        goto fail;
     t->params = wf_aalloc(pbytes);
     t->grads = wf_aalloc(pbytes);
     if (wf_opt_slots(j) >= 1) t->opt_a = wf_aalloc(pbytes);
@@ -140,7 +139,6 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     }
     t->ex.params = t->params;
     t->ex.grads = t->grads;
-    t->ex.loss_scale = wf_loss_scale(&t->ex.prog.g, K);
     if ((rc = find_inputs(t)) < 0) goto fail;
     int eb = WF_MIN(j->eval_batch, n_test);
     if ((rc = wf_exec_init(&t->eval, &t->model, eb, 0, t->params, NULL)) < 0) goto fail;
@@ -225,7 +223,7 @@ int wf_trainer_feed_from(struct wf_trainer *t, long step) {
 static void load_micro_batch(struct wf_trainer *t, const struct wf_feed_batch *b, int k, int mb) {
     size_t chw = (size_t)(t->ex.prog.g.v[t->x_in].numel / mb);
     memcpy(wf_exec_ptr(&t->ex, t->x_in), b->x + (size_t)k * mb * chw, sizeof(float) * (size_t)mb * chw);
-    memcpy(wf_exec_ptr(&t->ex, t->y_in), b->y + (size_t)k * mb, sizeof(int32_t) * (size_t)mb);
+    if (t->y_in >= 0) memcpy(wf_exec_ptr(&t->ex, t->y_in), b->y + (size_t)k * mb, sizeof(int32_t) * (size_t)mb);
 }
 
 int wf_fixed_add(int64_t *acc, const float *g, int64_t n, int K, int first, int64_t base) {
@@ -323,6 +321,7 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
     t->last_wait_s = b.wait_s;
     double loss = 0;
     const float *lp = wf_exec_ptr(&t->ex, t->ex.prog.g.loss);
+    const float seed = 1.0f / (float)K; /* the step's loss is the mean of its micro-batches' */
     t->step_lr = wf_lr_at(j, t->step, t->steps_per_epoch * j->epochs);
     int fused = fused_update(t);
     t->ex.node_done = fused ? on_node_done : NULL;
@@ -332,8 +331,8 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
         wf_exec_set_rng(&t->ex, j->seed, (uint64_t)t->step, (uint64_t)k);
         rc = wf_exec_forward(&t->ex);
         if (rc < 0) return rc;
-        loss += (double)*lp;
-        if ((rc = wf_exec_backward(&t->ex)) < 0) return rc;
+        loss += (double)*lp * (double)seed;
+        if ((rc = wf_exec_seed(&t->ex, seed)) < 0 || (rc = wf_exec_backward(&t->ex)) < 0) return rc;
         if (K > 1 && (rc = wf_fixed_add(t->acc, t->grads, t->n_params, K, k == 0, 0)) < 0) return rc;
     }
     if (K > 1) wf_fixed_to_float(t->grads, t->acc, t->n_params);
@@ -349,23 +348,44 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
 
 /* ---- evaluation ---- */
 
-static int eval_chunk(struct wf_exec *e, struct wf_loader *l, const uint32_t *ids, int B, double *loss, long *correct) {
+int wf_eval_tally(const struct wf_exec *e, int B, double *loss_sum, long *correct, int *has_acc) {
+    const struct wf_graph *g = &e->prog.g;
+    if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: evaluation needs a scalar loss output", g->path);
+    *loss_sum += (double)*(const float *)wf_exec_ptr(e, g->loss) * B;
+    /* accuracy: the first metric output (e.g. `acc = accuracy(logits, y)`, `output loss, acc`): its rows
+     * times the share right is the count; else the classification loss's own logits and labels */
+    for (int i = 0; i < g->n_outputs; i++) {
+        int v = g->outputs[i];
+        if (v == g->loss || g->v[v].ndim != 0 || g->v[v].dtype != WF_F32 || g->v[v].producer < 0) continue;
+        const struct wf_node *n = &g->n[g->v[v].producer];
+        const struct wf_value *lg = &g->v[n->in[0]];
+        long rows = (long)(lg->numel / (lg->ndim ? lg->shape[lg->ndim - 1] : 1));
+        *correct += (long)llround((double)*(const float *)wf_exec_ptr(e, v) * (double)rows);
+        *has_acc = 1;
+        return WF_OK;
+    }
+    if (g->logits >= 0 && g->labels >= 0 && wf_exec_ptr(e, g->labels)) {
+        const struct wf_value *lg = &g->v[g->logits];
+        int V = (int)lg->shape[lg->ndim - 1];
+        *correct += wf_argmax_correct(wf_exec_ptr(e, g->logits), wf_exec_ptr(e, g->labels), (int)(lg->numel / V), V);
+        *has_acc = 1;
+    }
+    return WF_OK;
+}
+
+static int eval_chunk(struct wf_exec *e, struct wf_loader *l, const uint32_t *ids, int B, double *loss, long *correct,
+                      int *has_acc) {
     const struct wf_graph *g = &e->prog.g;
     int xi, yi;
     wf_graph_data_inputs(g, &xi, &yi);
-    if (xi < 0 || yi < 0 || g->loss < 0 || g->logits < 0)
-        return wf_error(WF_ERR_INVALID, "%s: evaluation needs image and label inputs and a cross_entropy loss",
-                        g->path);
-    int rc = wf_loader_fetch(l, ids, B, 0, wf_exec_ptr(e, xi), wf_exec_ptr(e, yi));
+    if (xi < 0) return wf_error(WF_ERR_INVALID, "%s: evaluation needs the model's sample input", g->path);
+    int32_t *ys = yi >= 0 ? wf_exec_ptr(e, yi) : wf_malloc(sizeof(int32_t) * (size_t)B); /* labels unused */
+    if (!ys) return wf_error(WF_ERR_NOMEM, "out of memory");
+    int rc = wf_loader_fetch(l, ids, B, 0, wf_exec_ptr(e, xi), ys);
+    if (yi < 0) wf_free(ys);
     if (rc < 0) return rc;
-    e->loss_scale = 1.0f;
-    rc = wf_exec_forward(e);
-    if (rc < 0) return rc;
-    *loss += (double)*(float *)wf_exec_ptr(e, g->loss);
-    const struct wf_value *lg = &g->v[g->logits];
-    int V = (int)lg->shape[lg->ndim - 1];
-    *correct += wf_argmax_correct(wf_exec_ptr(e, g->logits), wf_exec_ptr(e, yi), (int)(lg->numel / V), V);
-    return WF_OK;
+    if ((rc = wf_exec_forward(e)) < 0) return rc;
+    return wf_eval_tally(e, B, loss, correct, has_acc);
 }
 
 int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, struct wf_loader *l, int n, double *loss, double *acc) {
@@ -376,18 +396,19 @@ int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, struct wf_loader 
     int B = e->prog.g.batch, i = 0, rc = WF_OK;
     double sum = 0;
     long correct = 0;
+    int has_acc = 0;
     for (; rc == WF_OK && i + B <= n; i += B)
-        rc = eval_chunk(e, l, ids + i, B, &sum, &correct);
+        rc = eval_chunk(e, l, ids + i, B, &sum, &correct, &has_acc);
     if (rc == WF_OK && i < n) {
         if (!rest || rest->prog.g.batch != n - i)
             rc = wf_error(WF_ERR_INTERNAL, "no executor for the last %d samples", n - i);
         else
-            rc = eval_chunk(rest, l, ids + i, n - i, &sum, &correct);
+            rc = eval_chunk(rest, l, ids + i, n - i, &sum, &correct, &has_acc);
     }
     wf_free(ids);
     if (rc < 0) return rc;
     *loss = sum / n;
-    *acc = (double)correct / n;
+    *acc = has_acc ? (double)correct / n : NAN;
     return WF_OK;
 }
 

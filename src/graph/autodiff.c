@@ -2,8 +2,13 @@
  * graph layer: reverse-mode autodiff. Appends to a forward graph the nodes
  * of its backward pass.
  *
+ * The backward is seeded at the loss, whatever scalar it is: its gradient
+ * is a value of its own (g->loss_grad) that the trainer sets before the
+ * backward runs (1/K for K micro-batches a step). What each op's backward
+ * reads and whether it has one come from the op table (graph.h).
+ *
  * A backward node B of forward node F has
- *   in[0]               the gradient of F's main output (-1 for the loss: seed 1)
+ *   in[0]               the gradient of F's main output
  *   in[1 + i]           F.in[i] if the backward reads it, else -1
  *   in[1 + F.n_in + j]  F.out[j] if the backward reads it, else -1
  *   out[i]              the gradient contribution to F.in[i], -1 if not needed
@@ -19,37 +24,10 @@
 #include "weft/graph.h"
 #include "weft/safetensors.h"
 
+#include "ops_int.h"
+
 int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype, int ndim, const int64_t *shape);
 int wf_graph_add_node(struct wf_graph *g, int op, const char *name);
-
-/* Which forward inputs / outputs the backward of `op` reads (bit masks). */
-static void backward_reads(int op, unsigned *in_mask, unsigned *out_mask) {
-    *in_mask = *out_mask = 0;
-    switch (op) {
-    case WF_OP_LINEAR:
-    case WF_OP_MATMUL:
-    case WF_OP_MUL:
-    case WF_OP_CONV2D: *in_mask = 3; break;
-    case WF_OP_GELU:
-    case WF_OP_EMBEDDING: *in_mask = 1; break;
-    case WF_OP_RELU:
-    case WF_OP_TANH:
-    case WF_OP_SIGMOID:
-    case WF_OP_SOFTMAX:
-    case WF_OP_LOG_SOFTMAX: *out_mask = 1; break;
-    case WF_OP_CROSS_ENTROPY:
-        *in_mask = 2;
-        *out_mask = 2;
-        break;
-    case WF_OP_MAXPOOL2D:
-    case WF_OP_DROPOUT: *out_mask = 2; break;
-    case WF_OP_LAYERNORM:
-        *in_mask = 3;
-        *out_mask = 6;
-        break;
-    default: break;
-    }
-}
 
 struct contribs {
     int n;
@@ -68,7 +46,7 @@ static int finalize(struct wf_graph *g, struct contribs *c, int vi) {
     if (gi < 0) return gi;
     char nname[520];
     snprintf(nname, sizeof nname, "%s.sum", name); /* not "d<layer>": that is the layer's backward */
-    int ni = wf_graph_add_node(g, WF_OP_ACCUM, nname);
+    int ni = wf_graph_add_node(g, wf_ops_accum_id(), nname);
     if (ni < 0) return ni;
     struct wf_node *n = &g->n[ni];
     n->backward = 1;
@@ -100,27 +78,34 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
         g->v[i].requires_grad = g->v[i].kind == WF_V_PARAM;
     for (int i = 0; i < n_diff_in; i++)
         g->v[diff_in[i]].requires_grad = 1;
-    if (g->loss < 0) {
-        /* the seed's gradient arrives from outside, its only contribution */
+    {
+        /* the root's gradient comes from outside (the trainer's seed, or the next stage): its only
+         * contribution */
+        int root = g->loss >= 0 ? g->loss : seed;
         char name[512];
-        snprintf(name, sizeof name, "d%s", g->v[seed].name);
-        const struct wf_value x = g->v[seed];
+        snprintf(name, sizeof name, "d%s", g->v[root].name);
+        const struct wf_value x = g->v[root];
         int gi = wf_graph_add_value(g, name, WF_V_GRAD, WF_F32, x.ndim, x.shape);
         if (gi < 0) {
             wf_free(c);
             return gi;
         }
-        g->v[gi].grad_of = seed;
-        g->seed = seed;
-        g->seed_grad = gi;
-        c[seed].v[c[seed].n++] = gi;
+        g->v[gi].grad_of = root;
+        if (g->loss >= 0) {
+            g->loss_grad = gi;
+        } else {
+            g->seed = seed;
+            g->seed_grad = gi;
+        }
+        c[root].v[c[root].n++] = gi;
     }
     for (int ni = 0; ni < g->n_fwd; ni++) {
         struct wf_node *n = &g->n[ni];
+        const struct wf_op_def *d = wf_op_get(n->op);
         int rg = 0;
         for (int i = 0; i < n->n_in; i++)
-            rg |= g->v[n->in[i]].requires_grad;
-        if (n->op == WF_OP_CROSS_ENTROPY || !wf_op_get(n->op)->differentiable) rg &= g->v[n->in[0]].requires_grad;
+            if (!((d->no_grad >> i) & 1)) rg |= g->v[n->in[i]].requires_grad;
+        if (!d->backward) rg = 0; /* no gradient flows through it: its outputs are constants */
         for (int j = 0; j < n->n_out; j++)
             if (g->v[n->out[j]].kind == WF_V_ACT) g->v[n->out[j]].requires_grad = rg;
     }
@@ -135,15 +120,13 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
     for (int ni = n_fwd - 1; ni >= 0; ni--) {
         int main_out = g->n[ni].out[0];
         if (!g->v[main_out].requires_grad) continue;
-        int dout = -1;
-        if (main_out != g->loss) {
-            dout = finalize(g, c, main_out);
-            if (dout == -1) continue; /* does not reach the loss */
-            if (dout < 0) {
-                rc = dout;
-                goto done;
-            }
+        int dout = finalize(g, c, main_out);
+        if (dout == -1) continue; /* does not reach the loss */
+        if (dout < 0) {
+            rc = dout;
+            goto done;
         }
+        const struct wf_op_def *def = wf_op_get(g->n[ni].op);
         char name[512];
         snprintf(name, sizeof name, "d%s", g->n[ni].name);
         int bi = wf_graph_add_node(g, g->n[ni].op, name);
@@ -160,9 +143,9 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
         memcpy(b->af, f->af, sizeof b->af);
         b->sn = f->sn;
         memcpy(b->sattr, f->sattr, sizeof b->sattr);
-        b->flops = f->op == WF_OP_LINEAR || f->op == WF_OP_MATMUL || f->op == WF_OP_CONV2D ? 2 * f->flops : f->flops;
-        unsigned in_mask, out_mask;
-        backward_reads(f->op, &in_mask, &out_mask);
+        b->flops = def->flags & WF_OPF_GEMM ? 2 * f->flops : f->flops;
+        b->bytes = f->bytes;
+        unsigned in_mask = def->bwd_in, out_mask = def->bwd_out;
         b->in[b->n_in++] = dout;
         for (int i = 0; i < f->n_in; i++)
             b->in[b->n_in++] = (in_mask >> i) & 1 ? f->in[i] : -1;
@@ -172,8 +155,7 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
         for (int i = 0; i < fin; i++) {
             int xi = g->n[ni].in[i];
             g->n[bi].out[g->n[bi].n_out++] = -1;
-            if (!g->v[xi].requires_grad || g->v[xi].dtype != WF_F32) continue;
-            if (g->n[ni].op == WF_OP_CROSS_ENTROPY && i == 1) continue;
+            if (!g->v[xi].requires_grad || g->v[xi].dtype != WF_F32 || ((def->no_grad >> i) & 1)) continue;
             if (c[xi].n >= WF_MAX_IO) {
                 rc = wf_error(WF_ERR_INVALID, "%s:%d:%d: '%s' is used by more than %d layers", g->path, g->v[xi].line,
                               g->v[xi].col, g->v[xi].name, WF_MAX_IO);
@@ -192,8 +174,7 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
             g->v[gi].grad_of = xi;
             g->v[gi].line = g->v[xi].line;
             g->v[gi].col = g->v[xi].col;
-            int op = g->n[ni].op;
-            if ((op == WF_OP_RESHAPE || op == WF_OP_FLATTEN) && dout >= 0) g->v[gi].alias = dout;
+            if ((def->flags & WF_OPF_VIEW) && i == 0) g->v[gi].alias = dout;
             g->n[bi].out[i] = gi;
             c[xi].v[c[xi].n++] = gi;
         }

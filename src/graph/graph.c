@@ -6,63 +6,13 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "weft/core.h"
 #include "weft/graph.h"
+#include "weft/lex.h"
 #include "weft/safetensors.h"
-
-#define U WF_ATTR_UNSET
-#define REQ(n, t)                                                                                                      \
-    { n, t, 1, 0 }
-#define OPT(n, t, d)                                                                                                   \
-    { n, t, 0, d }
-
-static const struct wf_op_info ops[WF_OP_COUNT] = {
-    [WF_OP_LINEAR] = {"linear", 1, 1, 2, {REQ("out", WF_AT_INT), OPT("bias", WF_AT_BOOL, 1)}, 2, 1},
-    [WF_OP_MATMUL] = {"matmul", 2, 2, 0, {{0}}, 0, 1},
-    [WF_OP_ADD] = {"add", 2, 2, 0, {{0}}, 0, 1},
-    [WF_OP_MUL] = {"mul", 2, 2, 0, {{0}}, 0, 1},
-    [WF_OP_RELU] = {"relu", 1, 1, 0, {{0}}, 0, 1},
-    [WF_OP_GELU] = {"gelu", 1, 1, 0, {{0}}, 0, 1},
-    [WF_OP_TANH] = {"tanh", 1, 1, 0, {{0}}, 0, 1},
-    [WF_OP_SIGMOID] = {"sigmoid", 1, 1, 0, {{0}}, 0, 1},
-    [WF_OP_SOFTMAX] = {"softmax", 1, 1, 0, {{0}}, 0, 1},
-    [WF_OP_LOG_SOFTMAX] = {"log_softmax", 1, 1, 0, {{0}}, 0, 1},
-    [WF_OP_CROSS_ENTROPY] = {"cross_entropy", 2, 2, 0, {{0}}, 0, 1},
-    [WF_OP_CONV2D] = {"conv2d",
-                      1,
-                      1,
-                      5,
-                      {REQ("out", WF_AT_INT), REQ("kernel", WF_AT_INT), OPT("stride", WF_AT_INT, 1),
-                       OPT("pad", WF_AT_INT, 0), OPT("bias", WF_AT_BOOL, 1)},
-                      2,
-                      1},
-    [WF_OP_MAXPOOL2D] =
-        {"maxpool2d", 1, 1, 3, {REQ("kernel", WF_AT_INT), OPT("stride", WF_AT_INT, U), OPT("pad", WF_AT_INT, 0)}, 0, 1},
-    [WF_OP_AVGPOOL2D] =
-        {"avgpool2d", 1, 1, 3, {REQ("kernel", WF_AT_INT), OPT("stride", WF_AT_INT, U), OPT("pad", WF_AT_INT, 0)}, 0, 1},
-    [WF_OP_RESHAPE] = {"reshape", 1, 1, 1, {REQ("shape", WF_AT_SHAPE)}, 0, 1},
-    [WF_OP_FLATTEN] = {"flatten", 1, 1, 0, {{0}}, 0, 1},
-    [WF_OP_TRANSPOSE] = {"transpose", 1, 1, 2, {REQ("dim0", WF_AT_INT), REQ("dim1", WF_AT_INT)}, 0, 1},
-    [WF_OP_LAYERNORM] = {"layernorm", 1, 1, 1, {OPT("eps", WF_AT_FLOAT, 1e-5)}, 2, 1},
-    [WF_OP_DROPOUT] = {"dropout", 1, 1, 1, {OPT("p", WF_AT_FLOAT, 0.5)}, 0, 1},
-    [WF_OP_EMBEDDING] = {"embedding", 1, 1, 2, {REQ("vocab", WF_AT_INT), REQ("dim", WF_AT_INT)}, 1, 1},
-    [WF_OP_CONCAT] = {"concat", 2, 8, 1, {REQ("axis", WF_AT_INT)}, 0, 1},
-    [WF_OP_SLICE] = {"slice", 1, 1, 3, {REQ("axis", WF_AT_INT), REQ("start", WF_AT_INT), REQ("len", WF_AT_INT)}, 0, 1},
-    [WF_OP_SUM] = {"sum", 1, 1, 1, {OPT("axis", WF_AT_INT, U)}, 0, 1},
-    [WF_OP_MEAN] = {"mean", 1, 1, 1, {OPT("axis", WF_AT_INT, U)}, 0, 1},
-    [WF_OP_ACCUM] = {"accum", 1, WF_MAX_IO, 0, {{0}}, 0, 0},
-};
-_Static_assert(WF_ARRAY_LEN(ops) == WF_OP_COUNT, "op table out of step with enum wf_op");
-
-const struct wf_op_info *wf_op_get(int op) { return op >= 0 && op < WF_OP_COUNT ? &ops[op] : NULL; }
-
-int wf_op_find(const char *name) {
-    for (int i = 0; i < WF_OP_COUNT; i++)
-        if (i != WF_OP_ACCUM && ops[i].name && !strcmp(ops[i].name, name)) return i;
-    return -1;
-}
 
 const char *wf_shape_str(const struct wf_value *v, char *buf, int n) {
     int k = snprintf(buf, (size_t)n, "%s[", v->dtype == WF_I32 ? "i32" : "f32");
@@ -113,6 +63,8 @@ int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype
 int wf_graph_add_node(struct wf_graph *g, int op, const char *name);
 
 int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > WF_MAX_DIMS)
+        return wf_error(WF_ERR_SHAPE, "tensor '%s' has %d dimensions (at most %d)", name, ndim, WF_MAX_DIMS);
     if (g->nv == g->vcap) {
         int cap = g->vcap ? g->vcap * 2 : 64;
         struct wf_value *nv = wf_realloc(g->v, sizeof *nv * (size_t)cap);
@@ -130,7 +82,10 @@ int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype
     v->numel = 1;
     for (int i = 0; i < ndim; i++) {
         v->shape[i] = shape[i];
-        v->numel *= shape[i];
+        if (shape[i] <= 0 || __builtin_mul_overflow(v->numel, shape[i], &v->numel) || v->numel > WF_MAX_NUMEL) {
+            wf_free(v->name);
+            return wf_error(WF_ERR_SHAPE, "tensor '%s' is too large (at most %d elements)", name, WF_MAX_NUMEL);
+        }
     }
     v->producer = v->alias = v->grad = v->grad_of = -1;
     return g->nv++;
@@ -173,282 +128,138 @@ static int err_at(struct build *b, int line, int col, int status, const char *fm
     return wf_error(status, "%s:%d:%d: %s", b->m->path ? b->m->path : "<model>", line, col, msg);
 }
 
-#define LAYER_ERR(b, ...) layer_err(b, __VA_ARGS__)
-static int layer_err(struct build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int layer_err(struct build *b, const char *fmt, ...) {
+/* ---- what an op's shape inference calls (graph.h) ---- */
+
+int wf_infer_err(const struct wf_infer *c, const char *fmt, ...) {
     char msg[900];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return err_at(b, b->st->line, b->st->col, WF_ERR_SHAPE, "layer '%s' (%s): %s", b->st->name, b->st->op, msg);
+    return wf_error(WF_ERR_SHAPE, "%s:%d:%d: layer '%s' (%s): %s", c->path, c->line, c->col, c->layer, c->op, msg);
 }
 
-static const char *vshape(const struct build *b, int vi, char *buf) { return wf_shape_str(&b->g->v[vi], buf, 96); }
+const char *wf_infer_shape(const struct wf_infer *c, int i, char *buf) { return wf_shape_str(&c->in[i], buf, 96); }
 
-/* resolve a possibly negative axis */
-static int axis_of(int64_t a, int ndim) { return (int)(a < 0 ? a + ndim : a); }
+/* numel of a shape, or -1 if a dimension is not positive or the product is above WF_MAX_NUMEL */
+static int64_t checked_numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] <= 0 || __builtin_mul_overflow(n, shape[i], &n) || n > WF_MAX_NUMEL) return -1;
+    return n;
+}
 
-static int add_param(struct build *b, const char *suffix, int ndim, const int64_t *shape, int init, double arg) {
+static int shape_fits(const struct wf_infer *c, const char *what, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > WF_MAX_DIMS)
+        return wf_infer_err(c, "%s would have %d dimensions (at most %d)", what, ndim, WF_MAX_DIMS);
+    if (checked_numel(ndim, shape) >= 0) return WF_OK;
+    char s[256];
+    int k = snprintf(s, sizeof s, "[");
+    for (int i = 0; i < ndim && k < (int)sizeof s; i++)
+        k += snprintf(s + k, sizeof s - (size_t)k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < (int)sizeof s) snprintf(s + k, sizeof s - (size_t)k, "]");
+    return wf_infer_err(c, "%s would be %s: dimensions must be positive and hold at most %d elements", what, s,
+                        WF_MAX_NUMEL);
+}
+
+int wf_infer_param(struct wf_infer *c, const char *suffix, int ndim, const int64_t *shape, int init, double arg) {
     char name[512];
-    snprintf(name, sizeof name, "%s.%s", b->st->name, suffix);
-    if (wf_graph_find(b->g, name) >= 0)
-        return err_at(b, b->st->line, b->st->col, WF_ERR_PARSE, "parameter '%s' of layer '%s' is already defined", name,
-                      b->st->name);
-    int vi = wf_graph_add_value(b->g, name, WF_V_PARAM, WF_F32, ndim, shape);
+    snprintf(name, sizeof name, "%s.%s", c->layer, suffix);
+    struct wf_graph *g = c->g;
+    if (wf_graph_find(g, name) >= 0) return wf_infer_err(c, "parameter '%s' is already defined", name);
+    int rc = shape_fits(c, name, ndim, shape);
+    if (rc < 0) return rc;
+    if (g->n_params >= (int)WF_ARRAY_LEN(g->params))
+        return wf_infer_err(c, "too many parameters (at most %d)", (int)WF_ARRAY_LEN(g->params));
+    struct wf_node *n = &g->n[c->node];
+    if (n->n_in >= WF_MAX_IO) return wf_infer_err(c, "too many inputs");
+    int vi = wf_graph_add_value(g, name, WF_V_PARAM, WF_F32, ndim, shape);
     if (vi < 0) return vi;
-    struct wf_value *v = &b->g->v[vi];
+    struct wf_value *v = &g->v[vi];
     v->init = init;
     v->init_arg = arg;
-    v->line = b->st->line;
-    v->col = b->st->col;
-    if (b->g->n_params >= (int)WF_ARRAY_LEN(b->g->params))
-        return layer_err(b, "too many parameters (at most %d)", (int)WF_ARRAY_LEN(b->g->params));
-    b->g->params[b->g->n_params++] = vi;
-    struct wf_node *n = &b->g->n[b->node];
+    v->line = c->line;
+    v->col = c->col;
+    g->params[g->n_params++] = vi;
+    n = &g->n[c->node];
     n->in[n->n_in++] = vi;
     return vi;
 }
 
-static int add_out(struct build *b, const char *suffix, int kind, int dtype, int ndim, const int64_t *shape) {
+int wf_infer_out(struct wf_infer *c, const char *suffix, int kind, int dtype, int ndim, const int64_t *shape) {
     char name[512];
     if (suffix)
-        snprintf(name, sizeof name, "%s:%s", b->st->name, suffix);
+        snprintf(name, sizeof name, "%s:%s", c->layer, suffix);
     else
-        snprintf(name, sizeof name, "%s", b->st->name);
-    int vi = wf_graph_add_value(b->g, name, kind, dtype, ndim, shape);
+        snprintf(name, sizeof name, "%s", c->layer);
+    struct wf_graph *g = c->g;
+    int rc = shape_fits(c, suffix ? name : "the output", ndim, shape);
+    if (rc < 0) return rc;
+    if (g->n[c->node].n_out >= WF_MAX_IO) return wf_infer_err(c, "too many outputs");
+    int vi = wf_graph_add_value(g, name, kind, dtype, ndim, shape);
     if (vi < 0) return vi;
-    b->g->v[vi].producer = b->node;
-    b->g->v[vi].line = b->st->line;
-    b->g->v[vi].col = b->st->col;
-    struct wf_node *n = &b->g->n[b->node];
+    g->v[vi].producer = c->node;
+    g->v[vi].line = c->line;
+    g->v[vi].col = c->col;
+    struct wf_node *n = &g->n[c->node];
     n->out[n->n_out++] = vi;
     return vi;
 }
 
-static int need_f32(struct build *b, int vi, const char *what) {
+/* Checks the arguments against the op's specs (count checked by the caller). */
+static int check_args(struct wf_infer *c, const struct wf_op_def *d) {
     char s[96];
-    if (b->g->v[vi].dtype != WF_F32)
-        return LAYER_ERR(b, "%s '%s' must be f32, got %s", what, b->g->v[vi].name, vshape(b, vi, s));
+    for (int i = 0; i < c->n_in; i++) {
+        const struct wf_arg_spec *a = &d->arg[i < 3 ? i : 3];
+        const struct wf_value *v = &c->in[i];
+        unsigned dt = a->dtypes ? a->dtypes : WF_DT(WF_F32);
+        if (!(dt & WF_DT(v->dtype)))
+            return wf_infer_err(c, "argument %d '%s' must be %s, got %s", i + 1, v->name,
+                                dt == WF_DT(WF_I32) ? "i32" : dt == WF_DT(WF_F32) ? "f32" : "f32 or i32",
+                                wf_shape_str(v, s, sizeof s));
+        int hi = a->max_rank ? a->max_rank : WF_MAX_DIMS;
+        if (v->ndim < a->min_rank || v->ndim > hi) {
+            if (a->min_rank == hi)
+                return wf_infer_err(c, "argument %d '%s' must have %d dimension%s, got %s", i + 1, v->name, hi,
+                                    hi == 1 ? "" : "s", wf_shape_str(v, s, sizeof s));
+            return wf_infer_err(c, "argument %d '%s' must have %d to %d dimensions, got %s", i + 1, v->name,
+                                a->min_rank, hi, wf_shape_str(v, s, sizeof s));
+        }
+    }
     return WF_OK;
 }
 
-/* Infers the layer's output shape, creates its params and saved values. */
-static int infer(struct build *b) {
-    struct wf_graph *g = b->g;
-    struct wf_node *n = &g->n[b->node];
-    const struct wf_value xcopy = g->v[n->in[0]]; /* adding params and outputs moves g->v */
-    const struct wf_value *x = &xcopy;
-    int64_t sh[WF_MAX_DIMS];
-    char s1[96], s2[96];
-    int nd = x->ndim, rc;
-    memcpy(sh, x->shape, sizeof sh);
-    for (int i = 0; i < n->n_in; i++) {
-        int want_i32 = (n->op == WF_OP_EMBEDDING) || (n->op == WF_OP_CROSS_ENTROPY && i == 1);
-        if (want_i32 && g->v[n->in[i]].dtype != WF_I32)
-            return LAYER_ERR(b, "argument %d '%s' must be i32, got %s", i + 1, g->v[n->in[i]].name,
-                             vshape(b, n->in[i], s1));
-        if (!want_i32 && (rc = need_f32(b, n->in[i], i ? "argument" : "input")) < 0) return rc;
+/* ---- graph queries for the memory planner's fusion hooks ---- */
+
+int wf_graph_kept(const struct wf_graph *g, int v) {
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i] == v) return 1;
+    for (int i = 0; i < g->n_diff_in; i++)
+        if (g->in_grad[i] == v || g->diff_in[i] == v) return 1;
+    return v == g->loss || v == g->loss_grad || v == g->logits || v == g->labels || v == g->seed ||
+           v == g->seed_grad;
+}
+
+int wf_graph_read_only_by(const struct wf_graph *g, int nn, int v, int r1, int r2) {
+    for (int k = 0; k < nn; k++) {
+        if (k == r1 || k == r2) continue;
+        const struct wf_node *n = &g->n[k];
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] == v) return 0;
     }
-    switch (n->op) {
-    case WF_OP_LINEAR: {
-        int64_t C = x->shape[nd - 1], OC = n->ai[0];
-        if (OC <= 0) return LAYER_ERR(b, "out must be positive, got %lld", (long long)OC);
-        int64_t ws[2] = {OC, C};
-        if ((rc = add_param(b, "weight", 2, ws, WF_INIT_FANIN_UNIFORM, (double)C)) < 0) return rc;
-        if (n->ai[1] && (rc = add_param(b, "bias", 1, &OC, WF_INIT_FANIN_UNIFORM, (double)C)) < 0) return rc;
-        sh[nd - 1] = OC;
-        n->flops = 2.0 * (double)(x->numel / C) * (double)C * (double)OC;
-        break;
-    }
-    case WF_OP_MATMUL: {
-        const struct wf_value *y = &g->v[n->in[1]];
-        if (nd < 2 || y->ndim < 2) return LAYER_ERR(b, "both arguments need at least 2 dimensions");
-        int64_t K = x->shape[nd - 1], K2 = y->shape[y->ndim - 2];
-        if (K != K2)
-            return LAYER_ERR(b, "inner dimensions differ: %s @ %s", vshape(b, n->in[0], s1), vshape(b, n->in[1], s2));
-        if (y->ndim > 2) {
-            if (y->ndim != nd) return LAYER_ERR(b, "batched matmul needs equal ranks");
-            for (int i = 0; i < nd - 2; i++)
-                if (x->shape[i] != y->shape[i])
-                    return LAYER_ERR(b, "batch dimensions differ: %s @ %s", vshape(b, n->in[0], s1),
-                                     vshape(b, n->in[1], s2));
-        }
-        sh[nd - 1] = y->shape[y->ndim - 1];
-        n->flops = 2.0 * (double)(x->numel) * (double)sh[nd - 1];
-        break;
-    }
-    case WF_OP_ADD:
-    case WF_OP_MUL: {
-        const struct wf_value *y = &g->v[n->in[1]];
-        int ok = y->ndim <= nd;
-        for (int i = 0; ok && i < y->ndim; i++)
-            ok = y->shape[y->ndim - 1 - i] == x->shape[nd - 1 - i];
-        if (!ok)
-            return LAYER_ERR(b, "second argument %s must match the trailing dimensions of %s", vshape(b, n->in[1], s1),
-                             vshape(b, n->in[0], s2));
-        n->flops = (double)x->numel;
-        break;
-    }
-    case WF_OP_RELU:
-    case WF_OP_GELU:
-    case WF_OP_TANH:
-    case WF_OP_SIGMOID:
-    case WF_OP_SOFTMAX:
-    case WF_OP_LOG_SOFTMAX: n->flops = (double)x->numel * 4; break;
-    case WF_OP_CROSS_ENTROPY: {
-        const struct wf_value *y = &g->v[n->in[1]];
-        if (y->numel * x->shape[nd - 1] != x->numel)
-            return LAYER_ERR(b, "labels %s do not match logits %s (want one label per row)", vshape(b, n->in[1], s1),
-                             vshape(b, n->in[0], s2));
-        if ((rc = add_out(b, NULL, WF_V_ACT, WF_F32, 0, sh)) < 0) return rc;
-        if ((rc = add_out(b, "probs", WF_V_AUX, WF_F32, nd, x->shape)) < 0) return rc;
-        n->flops = (double)x->numel * 6;
-        return WF_OK;
-    }
-    case WF_OP_CONV2D: {
-        if (nd != 4) return LAYER_ERR(b, "input must be 4-d (N, C, H, W), got %s", vshape(b, n->in[0], s1));
-        int64_t OC = n->ai[0], k = n->ai[1], st = n->ai[2], p = n->ai[3];
-        if (OC <= 0 || k <= 0 || st <= 0 || p < 0) return LAYER_ERR(b, "out, kernel, stride must be > 0, pad >= 0");
-        int64_t OH = (x->shape[2] + 2 * p - k) / st + 1, OW = (x->shape[3] + 2 * p - k) / st + 1;
-        if (x->shape[2] + 2 * p < k || x->shape[3] + 2 * p < k || OH <= 0 || OW <= 0)
-            return LAYER_ERR(b, "kernel %lld does not fit input %s with pad %lld", (long long)k,
-                             vshape(b, n->in[0], s1), (long long)p);
-        int64_t ws[4] = {OC, x->shape[1], k, k};
-        double fanin = (double)(x->shape[1] * k * k);
-        if ((rc = add_param(b, "weight", 4, ws, WF_INIT_FANIN_UNIFORM, fanin)) < 0) return rc;
-        if (n->ai[4] && (rc = add_param(b, "bias", 1, &OC, WF_INIT_FANIN_UNIFORM, fanin)) < 0) return rc;
-        sh[1] = OC;
-        sh[2] = OH;
-        sh[3] = OW;
-        n->flops = 2.0 * (double)(x->shape[0] * OC * OH * OW) * fanin;
-        break;
-    }
-    case WF_OP_MAXPOOL2D:
-    case WF_OP_AVGPOOL2D: {
-        if (nd != 4) return LAYER_ERR(b, "input must be 4-d (N, C, H, W), got %s", vshape(b, n->in[0], s1));
-        if (n->ai[1] == WF_ATTR_UNSET) n->ai[1] = n->ai[0];
-        int64_t k = n->ai[0], st = n->ai[1], p = n->ai[2];
-        if (k <= 0 || st <= 0 || p < 0 || 2 * p > k)
-            return LAYER_ERR(b, "need kernel, stride > 0 and 0 <= pad <= kernel/2");
-        sh[2] = (x->shape[2] + 2 * p - k) / st + 1;
-        sh[3] = (x->shape[3] + 2 * p - k) / st + 1;
-        if (x->shape[2] + 2 * p < k || x->shape[3] + 2 * p < k)
-            return LAYER_ERR(b, "kernel %lld does not fit input %s", (long long)k, vshape(b, n->in[0], s1));
-        if ((rc = add_out(b, NULL, WF_V_ACT, WF_F32, 4, sh)) < 0) return rc;
-        if (n->op == WF_OP_MAXPOOL2D && (rc = add_out(b, "argmax", WF_V_AUX, WF_I32, 4, sh)) < 0) return rc;
-        n->flops = (double)(sh[0] * sh[1] * sh[2] * sh[3] * k * k);
-        return WF_OK;
-    }
-    case WF_OP_RESHAPE:
-    case WF_OP_FLATTEN: {
-        if (n->op == WF_OP_FLATTEN) {
-            if (nd < 2) return LAYER_ERR(b, "flatten needs at least 2 dimensions, got %s", vshape(b, n->in[0], s1));
-            nd = 2;
-            sh[1] = x->numel / x->shape[0];
-        } else {
-            int64_t p = 1;
-            nd = n->sn;
-            for (int i = 0; i < nd; i++) {
-                sh[i] = n->sattr[i];
-                p *= sh[i];
-            }
-            if (p != x->numel)
-                return LAYER_ERR(b, "cannot reshape %s (%lld elements) to %lld elements", vshape(b, n->in[0], s1),
-                                 (long long)x->numel, (long long)p);
-        }
-        if ((rc = add_out(b, NULL, WF_V_ACT, WF_F32, nd, sh)) < 0) return rc;
-        g->v[rc].alias = n->in[0];
-        return WF_OK;
-    }
-    case WF_OP_TRANSPOSE: {
-        int a0 = axis_of(n->ai[0], nd), a1 = axis_of(n->ai[1], nd);
-        if (a0 < 0 || a0 >= nd || a1 < 0 || a1 >= nd)
-            return LAYER_ERR(b, "dims %lld, %lld out of range for %s", (long long)n->ai[0], (long long)n->ai[1],
-                             vshape(b, n->in[0], s1));
-        n->ai[0] = WF_MIN(a0, a1);
-        n->ai[1] = WF_MAX(a0, a1);
-        int64_t t = sh[a0];
-        sh[a0] = sh[a1];
-        sh[a1] = t;
-        break;
-    }
-    case WF_OP_LAYERNORM: {
-        int64_t C = x->shape[nd - 1], R = x->numel / C;
-        if ((rc = add_param(b, "weight", 1, &C, WF_INIT_ONES, 0)) < 0) return rc;
-        if ((rc = add_param(b, "bias", 1, &C, WF_INIT_ZEROS, 0)) < 0) return rc;
-        if ((rc = add_out(b, NULL, WF_V_ACT, WF_F32, nd, sh)) < 0) return rc;
-        if ((rc = add_out(b, "mean", WF_V_AUX, WF_F32, 1, &R)) < 0) return rc;
-        if ((rc = add_out(b, "rstd", WF_V_AUX, WF_F32, 1, &R)) < 0) return rc;
-        n->flops = (double)x->numel * 8;
-        return WF_OK;
-    }
-    case WF_OP_DROPOUT: {
-        if (!(n->af[0] >= 0 && n->af[0] < 1)) return LAYER_ERR(b, "p must be in [0, 1), got %g", n->af[0]);
-        if ((rc = add_out(b, NULL, WF_V_ACT, WF_F32, nd, sh)) < 0) return rc;
-        if ((rc = add_out(b, "mask", WF_V_AUX, WF_F32, nd, sh)) < 0) return rc;
-        n->flops = (double)x->numel;
-        return WF_OK;
-    }
-    case WF_OP_EMBEDDING: {
-        int64_t V = n->ai[0], D = n->ai[1];
-        if (V <= 0 || D <= 0) return LAYER_ERR(b, "vocab and dim must be positive");
-        if (nd >= WF_MAX_DIMS) return LAYER_ERR(b, "ids have too many dimensions");
-        int64_t ws[2] = {V, D};
-        if ((rc = add_param(b, "weight", 2, ws, WF_INIT_NORMAL, 1.0)) < 0) return rc;
-        sh[nd++] = D;
-        break;
-    }
-    case WF_OP_CONCAT: {
-        int a = axis_of(n->ai[0], nd);
-        if (a < 0 || a >= nd) return LAYER_ERR(b, "axis %lld out of range", (long long)n->ai[0]);
-        n->ai[0] = a;
-        sh[a] = 0;
-        for (int i = 0; i < n->n_in; i++) {
-            const struct wf_value *y = &g->v[n->in[i]];
-            int ok = y->ndim == nd;
-            for (int d = 0; ok && d < nd; d++)
-                ok = d == a || y->shape[d] == x->shape[d];
-            if (!ok)
-                return LAYER_ERR(b, "argument %d %s does not match %s outside axis %d", i + 1, vshape(b, n->in[i], s1),
-                                 vshape(b, n->in[0], s2), a);
-            sh[a] += y->shape[a];
-        }
-        break;
-    }
-    case WF_OP_SLICE: {
-        int a = axis_of(n->ai[0], nd);
-        if (a < 0 || a >= nd) return LAYER_ERR(b, "axis %lld out of range", (long long)n->ai[0]);
-        n->ai[0] = a;
-        if (n->ai[1] < 0 || n->ai[2] <= 0 || n->ai[1] + n->ai[2] > x->shape[a])
-            return LAYER_ERR(b, "slice [%lld, %lld) outside axis %d of %s", (long long)n->ai[1],
-                             (long long)(n->ai[1] + n->ai[2]), a, vshape(b, n->in[0], s1));
-        sh[a] = n->ai[2];
-        break;
-    }
-    case WF_OP_SUM:
-    case WF_OP_MEAN: {
-        if (n->ai[0] == WF_ATTR_UNSET) {
-            nd = 0;
-        } else {
-            int a = axis_of(n->ai[0], nd);
-            if (a < 0 || a >= nd) return LAYER_ERR(b, "axis %lld out of range", (long long)n->ai[0]);
-            n->ai[0] = a;
-            for (int d = a; d < nd - 1; d++)
-                sh[d] = sh[d + 1];
-            nd--;
-        }
-        n->flops = (double)x->numel;
-        break;
-    }
-    default: return LAYER_ERR(b, "op cannot appear in a model file");
-    }
-    rc = add_out(b, NULL, WF_V_ACT, WF_F32, nd, sh);
-    return rc < 0 ? rc : WF_OK;
+    for (int u = 0; u < g->nv; u++)
+        if (g->v[u].alias == v) return 0;
+    return !wf_graph_kept(g, v);
+}
+
+int wf_graph_backward_of(const struct wf_graph *g, int nn, int f) {
+    for (int k = g->n_fwd; k < nn; k++)
+        if (g->n[k].backward && g->n[k].fwd == f) return k;
+    return -1;
 }
 
 static int set_attrs(struct build *b, struct wf_node *n) {
-    const struct wf_op_info *info = &ops[n->op];
+    const struct wf_op_def *info = wf_op_get(n->op);
     const struct wf_mstmt *st = b->st;
     for (int i = 0; i < st->n_attrs; i++) {
         const struct wf_mattr *a = &st->attrs[i];
@@ -479,6 +290,9 @@ static int set_attrs(struct build *b, struct wf_node *n) {
         case WF_AT_INT:
             if (a->type != WF_MV_INT)
                 return err_at(b, a->line, a->col, WF_ERR_PARSE, "attribute '%s' expects an integer", a->key);
+            if (a->i < -(int64_t)WF_ATTR_MAX || a->i > WF_ATTR_MAX)
+                return err_at(b, a->line, a->col, WF_ERR_PARSE, "attribute '%s' = %lld is out of range (|value| <= %d)",
+                              a->key, (long long)a->i, WF_ATTR_MAX);
             n->ai[k] = a->i;
             break;
         case WF_AT_BOOL:
@@ -490,6 +304,8 @@ static int set_attrs(struct build *b, struct wf_node *n) {
             if (a->type != WF_MV_FLOAT && a->type != WF_MV_INT)
                 return err_at(b, a->line, a->col, WF_ERR_PARSE, "attribute '%s' expects a number", a->key);
             n->af[k] = a->type == WF_MV_INT ? (double)a->i : a->f;
+            if (!isfinite(n->af[k]))
+                return err_at(b, a->line, a->col, WF_ERR_PARSE, "attribute '%s' must be finite", a->key);
             break;
         case WF_AT_SHAPE:
             if (a->type != WF_MV_LIST || a->n < 1 || a->n > WF_MAX_DIMS)
@@ -498,9 +314,9 @@ static int set_attrs(struct build *b, struct wf_node *n) {
             n->sn = a->n;
             for (int d = 0; d < a->n; d++) {
                 int64_t v = a->list[d] == WF_DIM_B ? b->g->batch : a->list[d];
-                if (v <= 0)
-                    return err_at(b, a->line, a->col, WF_ERR_PARSE, "attribute '%s': dimension %d must be positive",
-                                  a->key, d + 1);
+                if (v <= 0 || v > WF_MAX_NUMEL)
+                    return err_at(b, a->line, a->col, WF_ERR_PARSE, "attribute '%s': dimension %d must be in [1, %d]",
+                                  a->key, d + 1, WF_MAX_NUMEL);
                 n->sattr[d] = v;
             }
             break;
@@ -509,18 +325,34 @@ static int set_attrs(struct build *b, struct wf_node *n) {
     return WF_OK;
 }
 
+/* A numeric literal argument ("0.0001") is a scalar f32 constant, made once per text. */
+static int is_literal(const char *a) { return (*a >= '0' && *a <= '9') || *a == '-' || *a == '+' || *a == '.'; }
+
+static int constant(struct build *b, const char *text, int line, int col) {
+    int vi = wf_graph_find(b->g, text);
+    if (vi >= 0) return vi;
+    char *end;
+    double x = strtod(text, &end);
+    if (*end || !isfinite(x) || fabs(x) > 3.0e38)
+        return err_at(b, line, col, WF_ERR_PARSE, "constant '%s' is not a finite f32 number", text);
+    vi = wf_graph_add_value(b->g, text, WF_V_CONST, WF_F32, 0, NULL);
+    if (vi < 0) return vi;
+    b->g->v[vi].init_arg = (double)(float)x;
+    b->g->v[vi].line = line;
+    b->g->v[vi].col = col;
+    return vi;
+}
+
 static int build_layer(struct build *b) {
     const struct wf_mstmt *st = b->st;
     struct wf_graph *g = b->g;
     int op = wf_op_find(st->op);
     if (op < 0) {
-        char known[512] = "";
-        for (int i = 0; i < WF_OP_COUNT; i++)
-            if (i != WF_OP_ACCUM)
-                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", ops[i].name);
+        char known[1024];
+        wf_op_names(known, sizeof known);
         return err_at(b, st->op_line, st->op_col, WF_ERR_PARSE, "unknown op '%s' (expected one of: %s)", st->op, known);
     }
-    const struct wf_op_info *info = &ops[op];
+    const struct wf_op_def *info = wf_op_get(op);
     if (st->n_args < info->min_in || st->n_args > info->max_in) {
         if (info->min_in == info->max_in)
             return err_at(b, st->op_line, st->op_col, WF_ERR_PARSE, "%s takes %d tensor argument%s, got %d", info->name,
@@ -528,22 +360,51 @@ static int build_layer(struct build *b) {
         return err_at(b, st->op_line, st->op_col, WF_ERR_PARSE, "%s takes %d to %d tensor arguments, got %d",
                       info->name, info->min_in, info->max_in, st->n_args);
     }
+    if (wf_graph_find(g, st->name) >= 0)
+        return err_at(b, st->line, st->col, WF_ERR_PARSE, "'%s' is already defined", st->name);
+    int args[WF_MAX_IO];
+    for (int i = 0; i < st->n_args; i++) {
+        int vi = is_literal(st->args[i]) ? constant(b, st->args[i], st->arg_line[i], st->arg_col[i])
+                                         : wf_graph_find(g, st->args[i]);
+        if (vi < -1) return vi;
+        if (vi < 0 || g->v[vi].kind == WF_V_AUX)
+            return err_at(b, st->arg_line[i], st->arg_col[i], WF_ERR_PARSE, "unknown tensor '%s'%s", st->args[i],
+                          " (it must be an input, a param or a layer defined above)");
+        args[i] = vi;
+    }
     int ni = wf_graph_add_node(g, op, st->name);
     if (ni < 0) return ni;
     b->node = ni;
     struct wf_node *n = &g->n[ni];
     n->line = st->line;
     n->col = st->col;
+    struct wf_value in[WF_MAX_IO];
     for (int i = 0; i < st->n_args; i++) {
-        int vi = wf_graph_find(g, st->args[i]);
-        if (vi < 0 || g->v[vi].kind == WF_V_AUX)
-            return err_at(b, st->arg_line[i], st->arg_col[i], WF_ERR_PARSE, "unknown tensor '%s'%s", st->args[i],
-                          " (it must be an input, a param or a layer defined above)");
-        n->in[n->n_in++] = vi;
+        n->in[n->n_in++] = args[i];
+        in[i] = g->v[args[i]];
     }
     int rc = set_attrs(b, n);
     if (rc < 0) return rc;
-    return infer(b);
+    struct wf_infer c = {.g = g,
+                         .node = ni,
+                         .n_in = st->n_args,
+                         .in = in,
+                         .path = b->m->path ? b->m->path : "<model>",
+                         .layer = st->name,
+                         .op = info->name,
+                         .line = st->line,
+                         .col = st->col};
+    if ((rc = check_args(&c, info)) < 0) return rc;
+    if ((rc = info->infer(&c)) < 0) return rc;
+    n = &g->n[ni];
+    if (n->n_out < 1) return wf_infer_err(&c, "the op made no output");
+    double bytes = 0;
+    for (int i = 0; i < n->n_in; i++)
+        bytes += (double)g->v[n->in[i]].numel * 4;
+    for (int j = 0; j < n->n_out; j++)
+        bytes += (double)g->v[n->out[j]].numel * 4;
+    n->bytes = bytes;
+    return WF_OK;
 }
 
 static int build_decl(struct build *b) {
@@ -557,6 +418,11 @@ static int build_decl(struct build *b) {
         if (sh[i] <= 0)
             return err_at(b, st->line, st->col, WF_ERR_PARSE, "'%s': dimension %d must be positive", st->name, i + 1);
     }
+    if (checked_numel(st->ndim, sh) < 0)
+        return err_at(b, st->line, st->col, WF_ERR_SHAPE, "'%s' is too large: at most %d elements per tensor", st->name,
+                      WF_MAX_NUMEL);
+    if (wf_graph_find(b->g, st->name) >= 0)
+        return err_at(b, st->line, st->col, WF_ERR_PARSE, "'%s' is already defined", st->name);
     if (st->kind == WF_MS_PARAM && st->dtype != WF_F32)
         return err_at(b, st->line, st->col, WF_ERR_PARSE, "param '%s' must be f32", st->name);
     int vi =
@@ -603,7 +469,7 @@ static int build_decl(struct build *b) {
 int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch) {
     memset(g, 0, sizeof *g);
     g->loss = g->logits = g->labels = -1;
-    g->seed = g->seed_grad = -1;
+    g->seed = g->seed_grad = g->loss_grad = -1;
     g->batch = batch;
     struct build b = {.g = g, .m = m};
     int rc = WF_OK;
@@ -649,7 +515,7 @@ int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch) {
     }
     if (g->loss >= 0 && g->v[g->loss].producer >= 0) {
         const struct wf_node *ln = &g->n[g->v[g->loss].producer];
-        if (ln->op == WF_OP_CROSS_ENTROPY) {
+        if (wf_op_get(ln->op)->flags & WF_OPF_CLASSIFY) {
             g->logits = ln->in[0];
             g->labels = ln->in[1];
         }

@@ -4,12 +4,21 @@
  * The model is checked first against everything the parser enforces, so
  * that whatever is written parses back to the same tree.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "weft/core.h"
 #include "weft/lex.h"
 #include "weft/model.h"
 #include "weft/safetensors.h"
+
+/* a constant argument: a finite number in full (graph.c makes it a scalar) */
+static int is_number(const char *a) {
+    char *end;
+    if (!a || !*a || strlen(a) > 40) return 0;
+    double x = strtod(a, &end);
+    return !*end && x == x && x < 3.1e38 && x > -3.1e38;
+}
 
 static int bad(int k, const char *what, const char *name) {
     return wf_error(WF_ERR_INVALID, "model write: statement %d: %s%s%s%s", k + 1, what, name ? " '" : "",
@@ -55,7 +64,8 @@ static int check_stmt(const struct wf_model *m, int k) {
     if (s->kind == WF_MS_OUTPUT && s->n_args < 1) return bad(k, "output without names", NULL);
     if (s->n_args < 0 || s->n_args > WF_MODEL_MAX_ARGS) return bad(k, "bad argument count", s->name);
     for (int j = 0; j < s->n_args; j++)
-        if (!wf_lex_is_ident(s->args[j])) return bad(k, "bad argument name", s->args[j]);
+        if (!wf_lex_is_ident(s->args[j]) && !(s->kind == WF_MS_LAYER && is_number(s->args[j])))
+            return bad(k, "bad argument name", s->args[j]);
     if (s->n_attrs < 0 || s->n_attrs > WF_MODEL_MAX_ATTRS) return bad(k, "bad attribute count", s->name);
     if (s->n_attrs && (s->kind == WF_MS_INPUT || s->kind == WF_MS_OUTPUT))
         return bad(k, "attributes on an input or output", s->name);

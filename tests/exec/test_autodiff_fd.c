@@ -64,6 +64,32 @@ static const char *model_seq = "model seq\n"
                                "loss = cross_entropy(o, y)\n"
                                "output loss\n";
 
+/* Any scalar is a loss: losses composed with add, mul by constants, a
+ * parameter penalty, a square of the loss, the mean of a scalar; mse and
+ * bce_with_logits; a metric output that has no gradient. */
+static const char *model_losses = "model losses\n"
+                                  "input x : f32[B, 6]\n"
+                                  "input y : i32[B]\n"
+                                  "input t : f32[B, 3]\n"
+                                  "h = linear(x, out=5)\n"
+                                  "th = tanh(h)\n"
+                                  "o = linear(th, out=3)\n"
+                                  "ce = cross_entropy(o, y)\n"
+                                  "b = bce_with_logits(o, t)\n"
+                                  "dec = linear(th, out=6)\n"
+                                  "rec = mse(dec, x)\n"
+                                  "sq = mul(h.weight, h.weight)\n"
+                                  "pen = sum(sq)\n"
+                                  "reg = mul(pen, 0.01)\n"
+                                  "l1 = add(ce, b)\n"
+                                  "l2 = add(l1, rec)\n"
+                                  "l3 = add(l2, reg)\n"
+                                  "half = mul(l3, 0.5)\n"
+                                  "sqr = mul(half, half)\n"
+                                  "loss = mean(sqr)\n"
+                                  "acc = accuracy(o, y)\n"
+                                  "output loss, acc\n";
+
 /* conv -> relu -> maxpool twice: the pattern the planner fuses (ReLU into the
  * pool, oneDNN's blocked layout kept between conv and pool). Finite
  * differences are meaningless across so many ReLU/max kinks; each op passes
@@ -133,7 +159,7 @@ static void check_model(const char *name, const char *text, int batch) {
     for (int64_t i = 0; i < np; i++)
         params[i] = 0.5f * wf_rng_normal(&r);
     /* layernorm weight near 1 keeps the check well conditioned */
-    e.loss_scale = 1.0f / batch;
+    CHECK(wf_exec_seed(&e, 1.0f) == WF_OK);
     loss_of(&e);
     CHECK(wf_exec_backward(&e) == WF_OK);
     /* every parameter is checked at up to 24 positions */
@@ -192,7 +218,7 @@ static void check_fusion_exact(const char *text, int batch) {
         wf_rng_init(&r, 3, 4);
         for (int64_t i = 0; i < np; i++)
             e.params[i] = 0.5f * wf_rng_normal(&r);
-        e.loss_scale = 1.0f / batch;
+        CHECK(wf_exec_seed(&e, 1.0f) == WF_OK);
         loss[pass] = (float)loss_of(&e);
         CHECK(wf_exec_backward(&e) == WF_OK);
         wf_afree(e.params);
@@ -210,5 +236,6 @@ int main(void) {
     check_fusion_exact(model_convnet, 4);
     check_model("allops.wf", model_all_ops, 3);
     check_model("seq.wf", model_seq, 2);
+    check_model("losses.wf", model_losses, 3);
     return wf_test_done("test_autodiff_fd");
 }

@@ -135,7 +135,7 @@ static void test_errors(void) {
     snprintf(buf, sizeof buf, "%sh = linear(x)\noutput h\n", head);
     expect_error(buf, WF_ERR_PARSE, "linear needs attribute 'out'");
     snprintf(buf, sizeof buf, "%sh = conv2d(x, out=4, kernel=3)\noutput h\n", head);
-    expect_error(buf, WF_ERR_SHAPE, "input must be 4-d");
+    expect_error(buf, WF_ERR_SHAPE, "argument 1 'x' must have 4 dimensions");
     snprintf(buf, sizeof buf, "%sh = reshape(x, shape=[B, 3, 3])\noutput h\n", head);
     expect_error(buf, WF_ERR_SHAPE, "cannot reshape");
     snprintf(buf, sizeof buf, "%sh = linear(x, out=3)\nloss = cross_entropy(h, x)\noutput loss\n", head);

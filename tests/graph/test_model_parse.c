@@ -369,8 +369,13 @@ static void test_errors(void) {
     EXPECT_ERROR(WITH_HEAD("h = relu(x y)\n"), "m.wf:2:12: expected ',' or ')'");
     EXPECT_ERROR(WITH_HEAD("h = (x)\n"), "m.wf:2:5: expected op name, got '('");
     EXPECT_ERROR(WITH_HEAD("h =\n"), "m.wf:2:4: expected op name, got end of line");
-    EXPECT_ERROR(WITH_HEAD("h = relu(x,)\n"), "m.wf:2:12: expected argument (tensor name or key=value), got ')'");
-    EXPECT_ERROR(WITH_HEAD("h = relu(3)\n"), "m.wf:2:10: expected argument (tensor name or key=value), got '3'");
+    EXPECT_ERROR(WITH_HEAD("h = relu(x,)\n"),
+                 "m.wf:2:12: expected argument (tensor name, number or key=value), got ')'");
+    /* a number is a constant (the graph builder checks what it is used for) */
+    EXPECT_ERROR(WITH_HEAD("h = relu(\"3\")\n"),
+                 "m.wf:2:10: expected argument (tensor name, number or key=value), got \"3\"");
+    EXPECT_ERROR(WITH_HEAD("h = mul(x, 1e39)\n"), "m.wf:2:12: constant '1e39' is not a finite f32 number");
+    EXPECT_ERROR(WITH_HEAD("h = mul(x, 3 4)\n"), "m.wf:2:14: expected ',' or ')' after a constant");
     /* positional after key=value */
     EXPECT_ERROR(WITH_HEAD("h = linear(x, out=3, y)\n"),
                  "m.wf:2:22: expected key=value (positional arguments come first), got 'y'");
