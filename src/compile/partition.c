@@ -63,11 +63,43 @@ static int assign_stages(const struct wf_graph *g, const int *split, int ns, int
             for (int s = 0; s < ns; s++)
                 if (split[s] == o) dep[o] |= 1ull << s;
         }
+    }
+    /* A layer that reads only parameters, constants and other such layers (a weight
+     * penalty: sum(mul(w, w))) depends on no split point; it runs in the stage of its first reader,
+     * so that a parameter stays with the layers that use it. Last layers first: readers are placed. */
+    char *free_ = wf_calloc((size_t)g->n_fwd + 1, 1);
+    if (!free_ && rc == WF_OK) rc = wf_error(WF_ERR_NOMEM, "out of memory partitioning");
+    for (int ni = 0; ni < g->n_fwd && rc == WF_OK; ni++) {
+        const struct wf_node *n = &g->n[ni];
+        int f = 1;
+        for (int i = 0; i < n->n_in && f; i++) {
+            const struct wf_value *x = &g->v[n->in[i]];
+            if (x->kind == WF_V_INPUT) f = 0;
+            if (x->kind == WF_V_ACT || x->kind == WF_V_AUX) f = x->producer >= 0 && free_[x->producer];
+        }
+        for (int j = 0; j < n->n_out && f; j++)
+            for (int s = 0; s < ns; s++)
+                if (split[s] == n->out[j]) f = 0;
+        free_[ni] = (char)f;
+    }
+    for (int ni = g->n_fwd - 1; ni >= 0 && rc == WF_OK; ni--) {
+        if (!free_[ni]) continue;
+        int first = -1;
+        for (int r = ni + 1; r < g->n_fwd; r++)
+            for (int i = 0; i < g->n[r].n_in; i++)
+                for (int j = 0; j < g->n[ni].n_out; j++)
+                    if (g->n[r].in[i] == g->n[ni].out[j] && (first < 0 || stage[r] < first)) first = stage[r];
+        if (first > stage[ni]) stage[ni] = first;
+    }
+    wf_free(free_);
+    for (int ni = 0; ni < g->n_fwd && rc == WF_OK; ni++) {
+        const struct wf_node *n = &g->n[ni];
+        int k = stage[ni];
         /* the values this node reads must live in its stage, or be its stage's split input */
         for (int i = 0; i < n->n_in && rc == WF_OK; i++) {
             int v = n->in[i];
             const struct wf_value *x = &g->v[v];
-            if (x->kind == WF_V_INPUT) continue;
+            if (x->kind == WF_V_INPUT || x->kind == WF_V_CONST) continue;
             if (x->kind == WF_V_PARAM) {
                 if (pstage[v] >= 0 && pstage[v] != k)
                     rc = wf_error(WF_ERR_INVALID,
@@ -305,8 +337,10 @@ fail:
 }
 
 /* Whether value t alone cuts the forward graph: nothing produced before t
- * (except t) is read by a layer that depends on t. */
-static int is_cut(const struct wf_graph *g, int t, char *after) {
+ * (except t and values computed from parameters and constants alone,
+ * which move to their reader's stage) is read by a layer that
+ * depends on t. */
+static int is_cut(const struct wf_graph *g, int t, char *after, const char *freev) {
     memset(after, 0, (size_t)g->nv);
     after[t] = 1;
     for (int ni = g->v[t].producer + 1; ni < g->n_fwd; ni++) {
@@ -318,7 +352,7 @@ static int is_cut(const struct wf_graph *g, int t, char *after) {
         for (int i = 0; i < n->n_in; i++) {
             const struct wf_value *x = &g->v[n->in[i]];
             if (x->kind == WF_V_ACT || x->kind == WF_V_AUX)
-                if (!after[n->in[i]] && n->in[i] != t) return 0;
+                if (!after[n->in[i]] && n->in[i] != t && !freev[n->in[i]]) return 0;
         }
         for (int j = 0; j < n->n_out; j++)
             after[n->out[j]] = 1;
@@ -331,14 +365,25 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
     struct wf_graph g;
     int rc = wf_graph_build(&g, m, 2);
     if (rc < 0) return rc;
-    char *after = wf_malloc((size_t)g.nv + 1);
+    char *after = wf_malloc((size_t)g.nv + 1), *freev = wf_calloc((size_t)g.nv + 1, 1);
     double *prefix = wf_calloc((size_t)g.n_fwd + 1, sizeof(double));
     int *cand = wf_malloc(sizeof(int) * ((size_t)g.n_fwd + 1));
     char **names = wf_calloc((size_t)n_stages + 1, sizeof(char *));
     int nc = 0;
-    if (!after || !prefix || !cand || !names) {
+    if (!after || !freev || !prefix || !cand || !names) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory");
         goto done;
+    }
+    for (int ni = 0; ni < g.n_fwd; ni++) { /* values of layers that read only parameters and constants (a weight penalty) */
+        const struct wf_node *n = &g.n[ni];
+        int f = 1;
+        for (int i = 0; i < n->n_in && f; i++) {
+            const struct wf_value *x = &g.v[n->in[i]];
+            if (x->kind == WF_V_INPUT) f = 0;
+            if (x->kind == WF_V_ACT || x->kind == WF_V_AUX) f = freev[n->in[i]];
+        }
+        for (int j = 0; j < n->n_out; j++)
+            freev[n->out[j]] = (char)f;
     }
     /* cost of a layer: forward + backward FLOPs (backward ~ 2x for GEMM layers) */
     double total = 0;
@@ -347,7 +392,7 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
         total += n->flops * (wf_op_get(n->op)->flags & WF_OPF_GEMM ? 3 : 2);
         prefix[ni] = total;
         int o = n->out[0];
-        if (o != g.loss && g.v[o].dtype == WF_F32 && g.v[o].alias < 0 && is_cut(&g, o, after)) cand[nc++] = ni;
+        if (o != g.loss && g.v[o].dtype == WF_F32 && g.v[o].alias < 0 && !freev[o] && is_cut(&g, o, after, freev)) cand[nc++] = ni;
     }
     if (nc < n_stages - 1) {
         rc = wf_error(WF_ERR_INVALID, "%s has %d places where it can be cut into pipeline stages; %d stages need %d",
@@ -379,6 +424,7 @@ done:
             wf_free(names[i]);
     wf_free(names);
     wf_free(after);
+    wf_free(freev);
     wf_free(prefix);
     wf_free(cand);
     wf_graph_free(&g);

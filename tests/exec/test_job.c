@@ -205,7 +205,7 @@ static void test_errors(void) {
                  "micro_batches, seed, threads, max_steps, optimizer, lr, momentum, nesterov, "
                  "weight_decay, beta1, beta2, eps, clip_norm, lr_schedule, warmup, step_size, "
                  "gamma, min_lr, checkpoint_every, eval_batch, split, pp, dp, pipeline, transforms, cache, "
-                 "cache_mb, placement, loader_workers, prefetch, data_stage, resume)");
+                 "cache_mb, placement, loader_workers, prefetch, data_stage, resume, seq_len, sample, labels, stride)");
     EXPECT_ERROR(HEAD "cache = \"redis://host\"\n",
                  "job.wf:3:9: expected cache = memory, none or \"redis://HOST:PORT\", got 'redis://host'");
     EXPECT_ERROR(HEAD "cache = disk\n",

@@ -26,7 +26,7 @@ Both runs: batch 64 taken in order from weft's epoch-0 order for seed 1,
 x = float32(pixel) / 255, float32, one thread, 100 steps, micro_batches 1.
 
   l2mlp_run    784-128-10 ReLU MLP; loss = cross_entropy (mean) + REG *
-               sum(fc1.weight^2), the penalty built in the model, not the
+               sum(fc2.weight^2), the penalty built in the model, not the
                optimizer's weight_decay; SGD(lr=0.05, momentum=0.9).
   autoenc_run  784-64-784 autoencoder, tanh code, sigmoid output; loss =
                mse(out, x) (mean over all B*784 elements); labels unused;
@@ -62,7 +62,7 @@ class L2MLP(torch.nn.Module):
         """(loss, acc) as examples/l2mlp.wf's outputs."""
         fc2 = self.fc2(torch.relu(self.fc1(x)))
         ce = F.cross_entropy(fc2, y)
-        pen = (self.fc1.weight * self.fc1.weight).sum()
+        pen = (self.fc2.weight * self.fc2.weight).sum()
         loss = ce + pen * REG
         acc = (torch.argmax(fc2, -1) == y).float().mean()
         return loss, acc
