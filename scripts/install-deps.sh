@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [--bench]   (--bench adds PyTorch and Open MPI for bench/)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libdnnl-dev zlib1g-dev libcjson-dev
-      libssl-dev dataset-fashion-mnist python3)
+      libssl-dev dataset-fashion-mnist python3 fortunes)
 pkgs+=(libhiredis-dev redis-server)  # data cache: the Redis client, and the server the cache tests start
 pkgs+=(clang libclang-rt-14-dev)  # make fuzz: clang with libFuzzer (libclang-rt-14-dev holds libclang_rt.fuzzer)
 if [ "${1:-}" = "--bench" ]; then

@@ -56,7 +56,7 @@ struct wf_feeder_opts {
     int depth;            /* cpu placement: batches prepared ahead at most (default 3) */
     int placement;        /* enum wf_place (default auto) */
     int window;           /* auto: steps per measurement window (default 16) */
-    int labels_only;      /* prepare labels only (x stays NULL): a stage that has no image input */
+    int labels_only;      /* prepare labels (and lengths) only (x stays NULL): a stage that has no sample input */
 };
 
 struct wf_feed_batch {
@@ -64,11 +64,17 @@ struct wf_feed_batch {
     int epoch;       /* its epoch */
     long epoch_step; /* its step within the epoch */
     int n;           /* samples (hi - lo); 0 after end_step */
-    const float *x;  /* n * c*h*w, float32 CHW; NULL with labels_only */
+    const float *x;  /* n * c*h*w, float32 CHW; NULL with labels_only and for token data (see xv) */
     const int32_t *y;
     const uint32_t *ids; /* the n sample ids, in order */
     double wait_s;       /* how long wf_feeder_next waited or prepared */
     int placement;       /* where this batch was prepared: WF_PLACE_CPU or WF_PLACE_DEVICE */
+    /* typed data (the store's wf_store_info says what a sample is) */
+    const void *xv;     /* n * x_per values of x_dtype; equal to x for images; NULL with labels_only */
+    int x_dtype;        /* WF_F32 (images) or WF_I32 (token ids), weft/safetensors.h */
+    int x_per;          /* values a sample: c*h*w, or T */
+    int y_per;          /* labels a sample: 1, or T; y holds n * y_per int32 */
+    const int32_t *len; /* n sample lengths (tokens, WF_SAMPLE_SEQUENCE); NULL unless the store has_len */
 };
 
 struct wf_feeder_stats {

@@ -235,9 +235,11 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
 void wf_graph_free(struct wf_graph *g);
 
 int wf_graph_find(const struct wf_graph *g, const char *name); /* value index or -1 */
-/* The inputs fed from a dataset: the first f32 input (images) and the first
- * i32 input (labels); -1 where absent. */
+/* The inputs fed from a dataset, in the order the model declares them: the
+ * samples (f32 images or i32 token ids), then the labels (i32), then the
+ * sequence lengths (i32[B]); -1 where absent. */
 void wf_graph_data_inputs(const struct wf_graph *g, int *x, int *y);
+int wf_graph_len_input(const struct wf_graph *g);
 /* "f32[64, 784]" into buf */
 const char *wf_shape_str(const struct wf_value *v, char *buf, int n);
 int64_t wf_graph_param_count(const struct wf_graph *g);

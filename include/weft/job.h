@@ -49,6 +49,12 @@
  *     data_stage        path, default $XDG_CACHE_HOME/weft/data or ~/.cache/weft/data:
  *                       where a .gz dataset is decompressed once
  *     resume            path of a checkpoint to continue from (what --resume sets)
+ *   token data (a data folder with train.tok, test.tok, vocab.txt; docs/formats.md):
+ *     seq_len           1..1048576: T, tokens a sample; required for token data, refused otherwise
+ *     sample            window (default) | sequence
+ *     labels            next (default for window) | shifted (default, and the only choice, for sequence)
+ *     stride            >= 1, default 1: window only, tokens between the starts of two samples
+ *   sample, labels and stride need seq_len; a token job takes no transforms.
  */
 #ifndef WEFT_JOB_H
 #define WEFT_JOB_H
@@ -103,11 +109,22 @@ struct wf_job {
     int prefetch;       /* default 3 */
     char *data_stage;   /* NULL = the default folder */
     char *resume;       /* a checkpoint to continue from (weft train --resume, weft run --resume), or NULL */
+    /* token data (include/weft/loader.h, struct wf_sample_opts) */
+    int seq_len; /* T, tokens a sample; 0 = not set (image data) */
+    int sample;  /* enum wf_sample_mode: 0 window (default), 1 sequence */
+    int labels;  /* enum wf_label_mode: 0 next, 1 shifted; default next for window, shifted for sequence */
+    int stride;  /* window: tokens between sample starts, default 1 */
     /* where the path values were given in the job file, for messages; 0 if defaulted */
     struct wf_job_loc {
         int line, col;
     } model_at, data_at, out_at, init_at, data_stage_at, resume_at;
+    struct wf_job_loc seq_len_at; /* where seq_len was given, 0 if not */
 };
+
+struct wf_sample_opts;
+/* The job's sample options for wf_store_open_opts (seq_len 0 when the job
+ * sets none: an image dataset). */
+void wf_job_sample_opts(const struct wf_job *j, struct wf_sample_opts *o);
 
 /* Parses text into *j (overwritten); path (may be NULL: "<memory>") names
  * the job file for messages, for resolving relative paths against its folder

@@ -23,6 +23,19 @@
  * The loader borrows the store and the cache (several loaders may share
  * one cache); free the loaders first. All objects here are safe to use from
  * several threads at once.
+ *
+ * Typed data (DESIGN.md §3a): a folder holding train.tok, test.tok and
+ * vocab.txt (docs/formats.md, "Token datasets") is a token dataset. Opened
+ * with wf_store_open_opts and sample options, its samples are int32 token
+ * windows or sequences with int32 labels (one per sample or one per token)
+ * and, for sequences, a length; they pass untransformed through the same
+ * cache, loader and feeder, with the same rules (epoch order, exactly once,
+ * the same bytes whoever prepares them):
+ *
+ *   struct wf_sample_opts so = {.seq_len = 64, .sample = WF_SAMPLE_WINDOW, .labels = WF_LABELS_NEXT};
+ *   wf_store_open_opts(&s, "data/fortunes", "train", NULL, &so);
+ *   wf_loader_new(&l, s, "", 42, c);                 // transforms must be ""
+ *   wf_loader_fetch_any(l, ids, 64, epoch, x, y, NULL); // x (64, 64) int32, y (64) int32
  */
 #ifndef WEFT_LOADER_H
 #define WEFT_LOADER_H
@@ -40,10 +53,30 @@ enum wf_stage_state {
     WF_STAGE_REUSED = 2,    /* a staged copy from an earlier open matched and was reused */
 };
 
+/* How a token dataset becomes samples (job keys seq_len, sample, labels, stride). */
+enum wf_sample_mode {
+    WF_SAMPLE_WINDOW = 0,   /* the split's sequences as one stream; sample i = tokens [i*stride, i*stride + T) */
+    WF_SAMPLE_SEQUENCE = 1, /* sample i = sequence i, cut to T tokens, padded with the pad id */
+};
+enum wf_label_mode {
+    WF_LABELS_NEXT = 0,    /* window only: one label, the token after the window */
+    WF_LABELS_SHIFTED = 1, /* T labels: the token after each position (the pad id past a sequence's end) */
+};
+
+struct wf_sample_opts {
+    int seq_len; /* T, tokens a sample (1 .. WF_SEQ_LEN_MAX); 0: no options (an image dataset) */
+    int sample;  /* enum wf_sample_mode */
+    int labels;  /* enum wf_label_mode; WF_SAMPLE_SEQUENCE takes WF_LABELS_SHIFTED only */
+    int stride;  /* window: tokens between the starts of samples i and i+1; 0 means 1 */
+};
+#define WF_SEQ_LEN_MAX (1 << 20)
+
+enum wf_store_kind { WF_STORE_IMAGES = 0, WF_STORE_TOKENS = 1 };
+
 struct wf_store_info {
     int n;                  /* samples */
-    int c, h, w;            /* image shape, c = 1 for IDX */
-    int n_classes;          /* 1 + max label */
+    int c, h, w;            /* image shape, c = 1 for IDX; tokens: 1, 1, T (so c*h*w = x_per) */
+    int n_classes;          /* 1 + max label; tokens: the vocab size */
     uint8_t digest[32];     /* SHA-256 of (SHA-256 of image data file, SHA-256 of label data file) */
     char digest_hex[65];    /* the same, lowercase hex */
     const char *image_path; /* the uncompressed file samples are read from */
@@ -53,6 +86,18 @@ struct wf_store_info {
     double stage_s;         /* seconds spent decompressing by this open */
     uint64_t open_bytes;    /* bytes read to digest and validate the files at open (not per-sample reads) */
     double open_s;          /* seconds wf_store_open took */
+    /* typed data: what a sample is (images fill these too) */
+    int kind;                     /* enum wf_store_kind */
+    int x_dtype;                  /* WF_F32 (images, after the transforms) or WF_I32 (token ids), weft/safetensors.h */
+    int64_t x_per;                /* values a sample: c*h*w, or T */
+    int64_t y_per;                /* labels a sample: 1, or T (WF_LABELS_SHIFTED) */
+    int has_len;                  /* 1: each sample has a length (WF_SAMPLE_SEQUENCE) */
+    int vocab;                    /* tokens: ids are 0 .. vocab-1; images: 0 */
+    int pad_id;                   /* tokens: the id padding a short sequence and labelling past its end */
+    struct wf_sample_opts sample; /* tokens: the options in force (stride resolved); images: all 0 */
+    int id_bytes;                 /* tokens: bytes per id in the file, 2 or 4 */
+    int64_t n_seqs;               /* tokens: sequences in the file */
+    int64_t n_tokens;             /* tokens: ids in the file */
 };
 
 /* Opens DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (split "train"
@@ -65,6 +110,19 @@ struct wf_store_info {
  * first incomplete sample, its offset and the expected and actual sizes.
  * Returns WF_OK or a negative status (message in wf_errmsg()). */
 int wf_store_open(struct wf_store **out, const char *dir, const char *split, const char *stage_dir);
+/* Opens split "train" or "test" of DIR, picking the format from the
+ * folder's files: DIR/<split>.tok makes it a token dataset, sampled as `o`
+ * says (o must be non-NULL with seq_len >= 1; vocab.txt must be there and
+ * agree with the file's header); anything else is an IDX dataset, opened as
+ * wf_store_open does (o then NULL or seq_len 0). A token file is validated
+ * whole at open (header, every offset, every id; docs/formats.md): a
+ * truncated or hostile file is WF_ERR_CORRUPT naming the file, the field
+ * and its offset; a split too short for one sample, or with more than
+ * INT_MAX samples, is WF_ERR_RANGE. */
+int wf_store_open_opts(struct wf_store **out, const char *dir, const char *split, const char *stage_dir,
+                       const struct wf_sample_opts *o);
+/* 1 if DIR holds a token dataset (DIR/train.tok exists), else 0. */
+int wf_store_dir_is_tokens(const char *dir);
 void wf_store_free(struct wf_store *s);
 const struct wf_store_info *wf_store_info(const struct wf_store *s);
 
@@ -73,8 +131,43 @@ const struct wf_store_info *wf_store_info(const struct wf_store *s);
  * WF_ERR_CORRUPT naming the file, the id, the offset and the expected and
  * actual sizes; an id >= n is WF_ERR_RANGE. Thread-safe. */
 int wf_store_read(struct wf_store *s, uint32_t id, uint8_t *pix, int32_t *label);
+/* Token stores: sample `id` into x (x_per int32 ids), y (y_per int32
+ * labels) and *len (its length: min(sequence length, T), or T for a
+ * window); len may be NULL. One or two preads. A short read or an id not
+ * below the vocab size (the file changed after open) is WF_ERR_CORRUPT
+ * naming the file, the id and the offset; an id >= n is WF_ERR_RANGE; an
+ * image store is WF_ERR_INVALID (and wf_store_read on a token store too).
+ * Thread-safe. */
+int wf_store_read_tokens(struct wf_store *s, uint32_t id, int32_t *x, int32_t *y, int32_t *len);
 /* Bytes read by wf_store_read so far (pixels and labels). */
 uint64_t wf_store_bytes_read(const struct wf_store *s);
+
+/* ---- token files (docs/formats.md, "Token datasets") ---- */
+
+#define WF_TOK_MAGIC "WFTOKENS" /* 8 bytes at offset 0 */
+#define WF_TOK_VERSION 1
+#define WF_TOK_HEADER_BYTES 48
+#define WF_TOK_MAX_VOCAB 0x7fffffff
+
+enum wf_vocab_kind { WF_VOCAB_CHARS = 0, WF_VOCAB_BYTES = 1 };
+
+/* Encodes a token file into a new buffer (*buf, freed with wf_free):
+ * n_seq sequences, sequence k being ids[offsets[k] .. offsets[k+1]) with
+ * offsets[0] = 0 and offsets nondecreasing; ids are 2 bytes when vocab <=
+ * 65536, else 4. Every id must be below vocab and pad_id too
+ * (WF_ERR_INVALID otherwise). Equal input gives equal bytes. */
+int wf_tok_encode(uint32_t vocab, uint32_t pad_id, const uint64_t *offsets, uint64_t n_seq, const uint32_t *ids,
+                  void **buf, size_t *len);
+/* wf_tok_encode, then written atomically to path (temp file, fsync, rename). */
+int wf_tok_write(const char *path, uint32_t vocab, uint32_t pad_id, const uint64_t *offsets, uint64_t n_seq,
+                 const uint32_t *ids);
+/* Writes the vocabulary file atomically: id k stands for code[k] (a Unicode
+ * code point for WF_VOCAB_CHARS, a byte value for WF_VOCAB_BYTES); n ids,
+ * pad_id < n. */
+int wf_vocab_write(const char *path, int kind, const uint32_t *code, int n, int pad_id);
+/* Reads the header line of a vocabulary file: its kind, size and pad id.
+ * A malformed file is WF_ERR_CORRUPT naming it. */
+int wf_vocab_read_header(const char *path, int *kind, int *n, int *pad_id);
 
 /* ---- transforms ---- */
 
@@ -177,7 +270,9 @@ struct wf_loader_stats {
 };
 
 /* A loader over `store` with the transform chain `transforms` and `seed`;
- * cache may be NULL (every id read from the store). Borrows store and cache. */
+ * cache may be NULL (every id read from the store). Borrows store and cache.
+ * A token store takes no transforms: a non-empty chain is WF_ERR_INVALID
+ * naming the key `transforms`. */
 int wf_loader_new(struct wf_loader **out, struct wf_store *store, const char *transforms, uint64_t seed,
                   struct wf_cache *cache);
 void wf_loader_free(struct wf_loader *l);
@@ -191,6 +286,15 @@ void wf_loader_free(struct wf_loader *l);
  * and the store used as for a full fetch but no random op run.
  * Returns WF_OK, WF_ERR_RANGE for an id >= n, or the store's error. */
 int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t epoch, float *x, int32_t *y);
+/* Any store: x (n, x_per) of the store's x_dtype (float32 for images, int32
+ * token ids), y (n, y_per) int32, len (n) int32 lengths for token samples
+ * (T for windows; left untouched for images); x and len may be NULL. The
+ * same cache, fallback and exactly-once rules as wf_loader_fetch, which it
+ * is for images. For tokens a cached value holds the sample as read
+ * (docs/formats.md); nothing is transformed. wf_loader_fetch on a token
+ * loader is WF_ERR_INVALID (its y would be too short). */
+int wf_loader_fetch_any(struct wf_loader *l, const uint32_t *ids, int n, uint64_t epoch, void *x, int32_t *y,
+                        int32_t *len);
 void wf_loader_stats(const struct wf_loader *l, struct wf_loader_stats *st);
 uint64_t wf_loader_cache_id(const struct wf_loader *l);
 const struct wf_xf_chain *wf_loader_chain(const struct wf_loader *l);

@@ -77,7 +77,7 @@ struct wf_trainer {
     int64_t n_params;                      /* floats */
     float *params, *grads, *opt_a, *opt_b; /* opt_a: momentum or exp_avg; opt_b: exp_avg_sq */
     int64_t *acc;                          /* fixed-point gradient sums when K > 1 */
-    int x_in, y_in;                        /* model input values fed from the dataset */
+    int x_in, y_in, len_in;                /* model input values fed from the dataset (samples, labels, lengths) */
     long step;                             /* optimizer steps done */
     int epoch;                             /* current epoch */
     long epoch_step;                       /* steps done in the current epoch */
@@ -139,6 +139,13 @@ int wf_opt_slots(const struct wf_job *j);
 /* After the forward of an eval program on B samples: adds the loss times B to *loss_sum and, where the
  * model has an accuracy (a metric output, or a classification loss), the rows it got right to *correct
  * and sets *has_acc. */
+/* Checks the model's data inputs (x samples, y labels, len lengths; -1 where absent) against the
+ * dataset's samples, naming the model file, line and both shapes. */
+int wf_check_data_inputs(const struct wf_graph *g, const struct wf_store_info *in, int x, int y, int len);
+/* Copies micro-batch k (mb samples) of batch b into the inputs x, y, len of e (-1: not fed). */
+void wf_feed_micro_batch(struct wf_exec *e, const struct wf_feed_batch *b, int x, int y, int len, int k, int mb);
+/* Test samples ids[0..B) into x, y, len (y, len may be NULL: not read by the model). */
+int wf_eval_fetch(struct wf_loader *l, const uint32_t *ids, int B, void *x, int32_t *y, int32_t *len);
 int wf_eval_tally(const struct wf_exec *e, int B, double *loss_sum, long *correct, int *has_acc);
 /* Exact gradient sums (DESIGN.md §4 rule 3): acc = (first ? 0 : acc) + g x 2^WF_GRAD_FIXED_SHIFT
  * as int64; K bounds the values so K sums cannot overflow. Fails naming element base + i

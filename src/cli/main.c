@@ -31,7 +31,8 @@ static void usage_main(FILE *f) {
                "  coordinator      serve workers and jobs (see weft worker, submit, status)\n"
                "  worker           join a coordinator and run the stages it assigns\n"
                "  submit JOB       run a job on a running coordinator\n"
-               "  status           show a coordinator's workers and job\n\n"
+               "  status           show a coordinator's workers and job\n"
+               "  tokenize TEXT... make a token dataset of text files (train.tok, test.tok, vocab.txt)\n\n"
                "`weft COMMAND --help` tells more. Environment: WEFT_LOG=error|warn|info|debug.\n");
 }
 
@@ -343,6 +344,8 @@ static int cmd_check(int argc, char **argv) {
     return 0;
 }
 
+int cmd_tokenize(int argc, char **argv); /* tokenize.c */
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
@@ -366,9 +369,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 2, argv + 2);
     if (!strcmp(cmd, "submit")) return cmd_submit(argc - 2, argv + 2);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     fprintf(stderr,
             "weft: error: unknown command '%s' (commands: train, eval, check, run, coordinator, worker, submit, "
-            "status; see weft --help)\n",
+            "status, tokenize; see weft --help)\n",
             cmd);
     return 2;
 }

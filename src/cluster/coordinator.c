@@ -217,8 +217,24 @@ int co_job_setup(struct job *jb, const struct wf_run_opts *o) {
     struct wf_store *train;
     char stage[4096];
     wf_data_stage_dir(j, stage, sizeof stage);
-    if ((rc = wf_store_open(&train, j->data, "train", stage)) < 0)
+    struct wf_sample_opts so;
+    wf_job_sample_opts(j, &so);
+    if ((rc = wf_store_open_opts(&train, j->data, "train", stage, wf_store_dir_is_tokens(j->data) ? &so : NULL)) < 0)
         return wf_error_prefix(rc, "%s: data = %s", j->path ? j->path : "job", j->data);
+    {
+        /* the whole model's data inputs against the dataset's samples, before any worker reads them */
+        int x, y;
+        wf_graph_data_inputs(&jb->part.g, &x, &y);
+        int len = wf_graph_len_input(&jb->part.g);
+        rc = wf_check_data_inputs(&jb->part.g, wf_store_info(train), x, y, -1);
+        if (rc == WF_OK && len >= 0)
+            rc = wf_error(WF_ERR_INVALID, "%s: a sequence-length input ('%s') is supported by weft train only so far",
+                          jb->part.g.path, jb->part.g.v[len].name);
+        if (rc < 0) {
+            wf_store_free(train);
+            return rc;
+        }
+    }
     jb->n_train = wf_store_info(train)->n;
     jb->steps_per_epoch = jb->n_train / j->batch;
     wf_store_free(train);

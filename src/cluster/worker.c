@@ -333,7 +333,7 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
     st->ready = wf_calloc((size_t)st->ex.prog.g.n_params + 1, 1);
     st->clip_part = wf_calloc((size_t)st->ex.prog.g.n_params + 1, sizeof(double));
     st->losses = wf_calloc((size_t)st->K + 1, sizeof(double));
-    size_t chw = (size_t)st->data.itrain->c * st->data.itrain->h * st->data.itrain->w;
+    size_t chw = (size_t)st->data.itrain->x_per; /* 4-byte values (f32 pixels or i32 ids) a sample */
     int eb = WF_MIN(j->eval_batch, n_test), big = WF_MAX(mb, eb);
     st->xs = wf_aalloc(sizeof(float) * chw * (size_t)big);
     st->ys = wf_aalloc(sizeof(int32_t) * (size_t)big);
@@ -597,13 +597,10 @@ static void update_param(struct stage *st, int i, double lr) {
                     st->opt_b ? st->opt_b + off : NULL, (long)v->numel, lr, st->step + 1);
 }
 
-/* Fills the stage's data inputs (a stage may have the images, the labels,
+/* Fills the stage's data inputs (a stage may have the samples, the labels,
  * both or neither) with micro-batch jm of this replica's part b. */
 static void gather(struct stage *st, struct wf_exec *e, const struct wf_feed_batch *b, int jm, int mb) {
-    int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name);
-    size_t chw = (size_t)st->data.itrain->c * st->data.itrain->h * st->data.itrain->w;
-    if (xi >= 0 && b->x) memcpy(wf_exec_ptr(e, xi), b->x + (size_t)jm * mb * chw, sizeof(float) * (size_t)mb * chw);
-    if (yi >= 0 && b->y) memcpy(wf_exec_ptr(e, yi), b->y + (size_t)jm * mb, sizeof(int32_t) * (size_t)mb);
+    wf_feed_micro_batch(e, b, value_of(e, st->x_name), value_of(e, st->y_name), -1, jm, mb);
 }
 
 /* The test samples [first, first + B) into the eval program's data inputs. */
@@ -615,8 +612,8 @@ static int gather_test(struct stage *st, struct wf_exec *e, int first, int B) {
     if (!idp) return wf_error(WF_ERR_NOMEM, "out of memory");
     for (int k = 0; k < B; k++)
         idp[k] = (uint32_t)(first + k);
-    int rc = wf_loader_fetch(st->data.ltest, idp, B, 0, xi >= 0 ? wf_exec_ptr(e, xi) : st->xs,
-                             yi >= 0 ? wf_exec_ptr(e, yi) : st->ys);
+    int rc = wf_eval_fetch(st->data.ltest, idp, B, xi >= 0 ? wf_exec_ptr(e, xi) : st->xs,
+                           yi >= 0 ? wf_exec_ptr(e, yi) : NULL, NULL);
     if (idp != ids) wf_free(idp);
     return rc;
 }

@@ -13,8 +13,11 @@
 #include "weft/core.h"
 #include "weft/data.h"
 #include "weft/feeder.h"
+#include "weft/safetensors.h"
 
 enum { FREE, CLAIMED, READY };
+
+_Static_assert(sizeof(float) == sizeof(int32_t), "a sample value (float32 or int32) is 4 bytes");
 
 struct slot {
     long step;
@@ -23,16 +26,21 @@ struct slot {
     int rc;
     char err[512];
     uint32_t *ids;
-    float *x;
-    int32_t *y;
+    void *x;      /* n * x_per values of the store's x_dtype (4 bytes each) */
+    int32_t *y;   /* n * y_per */
+    int32_t *len; /* n, when the store has_len */
 };
 
 struct wf_feeder {
     struct wf_loader *l;
     struct wf_feeder_opts o;
-    int n;      /* samples a batch */
-    size_t chw; /* floats a sample */
-    int ns;     /* slots */
+    int n;         /* samples a batch */
+    size_t x_per;  /* values a sample (c*h*w floats, or T ids) */
+    size_t x_size; /* bytes a value */
+    size_t y_per;  /* labels a sample */
+    int x_dtype;   /* WF_F32 or WF_I32 */
+    int has_len;   /* samples carry a length */
+    int ns;        /* slots */
     struct slot *slots;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -99,8 +107,9 @@ static void prepare_range(void *ctx, long b, long e) {
     struct par *p = ctx;
     struct wf_feeder *f = p->f;
     struct slot *s = p->s;
-    float *x = s->x ? s->x + (size_t)b * f->chw : NULL; /* NULL: labels only */
-    int rc = wf_loader_fetch(f->l, s->ids + b, (int)(e - b), (uint64_t)p->epoch, x, s->y + b);
+    void *x = s->x ? (char *)s->x + (size_t)b * f->x_per * f->x_size : NULL; /* NULL: labels only */
+    int rc = wf_loader_fetch_any(f->l, s->ids + b, (int)(e - b), (uint64_t)p->epoch, x, s->y + (size_t)b * f->y_per,
+                                 s->len ? s->len + b : NULL);
     if (rc < 0) {
         pthread_mutex_lock(&p->mu);
         if (!s->rc) {
@@ -186,7 +195,11 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
     f->l = l;
     f->o = op;
     f->n = op.hi - op.lo;
-    f->chw = (size_t)info->c * (size_t)info->h * (size_t)info->w;
+    f->x_per = (size_t)info->x_per;
+    f->x_size = sizeof(float); /* float32 or int32: 4 bytes either way */
+    f->x_dtype = info->x_dtype;
+    f->y_per = (size_t)info->y_per;
+    f->has_len = info->has_len;
     f->n_samples = info->n;
     f->ns = op.depth + 1;
     f->slots = wf_calloc((size_t)f->ns, sizeof *f->slots);
@@ -198,9 +211,10 @@ int wf_feeder_new(struct wf_feeder **out, struct wf_loader *l, const struct wf_f
         struct slot *s = &f->slots[i];
         s->step = -1;
         s->ids = wf_malloc(sizeof(uint32_t) * (size_t)f->n);
-        s->x = op.labels_only ? NULL : wf_aalloc(sizeof(float) * (size_t)f->n * f->chw);
-        s->y = wf_malloc(sizeof(int32_t) * (size_t)f->n);
-        ok = s->ids && (s->x || op.labels_only) && s->y;
+        s->x = op.labels_only ? NULL : wf_aalloc(f->x_size * (size_t)f->n * f->x_per);
+        s->y = wf_malloc(sizeof(int32_t) * (size_t)f->n * f->y_per);
+        s->len = f->has_len ? wf_malloc(sizeof(int32_t) * (size_t)f->n) : NULL;
+        ok = s->ids && (s->x || op.labels_only) && s->y && (s->len || !f->has_len);
     }
     if (!ok) {
         f->nth = 0;
@@ -255,6 +269,7 @@ void wf_feeder_free(struct wf_feeder *f) {
         wf_free(f->slots[i].ids);
         wf_afree(f->slots[i].x);
         wf_free(f->slots[i].y);
+        wf_free(f->slots[i].len);
     }
     wf_free(f->slots);
     wf_free(f->perm[0]);
@@ -389,7 +404,12 @@ int wf_feeder_next(struct wf_feeder *f, struct wf_feed_batch *b) {
     b->epoch = (int)(t / f->o.steps_per_epoch);
     b->epoch_step = t % f->o.steps_per_epoch;
     b->n = f->n;
-    b->x = s->x;
+    b->x = f->x_dtype == WF_F32 ? s->x : NULL;
+    b->xv = s->x;
+    b->x_dtype = f->x_dtype;
+    b->x_per = (int)f->x_per;
+    b->y_per = (int)f->y_per;
+    b->len = s->len;
     b->y = s->y;
     b->ids = s->ids;
     b->wait_s = now - t0;

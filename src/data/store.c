@@ -16,6 +16,9 @@
  *
  * The staged copy is reused only when the source's size and mtime, the
  * staged size and its SHA-256 (recomputed) all match.
+ *
+ * A folder holding train.tok is a token dataset: wf_store_open_opts hands
+ * it to tokens.c, and the wf_store_* calls dispatch on s->tok.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,8 +32,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "tokens_int.h"
 #include "weft/core.h"
 #include "weft/loader.h"
+#include "weft/safetensors.h"
 
 #define IDX_MAGIC_IMAGES 0x00000803u
 #define IDX_MAGIC_LABELS 0x00000801u
@@ -45,6 +50,7 @@ struct store_file {
 };
 
 struct wf_store {
+    struct wf_tokstore *tok; /* a token dataset, or NULL for IDX */
     struct store_file img, lbl;
     size_t sample_bytes; /* c*h*w */
     atomic_ullong nread; /* bytes read by wf_store_read */
@@ -68,7 +74,7 @@ static uint32_t be32(const unsigned char *p) {
 }
 
 /* pread until n bytes or end of file; *got is what arrived. */
-static int pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, size_t *got) {
+int wf_store_pread(int fd, const char *path, void *buf, size_t n, uint64_t off, size_t *got) {
     unsigned char *p = buf;
     *got = 0;
     while (*got < n) {
@@ -99,7 +105,7 @@ static int sha_file(int fd, const char *path, uint8_t sha[32], uint64_t *nbytes)
     uint64_t off = 0;
     for (;;) {
         size_t got;
-        if ((rc = pread_full(fd, path, buf, IO_CHUNK, off, &got))) goto out;
+        if ((rc = wf_store_pread(fd, path, buf, IO_CHUNK, off, &got))) goto out;
         EVP_DigestUpdate(md, buf, got);
         off += got;
         if (got < IO_CHUNK) break;
@@ -268,7 +274,7 @@ static int validate(struct store_file *f, uint32_t magic, uint32_t *dims) {
     unsigned char h[16];
     struct stat st;
     if (fstat(f->fd, &st) != 0) return wf_error(WF_ERR_IO, "%s: cannot stat: %s", f->path, strerror(errno));
-    int rc = pread_full(f->fd, f->path, h, hdr, 0, &got);
+    int rc = wf_store_pread(f->fd, f->path, h, hdr, 0, &got);
     if (rc) return rc;
     const char *kind = ndim == 3 ? "IDX3 image" : "IDX1 label";
     if (got >= 4 && be32(h) != magic)
@@ -334,6 +340,7 @@ static int open_file(struct wf_store *s, struct store_file *f, const char *dir, 
 
 void wf_store_free(struct wf_store *s) {
     if (!s) return;
+    wf_tokstore_free(s->tok);
     struct store_file *fs[2] = {&s->img, &s->lbl};
     for (int i = 0; i < 2; i++) {
         if (fs[i]->fd >= 0) close(fs[i]->fd);
@@ -366,7 +373,7 @@ int wf_store_open(struct wf_store **out, const char *dir, const char *split, con
         size_t got = 0;
         if (!lb)
             rc = wf_error(WF_ERR_NOMEM, "%s: out of memory", s->lbl.path);
-        else if ((rc = pread_full(s->lbl.fd, s->lbl.path, lb, ldim[0], 8, &got)) == WF_OK && got != ldim[0])
+        else if ((rc = wf_store_pread(s->lbl.fd, s->lbl.path, lb, ldim[0], 8, &got)) == WF_OK && got != ldim[0])
             rc = wf_error(WF_ERR_CORRUPT, "%s: truncated while opening: expected %" PRIu32 " label bytes, got %zu",
                           s->lbl.path, ldim[0], got);
         int max = 0;
@@ -392,22 +399,76 @@ int wf_store_open(struct wf_store **out, const char *dir, const char *split, con
     hex_of(s->info.digest, 32, s->info.digest_hex);
     s->info.image_path = s->img.path;
     s->info.label_path = s->lbl.path;
+    s->info.kind = WF_STORE_IMAGES;
+    s->info.x_dtype = WF_F32;
+    s->info.x_per = (int64_t)s->sample_bytes;
+    s->info.y_per = 1;
     s->info.open_s = wf_now() - t0;
     *out = s;
     return WF_OK;
 }
 
+int wf_store_dir_is_tokens(const char *dir) {
+    char p[4096];
+    struct stat st;
+    if ((size_t)snprintf(p, sizeof p, "%s/train.tok", dir) >= sizeof p) return 0;
+    return stat(p, &st) == 0;
+}
+
+int wf_store_open_opts(struct wf_store **out, const char *dir, const char *split, const char *stage_dir,
+                       const struct wf_sample_opts *o) {
+    *out = NULL;
+    int given = o && o->seq_len != 0;
+    if (!wf_store_dir_is_tokens(dir)) {
+        if (given)
+            return wf_error(WF_ERR_INVALID,
+                            "%s: sample options (seq_len %d) given, but the folder holds no token dataset (train.tok)",
+                            dir, o->seq_len);
+        return wf_store_open(out, dir, split, stage_dir);
+    }
+    if (!given)
+        return wf_error(WF_ERR_INVALID, "%s: a token dataset (train.tok) needs sample options: seq_len, sample, labels",
+                        dir);
+    double t0 = wf_now();
+    struct wf_store *s = wf_calloc(1, sizeof *s);
+    if (!s) return wf_error(WF_ERR_NOMEM, "%s: out of memory", dir);
+    s->img.fd = s->lbl.fd = -1;
+    atomic_init(&s->nread, 0);
+    int rc = wf_tokstore_open(&s->tok, dir, split, o, &s->info);
+    if (rc) {
+        wf_store_free(s);
+        return rc;
+    }
+    s->info.open_s = wf_now() - t0;
+    *out = s;
+    return WF_OK;
+}
+
+int wf_store_read_tokens_n(struct wf_store *s, uint32_t id, int32_t *x, int32_t *y, int32_t *len, uint64_t *nbytes) {
+    if (!s->tok) return wf_error(WF_ERR_INVALID, "%s: an image dataset has no token samples", s->img.path);
+    return wf_tokstore_read(s->tok, id, x, y, len, nbytes);
+}
+
+int wf_store_read_tokens(struct wf_store *s, uint32_t id, int32_t *x, int32_t *y, int32_t *len) {
+    return wf_store_read_tokens_n(s, id, x, y, len, NULL);
+}
+
 const struct wf_store_info *wf_store_info(const struct wf_store *s) { return &s->info; }
 
-uint64_t wf_store_bytes_read(const struct wf_store *s) { return atomic_load(&((struct wf_store *)s)->nread); }
+uint64_t wf_store_bytes_read(const struct wf_store *s) {
+    return atomic_load(&((struct wf_store *)s)->nread) + (s->tok ? wf_tokstore_bytes_read(s->tok) : 0);
+}
 
 int wf_store_read(struct wf_store *s, uint32_t id, uint8_t *pix, int32_t *label) {
+    if (s->tok)
+        return wf_error(WF_ERR_INVALID, "%s: a token dataset: read its samples with wf_store_read_tokens",
+                        s->info.image_path);
     if (id >= (uint32_t)s->info.n)
         return wf_error(WF_ERR_RANGE, "%s: sample id %" PRIu32 " out of range (%d samples)", s->img.path, id,
                         s->info.n);
     size_t got;
     uint64_t off = 16 + (uint64_t)id * s->sample_bytes;
-    int rc = pread_full(s->img.fd, s->img.path, pix, s->sample_bytes, off, &got);
+    int rc = wf_store_pread(s->img.fd, s->img.path, pix, s->sample_bytes, off, &got);
     atomic_fetch_add(&s->nread, got);
     if (rc) return wf_error_prefix(rc, "sample %" PRIu32, id);
     if (got != s->sample_bytes)
@@ -416,7 +477,7 @@ int wf_store_read(struct wf_store *s, uint32_t id, uint8_t *pix, int32_t *label)
                         s->img.path, id, off, s->sample_bytes, got);
     uint8_t l;
     off = 8 + (uint64_t)id;
-    rc = pread_full(s->lbl.fd, s->lbl.path, &l, 1, off, &got);
+    rc = wf_store_pread(s->lbl.fd, s->lbl.path, &l, 1, off, &got);
     atomic_fetch_add(&s->nread, got);
     if (rc) return wf_error_prefix(rc, "sample %" PRIu32, id);
     if (got != 1)

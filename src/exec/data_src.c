@@ -2,7 +2,9 @@
  * exec: a job's data source — the stores of its train and test splits, the
  * cache the job names and the loaders over them (include/weft/loader.h),
  * opened the same way by `weft train` and by every pipeline worker, so that
- * both see the same bytes for the same sample.
+ * both see the same bytes for the same sample. A data folder holding
+ * train.tok is a token dataset, sampled as the job's seq_len, sample,
+ * labels and stride say (include/weft/loader.h, struct wf_sample_opts).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "weft/core.h"
+#include "weft/loader.h"
 #include "weft/train.h"
 
 void wf_data_stage_dir(const struct wf_job *j, char *buf, size_t cap) {
@@ -44,12 +47,37 @@ static int open_cache(struct wf_data_src *d, const struct wf_job *j) {
     return wf_cache_new_redis(&d->cache, host, port, NULL);
 }
 
+/* The job's keys against the folder's kind of data, with where the job gave them. */
+static int check_kind(const struct wf_job *j, int tokens) {
+    const char *job = j->path ? j->path : "<memory>";
+    char where[64] = "";
+    if (tokens && !j->seq_len) {
+        if (j->data_at.line) snprintf(where, sizeof where, ":%d:%d", j->data_at.line, j->data_at.col);
+        return wf_error(
+            WF_ERR_INVALID,
+            "%s%s: data = %s holds a token dataset (train.tok): set seq_len (and sample, labels) in the job", job,
+            where, j->data);
+    }
+    if (!tokens && j->seq_len) {
+        if (j->seq_len_at.line) snprintf(where, sizeof where, ":%d:%d", j->seq_len_at.line, j->seq_len_at.col);
+        return wf_error(WF_ERR_INVALID,
+                        "%s%s: seq_len is set, but data = %s holds no token dataset (train.tok, test.tok, vocab.txt)",
+                        job, where, j->data);
+    }
+    return WF_OK;
+}
+
 int wf_data_open(struct wf_data_src *d, const struct wf_job *j) {
     memset(d, 0, sizeof *d);
     char stage[4096];
     wf_data_stage_dir(j, stage, sizeof stage);
-    int rc = wf_store_open(&d->train, j->data, "train", stage);
-    if (rc == WF_OK) rc = wf_store_open(&d->test, j->data, "test", stage);
+    int tokens = wf_store_dir_is_tokens(j->data);
+    int rc = check_kind(j, tokens);
+    if (rc) return rc;
+    struct wf_sample_opts so;
+    wf_job_sample_opts(j, &so);
+    rc = wf_store_open_opts(&d->train, j->data, "train", stage, tokens ? &so : NULL);
+    if (rc == WF_OK) rc = wf_store_open_opts(&d->test, j->data, "test", stage, tokens ? &so : NULL);
     if (rc == WF_OK) rc = open_cache(d, j);
     if (rc == WF_OK) rc = wf_loader_new(&d->ltrain, d->train, j->transforms ? j->transforms : "", j->seed, d->cache);
     if (rc == WF_OK) {

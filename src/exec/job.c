@@ -59,6 +59,10 @@ enum key_id {
     K_PREFETCH,
     K_DATA_STAGE,
     K_RESUME,
+    K_SEQ_LEN,
+    K_SAMPLE,
+    K_LABELS,
+    K_STRIDE,
     K_COUNT
 };
 
@@ -66,6 +70,8 @@ static const char *const opt_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const lr_names[] = {"constant", "step", "cosine", NULL};
 static const char *const pipe_names[] = {"1f1b", "gpipe", NULL};
 static const char *const place_names[] = {"auto", "cpu", "device", NULL};
+static const char *const sample_names[] = {"window", "sequence", NULL}; /* enum wf_sample_mode */
+static const char *const labels_names[] = {"next", "shifted", NULL};    /* enum wf_label_mode */
 
 /* Integers: lo..hi. Doubles: lo < or <= x < or <= hi (hi = 0: unbounded). */
 struct key_def {
@@ -116,6 +122,10 @@ static const struct key_def keys[K_COUNT] = {
     [K_PREFETCH] = {"prefetch", KT_INT, 1, 64, 0, 0, "in 1..64", NULL},
     [K_DATA_STAGE] = {"data_stage", KT_PATH, 0, 0, 0, 0, NULL, NULL},
     [K_RESUME] = {"resume", KT_PATH, 0, 0, 0, 0, NULL, NULL},
+    [K_SEQ_LEN] = {"seq_len", KT_INT, 1, WF_SEQ_LEN_MAX, 0, 0, "in 1..1048576", NULL},
+    [K_SAMPLE] = {"sample", KT_ENUM, 0, 0, 0, 0, "window or sequence", sample_names},
+    [K_LABELS] = {"labels", KT_ENUM, 0, 0, 0, 0, "next or shifted", labels_names},
+    [K_STRIDE] = {"stride", KT_INT, 1, INT_MAX, 0, 0, ">= 1", NULL},
 };
 
 struct seen {
@@ -300,6 +310,10 @@ static int set_value(struct parser *ps, int key) {
             j->lr_schedule = v;
         else if (key == K_PLACEMENT)
             j->placement = v;
+        else if (key == K_SAMPLE)
+            j->sample = v;
+        else if (key == K_LABELS)
+            j->labels = v;
         else {
             char *p = wf_strdup(d->names[v]);
             if (!p) return nomem(ps);
@@ -333,6 +347,12 @@ static int set_value(struct parser *ps, int key) {
         case K_CACHE_MB: j->cache_mb = (int)v; break;
         case K_LOADER_WORKERS: j->loader_workers = (int)v; break;
         case K_PREFETCH: j->prefetch = (int)v; break;
+        case K_SEQ_LEN:
+            j->seq_len = (int)v;
+            j->seq_len_at.line = t->line;
+            j->seq_len_at.col = t->col;
+            break;
+        case K_STRIDE: j->stride = (int)v; break;
         }
         return WF_OK;
     }
@@ -407,6 +427,41 @@ static int parse_line(struct parser *ps) {
     return rc;
 }
 
+/* The token-data keys against each other and against transforms. */
+static int check_tokens(struct parser *ps) {
+    struct wf_job *j = ps->j;
+    static const int only_tokens[] = {K_SAMPLE, K_LABELS, K_STRIDE};
+    for (size_t k = 0; k < WF_ARRAY_LEN(only_tokens); k++) {
+        const struct seen *s = &ps->at[only_tokens[k]];
+        if (s->line && !j->seq_len)
+            return wf_lex_error(&ps->lx, s->line, s->col, "'%s' applies to token data only: set seq_len too",
+                                keys[only_tokens[k]].name);
+    }
+    if (!ps->at[K_LABELS].line) j->labels = j->sample == WF_SAMPLE_SEQUENCE ? WF_LABELS_SHIFTED : WF_LABELS_NEXT;
+    if (j->sample == WF_SAMPLE_SEQUENCE && j->labels != WF_LABELS_SHIFTED) {
+        const struct seen *s = &ps->at[K_LABELS];
+        return wf_lex_error(&ps->lx, s->vline, s->vcol,
+                            "labels = next needs sample = window (a sequence is labelled per token: labels = shifted)");
+    }
+    if (j->sample == WF_SAMPLE_SEQUENCE && ps->at[K_STRIDE].line) {
+        const struct seen *s = &ps->at[K_STRIDE];
+        return wf_lex_error(&ps->lx, s->line, s->col, "stride applies to sample = window only");
+    }
+    const struct seen *tr = &ps->at[K_TRANSFORMS];
+    if (j->seq_len && tr->line && j->transforms) {
+        struct wf_xf_chain ch;
+        if (wf_xf_parse(&ch, j->transforms) == WF_OK && ch.n > 0)
+            return wf_lex_error(&ps->lx, tr->line, tr->col,
+                                "transforms do not apply to token data (seq_len is set): token ids pass untransformed");
+        wf_error_clear();
+    }
+    return WF_OK;
+}
+
+void wf_job_sample_opts(const struct wf_job *j, struct wf_sample_opts *o) {
+    *o = (struct wf_sample_opts){.seq_len = j->seq_len, .sample = j->sample, .labels = j->labels, .stride = j->stride};
+}
+
 /* Checks that need the whole file. */
 static int check_job(struct parser *ps) {
     struct wf_job *j = ps->j;
@@ -421,7 +476,7 @@ static int check_job(struct parser *ps) {
         const struct seen *s = &ps->at[K_LR_SCHEDULE];
         return wf_lex_error(&ps->lx, s->vline, s->vcol, "lr_schedule step requires key 'step_size'");
     }
-    return WF_OK;
+    return check_tokens(ps);
 }
 
 static int set_defaults(struct wf_job *j, const char *path) {
@@ -446,6 +501,9 @@ static int set_defaults(struct wf_job *j, const char *path) {
     j->cache_mb = 1024;
     j->loader_workers = 1;
     j->prefetch = 3;
+    j->sample = WF_SAMPLE_WINDOW;
+    j->labels = WF_LABELS_NEXT;
+    j->stride = 1;
     j->out = default_out(path);
     return j->path && j->pipeline && j->transforms && j->cache && j->out
                ? WF_OK
@@ -579,6 +637,12 @@ int wf_job_write(const struct wf_job *j, char **text, size_t *len) {
     wf_textbuf_printf(&b, "placement = %s\n", enum_name(place_names, 3, j->placement));
     wf_textbuf_printf(&b, "loader_workers = %d\n", j->loader_workers);
     wf_textbuf_printf(&b, "prefetch = %d\n", j->prefetch);
+    if (j->seq_len > 0) { /* image jobs keep their canonical text as it was */
+        wf_textbuf_printf(&b, "seq_len = %d\n", j->seq_len);
+        wf_textbuf_printf(&b, "sample = %s\n", enum_name(sample_names, 2, j->sample));
+        wf_textbuf_printf(&b, "labels = %s\n", enum_name(labels_names, 2, j->labels));
+        if (j->sample == WF_SAMPLE_WINDOW) wf_textbuf_printf(&b, "stride = %d\n", j->stride);
+    }
     return wf_textbuf_take(&b, text, len);
 }
 

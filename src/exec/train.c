@@ -76,27 +76,45 @@ int wf_load_param(const struct wf_st_file *f, const char *name, const struct wf_
     return WF_OK;
 }
 
+int wf_check_data_inputs(const struct wf_graph *g, const struct wf_store_info *in, int x, int y, int len) {
+    char s[96];
+    const char *what = in->kind == WF_STORE_TOKENS ? "token ids" : "images";
+    if (x < 0)
+        return wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples (%s)", g->path, what);
+    const struct wf_value *v = &g->v[x];
+    long per = (long)(v->numel / g->batch);
+    if (v->dtype != in->x_dtype || per != in->x_per || v->ndim < 1 || v->shape[0] != g->batch)
+        return wf_error(WF_ERR_SHAPE,
+                        "%s:%d:%d: input '%s' is %s, but the samples of %s are %s: %s[B, ...] with %lld values each",
+                        g->path, v->line, v->col, v->name, wf_shape_str(v, s, sizeof s), in->image_path, what,
+                        in->x_dtype == WF_I32 ? "i32" : "f32", (long long)in->x_per);
+    if (y >= 0) {
+        const struct wf_value *w = &g->v[y];
+        if (w->dtype != WF_I32 || w->numel != (int64_t)g->batch * in->y_per || w->shape[0] != g->batch)
+            return wf_error(WF_ERR_SHAPE, "%s:%d:%d: input '%s' is %s, but the dataset has %lld i32 label%s a sample",
+                            g->path, w->line, w->col, w->name, wf_shape_str(w, s, sizeof s), (long long)in->y_per,
+                            in->y_per == 1 ? "" : "s");
+    }
+    if (len >= 0) {
+        const struct wf_value *w = &g->v[len];
+        if (!in->has_len)
+            return wf_error(WF_ERR_INVALID,
+                            "%s:%d:%d: input '%s' would take sequence lengths, but the dataset gives none "
+                            "(sample = sequence)",
+                            g->path, w->line, w->col, w->name);
+        if (w->dtype != WF_I32 || w->numel != g->batch)
+            return wf_error(WF_ERR_SHAPE, "%s:%d:%d: input '%s' is %s; sequence lengths are i32[B]", g->path, w->line,
+                            w->col, w->name, wf_shape_str(w, s, sizeof s));
+    }
+    return WF_OK;
+}
+
 static int find_inputs(struct wf_trainer *t) {
     const struct wf_graph *g = &t->ex.prog.g;
     wf_graph_data_inputs(g, &t->x_in, &t->y_in);
-    if (t->x_in < 0)
-        return wf_error(WF_ERR_INVALID, "%s: the model needs an f32 input for the dataset's samples", g->path);
-    long per = (long)(g->v[t->x_in].numel / g->batch);
-    const struct wf_store_info *in = t->data.itrain;
-    long want = (long)in->c * in->h * in->w;
-    if (per != want || g->v[t->x_in].shape[0] != g->batch) {
-        char s[96];
-        return wf_error(WF_ERR_SHAPE,
-                        "%s:%d:%d: input '%s' is %s: %ld values per sample, but %s has %d x %d x %d = %ld per sample",
-                        g->path, g->v[t->x_in].line, g->v[t->x_in].col, g->v[t->x_in].name,
-                        wf_shape_str(&g->v[t->x_in], s, sizeof s), per, in->image_path, in->c, in->h, in->w, want);
-    }
-    if (t->y_in >= 0 && (g->v[t->y_in].numel != g->batch || g->v[t->y_in].shape[0] != g->batch)) {
-        char s[96];
-        return wf_error(WF_ERR_SHAPE, "%s:%d:%d: input '%s' is %s: the dataset has one label per sample, want i32[B]",
-                        g->path, g->v[t->y_in].line, g->v[t->y_in].col, g->v[t->y_in].name,
-                        wf_shape_str(&g->v[t->y_in], s, sizeof s));
-    }
+    t->len_in = wf_graph_len_input(g);
+    int rc = wf_check_data_inputs(g, t->data.itrain, t->x_in, t->y_in, t->len_in);
+    if (rc < 0) return rc;
     if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: the model has no scalar loss output", g->path);
     return WF_OK;
 }
@@ -219,11 +237,12 @@ int wf_trainer_feed_from(struct wf_trainer *t, long step) {
     return wf_data_feeder(&t->data, &t->job, step, 0, t->job.batch, 0, &t->feed);
 }
 
-/* Micro-batch k of the global batch b into the train program's inputs. */
-static void load_micro_batch(struct wf_trainer *t, const struct wf_feed_batch *b, int k, int mb) {
-    size_t chw = (size_t)(t->ex.prog.g.v[t->x_in].numel / mb);
-    memcpy(wf_exec_ptr(&t->ex, t->x_in), b->x + (size_t)k * mb * chw, sizeof(float) * (size_t)mb * chw);
-    if (t->y_in >= 0) memcpy(wf_exec_ptr(&t->ex, t->y_in), b->y + (size_t)k * mb, sizeof(int32_t) * (size_t)mb);
+void wf_feed_micro_batch(struct wf_exec *e, const struct wf_feed_batch *b, int x, int y, int len, int k, int mb) {
+    size_t xs = (size_t)b->x_per * 4, ys = (size_t)b->y_per * 4; /* f32 and i32 are 4 bytes */
+    size_t at = (size_t)k * (size_t)mb;
+    if (x >= 0 && b->xv) memcpy(wf_exec_ptr(e, x), (const char *)b->xv + at * xs, xs * (size_t)mb);
+    if (y >= 0 && b->y) memcpy(wf_exec_ptr(e, y), (const char *)b->y + at * ys, ys * (size_t)mb);
+    if (len >= 0 && b->len) memcpy(wf_exec_ptr(e, len), b->len + at, sizeof(int32_t) * (size_t)mb);
 }
 
 int wf_fixed_add(int64_t *acc, const float *g, int64_t n, int K, int first, int64_t base) {
@@ -327,7 +346,7 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
     t->ex.node_done = fused ? on_node_done : NULL;
     t->ex.node_done_ud = t;
     for (int k = 0; k < K; k++) {
-        load_micro_batch(t, &b, k, mb);
+        wf_feed_micro_batch(&t->ex, &b, t->x_in, t->y_in, t->len_in, k, mb);
         wf_exec_set_rng(&t->ex, j->seed, (uint64_t)t->step, (uint64_t)k);
         rc = wf_exec_forward(&t->ex);
         if (rc < 0) return rc;
@@ -376,16 +395,26 @@ int wf_eval_tally(const struct wf_exec *e, int B, double *loss_sum, long *correc
 static int eval_chunk(struct wf_exec *e, struct wf_loader *l, const uint32_t *ids, int B, double *loss, long *correct,
                       int *has_acc) {
     const struct wf_graph *g = &e->prog.g;
-    int xi, yi;
+    int xi, yi, li = wf_graph_len_input(g);
     wf_graph_data_inputs(g, &xi, &yi);
     if (xi < 0) return wf_error(WF_ERR_INVALID, "%s: evaluation needs the model's sample input", g->path);
-    int32_t *ys = yi >= 0 ? wf_exec_ptr(e, yi) : wf_malloc(sizeof(int32_t) * (size_t)B); /* labels unused */
-    if (!ys) return wf_error(WF_ERR_NOMEM, "out of memory");
-    int rc = wf_loader_fetch(l, ids, B, 0, wf_exec_ptr(e, xi), ys);
-    if (yi < 0) wf_free(ys);
+    int rc = wf_eval_fetch(l, ids, B, wf_exec_ptr(e, xi), yi >= 0 ? wf_exec_ptr(e, yi) : NULL,
+                           li >= 0 ? wf_exec_ptr(e, li) : NULL);
     if (rc < 0) return rc;
     if ((rc = wf_exec_forward(e)) < 0) return rc;
     return wf_eval_tally(e, B, loss, correct, has_acc);
+}
+
+int wf_eval_fetch(struct wf_loader *l, const uint32_t *ids, int B, void *x, int32_t *y, int32_t *len) {
+    const struct wf_store_info *in = wf_store_info(wf_loader_store(l));
+    int32_t *ys = y, *ls = len;
+    if (!ys) ys = wf_malloc(sizeof(int32_t) * (size_t)B * (size_t)in->y_per); /* labels the model does not read */
+    if (!ls && in->has_len) ls = wf_malloc(sizeof(int32_t) * (size_t)B);
+    int rc = !ys || (in->has_len && !ls) ? wf_error(WF_ERR_NOMEM, "out of memory")
+                                         : wf_loader_fetch_any(l, ids, B, 0, x, ys, ls);
+    if (ys != y) wf_free(ys);
+    if (ls != len) wf_free(ls);
+    return rc;
 }
 
 int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, struct wf_loader *l, int n, double *loss, double *acc) {

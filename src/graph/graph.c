@@ -29,12 +29,17 @@ int wf_graph_find(const struct wf_graph *g, const char *name) {
 }
 
 void wf_graph_data_inputs(const struct wf_graph *g, int *x, int *y) {
+    int k = 0;
     *x = *y = -1;
-    for (int i = 0; i < g->nv; i++) {
-        if (g->v[i].kind != WF_V_INPUT) continue;
-        if (g->v[i].dtype == WF_F32 && *x < 0) *x = i;
-        if (g->v[i].dtype == WF_I32 && *y < 0) *y = i;
-    }
+    for (int i = 0; i < g->nv && k < 2; i++)
+        if (g->v[i].kind == WF_V_INPUT) *(k++ ? y : x) = i;
+}
+
+int wf_graph_len_input(const struct wf_graph *g) {
+    int k = 0;
+    for (int i = 0; i < g->nv; i++)
+        if (g->v[i].kind == WF_V_INPUT && k++ == 2) return i;
+    return -1;
 }
 
 int64_t wf_graph_param_count(const struct wf_graph *g) {
