@@ -20,6 +20,12 @@
  *
  * Every token carries its 1-based line and column (in bytes). Errors are
  * WF_ERR_PARSE with messages "path:line:col: expected X, got Y".
+ *
+ * Text is UTF-8: a byte sequence that is not (in a comment, a string or
+ * between tokens) is "path:line:col: invalid UTF-8 (byte 0xNN)". The lexer
+ * stops at the first NUL, so a file's bytes go through wf_text_check (or
+ * wf_text_read) first: a NUL inside a file is an error there, never a
+ * silent end of file.
  */
 #ifndef WEFT_LEX_H
 #define WEFT_LEX_H
@@ -27,8 +33,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WF_LEX_MAX_IDENT 255 /* bytes in an identifier */
-#define WF_LEX_MAX_TEXT 4095 /* bytes in a string or path word */
+#define WF_LEX_MAX_IDENT 255                /* bytes in an identifier */
+#define WF_LEX_MAX_TEXT 4095                /* bytes in a string or path word */
+#define WF_TEXT_MAX_FILE ((size_t)64 << 20) /* bytes in a model or job file */
 
 enum wf_tok_kind {
     WF_TOK_EOF,
@@ -61,6 +68,19 @@ struct wf_lex {
     int path_words;    /* 1: lex the next word in path mode */
     struct wf_tok tok; /* the current token, valid after wf_lex_next */
 };
+
+/* Checks that text[0..len) is text the parsers may read: no NUL byte and
+ * valid UTF-8 (no stray continuation byte, truncated or overlong sequence,
+ * surrogate, or code point above U+10FFFF). Returns WF_OK, or WF_ERR_PARSE
+ * at the first bad byte: "path:line:col: NUL byte in the text" or
+ * "path:line:col: invalid UTF-8 (byte 0xNN)" (col in bytes). */
+int wf_text_check(const char *path, const char *text, size_t len);
+/* Reads a model or job file for a parser: at most WF_TEXT_MAX_FILE bytes,
+ * checked with wf_text_check. *text is NUL-terminated, owned by the caller
+ * (wf_free); len may be NULL. Returns WF_OK, or the error of the read
+ * (WF_ERR_NOTFOUND, WF_ERR_IO, WF_ERR_NOMEM), WF_ERR_RANGE for a file over
+ * the limit, or WF_ERR_PARSE from the check; *text is NULL on error. */
+int wf_text_read(const char *path, char **text, size_t *len);
 
 /* Starts lexing text (NUL-terminated, not owned). path may be NULL. */
 void wf_lex_init(struct wf_lex *lx, const char *path, const char *text);

@@ -8,7 +8,10 @@
  * tensors sorted by name, data packed in that order, the header padded with
  * spaces to a multiple of 8, so equal contents give equal bytes.
  * The reader checks every offset and size against the file; a truncated or
- * corrupt file is an error naming the file and what is wrong.
+ * corrupt file is an error naming the file and what is wrong. Limits: a
+ * header of at most 100 MB nested at most 8 deep, at most 8 dimensions, no
+ * NUL (\u0000) in a name or metadata string, no duplicate tensor names or
+ * metadata keys; byte ranges tile the data block exactly.
  */
 #ifndef WEFT_SAFETENSORS_H
 #define WEFT_SAFETENSORS_H
@@ -43,6 +46,9 @@ struct wf_st_file {
 
 /* Reads and validates a file. On error *f is left empty (safe to free). */
 int wf_st_load(struct wf_st_file *f, const char *path);
+/* The same for a file's bytes already in memory (copied: data need not
+ * outlive f; path names them in messages and may be NULL). */
+int wf_st_parse(struct wf_st_file *f, const char *path, const void *data, size_t len);
 const struct wf_st_tensor *wf_st_find(const struct wf_st_file *f, const char *name);
 const char *wf_st_meta(const struct wf_st_file *f, const char *key); /* NULL if absent */
 void wf_st_free(struct wf_st_file *f);

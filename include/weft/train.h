@@ -19,6 +19,7 @@
 #include "weft/feeder.h"
 #include "weft/job.h"
 #include "weft/model.h"
+#include "weft/step.h"
 
 /* Fixed-point scale for exact gradient sums over micro-batches: 2^40. */
 #define WF_GRAD_FIXED_SHIFT 40
@@ -72,6 +73,7 @@ struct wf_trainer {
     struct wf_data_src data; /* stores, cache, loaders */
     struct wf_feeder *feed;  /* batches of the steps to come */
     struct wf_exec ex;       /* train program, batch = batch / K */
+    struct wf_step st;       /* the step over ex (include/weft/step.h) */
     struct wf_exec eval, eval_rest;
     int has_eval_rest;
     int64_t n_params;                      /* floats */

@@ -30,6 +30,7 @@
 #include "weft/job.h"
 #include "weft/kernels.h"
 #include "weft/safetensors.h"
+#include "weft/step.h"
 #include "weft/train.h"
 
 #include "cluster_int.h"
@@ -214,21 +215,15 @@ struct stage {
     struct wf_conn **dp_peers;
     struct wf_group dp;
     struct wf_reducer *red;
-    double *losses;
     long step, epoch_step, steps_per_epoch, total;
     int epoch;
-    double t_compute, t_idle, t_comm;
-    int max_live;
+    double t_idle; /* compute and communication: step_.t_compute, step_.t_comm */
     struct wf_trace_ev *tr;
     long ntr, trcap;
     int tracing;
     struct sender snd;
     struct control *ct;
-    int submitted_hi; /* reducer: params [submitted_hi, n) are submitted (last micro-batch) */
-    char *ready;      /* per parameter: final gradient of the last micro-batch accumulated */
-    int reduce_rc;
-    int acc_first, acc_last; /* the backward running is the step's first / last micro-batch here */
-    double *clip_part;       /* per parameter: sum of squared gradients */
+    struct wf_step step_; /* the step (exec layer), over the links below */
     int elastic, snap_every; /* elastic job: snapshots every step, a copy for a peer every snap_every */
     long start_step;
     uint32_t *ids; /* this step's sample ids (last stage): reported with the losses */
@@ -264,11 +259,9 @@ static void stage_free(struct stage *st) {
     wf_feeder_free(st->feed);
     wf_afree(st->xs);
     wf_afree(st->ys);
-    wf_free(st->losses);
     wf_free(st->tr);
     wf_free(st->snd.tr);
-    wf_free(st->ready);
-    wf_free(st->clip_part);
+    wf_step_free(&st->step_);
     wf_free(st->ids);
     wf_data_close(&st->data);
     wf_model_free(&st->model);
@@ -330,9 +323,6 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
     if (slots >= 1) st->opt_a = wf_aalloc(pb);
     if (slots >= 2) st->opt_b = wf_aalloc(pb);
     st->acc = wf_aalloc(sizeof(int64_t) * (size_t)(st->n_params + 1));
-    st->ready = wf_calloc((size_t)st->ex.prog.g.n_params + 1, 1);
-    st->clip_part = wf_calloc((size_t)st->ex.prog.g.n_params + 1, sizeof(double));
-    st->losses = wf_calloc((size_t)st->K + 1, sizeof(double));
     size_t chw = (size_t)st->data.itrain->x_per; /* 4-byte values (f32 pixels or i32 ids) a sample */
     int eb = WF_MIN(j->eval_batch, n_test), big = WF_MAX(mb, eb);
     st->xs = wf_aalloc(sizeof(float) * chw * (size_t)big);
@@ -341,7 +331,7 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
     if (st->nslots < 1) st->nslots = 1;
     st->arenas = wf_calloc((size_t)st->nslots, sizeof *st->arenas);
     if (!st->params || !st->grads || (slots >= 1 && !st->opt_a) || (slots >= 2 && !st->opt_b) || !st->acc ||
-        !st->ready || !st->clip_part || !st->losses || !st->xs || !st->ys || !st->arenas)
+        !st->xs || !st->ys || !st->arenas)
         return wf_error(WF_ERR_NOMEM, "out of memory for stage %d", st->s);
     st->arenas[0] = st->ex.arena;
     for (int i = 1; i < st->nslots; i++)
@@ -554,55 +544,6 @@ static int recv_tensor(struct stage *st, struct wf_conn *c, int type, int64_t st
     return rc;
 }
 
-static int fixed_add(struct stage *st, int64_t off, int64_t n, int first) {
-    return wf_fixed_add(st->acc + off, st->grads + off, n, st->K, first, off);
-}
-
-/* After each node of a backward: every parameter gradient it finished is
- * added to the exact sum at once, while it is still in cache. On the last
- * micro-batch of a data-parallel step, finished tails of the flat vector go
- * to the reducer while the backward goes on. */
-static void on_bwd_node(void *ud, int node) {
-    struct stage *st = ud;
-    const struct wf_graph *g = &st->ex.prog.g;
-    int any = 0;
-    for (int i = 0; i < g->n_params; i++) {
-        int gv = g->v[g->params[i]].grad;
-        if (gv < 0 || g->v[gv].producer != node) continue;
-        int64_t off = st->ex.prog.offset[g->params[i]];
-        int rc = fixed_add(st, off, (int64_t)g->v[g->params[i]].numel, st->acc_first);
-        if (rc < 0 && !st->reduce_rc) st->reduce_rc = rc;
-        st->ready[i] = 1;
-        any = 1;
-    }
-    if (!any || !st->red || !st->acc_last) return;
-    int lo = st->submitted_hi;
-    while (lo > 0 && (st->ready[lo - 1] || g->v[g->params[lo - 1]].grad < 0))
-        lo--;
-    int64_t from = lo < g->n_params ? st->ex.prog.offset[g->params[lo]] : st->n_params;
-    int64_t to = st->submitted_hi < g->n_params ? st->ex.prog.offset[g->params[st->submitted_hi]] : st->n_params;
-    if ((to - from) * 8 >= (256 << 10) || (lo == 0 && to > from)) {
-        int rc = wf_reducer_submit(st->red, st->acc + from, (size_t)(to - from));
-        if (rc < 0 && !st->reduce_rc) st->reduce_rc = rc;
-        st->submitted_hi = lo;
-    }
-}
-
-static void update_param(struct stage *st, int i, double lr) {
-    const struct wf_graph *g = &st->ex.prog.g;
-    const struct wf_value *v = &g->v[g->params[i]];
-    if (v->grad < 0) return;
-    int64_t off = st->ex.prog.offset[g->params[i]];
-    wf_update_param(&st->job, st->params + off, st->grads + off, st->opt_a ? st->opt_a + off : NULL,
-                    st->opt_b ? st->opt_b + off : NULL, (long)v->numel, lr, st->step + 1);
-}
-
-/* Fills the stage's data inputs (a stage may have the samples, the labels,
- * both or neither) with micro-batch jm of this replica's part b. */
-static void gather(struct stage *st, struct wf_exec *e, const struct wf_feed_batch *b, int jm, int mb) {
-    wf_feed_micro_batch(e, b, value_of(e, st->x_name), value_of(e, st->y_name), -1, jm, mb);
-}
-
 /* The test samples [first, first + B) into the eval program's data inputs. */
 static int gather_test(struct stage *st, struct wf_exec *e, int first, int B) {
     int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name);
@@ -618,44 +559,113 @@ static int gather_test(struct stage *st, struct wf_exec *e, int first, int B) {
     return rc;
 }
 
-/* Gradient clipping by the global norm. Its sum of squares is formed
- * parameter by parameter in the whole model's parameter order, as one
- * process forms it: a single stage sums its own; with several stages each
- * sends its parts and the coordinator adds them in that order. */
-static int clip(struct stage *st) {
-    const struct wf_graph *g = &st->ex.prog.g;
-    double *part = st->clip_part;
-    for (int i = 0; i < g->n_params; i++)
-        part[i] = wf_sumsq(st->grads + st->ex.prog.offset[g->params[i]], (long)g->v[g->params[i]].numel);
-    double ss = 0;
-    if (st->S == 1) {
-        for (int i = 0; i < g->n_params; i++)
-            ss += part[i];
-    } else {
-        int rc;
-        if (st->r == 0) {
-            struct wf_msg m = {.type = WF_M_CLIP_PART,
-                               .step = st->step,
-                               .first = (uint32_t)st->s,
-                               .n = (uint32_t)g->n_params,
-                               .vals = part};
-            if ((rc = job_send(st, &m)) < 0) return rc;
-        }
-        ctl_doing(st->ct, st->step + 1, "waiting for the global gradient norm");
-        double t0 = wf_now();
-        struct wf_msg m;
-        ctl_next(st->ct, &m);
-        st->t_comm += wf_now() - t0;
-        int ok = m.type == WF_M_CLIP && m.step == st->step;
-        ss = m.value;
-        wf_msg_free(&m);
-        if (!ok)
-            return wf_error(WF_ERR_PEER, "the coordinator sent %s while the global norm of step %ld was due",
-                            wf_msg_name(m.type), st->step + 1);
+/* ---- the step's links (include/weft/step.h) over this worker's transport ---- */
+
+static int link_recv_act(void *ud, long step, int mb, float *dst, size_t n) {
+    struct stage *st = ud;
+    return recv_tensor(st, &st->prev, WF_M_ACT, step, mb, dst, n);
+}
+
+static int link_send_act(void *ud, long step, int mb, const float *src, size_t n, int copy) {
+    struct stage *st = ud;
+    double t0 = wf_now();
+    int rc = sender_post(&st->snd, &st->next_tx, WF_M_ACT, step, mb, src, n, copy);
+    trace(st, TR_SEND, mb, t0, wf_now());
+    return rc;
+}
+
+static int link_recv_grad(void *ud, long step, int mb, float *dst, size_t n) {
+    struct stage *st = ud;
+    return recv_tensor(st, &st->next, WF_M_GRAD, step, mb, dst, n);
+}
+
+static int link_send_grad(void *ud, long step, int mb, const float *src, size_t n) {
+    struct stage *st = ud;
+    double t0 = wf_now();
+    int rc = sender_post(&st->snd, &st->prev_tx, WF_M_GRAD, step, mb, src, n, 1);
+    trace(st, TR_SEND, mb, t0, wf_now());
+    return rc;
+}
+
+static void link_reduce_begin(void *ud) { wf_reducer_begin(((struct stage *)ud)->red); }
+
+static int link_reduce_submit(void *ud, int64_t *acc, size_t n) {
+    return wf_reducer_submit(((struct stage *)ud)->red, acc, n);
+}
+
+static int link_reduce_wait(void *ud) { return wf_reducer_wait(((struct stage *)ud)->red); }
+
+/* Clipping with several stages: each stage's replica 0 sends its parts, the coordinator adds
+ * every stage's in the whole model's parameter order, as one process does, and answers all. */
+static int link_global_sumsq(void *ud, long step, const double *part, int n, double *total) {
+    struct stage *st = ud;
+    int rc;
+    if (st->r == 0) {
+        struct wf_msg m = {
+            .type = WF_M_CLIP_PART, .step = step, .first = (uint32_t)st->s, .n = (uint32_t)n, .vals = (double *)part};
+        if ((rc = job_send(st, &m)) < 0) return rc;
     }
-    double coef = st->job.clip_norm / (sqrt(ss) + 1e-6);
-    if (coef < 1.0) wf_scale(st->grads, (long)st->n_params, (float)coef);
+    ctl_doing(st->ct, step + 1, "waiting for the global gradient norm");
+    struct wf_msg m;
+    ctl_next(st->ct, &m);
+    int ok = m.type == WF_M_CLIP && m.step == step;
+    *total = m.value;
+    wf_msg_free(&m);
+    if (!ok)
+        return wf_error(WF_ERR_PEER, "the coordinator sent %s while the global norm of step %ld was due",
+                        wf_msg_name(m.type), step + 1);
     return WF_OK;
+}
+
+static void link_doing(void *ud, long step, const char *what, int mb) {
+    ctl_doing(((struct stage *)ud)->ct, step + 1, "%s of micro-batch %d", what, mb);
+}
+
+static void link_span(void *ud, int kind, int mb, double t0, double t1) { trace(ud, kind, mb, t0, t1); }
+
+/* The step of this stage: its executor, memory and links. */
+static int stage_step_init(struct stage *st) {
+    st->step_ = (struct wf_step){
+        .ex = &st->ex,
+        .job = &st->job,
+        .params = st->params,
+        .grads = st->grads,
+        .opt_a = st->opt_a,
+        .opt_b = st->opt_b,
+        .acc = st->acc,
+        .n_params = st->n_params,
+        .arenas = st->arenas,
+        .nslots = st->nslots,
+        .S = st->S,
+        .s = st->s,
+        .K = st->K,
+        .k0 = st->k0,
+        .nk = st->nk,
+        .sched = st->sched,
+        .train_bwd = st->train_bwd,
+        .in_v = value_of(&st->ex, st->in_name),
+        .out_v = value_of(&st->ex, st->out_name),
+        .x_in = value_of(&st->ex, st->x_name),
+        .y_in = value_of(&st->ex, st->y_name),
+        .len_in = -1,
+        .links = {.ud = st, .doing = link_doing, .span = link_span},
+    };
+    struct wf_links *L = &st->step_.links;
+    if (st->has_prev) {
+        L->recv_act = link_recv_act;
+        L->send_grad = link_send_grad;
+    }
+    if (st->has_next) {
+        L->send_act = link_send_act;
+        L->recv_grad = link_recv_grad;
+    }
+    if (st->red) {
+        L->reduce_begin = link_reduce_begin;
+        L->reduce_submit = link_reduce_submit;
+        L->reduce_wait = link_reduce_wait;
+    }
+    if (st->S > 1) L->global_sumsq = link_global_sumsq;
+    return wf_step_init(&st->step_);
 }
 
 static int stage_step(struct stage *st) {
@@ -673,104 +683,15 @@ static int stage_step(struct stage *st) {
             st->n_ids = b.n;
         }
     }
-    struct wf_sched_ev ev[2 * 256 + 2];
-    int nev = wf_schedule(st->sched, st->S, st->s, st->nk, ev);
-    const struct wf_graph *g = &st->ex.prog.g;
-    int in_v = value_of(&st->ex, st->in_name), out_v = value_of(&st->ex, st->out_name);
-    int live = 0, rc = WF_OK;
-    int quant = st->K > 1;
-    st->reduce_rc = 0;
-    if (st->red) {
-        wf_reducer_begin(st->red);
-        st->submitted_hi = g->n_params;
-    }
-    for (int e = 0; e < nev && rc == WF_OK; e++) {
-        int jm = ev[e].mb, kg = st->k0 + jm;
-        st->ex.arena = st->arenas[jm % st->nslots];
-        if (ev[e].kind == WF_EV_F) {
-            ctl_doing(st->ct, st->step + 1, "forward of micro-batch %d", kg);
-            if (++live > st->max_live) st->max_live = live;
-            if (st->feed) gather(st, &st->ex, &b, jm, mb);
-            if (st->has_prev && (rc = recv_tensor(st, &st->prev, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, in_v),
-                                                  (size_t)g->v[in_v].numel)) < 0)
-                break;
-            wf_exec_set_rng(&st->ex, j->seed, (uint64_t)st->step, (uint64_t)kg);
-            double t0 = wf_now();
-            if ((rc = wf_exec_forward(&st->ex)) < 0) break;
-            double t1 = wf_now();
-            st->t_compute += t1 - t0;
-            trace(st, TR_F, kg, t0, t1);
-            if (st->has_next) {
-                /* Sent from the arena, no copy, when this stage waits for the gradient
-                 * of micro-batch kg before the slot is used again: the next stage sends
-                 * that gradient only after it has received this whole activation. */
-                int copy = !(st->train_bwd && g->seed_grad >= 0);
-                rc = sender_post(&st->snd, &st->next_tx, WF_M_ACT, st->step, kg, wf_exec_ptr(&st->ex, out_v),
-                                 (size_t)g->v[out_v].numel, copy);
-                trace(st, TR_SEND, kg, t1, wf_now());
-            } else {
-                st->losses[jm] = (double)*(float *)wf_exec_ptr(&st->ex, g->loss) * (double)(1.0f / (float)st->K);
-            }
-        } else {
-            ctl_doing(st->ct, st->step + 1, "backward of micro-batch %d", kg);
-            memset(st->ready, 0, (size_t)g->n_params);
-            live--;
-            if (!st->train_bwd) continue;
-            if (st->has_next && g->seed_grad >= 0 &&
-                (rc = recv_tensor(st, &st->next, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->seed_grad),
-                                  (size_t)g->v[g->seed_grad].numel)) < 0)
-                break;
-            /* the stage with the loss seeds it: the step's loss is the mean of its K micro-batches' */
-            if (g->loss_grad >= 0 && (rc = wf_exec_seed(&st->ex, 1.0f / (float)st->K)) < 0) break;
-            st->acc_first = jm == 0;
-            st->acc_last = jm == st->nk - 1;
-            st->ex.node_done = quant ? on_bwd_node : NULL;
-            st->ex.node_done_ud = st;
-            double t0 = wf_now();
-            if ((rc = wf_exec_backward(&st->ex)) < 0) break;
-            double t1 = wf_now();
-            st->t_compute += t1 - t0;
-            trace(st, TR_B, kg, t0, t1);
-            if (st->has_prev && g->n_diff_in > 0 && g->in_grad[0] >= 0) {
-                rc = sender_post(&st->snd, &st->prev_tx, WF_M_GRAD, st->step, kg, wf_exec_ptr(&st->ex, g->in_grad[0]),
-                                 (size_t)g->v[g->in_grad[0]].numel, 1);
-                trace(st, TR_SEND, kg, t1, wf_now());
-                if (rc < 0) break;
-            }
-            if (st->reduce_rc) {
-                rc = st->reduce_rc;
-                break;
-            }
-        }
-    }
-    st->ex.node_done = NULL;
-    st->ex.arena = st->arenas[0];
+    double lr = wf_lr_at(j, st->step, st->steps_per_epoch * j->epochs), loss;
+    int rc = wf_step_run(&st->step_, st->step, lr, st->feed ? &b : NULL, &loss);
     if (rc < 0) return rc;
-    if (st->red) {
-        double t0 = wf_now();
-        rc = wf_reducer_wait(st->red);
-        if (rc == WF_OK) rc = st->reduce_rc;
-        double t1 = wf_now();
-        st->t_comm += t1 - t0;
-        trace(st, TR_REDUCE, -1, t0, t1);
-        if (rc < 0) return rc;
-    }
-    double t0 = wf_now();
-    if (quant) wf_fixed_to_float(st->grads, st->acc, st->n_params);
-    if (j->clip_norm > 0 && (rc = clip(st)) < 0) return rc;
-    double lr = wf_lr_at(j, st->step, st->steps_per_epoch * j->epochs);
-    if (st->train_bwd)
-        for (int i = 0; i < g->n_params; i++)
-            update_param(st, i, lr);
-    double t1 = wf_now();
-    st->t_compute += t1 - t0;
-    trace(st, TR_OPT, -1, t0, t1);
     if (st->s == st->S - 1) {
         struct wf_msg m = {.type = WF_M_STEP_LOSS,
                            .step = st->step,
                            .first = (uint32_t)st->k0,
                            .n = (uint32_t)st->nk,
-                           .vals = st->losses,
+                           .vals = st->step_.losses,
                            .ids = st->ids,
                            .n_ids = (uint32_t)st->n_ids};
         if ((rc = job_send(st, &m)) < 0) return rc;
@@ -967,6 +888,7 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     pthread_cond_init(&st->snd.cv, NULL);
     pthread_create(&st->snd.th, NULL, sender_main, &st->snd);
     rc = stage_connect(st, a, lfd, tok);
+    if (rc == WF_OK) rc = stage_step_init(st);
     if (rc == WF_OK) rc = stage_run(st);
     pthread_mutex_lock(&st->snd.mu);
     st->snd.stop = 1;
@@ -991,10 +913,10 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
         }
         struct wf_msg d = {.type = WF_M_DONE,
                            .step = st->step,
-                           .compute_s = st->t_compute,
-                           .comm_s = st->t_comm,
+                           .compute_s = st->step_.t_compute,
+                           .comm_s = st->step_.t_comm,
                            .idle_s = st->t_idle,
-                           .max_live = (uint64_t)st->max_live};
+                           .max_live = (uint64_t)st->step_.max_live};
         if (rc == WF_OK) rc = job_send(st, &d);
     }
     stage_free(st);

@@ -26,6 +26,69 @@ static int is_reserved(const char *s, size_t n) {
     return 0;
 }
 
+/* Length of the UTF-8 sequence at p[0..avail) (1 to 4), or 0 if it is not a
+ * well-formed one (RFC 3629: no overlong forms, surrogates or code points
+ * above U+10FFFF). Reads byte k only once bytes 1..k-1 continued the
+ * sequence, so it never reads past a NUL. */
+static size_t utf8_seq(const unsigned char *p, size_t avail) {
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
+    size_t n = (c >= 0xc2 && c <= 0xdf) ? 2 : (c >= 0xe0 && c <= 0xef) ? 3 : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
+    if (c == 0xe0)
+        lo = 0xa0; /* overlong */
+    else if (c == 0xed)
+        hi = 0x9f; /* surrogates */
+    else if (c == 0xf0)
+        lo = 0x90; /* overlong */
+    else if (c == 0xf4)
+        hi = 0x8f; /* above U+10FFFF */
+    for (size_t k = 1; k < n; k++) {
+        if (k >= avail || p[k] < lo || p[k] > hi) return 0;
+        lo = 0x80;
+        hi = 0xbf;
+    }
+    return n;
+}
+
+int wf_text_check(const char *path, const char *text, size_t len) {
+    const unsigned char *p = (const unsigned char *)text;
+    int line = 1;
+    size_t col = 1;
+    if (!path) path = "<memory>";
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        size_t n = c && c != '\n' ? utf8_seq(p + i, len - i) : 1;
+        int icol = col < INT_MAX ? (int)col : INT_MAX;
+        if (c == 0) return wf_error(WF_ERR_PARSE, "%s:%d:%d: NUL byte in the text", path, line, icol);
+        if (n == 0) return wf_error(WF_ERR_PARSE, "%s:%d:%d: invalid UTF-8 (byte 0x%02x)", path, line, icol, c);
+        if (c == '\n') {
+            if (line < INT_MAX) line++;
+            col = 1;
+        } else {
+            col += n;
+        }
+        i += n;
+    }
+    return WF_OK;
+}
+
+int wf_text_read(const char *path, char **text, size_t *len) {
+    size_t n = 0;
+    int rc = wf_read_file(path, text, &n);
+    if (rc == WF_OK && n > WF_TEXT_MAX_FILE)
+        rc = wf_error(WF_ERR_RANGE, "%s: %zu bytes, more than the %zu a model or job file may have", path, n,
+                      WF_TEXT_MAX_FILE);
+    if (rc == WF_OK) rc = wf_text_check(path, *text, n);
+    if (rc != WF_OK) {
+        wf_free(*text);
+        *text = NULL;
+        n = 0;
+    }
+    if (len) *len = n;
+    return rc;
+}
+
 void wf_lex_init(struct wf_lex *lx, const char *path, const char *text) {
     memset(lx, 0, sizeof *lx);
     lx->path = path ? path : "<memory>";
@@ -35,9 +98,12 @@ void wf_lex_init(struct wf_lex *lx, const char *path, const char *text) {
     lx->tok.kind = WF_TOK_NEWLINE;
 }
 
+/* col + n, saturating: a column past INT_MAX reads as INT_MAX. */
+static int col_plus(int col, size_t n) { return (size_t)(INT_MAX - col) > n ? col + (int)n : INT_MAX; }
+
 static void advance(struct wf_lex *lx, size_t n) {
     lx->p += n;
-    lx->col = (size_t)(INT_MAX - lx->col) > n ? lx->col + (int)n : INT_MAX;
+    lx->col = col_plus(lx->col, n);
 }
 
 int wf_lex_error(const struct wf_lex *lx, int line, int col, const char *fmt, ...) {
@@ -47,6 +113,20 @@ int wf_lex_error(const struct wf_lex *lx, int line, int col, const char *fmt, ..
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return wf_error(WF_ERR_PARSE, "%s:%d:%d: %s", lx->path, line, col, msg);
+}
+
+static int bad_utf8(const struct wf_lex *lx, int line, int col, const char *at) {
+    return wf_lex_error(lx, line, col, "invalid UTF-8 (byte 0x%02x)", (unsigned char)*at);
+}
+
+/* Skips a comment up to the end of its line, checking that it is UTF-8. */
+static int skip_comment(struct wf_lex *lx) {
+    while (*lx->p && *lx->p != '\n') {
+        size_t n = utf8_seq((const unsigned char *)lx->p, SIZE_MAX);
+        if (!n) return bad_utf8(lx, lx->line, lx->col, lx->p);
+        advance(lx, n);
+    }
+    return WF_OK;
 }
 
 const char *wf_tok_describe(const struct wf_tok *t, char *buf, size_t size) {
@@ -151,6 +231,7 @@ static int convert_number(struct wf_lex *lx, struct wf_tok *t, int shape) {
 static int copy_text(struct wf_lex *lx, struct wf_tok *t, size_t max, const char *what) {
     if (t->len > max) {
         char d[64];
+        t->kind = WF_TOK_IDENT; /* described as a word, not as the previous token's kind */
         return wf_lex_error(lx, t->line, t->col, "%s too long (more than %zu bytes): %s", what, max,
                             wf_tok_describe(t, d, sizeof d));
     }
@@ -170,9 +251,19 @@ static int lex_string(struct wf_lex *lx, struct wf_tok *t) {
                                 c ? "end of line" : "end of file");
         }
         if (c == '"') break;
+        if ((unsigned char)c >= 0x80) { /* a whole UTF-8 sequence, copied as it is */
+            size_t k = utf8_seq((const unsigned char *)s, SIZE_MAX);
+            if (!k) return bad_utf8(lx, t->line, col_plus(t->col, (size_t)(s - t->src)), s);
+            if (o + k > WF_LEX_MAX_TEXT)
+                return wf_lex_error(lx, t->line, t->col, "string too long (more than %d bytes)", WF_LEX_MAX_TEXT);
+            memcpy(t->text + o, s, k);
+            o += k;
+            s += k;
+            continue;
+        }
         if (c == '\\') {
             if (s[1] != '"' && s[1] != '\\') {
-                int col = t->col + (int)(s - t->src);
+                int col = col_plus(t->col, (size_t)(s - t->src));
                 return wf_lex_error(lx, t->line, col, "expected \\\" or \\\\ after a backslash, got '\\%c'",
                                     (s[1] >= 0x20 && s[1] < 0x7f) ? s[1] : '?');
             }
@@ -254,10 +345,8 @@ int wf_lex_next(struct wf_lex *lx) {
         if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') {
             advance(lx, 1);
         } else if (c == '#') {
-            size_t n = 0;
-            while (lx->p[n] && lx->p[n] != '\n')
-                n++;
-            advance(lx, n);
+            int rc = skip_comment(lx);
+            if (rc) return rc;
         } else {
             break;
         }
@@ -281,7 +370,7 @@ int wf_lex_next(struct wf_lex *lx) {
         t->kind = WF_TOK_NEWLINE;
         t->len = 1;
         lx->p++;
-        lx->line++;
+        if (lx->line < INT_MAX) lx->line++;
         lx->col = 1;
         return WF_OK;
     }
@@ -306,6 +395,11 @@ int wf_lex_next(struct wf_lex *lx) {
     }
     t->len = 1;
     if (c >= 0x20 && c < 0x7f) return wf_lex_error(lx, t->line, t->col, "unexpected character '%c'", c);
+    if (c >= 0x80) {
+        size_t n = utf8_seq((const unsigned char *)lx->p, SIZE_MAX);
+        if (!n) return bad_utf8(lx, t->line, t->col, lx->p);
+        return wf_lex_error(lx, t->line, t->col, "unexpected character '%.*s'", (int)n, lx->p);
+    }
     return wf_lex_error(lx, t->line, t->col, "unexpected byte 0x%02x", c);
 }
 

@@ -55,11 +55,11 @@ int wf_read_file(const char *path, char **data, size_t *len) {
         n += got;
         if (got == 0) break;
     }
-    int err = ferror(f);
+    int err = ferror(f) ? errno : 0; /* e.g. EISDIR: fopen opens a directory, reading it fails */
     fclose(f);
     if (err) {
         wf_free(buf);
-        return wf_error(WF_ERR_IO, "%s: read failed", path);
+        return wf_error(WF_ERR_IO, "%s: read failed: %s", path, strerror(err));
     }
     buf[n] = 0;
     *data = buf;

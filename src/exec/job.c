@@ -551,7 +551,7 @@ int wf_job_parse(struct wf_job *j, const char *path, const char *text) {
 int wf_job_load(struct wf_job *j, const char *path) {
     memset(j, 0, sizeof *j);
     char *text;
-    int rc = wf_read_file(path, &text, NULL);
+    int rc = wf_text_read(path, &text, NULL); /* a NUL or bad UTF-8 is an error at its line:col */
     if (rc) return rc;
     rc = wf_job_parse(j, path, text);
     wf_free(text);

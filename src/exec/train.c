@@ -10,6 +10,7 @@
 #include "weft/core.h"
 #include "weft/kernels.h"
 #include "weft/safetensors.h"
+#include "weft/step.h"
 #include "weft/train.h"
 
 #include "train_int.h"
@@ -158,6 +159,26 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     t->ex.params = t->params;
     t->ex.grads = t->grads;
     if ((rc = find_inputs(t)) < 0) goto fail;
+    /* the step: one stage, one replica, no links */
+    t->st = (struct wf_step){.ex = &t->ex,
+                             .job = j,
+                             .params = t->params,
+                             .grads = t->grads,
+                             .opt_a = t->opt_a,
+                             .opt_b = t->opt_b,
+                             .acc = t->acc,
+                             .n_params = t->n_params,
+                             .S = 1,
+                             .K = K,
+                             .nk = K,
+                             .sched = WF_SCHED_1F1B,
+                             .train_bwd = 1,
+                             .in_v = -1,
+                             .out_v = -1,
+                             .x_in = t->x_in,
+                             .y_in = t->y_in,
+                             .len_in = t->len_in};
+    if ((rc = wf_step_init(&t->st)) < 0) goto fail;
     int eb = WF_MIN(j->eval_batch, n_test);
     if ((rc = wf_exec_init(&t->eval, &t->model, eb, 0, t->params, NULL)) < 0) goto fail;
     if (n_test % eb) {
@@ -212,6 +233,7 @@ fail:
 void wf_trainer_free(struct wf_trainer *t) {
     if (!t) return;
     if (t->metrics) fclose(t->metrics);
+    wf_step_free(&t->st);
     wf_exec_free(&t->ex);
     wf_exec_free(&t->eval);
     wf_exec_free(&t->eval_rest);
@@ -286,51 +308,8 @@ void wf_update_param(const struct wf_job *j, float *p, const float *g, float *a,
                        (float)j->weight_decay, j->optimizer == WF_OPT_ADAMW, step);
 }
 
-static void update_param(struct wf_trainer *t, int pv, double lr, long step) {
-    const struct wf_value *v = &t->ex.prog.g.v[pv];
-    if (v->grad < 0) return;
-    int64_t off = t->ex.prog.offset[pv];
-    wf_update_param(&t->job, t->params + off, t->grads + off, t->opt_a ? t->opt_a + off : NULL,
-                    t->opt_b ? t->opt_b + off : NULL, (long)v->numel, lr, step);
-}
-
-static void optimizer_step(struct wf_trainer *t, double lr) {
-    const struct wf_job *j = &t->job;
-    const struct wf_graph *g = &t->ex.prog.g;
-    if (j->clip_norm > 0) {
-        /* parameter by parameter, in parameter order: the sum a pipeline's
-         * coordinator forms from its stages' parts (cluster layer) */
-        double ss = 0;
-        for (int i = 0; i < g->n_params; i++) {
-            const struct wf_value *v = &g->v[g->params[i]];
-            ss += wf_sumsq(t->grads + t->ex.prog.offset[g->params[i]], (long)v->numel);
-        }
-        double norm = sqrt(ss);
-        double coef = j->clip_norm / (norm + 1e-6);
-        if (coef < 1.0) wf_scale(t->grads, (long)t->n_params, (float)coef);
-    }
-    for (int i = 0; i < g->n_params; i++)
-        update_param(t, g->params[i], lr, t->step + 1);
-}
-
-/* With one micro-batch and no clipping a parameter's update needs only its
- * own gradient: apply it as soon as the node producing that gradient ran.
- * Nothing later in the step reads the parameter (all its uses are done
- * when its final gradient exists), so the result is bit-identical. */
-static int fused_update(const struct wf_trainer *t) { return t->job.micro_batches == 1 && !(t->job.clip_norm > 0); }
-
-static void on_node_done(void *ud, int node) {
-    struct wf_trainer *t = ud;
-    const struct wf_graph *g = &t->ex.prog.g;
-    for (int i = 0; i < g->n_params; i++) {
-        int gv = g->v[g->params[i]].grad;
-        if (gv >= 0 && g->v[gv].producer == node) update_param(t, g->params[i], t->step_lr, t->step + 1);
-    }
-}
-
 int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
     const struct wf_job *j = &t->job;
-    int K = j->micro_batches, mb = j->batch / K;
     struct wf_feed_batch b;
     int rc = wf_feeder_next(t->feed, &b);
     if (rc < 0) return rc;
@@ -338,27 +317,12 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
         return wf_error(WF_ERR_INTERNAL, "the feeder handed step %ld (%d samples) for step %ld", b.step, b.n, t->step);
     t->data_wait_s += b.wait_s;
     t->last_wait_s = b.wait_s;
-    double loss = 0;
-    const float *lp = wf_exec_ptr(&t->ex, t->ex.prog.g.loss);
-    const float seed = 1.0f / (float)K; /* the step's loss is the mean of its micro-batches' */
     t->step_lr = wf_lr_at(j, t->step, t->steps_per_epoch * j->epochs);
-    int fused = fused_update(t);
-    t->ex.node_done = fused ? on_node_done : NULL;
-    t->ex.node_done_ud = t;
-    for (int k = 0; k < K; k++) {
-        wf_feed_micro_batch(&t->ex, &b, t->x_in, t->y_in, t->len_in, k, mb);
-        wf_exec_set_rng(&t->ex, j->seed, (uint64_t)t->step, (uint64_t)k);
-        rc = wf_exec_forward(&t->ex);
-        if (rc < 0) return rc;
-        loss += (double)*lp * (double)seed;
-        if ((rc = wf_exec_seed(&t->ex, seed)) < 0 || (rc = wf_exec_backward(&t->ex)) < 0) return rc;
-        if (K > 1 && (rc = wf_fixed_add(t->acc, t->grads, t->n_params, K, k == 0, 0)) < 0) return rc;
-    }
-    if (K > 1) wf_fixed_to_float(t->grads, t->acc, t->n_params);
+    double loss = 0;
+    if ((rc = wf_step_run(&t->st, t->step, t->step_lr, &b, &loss)) < 0) return rc;
     if (!isfinite(loss))
         return wf_error(WF_ERR_RANGE, "the loss became %g at step %ld (epoch %d); try a lower learning rate", loss,
                         t->step + 1, t->epoch + 1);
-    if (!fused) optimizer_step(t, t->step_lr);
     t->step++;
     t->epoch_step++;
     *loss_out = loss;

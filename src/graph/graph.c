@@ -338,7 +338,7 @@ static int constant(struct build *b, const char *text, int line, int col) {
     if (vi >= 0) return vi;
     char *end;
     double x = strtod(text, &end);
-    if (*end || !isfinite(x) || fabs(x) > 3.0e38)
+    if (*end || !isfinite(x) || fabs(x) > 3.4028235e38)
         return err_at(b, line, col, WF_ERR_PARSE, "constant '%s' is not a finite f32 number", text);
     vi = wf_graph_add_value(b->g, text, WF_V_CONST, WF_F32, 0, NULL);
     if (vi < 0) return vi;

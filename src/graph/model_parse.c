@@ -260,7 +260,23 @@ static int parse_layer(struct parser *ps, struct wf_mstmt *s) {
     if ((rc = next(ps))) return rc;
     if (!wf_tok_is(t, ')')) {
         for (;;) {
-            if (t->kind != WF_TOK_IDENT) return expected(ps, "argument (tensor name or key=value)");
+            if ((t->kind == WF_TOK_INT || t->kind == WF_TOK_FLOAT) && s->n_attrs == 0) {
+                /* a number is a scalar constant, kept in its canonical text (graph.c) */
+                char num[64];
+                if (t->kind == WF_TOK_INT && (t->big || t->i > (1ll << 53) || t->i < -(1ll << 53)))
+                    return wf_lex_error(&ps->lx, t->line, t->col, "constant '%s' is too large", t->text);
+                double x = t->kind == WF_TOK_INT ? (double)t->i : t->f;
+                if (!(x == x) || x > 3.4028235e38 || x < -3.4028235e38)
+                    return wf_lex_error(&ps->lx, t->line, t->col, "constant '%s' is not a finite f32 number", t->text);
+                snprintf(num, sizeof num, "%.9g", x);
+                if ((rc = add_arg(ps, s, num, t->line, t->col))) return rc;
+                if ((rc = next(ps))) return rc;
+                if (wf_tok_is(t, ')')) break;
+                if (!wf_tok_is(t, ',')) return expected(ps, "',' or ')' after a constant");
+                if ((rc = next(ps))) return rc;
+                continue;
+            }
+            if (t->kind != WF_TOK_IDENT) return expected(ps, "argument (tensor name, number or key=value)");
             char name[WF_LEX_MAX_IDENT + 1];
             int line = t->line, col = t->col;
             strcpy(name, t->text);
@@ -411,7 +427,7 @@ int wf_model_parse(struct wf_model *m, const char *path, const char *text) {
 int wf_model_load(struct wf_model *m, const char *path) {
     memset(m, 0, sizeof *m);
     char *text;
-    int rc = wf_read_file(path, &text, NULL);
+    int rc = wf_text_read(path, &text, NULL); /* a NUL or bad UTF-8 is an error at its line:col */
     if (rc) return rc;
     rc = wf_model_parse(m, path, text);
     wf_free(text);

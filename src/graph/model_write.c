@@ -17,7 +17,7 @@ static int is_number(const char *a) {
     char *end;
     if (!a || !*a || strlen(a) > 40) return 0;
     double x = strtod(a, &end);
-    return !*end && x == x && x < 3.1e38 && x > -3.1e38;
+    return !*end && x == x && x <= 3.4028235e38 && x >= -3.4028235e38;
 }
 
 static int bad(int k, const char *what, const char *name) {

@@ -9,6 +9,7 @@
 #include "weft/core.h"
 #include "weft/graph.h"
 #include "weft/lex.h"
+#include "weft/safetensors.h"
 
 #include "ops_int.h"
 
@@ -86,6 +87,21 @@ int wf_op_register(const struct wf_op_def *def) {
     if (def->min_in < 0 || def->max_in < def->min_in || def->max_in > WF_MAX_IO || def->n_attr < 0 ||
         def->n_attr > WF_MAX_ATTRS)
         return wf_error(WF_ERR_INVALID, "op registration: op '%s' has bad argument or attribute counts", def->name);
+    for (int k = 0; k < def->n_attr; k++) {
+        const struct wf_attr_spec *a = &def->attr[k];
+        if (!a->name || !wf_lex_is_ident(a->name) || a->type < WF_AT_INT || a->type > WF_AT_SHAPE)
+            return wf_error(WF_ERR_INVALID, "op registration: attribute %d of op '%s' needs a name and a type", k + 1,
+                            def->name);
+    }
+    for (int i = 0; i < 4; i++) {
+        const struct wf_arg_spec *a = &def->arg[i];
+        if ((a->dtypes & ~(WF_DT(WF_F32) | WF_DT(WF_I32))) || a->min_rank < 0 || a->max_rank < 0 ||
+            a->max_rank > WF_MAX_DIMS || (a->max_rank && a->min_rank > a->max_rank))
+            return wf_error(WF_ERR_INVALID, "op registration: op '%s' has a bad argument spec %d", def->name, i + 1);
+    }
+    for (int i = 0; i < wf_op_count(); i++) /* internal ops too: names are unique */
+        if (wf_op_get(i) && !strcmp(wf_op_get(i)->name, def->name))
+            return wf_error(WF_ERR_INVALID, "op registration: an op named '%s' exists already", def->name);
     if (wf_op_find(def->name) >= 0)
         return wf_error(WF_ERR_INVALID, "op registration: an op named '%s' exists already", def->name);
     if (n_registered >= MAX_REGISTERED)

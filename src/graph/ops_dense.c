@@ -273,6 +273,8 @@ const struct wf_op_def wf_opdef_log_softmax = ACT("log_softmax", log_softmax_fwd
 
 static int layernorm_infer(struct wf_infer *c) {
     const struct wf_value *x = &c->in[0];
+    double eps = c->g->n[c->node].af[0];
+    if (!(eps > 0 && eps <= 1)) return wf_infer_err(c, "eps must be in (0, 1], got %g", eps);
     int64_t C = x->shape[x->ndim - 1], R = x->numel / C;
     int rc;
     if ((rc = wf_infer_param(c, "weight", 1, &C, WF_INIT_ONES, 0)) < 0) return rc;

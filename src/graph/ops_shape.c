@@ -214,7 +214,8 @@ static int slice_infer(struct wf_infer *c) {
     if (a < 0) return wf_infer_err(c, "axis %lld out of range", (long long)n->ai[0]);
     n->ai[0] = a;
     int64_t start = n->ai[1], len = n->ai[2]; /* |attributes| < 2^31: the sum cannot overflow */
-    if (start < 0 || len <= 0 || start > x->shape[a] || len > x->shape[a] - start)
+    if (len <= 0) return wf_infer_err(c, "len must be positive, got %lld", (long long)len);
+    if (start < 0 || start > x->shape[a] || len > x->shape[a] - start)
         return wf_infer_err(c, "slice [%lld, %lld) outside axis %d of %s", (long long)start,
                             (long long)(start + len), a, wf_infer_shape(c, 0, s1));
     int64_t sh[WF_MAX_DIMS];

@@ -29,6 +29,7 @@
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000) /* bytes, as the reference implementation */
 #define ST_MAX_INT ((uint64_t)1 << 53)              /* largest integer a JSON double holds exactly */
 #define ST_META "__metadata__"
+#define ST_MAX_DEPTH 8 /* JSON nesting; the format itself needs 3 (header, entry, shape) */
 
 static const char *const dtype_names[] = {"F32", "I32", "I64", "U8", "F64"};
 static const int dtype_sizes[] = {4, 4, 8, 1, 8};
@@ -67,6 +68,12 @@ static void json_hooks_install(void) {
 
 /* ---- reader ---- */
 
+struct kv {
+    const char *k, *v;
+};
+
+static int kv_cmp(const void *a, const void *b) { return strcmp(((const struct kv *)a)->k, ((const struct kv *)b)->k); }
+
 void wf_st_free(struct wf_st_file *f) {
     if (!f) return;
     for (int i = 0; i < f->n; i++)
@@ -90,11 +97,12 @@ static uint64_t le64(const unsigned char *p) {
     return v;
 }
 
-/* A JSON number that is an integer in [0, 2^53]. */
+/* A JSON number that is an integer in [0, 2^53): from 2^53 on, a double
+ * no longer holds every integer, so the text may have said another one. */
 static int json_u64(const cJSON *v, uint64_t *out) {
     if (!cJSON_IsNumber(v)) return 0;
     double d = v->valuedouble;
-    if (!(d >= 0.0 && d <= (double)ST_MAX_INT)) return 0;
+    if (!(d >= 0.0 && d < (double)ST_MAX_INT)) return 0;
     uint64_t u = (uint64_t)d;
     if ((double)u != d) return 0;
     *out = u;
@@ -138,9 +146,6 @@ static int parse_meta(struct wf_st_file *f, const cJSON *m) {
     for (const cJSON *e = m->child; e; e = e->next) {
         if (!cJSON_IsString(e))
             return wf_error(WF_ERR_CORRUPT, "%s: header: metadata value of '%s' is not a string", path, e->string);
-        for (int i = 0; i < f->n_meta; i++)
-            if (!strcmp(f->meta_key[i], e->string))
-                return wf_error(WF_ERR_CORRUPT, "%s: header: duplicate metadata key '%s'", path, e->string);
         int i = f->n_meta;
         f->meta_key[i] = wf_strdup(e->string);
         f->meta_val[i] = wf_strdup(e->valuestring);
@@ -148,7 +153,18 @@ static int parse_meta(struct wf_st_file *f, const cJSON *m) {
         if (!f->meta_key[i] || !f->meta_val[i])
             return wf_error(WF_ERR_NOMEM, "%s: out of memory reading the header", path);
     }
-    return WF_OK;
+    /* duplicate keys: sorted, so that a header of a million keys is not a million squared compares */
+    struct kv *s = wf_calloc((size_t)f->n_meta, sizeof *s);
+    if (!s) return wf_error(WF_ERR_NOMEM, "%s: out of memory reading the header", path);
+    for (int i = 0; i < f->n_meta; i++)
+        s[i] = (struct kv){f->meta_key[i], f->meta_val[i]};
+    qsort(s, (size_t)f->n_meta, sizeof *s, kv_cmp);
+    int rc = WF_OK;
+    for (int i = 1; i < f->n_meta && rc == WF_OK; i++)
+        if (!strcmp(s[i - 1].k, s[i].k))
+            rc = wf_error(WF_ERR_CORRUPT, "%s: header: duplicate metadata key '%s'", path, s[i].k);
+    wf_free(s);
+    return rc;
 }
 
 /* Parses one tensor entry into t (name already set); data_size is the size of
@@ -312,22 +328,43 @@ static int parse_header(struct wf_st_file *f, const cJSON *root, const unsigned 
     return rc;
 }
 
-int wf_st_load(struct wf_st_file *f, const char *path) {
-    memset(f, 0, sizeof *f);
-    pthread_once(&json_once, json_hooks_install);
-    if (!(f->path = wf_strdup(path))) return wf_error(WF_ERR_NOMEM, "%s: out of memory", path);
-    char *buf = NULL;
-    size_t len = 0;
-    int rc = wf_read_file(path, &buf, &len);
-    if (rc) {
-        wf_st_free(f);
-        return rc;
+/* Checks what the JSON parser would take on trust: nesting depth (it
+ * recurses), and \u0000 in a string (it would cut a name or the model text
+ * short, silently). hdr is hlen bytes; the parser reports other errors. */
+static int scan_header(const char *path, const char *hdr, size_t hlen) {
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < hlen; i++) {
+        char c = hdr[i];
+        if (in_str) {
+            if (c == '"') {
+                in_str = 0;
+            } else if (c == '\\' && i + 1 < hlen) {
+                if (hdr[i + 1] == 'u' && i + 5 < hlen && !memcmp(hdr + i + 2, "0000", 4))
+                    return wf_error(WF_ERR_CORRUPT, "%s: header has a NUL character (\\u0000) in a string at byte %zu",
+                                    path, i + 8);
+                i++;
+            }
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '{' || c == '[') {
+            if (++depth > ST_MAX_DEPTH)
+                return wf_error(WF_ERR_CORRUPT, "%s: header nests deeper than %d levels at byte %zu", path,
+                                ST_MAX_DEPTH, i + 8);
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
     }
-    f->buf = (unsigned char *)buf;
-    f->len = len;
+    return WF_OK;
+}
 
+/* Parses and validates f->buf (f->len bytes, owned by f); on error frees f. */
+static int st_parse(struct wf_st_file *f) {
+    const char *path = f->path;
+    size_t len = f->len;
+    int rc = WF_OK;
     char *hdr = NULL;
     cJSON *root = NULL;
+    pthread_once(&json_once, json_hooks_install);
     if (len < 8) {
         rc = wf_error(WF_ERR_CORRUPT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)",
                       path, len);
@@ -357,6 +394,7 @@ int wf_st_load(struct wf_st_file *f, const char *path) {
     }
     memcpy(hdr, f->buf + 8, (size_t)hlen);
     hdr[hlen] = 0;
+    if ((rc = scan_header(path, hdr, (size_t)hlen))) goto out;
     const char *end = NULL;
     json_oom = 0;
     root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
@@ -364,8 +402,9 @@ int wf_st_load(struct wf_st_file *f, const char *path) {
         if (json_oom)
             rc = wf_error(WF_ERR_NOMEM, "%s: out of memory parsing the header", path);
         else
-            rc = wf_error(WF_ERR_CORRUPT, "%s: header is not valid JSON (error at byte %td of %" PRIu64 ")", path,
-                          (end ? end - hdr : 0) + 8, hlen);
+            rc = wf_error(WF_ERR_CORRUPT,
+                          "%s: header is not valid JSON (error at byte %td; the header is bytes [8, %" PRIu64 "))",
+                          path, (end ? end - hdr : 0) + 8, 8 + hlen);
         goto out;
     }
     for (const char *p = end; p < hdr + hlen; p++) {
@@ -380,6 +419,33 @@ out:
     wf_free(hdr);
     if (rc) wf_st_free(f);
     return rc;
+}
+
+int wf_st_load(struct wf_st_file *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    if (!(f->path = wf_strdup(path))) return wf_error(WF_ERR_NOMEM, "%s: out of memory", path);
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = wf_read_file(path, &buf, &len);
+    if (rc) {
+        wf_st_free(f);
+        return rc;
+    }
+    f->buf = (unsigned char *)buf;
+    f->len = len;
+    return st_parse(f);
+}
+
+int wf_st_parse(struct wf_st_file *f, const char *path, const void *data, size_t len) {
+    memset(f, 0, sizeof *f);
+    if (!path) path = "<memory>";
+    if (!(f->path = wf_strdup(path)) || !(f->buf = wf_malloc(len))) {
+        wf_st_free(f);
+        return wf_error(WF_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (len) memcpy(f->buf, data, len);
+    f->len = len;
+    return st_parse(f);
 }
 
 const struct wf_st_tensor *wf_st_find(const struct wf_st_file *f, const char *name) {
@@ -546,12 +612,6 @@ static void sb_json_str(struct sbuf *s, const char *str) {
     }
     sb_put(s, "\"", 1);
 }
-
-struct kv {
-    const char *k, *v;
-};
-
-static int kv_cmp(const void *a, const void *b) { return strcmp(((const struct kv *)a)->k, ((const struct kv *)b)->k); }
 
 static int tensor_ptr_cmp(const void *a, const void *b) {
     return strcmp((*(const struct wf_st_tensor *const *)a)->name, (*(const struct wf_st_tensor *const *)b)->name);

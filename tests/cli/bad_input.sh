@@ -110,7 +110,43 @@ if cmp -s "$ck" "$tmp/saved.safetensors"; then pass=$((pass + 1)); else fail=$((
 job "$tmp/other.job" "$SRC/examples/mlp.wf" "$DATA" "lr = 0.5"
 expect "resume: checkpoint of another job" 1 "different job settings" -- "$WEFT" train "$tmp/other.job" --resume "$ck"
 expect "eval: missing checkpoint" 1 "nockpt.safetensors" -- "$WEFT" eval "$tmp/nockpt.safetensors"
+# a checkpoint whose model does not fit the dataset it is evaluated on: both shapes named, nothing read
+mkdir -p "$tmp/small"
+python3 - "$tmp/small" <<'PY'
+import struct, sys
+d = sys.argv[1]
+open(d + '/t10k-images-idx3-ubyte', 'wb').write(struct.pack('>IIII', 0x803, 10, 8, 8) + bytes(range(64)) * 10)
+open(d + '/t10k-labels-idx1-ubyte', 'wb').write(struct.pack('>II', 0x801, 10) + bytes(i % 10 for i in range(10)))
+PY
+expect "eval: dataset of another sample shape" 1 \
+  "saved.safetensors:weft.model:[0-9]+:[0-9]+: input 'x' is f32\[B, 784\]: 784 values per sample, but .*small/t10k-images-idx3-ubyte has 1 x 8 x 8 = 64 per sample" \
+  -- "$WEFT" eval "$tmp/saved.safetensors" --data "$tmp/small"
+python3 - "$tmp/saved.safetensors" "$tmp/badstep.safetensors" <<'PY'
+import sys
+b = open(sys.argv[1], 'rb').read()
+i = b.index(b'"weft.step":"') + len(b'"weft.step":"')
+j = b.index(b'"', i)
+b = b[:i] + b'-' + b[i + 1:j] + b[j:]  # same length: the header length field stays right
+open(sys.argv[2], 'wb').write(b)
+PY
+expect "eval: step that is not a count" 1 "badstep.safetensors: metadata 'weft.step' is '-.*', expected a count" \
+  -- "$WEFT" eval "$tmp/badstep.safetensors"
 no_leftovers "$tmp"
+
+# NUL bytes and invalid UTF-8 in model and job files: an error at line:col, never a silent end of file
+printf 'input x : f32[B, 784]\ninput y : i32[B]\nfc1 = linear(x, out=10)\000\nloss = cross_entropy(fc1, y)\noutput loss\n' >"$tmp/nul.wf"
+expect "model: NUL byte" 1 "nul.wf:3:24: NUL byte in the text" -- "$WEFT" check "$tmp/nul.wf"
+printf 'input x : f32[B, 784]\ninput y : i32[B]\nfc1 = linear(x, out=10)\nloss = cross_entropy(fc1, y)\noutput loss\n\000fc2 = linaer(x)\n' >"$tmp/nulend.wf"
+expect "model: NUL byte hiding a line" 1 "nulend.wf:6:1: NUL byte in the text" -- "$WEFT" check "$tmp/nulend.wf"
+printf 'input x : f32[B, 784]  # caf\351\ninput y : i32[B]\n' >"$tmp/latin1.wf"
+expect "model: invalid UTF-8" 1 "latin1.wf:1:29: invalid UTF-8 \(byte 0xe9\)" -- "$WEFT" check "$tmp/latin1.wf"
+printf 'input x\303\251 : f32[B, 784]\n' >"$tmp/accent.wf"
+expect "model: non-ASCII name" 1 "accent.wf:1:8: unexpected character" -- "$WEFT" check "$tmp/accent.wf"
+job "$tmp/nul.job" "$SRC/examples/mlp.wf" "$DATA" "lr = 0.05"
+printf '\000lr = 0.5\n' >>"$tmp/nul.job"
+expect "job: NUL byte" 1 "nul.job:8:1: NUL byte in the text" -- "$WEFT" train "$tmp/nul.job" --quiet
+job "$tmp/latin1.job" "$SRC/examples/mlp.wf" "$DATA" $'# caf\351'
+expect "job: invalid UTF-8" 1 "latin1.job:7:6: invalid UTF-8 \(byte 0xe9\)" -- "$WEFT" train "$tmp/latin1.job" --quiet
 
 # command lines
 expect "cli: unknown command" 2 "unknown command 'trian'" -- "$WEFT" trian

@@ -12,8 +12,10 @@
  * frames of the current version (valid ones, and ones fuzz_frame.c's paths
  * reject: bad CRC, short payload, over the limit), each checked to take the
  * path it is named for, and shared-memory block descriptors (shm_*), valid
- * and not. Hand-made seeds (bad_magic, bad_version, empty,
- * reader_*) are left as they are. Exits non-zero, naming the seed, if a
+ * and not; and DIR/fuzz_ckpt/ hostile checkpoints (ckpt_seeds.h), each
+ * checked to give wf_ckpt_eval_init the message it is listed with.
+ * Hand-made seeds (bad_magic, bad_version, empty, reader_*, and all of
+ * fuzz_model/) are left as they are. Exits non-zero, naming the seed, if a
  * check fails.
  */
 #include <stdint.h>
@@ -25,6 +27,7 @@
 #include "weft/comm.h"
 #include "weft/core.h"
 
+#include "ckpt_seeds.h"
 #include "fuzz_types.h"
 
 static const char *out_dir;
@@ -416,6 +419,41 @@ static void shm_seeds(void) {
     frame_seed("valid_shm_block", WF_MSG_COMM_FIRST + 4, desc, sizeof desc, 1, VALID, NULL); /* limit: the trail */
 }
 
+/* ---- fuzz_ckpt ---- */
+
+static void ckpt_seeds(void) {
+    struct ck base;
+    unsigned char *valid;
+    size_t valid_len;
+    if (ck_valid(&base, &valid, &valid_len) < 0) die("fuzz_ckpt/valid", wf_errmsg());
+    wf_free(valid);
+    int bad = 0;
+    for (size_t i = 0; i < WF_ARRAY_LEN(ck_seeds); i++) {
+        const struct ck_seed *s = &ck_seeds[i];
+        struct ck c;
+        ck_copy(&c, &base);
+        s->edit(&c);
+        unsigned char *b;
+        size_t n;
+        ck_bytes(&c, &b, &n);
+        struct wf_ckpt_eval ce;
+        int rc = wf_ckpt_eval_init(&ce, CK_PATH, b, n, 2);
+        if (rc == WF_OK) wf_ckpt_eval_free(&ce);
+        if (!s->msg ? rc != WF_OK : rc == WF_OK || !ck_msg_ok(s, wf_errmsg())) {
+            fprintf(stderr,
+                    "make_corpus: fuzz_ckpt/%s: the checkpoint does not take the path it is named for: got %s\n",
+                    s->name, rc ? wf_errmsg() : "success");
+            bad++;
+        }
+        write_seed("fuzz_ckpt", s->name, b, n);
+        printf("fuzz_ckpt/%-20s %4zu bytes, %s\n", s->name, n, rc ? wf_errmsg() : "valid");
+        free(b);
+        ck_free(&c);
+    }
+    ck_free(&base);
+    if (bad) exit(1);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s CORPUS_DIR (e.g. tests/fuzz/corpus)\n", argv[0]);
@@ -425,5 +463,6 @@ int main(int argc, char **argv) {
     msg_seeds();
     frame_seeds();
     shm_seeds();
+    ckpt_seeds();
     return 0;
 }

@@ -20,6 +20,12 @@
 #define LLVMFuzzerTestOneInput fuzz_msg_one
 #include "fuzz_msg.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_model_one
+#include "fuzz_model.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_ckpt_one
+#include "fuzz_ckpt.c"
+#undef LLVMFuzzerTestOneInput
 
 static const struct {
     const char *name;
@@ -27,6 +33,8 @@ static const struct {
 } harnesses[] = {
     {"fuzz_frame", fuzz_frame_one},
     {"fuzz_msg", fuzz_msg_one},
+    {"fuzz_model", fuzz_model_one},
+    {"fuzz_ckpt", fuzz_ckpt_one},
 };
 
 #define MAX_SEEDS 256
@@ -96,6 +104,7 @@ static void replay(int (*run)(const uint8_t *, size_t), const char *name) {
 }
 
 int main(void) {
+    setenv("WEFT_LOG", "error", 0); /* the harnesses' inputs are meant to make weft warn */
     for (size_t h = 0; h < WF_ARRAY_LEN(harnesses); h++)
         replay(harnesses[h].run, harnesses[h].name);
     return wf_test_done("test_fuzz_corpus");
