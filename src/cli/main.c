@@ -4,7 +4,9 @@
  *   weft train JOB [--resume [CKPT]] [--stop-after N] [--quiet]
  *   weft eval CHECKPOINT [--data DIR] [--batch N]
  *   weft check MODEL [--batch N]
+ *   weft sample CHECKPOINT [--prompt TEXT] [--n N] [--temperature T] [--seed S] [--vocab FILE]   (sample.c)
  */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +34,8 @@ static void usage_main(FILE *f) {
                "  worker           join a coordinator and run the stages it assigns\n"
                "  submit JOB       run a job on a running coordinator\n"
                "  status           show a coordinator's workers and job\n"
-               "  tokenize TEXT... make a token dataset of text files (train.tok, test.tok, vocab.txt)\n\n"
+               "  tokenize TEXT... make a token dataset of text files (train.tok, test.tok, vocab.txt)\n"
+               "  sample CKPT      generate text with a model trained on a token dataset\n\n"
                "`weft COMMAND --help` tells more. Environment: WEFT_LOG=error|warn|info|debug.\n");
 }
 
@@ -87,11 +90,14 @@ static void fmt_time(char *buf, size_t n, double s) {
 }
 
 struct progress_state {
+    struct wf_trainer *t; /* for the epoch-end sample of a token model */
     int tty;
     int quiet;
     double last_plain;
     double epoch_start;
 };
+
+int wf_cli_epoch_sample(struct wf_trainer *t, char *buf, size_t cap); /* sample.c */
 
 static void on_progress(void *ud, const struct wf_progress *p) {
     struct progress_state *s = ud;
@@ -108,6 +114,15 @@ static void on_progress(void *ud, const struct wf_progress *p) {
             printf("  data: %s, wait %.0f%%, cache hits %.0f%%", p->placement, 100 * p->data_wait_frac,
                    100 * p->hit_rate);
         printf("\n");
+        char text[512];
+        if (s->t && s->t->data.itrain->kind == WF_STORE_TOKENS) {
+            /* the loss is the mean over predicted characters: nats a character, and bits */
+            printf("  test loss per character %.4f nats = %.4f bits", p->test_loss, p->test_loss / log(2.0));
+            if (wf_cli_epoch_sample(s->t, text, sizeof text) < 0)
+                printf("; no sample: %s\n", wf_errmsg());
+            else
+                printf("; sample: \"%s\"\n", text);
+        }
         fflush(stdout);
         s->epoch_start = now;
         return;
@@ -210,7 +225,7 @@ static int cmd_train(int argc, char **argv) {
         resume = ckpt;
     }
     if (wf_trainer_init(&t, job, resume) < 0) return fail("train");
-    struct progress_state ps = {.tty = isatty(STDOUT_FILENO), .quiet = quiet, .epoch_start = wf_now()};
+    struct progress_state ps = {.t = &t, .tty = isatty(STDOUT_FILENO), .quiet = quiet, .epoch_start = wf_now()};
     if (!quiet) {
         char np[32];
         fmt_count(np, sizeof np, (double)t.n_params);
@@ -345,6 +360,7 @@ static int cmd_check(int argc, char **argv) {
 }
 
 int cmd_tokenize(int argc, char **argv); /* tokenize.c */
+int cmd_sample(int argc, char **argv);   /* sample.c */
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
@@ -370,9 +386,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "submit")) return cmd_submit(argc - 2, argv + 2);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 2, argv + 2);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
     fprintf(stderr,
             "weft: error: unknown command '%s' (commands: train, eval, check, run, coordinator, worker, submit, "
-            "status, tokenize; see weft --help)\n",
+            "status, tokenize, sample; see weft --help)\n",
             cmd);
     return 2;
 }
