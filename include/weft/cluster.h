@@ -20,6 +20,9 @@
 
 #include "weft/comm.h"
 
+/* EVAL.correct of a model that has no accuracy (an autoencoder): evaluation reports only the loss */
+#define WF_EVAL_NO_ACC UINT64_MAX
+
 enum wf_msg_type {
     WF_M_CHALLENGE = 100, /* acceptor -> connector: nonce */
     WF_M_HELLO,           /* connector -> acceptor: mac, role, resources */
@@ -31,7 +34,7 @@ enum wf_msg_type {
     WF_M_START,           /* the compile barrier is passed */
     WF_M_HEARTBEAT,       /* step, text: what the worker is doing */
     WF_M_STEP_LOSS,       /* last stage: step, first micro-batch, losses */
-    WF_M_EVAL,            /* last stage: epoch, loss sum, correct, count */
+    WF_M_EVAL,            /* last stage: epoch, loss sum, correct (WF_EVAL_NO_ACC: none), count */
     WF_M_STATE,           /* first replica of a stage: step, floats (params, optimizer slots) */
     WF_M_DONE,            /* worker finished the job: its statistics */
     WF_M_FAIL,            /* worker failed: text */

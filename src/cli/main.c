@@ -81,6 +81,14 @@ static void fmt_count(char *buf, size_t n, double v) {
         snprintf(buf, n, "%.0f", v);
 }
 
+/* "test acc 91.23%  " (with two spaces), or "" for a model that has no accuracy (NAN) */
+static void acc_text(char *buf, size_t n, const char *what, double acc) {
+    if (acc == acc)
+        snprintf(buf, n, "%s %.2f%%  ", what, 100 * acc);
+    else if (n)
+        buf[0] = 0;
+}
+
 static void fmt_time(char *buf, size_t n, double s) {
     long t = (long)(s + 0.5);
     if (t >= 3600)
@@ -108,8 +116,10 @@ static void on_progress(void *ud, const struct wf_progress *p) {
     if (p->epoch_done) {
         double now = wf_now();
         if (s->tty) printf("\r\033[K");
-        printf("epoch %d/%d  loss %.4f  test acc %.2f%%  test loss %.4f  %.0f samples/s  (%.1f s)", p->epoch + 1,
-               p->epochs, p->loss, 100 * p->test_acc, p->test_loss, p->samples_per_s, now - s->epoch_start);
+        char acc[48];
+        acc_text(acc, sizeof acc, "test acc", p->test_acc);
+        printf("epoch %d/%d  loss %.4f  %stest loss %.4f  %.0f samples/s  (%.1f s)", p->epoch + 1, p->epochs, p->loss,
+               acc, p->test_loss, p->samples_per_s, now - s->epoch_start);
         if (p->placement)
             printf("  data: %s, wait %.0f%%, cache hits %.0f%%", p->placement, 100 * p->data_wait_frac,
                    100 * p->hit_rate);
@@ -251,8 +261,9 @@ static int cmd_train(int argc, char **argv) {
         return fail("train");
     }
     if (profile) print_profile(&t);
-    printf("step %ld: test accuracy %.2f%%  test loss %.4f  (%.1f s)  checkpoint %s\n", t.step, 100 * acc, loss,
-           wf_now() - t0, t.ckpt_path);
+    char accs[48];
+    acc_text(accs, sizeof accs, "test accuracy", acc);
+    printf("step %ld: %stest loss %.4f  (%.1f s)  checkpoint %s\n", t.step, accs, loss, wf_now() - t0, t.ckpt_path);
     wf_trainer_free(&t);
     return 0;
 }
@@ -284,7 +295,9 @@ static int cmd_eval(int argc, char **argv) {
     long step;
     char *name = NULL;
     if (wf_checkpoint_evaluate(ckpt, data, (int)batch, &loss, &acc, &step, &name) < 0) return fail("eval");
-    printf("%s: model %s, step %ld: test accuracy %.2f%%  test loss %.4f\n", ckpt, name, step, 100 * acc, loss);
+    char accs[48];
+    acc_text(accs, sizeof accs, "test accuracy", acc);
+    printf("%s: model %s, step %ld: %stest loss %.4f\n", ckpt, name, step, accs, loss);
     wf_free(name);
     return 0;
 }

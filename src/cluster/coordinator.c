@@ -533,16 +533,21 @@ static void on_eval(struct coord *co, struct job *jb, const struct wf_msg *m) {
     if (m->epoch < jb->evals_logged) return; /* evaluated again after a recovery */
     jb->evals_logged = (int)m->epoch + 1;
     jb->test_loss = m->loss_sum / (double)m->count;
-    jb->test_acc = (double)m->correct / (double)m->count;
+    jb->test_acc = m->correct == WF_EVAL_NO_ACC ? NAN : (double)m->correct / (double)m->count;
+    char acc[32] = "null", accs[48] = ""; /* a model without accuracy */
+    if (jb->test_acc == jb->test_acc) {
+        snprintf(acc, sizeof acc, "%.6f", jb->test_acc);
+        snprintf(accs, sizeof accs, "  test accuracy %.2f%%", 100 * jb->test_acc);
+    }
     jl_rec(co, 0, "eval %lld %ld %.17g %.17g %.17g", (long long)m->epoch, jb->steps_done, jb->last_loss, jb->test_loss,
            jb->test_acc);
     fprintf(jb->metrics,
             "{\"event\":\"epoch\",\"epoch\":%lld,\"step\":%ld,\"train_loss\":%.9g,\"test_loss\":%.9g,"
-            "\"test_acc\":%.6f}\n",
-            (long long)m->epoch + 1, jb->steps_done, jb->last_loss, jb->test_loss, jb->test_acc);
+            "\"test_acc\":%s}\n",
+            (long long)m->epoch + 1, jb->steps_done, jb->last_loss, jb->test_loss, acc);
     fflush(jb->metrics);
-    co_emit(co, jb, 0, "epoch %lld/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%", (long long)m->epoch + 1,
-            jb->job.epochs, jb->last_loss, jb->test_loss, 100 * jb->test_acc);
+    co_emit(co, jb, 0, "epoch %lld/%d  train loss %.4f  test loss %.4f%s", (long long)m->epoch + 1, jb->job.epochs,
+            jb->last_loss, jb->test_loss, accs);
 }
 
 static void on_state(struct coord *co, struct job *jb, int w, const struct wf_msg *m) {
@@ -916,9 +921,10 @@ static int job_finish(struct coord *co, struct job *jb) {
     }
     if (ok) {
         double wall = wf_now() - jb->t_start;
-        co_emit(co, jb, 0, "job %d done: %ld steps in %.1f s (%.0f samples/s); test accuracy %.2f%%; checkpoint %s",
-                jb->id, jb->total, wall, (double)jb->total * jb->job.batch / (wall > 0 ? wall : 1), 100 * jb->test_acc,
-                jb->ckpt_path);
+        char accs[48] = "";
+        if (jb->test_acc == jb->test_acc) snprintf(accs, sizeof accs, "; test accuracy %.2f%%", 100 * jb->test_acc);
+        co_emit(co, jb, 0, "job %d done: %ld steps in %.1f s (%.0f samples/s)%s; checkpoint %s", jb->id, jb->total, wall,
+                (double)jb->total * jb->job.batch / (wall > 0 ? wall : 1), accs, jb->ckpt_path);
         for (int w = 0; w < jb->n; w++) {
             double c = jb->wstats[w].compute, m = jb->wstats[w].comm, i = jb->wstats[w].idle;
             co_emit(co, jb, 0,

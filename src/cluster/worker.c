@@ -707,6 +707,7 @@ static int stage_eval(struct stage *st) {
     int n = st->data.itest->n, eb = st->eval.prog.g.batch, chunk = 0, rc = WF_OK;
     double sum = 0;
     long correct = 0;
+    int has_acc = 0;
     double t0 = wf_now();
     ctl_doing(st->ct, st->step, "evaluating after epoch %d", st->epoch + 1);
     for (int i = 0; i < n && rc == WF_OK; i += eb, chunk++) {
@@ -723,14 +724,16 @@ static int stage_eval(struct stage *st) {
             rc = sender_post(&st->snd, &st->next_tx, WF_M_ACT, -1 - st->epoch, chunk, wf_exec_ptr(e, out_v),
                              (size_t)g->v[out_v].numel, 1);
         } else {
-            int has_acc = 0;
             rc = wf_eval_tally(e, B, &sum, &correct, &has_acc);
         }
     }
     trace(st, TR_EVAL, -1, t0, wf_now());
     if (rc < 0 || st->has_next) return rc;
-    struct wf_msg m = {
-        .type = WF_M_EVAL, .epoch = st->epoch, .loss_sum = sum, .correct = (uint64_t)correct, .count = (uint64_t)n};
+    struct wf_msg m = {.type = WF_M_EVAL,
+                       .epoch = st->epoch,
+                       .loss_sum = sum,
+                       .correct = has_acc ? (uint64_t)correct : WF_EVAL_NO_ACC,
+                       .count = (uint64_t)n};
     return job_send(st, &m);
 }
 

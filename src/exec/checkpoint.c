@@ -42,6 +42,11 @@ static void job_signature(const struct wf_job *j, char *buf, size_t n) {
              (unsigned long long)j->seed, j->batch, j->micro_batches, j->epochs, opt[j->optimizer], j->lr, j->momentum,
              j->nesterov, j->weight_decay, j->beta1, j->beta2, j->eps, j->clip_norm, sch[j->lr_schedule], j->warmup,
              j->step_size, j->gamma, j->min_lr, j->threads);
+    /* token data: how samples are cut (absent for images, as before token data existed) */
+    if (j->seq_len > 0 && strlen(buf) + 1 < n)
+        snprintf(buf + strlen(buf), n - strlen(buf), " seq_len=%d sample=%s labels=%s stride=%d", j->seq_len,
+                 j->sample == WF_SAMPLE_SEQUENCE ? "sequence" : "window",
+                 j->labels == WF_LABELS_SHIFTED ? "shifted" : "next", j->stride > 0 ? j->stride : 1);
     /* the samples a step sees depend on the transforms (absent when there are none, as before they existed) */
     if (j->transforms && j->transforms[0] && strlen(buf) + 1 < n) {
         struct wf_xf_chain ch;
@@ -316,13 +321,16 @@ static int eval_setup(struct wf_ckpt_eval *ce, int batch) {
     if ((rc = wf_program_compile(&ce->prog, &ce->m, batch, 0)) < 0) return rc;
     const struct wf_graph *g = &ce->prog.g;
     wf_graph_data_inputs(g, &ce->x_in, &ce->y_in);
-    if (ce->x_in < 0 || ce->y_in < 0 || g->loss < 0 || g->logits < 0)
-        return wf_error(WF_ERR_INVALID,
-                        "%s: evaluation needs an f32 image input, an i32 label input and a cross_entropy loss", where);
-    const struct wf_value *lg = &g->v[g->logits];
-    if (lg->ndim < 1 || lg->shape[lg->ndim - 1] <= 0 || lg->shape[lg->ndim - 1] > INT_MAX)
-        return wf_error(WF_ERR_INVALID, "%s: the logits '%s' have no class dimension", where, lg->name);
-    ce->n_classes = (int)lg->shape[lg->ndim - 1];
+    if (ce->x_in < 0 || g->loss < 0)
+        return wf_error(WF_ERR_INVALID, "%s: evaluation needs an input for the samples and a scalar f32 loss output",
+                        where);
+    ce->n_classes = 0; /* no classification loss: no label range to check */
+    if (g->logits >= 0) {
+        const struct wf_value *lg = &g->v[g->logits];
+        if (lg->ndim < 1 || lg->shape[lg->ndim - 1] <= 0 || lg->shape[lg->ndim - 1] > INT_MAX)
+            return wf_error(WF_ERR_INVALID, "%s: the logits '%s' have no class dimension", where, lg->name);
+        ce->n_classes = (int)lg->shape[lg->ndim - 1];
+    }
     for (int i = 0; i < g->n_params; i++)
         if ((rc = check_param(f, g->v[g->params[i]].name, &g->v[g->params[i]])) < 0) return rc;
     return WF_OK;
@@ -378,6 +386,13 @@ static int check_inputs(const struct wf_ckpt_eval *ce, const struct wf_graph *g,
     wf_graph_data_inputs(g, &xi, &yi);
     if (xi != ce->x_in || yi != ce->y_in || g->batch <= 0)
         return wf_error(WF_ERR_INTERNAL, "%s: the model's inputs moved between compiles", ce->f.path);
+    if (in->kind == WF_STORE_TOKENS || yi < 0 || wf_graph_len_input(g) >= 0) {
+        int rc = wf_check_data_inputs(g, in, xi, yi, wf_graph_len_input(g));
+        if (rc == WF_OK && yi >= 0 && ce->n_classes > 0 && in->n_classes > ce->n_classes)
+            rc = wf_error(WF_ERR_SHAPE, "%s: the model scores %d classes, but %s has ids up to %d", ce->m.path,
+                          ce->n_classes, data, in->n_classes - 1);
+        return rc;
+    }
     const struct wf_value *x = &g->v[xi], *y = &g->v[yi];
     int64_t want = (int64_t)in->c * in->h * in->w;
     char xs[96], ys[96];
@@ -391,9 +406,27 @@ static int check_inputs(const struct wf_ckpt_eval *ce, const struct wf_graph *g,
         return wf_error(WF_ERR_SHAPE, "%s:%d:%d: input '%s' is %s, but %s has one label per sample (i32[B])",
                         ce->m.path, y->line, y->col, y->name, decl_shape(&ce->m, y, ys, sizeof ys),
                         in->label_path ? in->label_path : data);
-    if (in->n_classes > ce->n_classes)
+    if (ce->n_classes > 0 && in->n_classes > ce->n_classes)
         return wf_error(WF_ERR_SHAPE, "%s: the model scores %d classes, but %s has labels up to %d", ce->m.path,
                         ce->n_classes, in->label_path ? in->label_path : data, in->n_classes - 1);
+    return WF_OK;
+}
+
+/* How a token checkpoint's samples were cut: seq_len, sample, labels, stride of its 'weft.job'. */
+static int token_opts(const struct wf_st_file *f, struct wf_sample_opts *o) {
+    const char *s = wf_st_meta(f, "weft.job");
+    const char *p = s ? strstr(s, " seq_len=") : NULL;
+    char sample[16] = "", labels[16] = "";
+    int seq = 0, stride = 0;
+    if (!p || sscanf(p, " seq_len=%d sample=%15s labels=%15s stride=%d", &seq, sample, labels, &stride) != 4 ||
+        seq < 1 || seq > WF_SEQ_LEN_MAX || stride < 1 || (strcmp(sample, "window") && strcmp(sample, "sequence")) ||
+        (strcmp(labels, "next") && strcmp(labels, "shifted")))
+        return wf_error(WF_ERR_CORRUPT, "%s: metadata 'weft.job' does not say how token samples are cut "
+                        "(seq_len, sample, labels, stride)", f->path);
+    *o = (struct wf_sample_opts){.seq_len = seq,
+                                 .sample = strcmp(sample, "window") ? WF_SAMPLE_SEQUENCE : WF_SAMPLE_WINDOW,
+                                 .labels = strcmp(labels, "next") ? WF_LABELS_SHIFTED : WF_LABELS_NEXT,
+                                 .stride = stride};
     return WF_OK;
 }
 
@@ -418,7 +451,10 @@ int wf_checkpoint_evaluate(const char *ckpt, const char *data_dir, int batch, do
     struct wf_job nojob = {0};
     char stage[4096];
     wf_data_stage_dir(&nojob, stage, sizeof stage);
-    if ((rc = wf_store_open(&store, data, "test", stage)) < 0) goto done;
+    struct wf_sample_opts so = {0};
+    int tokens = wf_store_dir_is_tokens(data);
+    if (tokens && (rc = token_opts(&ce.f, &so)) < 0) goto done;
+    if ((rc = wf_store_open_opts(&store, data, "test", stage, tokens ? &so : NULL)) < 0) goto done;
     const struct wf_store_info *info = wf_store_info(store);
     int n = info->n;
     if (n <= 0) {

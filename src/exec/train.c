@@ -466,10 +466,12 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
             p.test_loss = el;
             p.test_acc = ea;
             wf_data_stats_json(&t->data, t->feed, data_json, sizeof data_json);
+            char acc[32] = "null"; /* a model without accuracy */
+            if (ea == ea) snprintf(acc, sizeof acc, "%.6f", ea);
             fprintf(t->metrics,
                     "{\"event\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,\"test_loss\":%.9g,"
-                    "\"test_acc\":%.6f,\"samples_per_s\":%.1f,\"peak_rss_kb\":%ld,%s}\n",
-                    t->epoch + 1, t->step, loss, el, ea, sps, wf_peak_rss_kb(), data_json);
+                    "\"test_acc\":%s,\"samples_per_s\":%.1f,\"peak_rss_kb\":%ld,%s}\n",
+                    t->epoch + 1, t->step, loss, el, acc, sps, wf_peak_rss_kb(), data_json);
             t->epoch++;
             t->epoch_step = 0;
         }

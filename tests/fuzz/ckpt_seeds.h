@@ -408,7 +408,7 @@ static const struct ck_seed ck_seeds[] = {
     {"model_bad_utf8", ck_model_bad_utf8, CK_PATH ":weft.model:1:6: invalid UTF-8 (byte 0xe9)"},
     {"model_wider", ck_model_wider, CK_PATH ": tensor 'fc.weight' is F32[3, 4], the model needs f32[5, 4]"},
     {"model_no_labels", ck_model_no_labels,
-     CK_PATH ":weft.model: evaluation needs an f32 image input, an i32 label input and a cross_entropy loss"},
+     CK_PATH ":weft.model: evaluation needs an input for the samples and a scalar f32 loss output"},
     {"model_huge_param", ck_model_huge_param, CK_PATH ":weft.model:4:1: ..."},
     {"model_missing", ck_model_missing, CK_PATH ": not a weft checkpoint (no 'weft.model' in its metadata)"},
     {"job_missing", ck_job_missing, CK_PATH ": not a weft checkpoint (no 'weft.job' in its metadata)"},
