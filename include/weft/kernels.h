@@ -78,6 +78,12 @@ int wf_softmax_xent_forward(float *loss, float *probs, const float *logits, cons
 /* dlogits (B,V) = dloss * scale * (probs - onehot(targets)) */
 void wf_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *targets, int B, int V, float scale,
                               float dloss);
+/* The same where rows whose target is `ignore` count for nothing: no loss, a zero gradient (the
+ * caller's scale is 1 / the rows that count); their target need not be a class. */
+int wf_softmax_xent_forward_ign(float *loss, float *probs, const float *logits, const int32_t *targets, int B, int V,
+                                float scale, int32_t ignore);
+void wf_softmax_xent_backward_ign(float *dlogits, const float *probs, const int32_t *targets, int B, int V,
+                                  float scale, float dloss, int32_t ignore);
 /* number of rows whose argmax equals the target (ties: lowest index) */
 int wf_argmax_correct(const float *logits, const int32_t *targets, int B, int V);
 

@@ -1,6 +1,7 @@
 /*
  * graph layer, op table: losses and metrics — cross_entropy (fused softmax
- * + cross-entropy, mean over the rows), mse and bce_with_logits (means over
+ * + cross-entropy, mean over the rows; `ignore=ID`: rows labelled ID, such
+ * as padding, count for nothing), mse and bce_with_logits (means over
  * the elements), accuracy (share of rows whose argmax is the label; no
  * gradient). A loss is a scalar like any other: the backward is seeded at
  * whatever scalar the model outputs (autodiff.c).
@@ -38,12 +39,30 @@ static int xent_infer(struct wf_infer *c) {
     return WF_OK;
 }
 
+/* `ignore`: the label of rows that count for nothing (padding); the loss is the mean over the others */
+static int32_t xent_ignore(const struct wf_run *r) {
+    return r->n->ai[0] == WF_ATTR_UNSET ? INT32_MIN : (int32_t)r->n->ai[0];
+}
+
+static float xent_scale(const struct wf_run *r, long R) {
+    int32_t ign = xent_ignore(r);
+    long rows = R;
+    if (ign != INT32_MIN) {
+        const int32_t *t = INI(r, 1);
+        rows = 0;
+        for (long i = 0; i < R; i++)
+            rows += t[i] != ign;
+    }
+    return rows ? (float)(1.0 / (double)rows) : 0.0f;
+}
+
 static int xent_fwd(const struct wf_run *r) {
     const struct wf_node *n = r->n;
     const struct wf_value *x = XV(r, 0);
     long R = wf_ops_rows(x), V = wf_ops_last(x);
     const int32_t *t = INI(r, 1);
-    int bad = wf_softmax_xent_forward(OUT(r, 0), OUT(r, 1), IN(r, 0), t, (int)R, (int)V, (float)(1.0 / (double)R));
+    int bad = wf_softmax_xent_forward_ign(OUT(r, 0), OUT(r, 1), IN(r, 0), t, (int)R, (int)V, xent_scale(r, R),
+                                          xent_ignore(r));
     if (bad >= 0)
         return wf_error(WF_ERR_RANGE, "%s:%d:%d: layer '%s': label %d of row %d is outside [0, %ld)", r->g->path,
                         n->line, n->col, n->name, (int)t[bad], bad, V);
@@ -53,7 +72,8 @@ static int xent_fwd(const struct wf_run *r) {
 static int xent_bwd(const struct wf_run *r) {
     const struct wf_value *x = XV(r, 0);
     long R = wf_ops_rows(x), V = wf_ops_last(x);
-    wf_softmax_xent_backward(DIN(r, 0), OUT(r, 1), INI(r, 1), (int)R, (int)V, (float)(1.0 / (double)R), DOUT(r)[0]);
+    wf_softmax_xent_backward_ign(DIN(r, 0), OUT(r, 1), INI(r, 1), (int)R, (int)V, xent_scale(r, R), DOUT(r)[0],
+                                 xent_ignore(r));
     return WF_OK;
 }
 
@@ -62,6 +82,8 @@ const struct wf_op_def wf_opdef_cross_entropy = {
     .min_in = 2,
     .max_in = 2,
     .arg = {{F32, 1, 0}, {I32, 0, 0}},
+    .n_attr = 1,
+    .attr = {{"ignore", WF_AT_INT, 0, WF_ATTR_UNSET}},
     .flags = WF_OPF_CLASSIFY,
     .no_grad = 2,
     .bwd_in = 2,

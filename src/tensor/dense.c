@@ -328,8 +328,13 @@ void wf_log_softmax_backward(float *dinp, const float *dout, const float *out, i
 
 int wf_softmax_xent_forward(float *loss, float *probs, const float *logits, const int32_t *targets, int B, int V,
                             float scale) {
+    return wf_softmax_xent_forward_ign(loss, probs, logits, targets, B, V, scale, INT32_MIN);
+}
+
+int wf_softmax_xent_forward_ign(float *loss, float *probs, const float *logits, const int32_t *targets, int B, int V,
+                                float scale, int32_t ignore) {
     for (int b = 0; b < B; b++) {
-        if (targets[b] < 0 || targets[b] >= V) return b;
+        if (targets[b] != ignore && (targets[b] < 0 || targets[b] >= V)) return b;
     }
     double total = 0.0;
     for (int b = 0; b < B; b++) {
@@ -338,7 +343,7 @@ int wf_softmax_xent_forward(float *loss, float *probs, const float *logits, cons
         float mx = row_max(x, V);
         double s = row_exp(p, x, mx, V);
         /* -log softmax[t] = log(sum) - (x[t] - mx), without forming p[t] */
-        total += log(s) - (double)(x[targets[b]] - mx);
+        if (targets[b] != ignore) total += log(s) - (double)(x[targets[b]] - mx);
         float inv = (float)(1.0 / s);
         for (int j = 0; j < V; j++)
             p[j] *= inv;
@@ -349,11 +354,21 @@ int wf_softmax_xent_forward(float *loss, float *probs, const float *logits, cons
 
 void wf_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *targets, int B, int V, float scale,
                               float dloss) {
+    wf_softmax_xent_backward_ign(dlogits, probs, targets, B, V, scale, dloss, INT32_MIN);
+}
+
+void wf_softmax_xent_backward_ign(float *dlogits, const float *probs, const int32_t *targets, int B, int V,
+                                  float scale, float dloss, int32_t ignore) {
     float s = dloss * scale;
     for (int b = 0; b < B; b++) {
         const float *p = probs + (long)b * V;
         float *d = dlogits + (long)b * V;
         int t = targets[b];
+        if (t == ignore) {
+            for (int j = 0; j < V; j++)
+                d[j] = 0.0f;
+            continue;
+        }
         float pt = (t >= 0 && t < V) ? p[t] : 0.0f; /* read before d (may alias p) is written */
         for (int j = 0; j < V; j++)
             d[j] = s * p[j];

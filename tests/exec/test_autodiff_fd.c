@@ -90,6 +90,17 @@ static const char *model_losses = "model losses\n"
                                   "acc = accuracy(o, y)\n"
                                   "output loss, acc\n";
 
+/* Per-token labels with padding: rows labelled 0 count for nothing (cross_entropy's ignore). */
+static const char *model_tokens = "model tokens\n"
+                                  "input ids : i32[B, 5]\n"
+                                  "input y : i32[B, 5]\n"
+                                  "e = embedding(ids, vocab=7, dim=6)\n"
+                                  "h = linear(e, out=8)\n"
+                                  "a = tanh(h)\n"
+                                  "o = linear(a, out=4)\n"
+                                  "loss = cross_entropy(o, y, ignore=0)\n"
+                                  "output loss\n";
+
 /* conv -> relu -> maxpool twice: the pattern the planner fuses (ReLU into the
  * pool, oneDNN's blocked layout kept between conv and pool). Finite
  * differences are meaningless across so many ReLU/max kinks; each op passes
@@ -232,10 +243,46 @@ static void check_fusion_exact(const char *text, int batch) {
     wf_model_free(&m);
 }
 
+/* ignore: a padded row adds nothing; the loss is the mean over the rows that count. Checked against
+ * the same model without ignore on only the rows that count (labels of ignored rows moved to the end). */
+static void check_ignore(void) {
+    static const char *m1 = "model ign\ninput x : f32[B, 3]\ninput y : i32[B]\no = linear(x, out=4)\n"
+                            "loss = cross_entropy(o, y, ignore=3)\noutput loss\n";
+    static const char *m2 = "model ign\ninput x : f32[B, 3]\ninput y : i32[B]\no = linear(x, out=4)\n"
+                            "loss = cross_entropy(o, y)\noutput loss\n";
+    struct wf_model a, b;
+    CHECK(wf_model_parse(&a, "ign.wf", m1) == WF_OK);
+    CHECK(wf_model_parse(&b, "ign.wf", m2) == WF_OK);
+    struct wf_exec ea, eb;
+    CHECK(wf_exec_init(&ea, &a, 4, 0, NULL, NULL) == WF_OK);
+    CHECK(wf_exec_init(&eb, &b, 2, 0, NULL, NULL) == WF_OK);
+    float w[16 + 4];
+    for (int i = 0; i < 20; i++)
+        w[i] = 0.1f * (float)(i % 7) - 0.3f;
+    ea.params = eb.params = w;
+    const float xs[4][3] = {{1, 2, 3}, {0.5f, -1, 2}, {-2, 0, 1}, {3, 1, -1}};
+    const int32_t ya[4] = {1, 3, 2, 3}, yb[2] = {1, 2}; /* rows 1 and 3 are padding */
+    memcpy(wf_exec_ptr(&ea, wf_graph_find(&ea.prog.g, "x")), xs, sizeof xs);
+    memcpy(wf_exec_ptr(&ea, wf_graph_find(&ea.prog.g, "y")), ya, sizeof ya);
+    float *xb = wf_exec_ptr(&eb, wf_graph_find(&eb.prog.g, "x"));
+    memcpy(xb, xs[0], sizeof xs[0]);
+    memcpy(xb + 3, xs[2], sizeof xs[2]);
+    memcpy(wf_exec_ptr(&eb, wf_graph_find(&eb.prog.g, "y")), yb, sizeof yb);
+    CHECK(wf_exec_forward(&ea) == WF_OK && wf_exec_forward(&eb) == WF_OK);
+    float la = *(float *)wf_exec_ptr(&ea, ea.prog.g.loss), lb = *(float *)wf_exec_ptr(&eb, eb.prog.g.loss);
+    CHECKF(fabsf(la - lb) <= 1e-6f * fabsf(lb), "ignore: loss %.9g, the rows that count alone %.9g", la, lb);
+    wf_exec_free(&ea);
+    wf_exec_free(&eb);
+    wf_model_free(&a);
+    wf_model_free(&b);
+}
+
 int main(void) {
+    check_ignore();
     check_fusion_exact(model_convnet, 4);
     check_model("allops.wf", model_all_ops, 3);
     check_model("seq.wf", model_seq, 2);
     check_model("losses.wf", model_losses, 3);
+    check_model("tokens.wf", model_tokens, 3);
     return wf_test_done("test_autodiff_fd");
 }
