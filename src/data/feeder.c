@@ -317,7 +317,7 @@ static void end_window(struct wf_feeder *f, double now) {
             f->confirming = keep;
             f->since = 0;
             f->hold = f->backoff;
-            f->backoff *= 2;
+            if (f->backoff < (1 << 20)) f->backoff *= 2; /* a million windows: no more trials in practice */
         } else if (f->confirming) { /* a kept trial must win a second window too */
             f->confirming = 0;
             if (rate < f->rate_before) {

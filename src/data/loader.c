@@ -173,6 +173,37 @@ void wf_loader_stats(const struct wf_loader *l, struct wf_loader_stats *st) {
     st->cache_errors = atomic_load(&m->cache_errors);
 }
 
+/* Clears hit[0..n) and looks the batch up in the cache, if there is one: a
+ * hit's value lands in vals at its batch position. Returns 1 when the cache
+ * answered (values read from the store may then be written back), 0 when
+ * there is no cache or the lookup failed (every id comes from the store). */
+static int cache_lookup(struct wf_loader *l, const uint32_t *ids, int n, char *vals, uint8_t *hit) {
+    memset(hit, 0, (size_t)n);
+    if (!l->cache) return 0;
+    if (wf_cache_get(l->cache, l->cid, ids, n, l->vsize, vals, hit) == WF_OK) return 1;
+    WF_LOGD("data", "loader: cache lookup failed, %d ids from the dataset: %s", n, wf_errmsg());
+    atomic_fetch_add(&l->cache_errors, 1);
+    atomic_fetch_add(&l->fallback_batches, 1);
+    atomic_fetch_add(&l->fallback_ids, (uint64_t)n);
+    memset(hit, 0, (size_t)n);
+    wf_error_clear();
+    return 0;
+}
+
+/* Counts a batch of n ids of which nmiss (nread bytes) came from the store,
+ * and writes those values (mvals) back when the cache answered the lookup. */
+static void count_and_write_back(struct wf_loader *l, int cache_ok, int n, int nmiss, uint64_t nread,
+                                 const uint32_t *miss_ids, const char *mvals) {
+    atomic_fetch_add(&l->bytes_read, nread);
+    atomic_fetch_add(&l->hits, (uint64_t)(n - nmiss));
+    atomic_fetch_add(&l->misses, (uint64_t)nmiss);
+    if (cache_ok && nmiss > 0 && wf_cache_put(l->cache, l->cid, miss_ids, nmiss, l->vsize, mvals) != WF_OK) {
+        WF_LOGD("data", "loader: cache write-back of %d values failed: %s", nmiss, wf_errmsg());
+        atomic_fetch_add(&l->cache_errors, 1);
+        wf_error_clear();
+    }
+}
+
 /* Token samples: the same path as images without the transforms. */
 static int fetch_tokens(struct wf_loader *l, const uint32_t *ids, int n, int32_t *x, int32_t *y, int32_t *len) {
     int rc = WF_OK;
@@ -181,20 +212,7 @@ static int fetch_tokens(struct wf_loader *l, const uint32_t *ids, int n, int32_t
     uint8_t *hit = sc->hit;
     uint32_t *miss_ids = sc->miss_ids;
     char *vals = sc->vals, *mvals = sc->mvals;
-    memset(hit, 0, (size_t)n);
-    int cache_ok = 0;
-    if (l->cache) {
-        if (wf_cache_get(l->cache, l->cid, ids, n, l->vsize, vals, hit) == WF_OK) {
-            cache_ok = 1;
-        } else {
-            WF_LOGD("data", "loader: cache lookup failed, %d ids from the dataset: %s", n, wf_errmsg());
-            atomic_fetch_add(&l->cache_errors, 1);
-            atomic_fetch_add(&l->fallback_batches, 1);
-            atomic_fetch_add(&l->fallback_ids, (uint64_t)n);
-            memset(hit, 0, (size_t)n);
-            wf_error_clear();
-        }
-    }
+    int cache_ok = cache_lookup(l, ids, n, vals, hit);
     int nmiss = 0;
     uint64_t nread = 0;
     for (int i = 0; i < n; i++) {
@@ -206,14 +224,7 @@ static int fetch_tokens(struct wf_loader *l, const uint32_t *ids, int n, int32_t
         if (rc) goto out;
         miss_ids[nmiss++] = ids[i];
     }
-    atomic_fetch_add(&l->bytes_read, nread);
-    atomic_fetch_add(&l->hits, (uint64_t)(n - nmiss));
-    atomic_fetch_add(&l->misses, (uint64_t)nmiss);
-    if (cache_ok && nmiss > 0 && wf_cache_put(l->cache, l->cid, miss_ids, nmiss, l->vsize, mvals) != WF_OK) {
-        WF_LOGD("data", "loader: cache write-back of %d values failed: %s", nmiss, wf_errmsg());
-        atomic_fetch_add(&l->cache_errors, 1);
-        wf_error_clear();
-    }
+    count_and_write_back(l, cache_ok, n, nmiss, nread, miss_ids, mvals);
     for (int i = 0, j = 0; i < n; i++) {
         const int32_t *v =
             (const int32_t *)(const void *)(hit[i] ? vals + (size_t)i * l->vsize : mvals + (size_t)j++ * l->vsize);
@@ -248,33 +259,15 @@ int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t ep
     if (l->tokens)
         return wf_error(WF_ERR_INVALID, "loader: a token dataset's samples are int32: use wf_loader_fetch_any");
     if (n <= 0) return WF_OK;
-    for (int i = 0; i < n; i++)
-        if (ids[i] >= (uint32_t)l->n)
-            return wf_error(WF_ERR_RANGE,
-                            "loader: sample id %" PRIu32 " at batch position %d out of range (%d samples)", ids[i], i,
-                            l->n);
-    int rc = WF_OK;
+    int rc = check_ids(l, ids, n);
+    if (rc) return rc;
     struct scratch *sc = scratch_get(l, n);
     if (!sc) return wf_error(WF_ERR_NOMEM, "loader: out of memory for a batch of %d", n);
     uint8_t *hit = sc->hit, *pix = sc->pix;
     float *scratch = sc->fs;
     uint32_t *miss_ids = sc->miss_ids;
     char *vals = sc->vals, *mvals = sc->mvals;
-    memset(hit, 0, (size_t)n);
-
-    int cache_ok = 0;
-    if (l->cache) {
-        if (wf_cache_get(l->cache, l->cid, ids, n, l->vsize, vals, hit) == WF_OK) {
-            cache_ok = 1;
-        } else { /* every id of the batch comes from the store */
-            WF_LOGD("data", "loader: cache lookup failed, %d ids from the dataset: %s", n, wf_errmsg());
-            atomic_fetch_add(&l->cache_errors, 1);
-            atomic_fetch_add(&l->fallback_batches, 1);
-            atomic_fetch_add(&l->fallback_ids, (uint64_t)n);
-            memset(hit, 0, (size_t)n);
-            wf_error_clear();
-        }
-    }
+    int cache_ok = cache_lookup(l, ids, n, vals, hit);
 
     int nmiss = 0;
     uint64_t nread = 0;
@@ -289,14 +282,7 @@ int wf_loader_fetch(struct wf_loader *l, const uint32_t *ids, int n, uint64_t ep
         memcpy(v + sizeof label, scratch, l->chw * sizeof(float));
         miss_ids[nmiss++] = ids[i];
     }
-    atomic_fetch_add(&l->bytes_read, nread);
-    atomic_fetch_add(&l->hits, (uint64_t)(n - nmiss));
-    atomic_fetch_add(&l->misses, (uint64_t)nmiss);
-    if (cache_ok && nmiss > 0 && wf_cache_put(l->cache, l->cid, miss_ids, nmiss, l->vsize, mvals) != WF_OK) {
-        WF_LOGD("data", "loader: cache write-back of %d values failed: %s", nmiss, wf_errmsg());
-        atomic_fetch_add(&l->cache_errors, 1);
-        wf_error_clear();
-    }
+    count_and_write_back(l, cache_ok, n, nmiss, nread, miss_ids, mvals);
 
     for (int i = 0, j = 0; i < n; i++) {
         const char *v = hit[i] ? vals + (size_t)i * l->vsize : mvals + (size_t)j++ * l->vsize;

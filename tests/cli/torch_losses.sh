@@ -16,6 +16,7 @@
 #   torch_losses.sh WEFT SRC [RUN...]   RUN: a folder of tests/ref (default both);
 #                                       any run laid out so works, e.g. mlp_run
 set -uo pipefail
+. "$(dirname "$0")/ref_job.bash"
 WEFT=$1
 SRC=$2
 shift 2
@@ -30,6 +31,14 @@ fail=0
 finish() {
   echo "torch_losses: $pass passed, $fail failed"
   exit $((fail > 0))
+}
+# tally REPORT: prints an awk report but its last line, "PASS FAIL", which it adds up
+tally() {
+  local p f
+  echo "$1" | sed '$d'
+  read -r p f <<<"$(echo "$1" | tail -n 1)"
+  pass=$((pass + p))
+  fail=$((fail + f))
 }
 
 if [ ! -d "$DATA" ]; then
@@ -58,20 +67,8 @@ for run in "${RUNS[@]}"; do
   mkdir -p "$tmp/$run"
 
   # The committed job, with its relative paths made absolute and `out` in $tmp.
-  refdir=$(cd "$ref" && pwd)
   job=$tmp/$run/$run.job
-  while IFS= read -r line; do
-    if [[ $line =~ ^[[:space:]]*(model|data|init)[[:space:]]*=[[:space:]]*([^[:space:]#]+)(.*)$ ]]; then
-      key=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
-      [[ $val == /* ]] || val=$refdir/$val
-      printf '%s = "%s"\n' "$key" "$val"
-    elif [[ $line =~ ^[[:space:]]*out[[:space:]]*= ]]; then
-      :
-    else
-      printf '%s\n' "$line"
-    fi
-  done <"$ref/$run.job" >"$job"
-  printf 'out = "%s"\n' "$tmp/$run/out" >>"$job"
+  ref_job "$ref/$run.job" "$tmp/$run/out" >"$job"
 
   echo "== $run ($steps steps)"
   if ! "$WEFT" train "$job" --quiet >"$tmp/$run/stdout" 2>"$tmp/$run/stderr"; then
@@ -109,10 +106,7 @@ for run in "${RUNS[@]}"; do
              run, maxrel, maxstep, got[maxstep], want[maxstep], tol
       print pass, fail
     }' "$tmp/$run/loss.txt" "$ref/losses.txt")
-  echo "$out" | sed '$d'
-  read -r p f <<<"$(echo "$out" | tail -n 1)"
-  pass=$((pass + p))
-  fail=$((fail + f))
+  tally "$out"
 
   if [ -f "$ref/acc.txt" ]; then
     if [ ! -s "$tmp/$run/acc.txt" ]; then
@@ -137,10 +131,7 @@ for run in "${RUNS[@]}"; do
                  run, differ, steps, batch
           print pass, fail
         }' "$tmp/$run/acc.txt" "$ref/acc.txt")
-      echo "$out" | sed '$d'
-      read -r p f <<<"$(echo "$out" | tail -n 1)"
-      pass=$((pass + p))
-      fail=$((fail + f))
+      tally "$out"
     fi
   fi
 done

@@ -5,6 +5,7 @@
 # Each step's loss in metrics.jsonl must agree with tests/ref/mlp_run/losses.txt
 # (written by tools/ref/gen_mlp_run.py) within 1e-4 relative.
 set -uo pipefail
+. "$(dirname "$0")/ref_job.bash"
 WEFT=$1
 SRC=$2
 REF=$SRC/tests/ref/mlp_run
@@ -29,20 +30,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # The committed job, with its relative paths made absolute and `out` in $tmp.
-refdir=$(cd "$REF" && pwd)
 job=$tmp/mlp_run.job
-while IFS= read -r line; do
-  if [[ $line =~ ^[[:space:]]*(model|data|init)[[:space:]]*=[[:space:]]*([^[:space:]#]+)(.*)$ ]]; then
-    key=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
-    [[ $val == /* ]] || val=$refdir/$val
-    printf '%s = "%s"\n' "$key" "$val"
-  elif [[ $line =~ ^[[:space:]]*out[[:space:]]*= ]]; then
-    :
-  else
-    printf '%s\n' "$line"
-  fi
-done <"$REF/mlp_run.job" >"$job"
-printf 'out = "%s"\n' "$tmp/out" >>"$job"
+ref_job "$REF/mlp_run.job" "$tmp/out" >"$job"
 
 if ! "$WEFT" train "$job" --quiet >"$tmp/stdout" 2>"$tmp/stderr"; then
   echo "FAIL weft train exited non-zero; job:"

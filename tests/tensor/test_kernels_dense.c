@@ -18,26 +18,8 @@
 #define FD_FLOOR 0.1
 
 static struct wf_rng rng;
-static double fd_worst_all;
-static char fd_worst_where[96];
 
 /* ---- small helpers ---- */
-
-static float *randn(long n, float scale) {
-    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (long i = 0; i < n; i++)
-        x[i] = scale * wf_rng_normal(&rng);
-    return x;
-}
-
-static float *filled(long n, float v) {
-    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (long i = 0; i < n; i++)
-        x[i] = v;
-    return x;
-}
-
-static int same_bits(const float *a, const float *b, long n) { return memcmp(a, b, (size_t)n * sizeof(float)) == 0; }
 
 static double dotd(const float *a, const float *b, long n) {
     double s = 0;
@@ -59,42 +41,16 @@ struct op {
     long nout;
 };
 
-static double objective(struct op *o) {
+static double objective(void *op) {
+    struct op *o = op;
     o->fwd(o);
     return dotd(o->out, o->R, o->nout);
 }
 
 /* Central differences of L over every element of x against grad. */
-static double fd_check(const char *what, struct op *o, float *x, const float *grad, long n, float eps) {
-    double worst = 0;
-    long wi = -1;
-    double wfd = 0;
-    for (long i = 0; i < n; i++) {
-        float keep = x[i];
-        x[i] = keep + eps;
-        double lp = objective(o);
-        x[i] = keep - eps;
-        double lm = objective(o);
-        x[i] = keep;
-        double fd = (lp - lm) / (2.0 * (double)eps);
-        double an = grad[i];
-        double den = fmax(fmax(fabs(an), fabs(fd)), FD_FLOOR);
-        double err = fabs(fd - an) / den;
-        if (!(err <= worst)) {
-            worst = err;
-            wi = i;
-            wfd = fd;
-        }
-    }
+static void fd_check(const char *what, struct op *o, float *x, const float *grad, long n, float eps) {
+    wf_test_fd(what, objective, o, x, grad, n, eps, FD_FLOOR, FD_TOL);
     objective(o); /* leave o->out as the unperturbed forward */
-    CHECKF(worst <= FD_TOL, "%s: fd %.6g analytic %.6g at [%ld] (err %.3g)", what, wfd, wi >= 0 ? grad[wi] : 0.0, wi,
-           worst);
-    printf("  fd %-28s worst err %.3g\n", what, worst);
-    if (!(worst <= fd_worst_all)) {
-        fd_worst_all = worst;
-        snprintf(fd_worst_where, sizeof fd_worst_where, "%s", what);
-    }
-    return worst;
 }
 
 /* ---- linear ---- */
@@ -105,23 +61,27 @@ static void linear_fwd(struct op *o) {
 
 static void test_linear(int B, int C, int OC, int with_bias) {
     printf("linear B=%d C=%d OC=%d bias=%d\n", B, C, OC, with_bias);
-    float *inp = randn((long)B * C, 1), *w = randn((long)OC * C, 0.5f), *bias = with_bias ? randn(OC, 1) : NULL;
-    float *out = filled((long)B * OC, NAN), *R = randn((long)B * OC, 1);
+    float *inp = wf_test_randn(&rng, (long)B * C, 1), *w = wf_test_randn(&rng, (long)OC * C, 0.5f),
+          *bias = with_bias ? wf_test_randn(&rng, OC, 1) : NULL;
+    float *out = wf_test_filled((long)B * OC, NAN), *R = wf_test_randn(&rng, (long)B * OC, 1);
     struct op o = {.fwd = linear_fwd, .in = {inp, w, bias}, .i = {B, C, OC}, .out = out, .R = R, .nout = (long)B * OC};
     objective(&o);
     /* overwrite: NaN-filled and 1e30-filled outputs give the same bits */
-    float *di = filled((long)B * C, NAN), *dw = filled((long)OC * C, NAN), *db = filled(OC, NAN);
-    float *di2 = filled((long)B * C, 1e30f), *dw2 = filled((long)OC * C, 1e30f), *db2 = filled(OC, 1e30f);
+    float *di = wf_test_filled((long)B * C, NAN), *dw = wf_test_filled((long)OC * C, NAN),
+          *db = wf_test_filled(OC, NAN);
+    float *di2 = wf_test_filled((long)B * C, 1e30f), *dw2 = wf_test_filled((long)OC * C, 1e30f),
+          *db2 = wf_test_filled(OC, 1e30f);
     wf_linear_backward(di, dw, db, R, inp, w, B, C, OC);
     wf_linear_backward(di2, dw2, db2, R, inp, w, B, C, OC);
-    CHECK(same_bits(di, di2, (long)B * C) && same_bits(dw, dw2, (long)OC * C) && same_bits(db, db2, OC));
+    CHECK(wf_test_same_bits(di, di2, (long)B * C) && wf_test_same_bits(dw, dw2, (long)OC * C) &&
+          wf_test_same_bits(db, db2, OC));
     fd_check("linear dinp", &o, inp, di, (long)B * C, 1e-2f);
     fd_check("linear dw", &o, w, dw, (long)OC * C, 1e-2f);
     if (bias) fd_check("linear dbias", &o, bias, db, OC, 1e-2f);
     /* NULL dinp / dbias: the rest is unchanged */
-    float *dw3 = filled((long)OC * C, NAN);
+    float *dw3 = wf_test_filled((long)OC * C, NAN);
     wf_linear_backward(NULL, dw3, NULL, R, inp, w, B, C, OC);
-    CHECK(same_bits(dw, dw3, (long)OC * C));
+    CHECK(wf_test_same_bits(dw, dw3, (long)OC * C));
     free(inp), free(w), free(bias), free(out), free(R), free(di), free(dw), free(db), free(di2), free(dw2), free(db2),
         free(dw3);
 }
@@ -135,20 +95,22 @@ static void matmul_fwd(struct op *o) {
 static void test_matmul(int nb, int M, int K, int N, int sh) {
     printf("matmul nb=%d M=%d K=%d N=%d b_shared=%d\n", nb, M, K, N, sh);
     long na = (long)nb * M * K, nbb = sh ? (long)K * N : (long)nb * K * N, no = (long)nb * M * N;
-    float *a = randn(na, 1), *b = randn(nbb, 1), *out = filled(no, NAN), *R = randn(no, 1);
+    float *a = wf_test_randn(&rng, na, 1), *b = wf_test_randn(&rng, nbb, 1), *out = wf_test_filled(no, NAN),
+          *R = wf_test_randn(&rng, no, 1);
     struct op o = {.fwd = matmul_fwd, .in = {a, b}, .i = {nb, M, K, N, sh}, .out = out, .R = R, .nout = no};
     objective(&o);
-    float *da = filled(na, NAN), *db = filled(nbb, NAN), *da2 = filled(na, 1e30f), *db2 = filled(nbb, 1e30f);
+    float *da = wf_test_filled(na, NAN), *db = wf_test_filled(nbb, NAN), *da2 = wf_test_filled(na, 1e30f),
+          *db2 = wf_test_filled(nbb, 1e30f);
     wf_matmul_backward(da, db, R, a, b, nb, M, K, N, sh);
     wf_matmul_backward(da2, db2, R, a, b, nb, M, K, N, sh);
-    CHECK(same_bits(da, da2, na) && same_bits(db, db2, nbb));
+    CHECK(wf_test_same_bits(da, da2, na) && wf_test_same_bits(db, db2, nbb));
     fd_check(sh ? "matmul(shared) da" : "matmul da", &o, a, da, na, 1e-2f);
     fd_check(sh ? "matmul(shared) db" : "matmul db", &o, b, db, nbb, 1e-2f);
-    float *x = filled(nbb > na ? nbb : na, NAN);
+    float *x = wf_test_filled(nbb > na ? nbb : na, NAN);
     wf_matmul_backward(NULL, x, R, a, b, nb, M, K, N, sh);
-    CHECK(same_bits(x, db, nbb));
+    CHECK(wf_test_same_bits(x, db, nbb));
     wf_matmul_backward(x, NULL, R, a, b, nb, M, K, N, sh);
-    CHECK(same_bits(x, da, na));
+    CHECK(wf_test_same_bits(x, da, na));
     free(a), free(b), free(out), free(R), free(da), free(db), free(da2), free(db2), free(x);
 }
 
@@ -163,7 +125,8 @@ static void binary_fwd(struct op *o) {
 
 static void test_binary(int is_mul, long n, long m) {
     printf("%s n=%ld m=%ld\n", is_mul ? "mul" : "add", n, m);
-    float *a = randn(n, 1), *b = randn(m, 1), *out = filled(n, NAN), *R = randn(n, 1);
+    float *a = wf_test_randn(&rng, n, 1), *b = wf_test_randn(&rng, m, 1), *out = wf_test_filled(n, NAN),
+          *R = wf_test_randn(&rng, n, 1);
     struct op o = {.fwd = binary_fwd, .in = {a, b}, .i = {is_mul}, .l = {n, m}, .out = out, .R = R, .nout = n};
     objective(&o);
     /* a broadcast is a plain loop over (i % m) */
@@ -171,7 +134,8 @@ static void test_binary(int is_mul, long n, long m) {
     for (long i = 0; i < n; i++)
         ok &= out[i] == (is_mul ? a[i] * b[i % m] : a[i] + b[i % m]);
     CHECK(ok);
-    float *da = filled(n, NAN), *db = filled(m, NAN), *da2 = filled(n, 1e30f), *db2 = filled(m, 1e30f);
+    float *da = wf_test_filled(n, NAN), *db = wf_test_filled(m, NAN), *da2 = wf_test_filled(n, 1e30f),
+          *db2 = wf_test_filled(m, 1e30f);
     if (is_mul) {
         wf_mul_backward(da, db, R, a, b, n, m);
         wf_mul_backward(da2, db2, R, a, b, n, m);
@@ -179,26 +143,26 @@ static void test_binary(int is_mul, long n, long m) {
         wf_add_backward(da, db, R, n, m);
         wf_add_backward(da2, db2, R, n, m);
     }
-    CHECK(same_bits(da, da2, n) && same_bits(db, db2, m));
+    CHECK(wf_test_same_bits(da, da2, n) && wf_test_same_bits(db, db2, m));
     char what[64];
     snprintf(what, sizeof what, "%s(m=%ld) da", is_mul ? "mul" : "add", m);
     fd_check(what, &o, a, da, n, 1e-2f);
     snprintf(what, sizeof what, "%s(m=%ld) db", is_mul ? "mul" : "add", m);
     fd_check(what, &o, b, db, m, 1e-2f);
     /* NULL outputs, and da computed in place over dout */
-    float *x = filled(n, NAN), *y = filled(m, NAN);
+    float *x = wf_test_filled(n, NAN), *y = wf_test_filled(m, NAN);
     if (is_mul) {
         wf_mul_backward(NULL, y, R, a, b, n, m);
-        CHECK(same_bits(y, db, m));
+        CHECK(wf_test_same_bits(y, db, m));
         memcpy(x, R, (size_t)n * sizeof(float));
         wf_mul_backward(x, y, x, a, b, n, m);
     } else {
         wf_add_backward(NULL, y, R, n, m);
-        CHECK(same_bits(y, db, m));
+        CHECK(wf_test_same_bits(y, db, m));
         memcpy(x, R, (size_t)n * sizeof(float));
         wf_add_backward(x, y, x, n, m);
     }
-    CHECK(same_bits(x, da, n) && same_bits(y, db, m));
+    CHECK(wf_test_same_bits(x, da, n) && wf_test_same_bits(y, db, m));
     free(a), free(b), free(out), free(R), free(da), free(db), free(da2), free(db2), free(x), free(y);
 }
 
@@ -229,16 +193,16 @@ static void act_bwd(int act, float *dinp, const float *dout, const float *inp, c
 static void test_activation(int act) {
     long n = 200;
     printf("%s n=%ld\n", act_names[act], n);
-    float *x = randn(n, 2.5f), *out = filled(n, NAN), *R = randn(n, 1);
+    float *x = wf_test_randn(&rng, n, 2.5f), *out = wf_test_filled(n, NAN), *R = wf_test_randn(&rng, n, 1);
     for (long i = 0; i < n; i++) {
         if (fabsf(x[i]) < 0.05f) x[i] = x[i] < 0 ? -0.05f : 0.05f; /* relu's kink */
     }
     struct op o = {.fwd = act_fwd, .i = {act}, .in = {x}, .l = {n}, .out = out, .R = R, .nout = n};
     objective(&o);
-    float *d = filled(n, NAN), *d2 = filled(n, 1e30f);
+    float *d = wf_test_filled(n, NAN), *d2 = wf_test_filled(n, 1e30f);
     act_bwd(act, d, R, x, out, n);
     act_bwd(act, d2, R, x, out, n);
-    CHECK(same_bits(d, d2, n));
+    CHECK(wf_test_same_bits(d, d2, n));
     char what[64];
     snprintf(what, sizeof what, "%s dinp", act_names[act]);
     fd_check(what, &o, x, d, n, 1e-2f);
@@ -248,10 +212,10 @@ static void test_activation(int act) {
     o.in[0] = y;
     o.out = y;
     act_fwd(&o);
-    CHECK(same_bits(y, out, n));
+    CHECK(wf_test_same_bits(y, out, n));
     memcpy(d2, R, (size_t)n * sizeof(float));
     act_bwd(act, d2, d2, x, out, n);
-    CHECK(same_bits(d, d2, n));
+    CHECK(wf_test_same_bits(d, d2, n));
     free(x), free(out), free(R), free(d), free(d2), free(y);
 }
 
@@ -282,10 +246,10 @@ static void softmax_fwd(struct op *o) {
 static void test_softmax(int is_log, int R_, int V) {
     long n = (long)R_ * V;
     printf("%s R=%d V=%d\n", is_log ? "log_softmax" : "softmax", R_, V);
-    float *x = randn(n, 2), *out = filled(n, NAN), *R = randn(n, 1);
+    float *x = wf_test_randn(&rng, n, 2), *out = wf_test_filled(n, NAN), *R = wf_test_randn(&rng, n, 1);
     struct op o = {.fwd = softmax_fwd, .in = {x}, .i = {R_, V, is_log}, .out = out, .R = R, .nout = n};
     objective(&o);
-    float *d = filled(n, NAN), *d2 = filled(n, 1e30f);
+    float *d = wf_test_filled(n, NAN), *d2 = wf_test_filled(n, 1e30f);
     if (is_log) {
         wf_log_softmax_backward(d, R, out, R_, V);
         wf_log_softmax_backward(d2, R, out, R_, V);
@@ -293,7 +257,7 @@ static void test_softmax(int is_log, int R_, int V) {
         wf_softmax_backward(d, R, out, R_, V);
         wf_softmax_backward(d2, R, out, R_, V);
     }
-    CHECK(same_bits(d, d2, n));
+    CHECK(wf_test_same_bits(d, d2, n));
     fd_check(is_log ? "log_softmax dinp" : "softmax dinp", &o, x, d, n, 1e-2f);
     free(x), free(out), free(R), free(d), free(d2);
 }
@@ -317,7 +281,7 @@ static void xent_fwd(struct op *o) {
 static void test_xent(int B, int V, float scale) {
     long n = (long)B * V;
     printf("softmax_xent B=%d V=%d scale=%g\n", B, V, scale);
-    float *x = randn(n, 3), *probs = filled(n, NAN), loss, dloss = 0.7f;
+    float *x = wf_test_randn(&rng, n, 3), *probs = wf_test_filled(n, NAN), loss, dloss = 0.7f;
     int32_t *t = malloc((size_t)B * sizeof(int32_t));
     for (int b = 0; b < B; b++)
         t[b] = (int32_t)wf_rng_below(&rng, (uint32_t)V);
@@ -325,22 +289,22 @@ static void test_xent(int B, int V, float scale) {
         .fwd = xent_fwd, .in = {x, probs}, .ids = t, .i = {B, V}, .f = {scale}, .out = &loss, .R = &dloss, .nout = 1};
     objective(&o);
     /* probs are the softmax, loss the mean-style sum */
-    float *sm = filled(n, NAN);
+    float *sm = wf_test_filled(n, NAN);
     wf_softmax_forward(sm, x, B, V);
     wf_test_close("xent probs vs softmax", probs, sm, n, 1e-6, 1e-7);
     double want = 0;
     for (int b = 0; b < B; b++)
         want -= log((double)sm[(long)b * V + t[b]]);
     CHECKF(fabs(loss - scale * want) <= 1e-5 * fabs(scale * want), "loss %g want %g", loss, scale * want);
-    float *d = filled(n, NAN), *d2 = filled(n, 1e30f);
+    float *d = wf_test_filled(n, NAN), *d2 = wf_test_filled(n, 1e30f);
     wf_softmax_xent_backward(d, probs, t, B, V, scale, dloss);
     wf_softmax_xent_backward(d2, probs, t, B, V, scale, dloss);
-    CHECK(same_bits(d, d2, n));
+    CHECK(wf_test_same_bits(d, d2, n));
     fd_check("softmax_xent dlogits", &o, x, d, n, 1e-2f);
     /* in place over probs */
     memcpy(d2, probs, (size_t)n * sizeof(float));
     wf_softmax_xent_backward(d2, d2, t, B, V, scale, dloss);
-    CHECK(same_bits(d, d2, n));
+    CHECK(wf_test_same_bits(d, d2, n));
     /* a bad target is reported by index, and the loss is left alone */
     t[B - 1] = V;
     float l2 = 42.0f;
@@ -376,35 +340,37 @@ static void ln_fwd(struct op *o) {
 static void test_layernorm(int R_, int C) {
     long n = (long)R_ * C;
     printf("layernorm R=%d C=%d\n", R_, C);
-    float *x = randn(n, 2), *w = randn(C, 1), *b = randn(C, 1), *stats = filled(2L * R_, NAN);
+    float *x = wf_test_randn(&rng, n, 2), *w = wf_test_randn(&rng, C, 1), *b = wf_test_randn(&rng, C, 1),
+          *stats = wf_test_filled(2L * R_, NAN);
     for (long i = 0; i < n; i++)
         x[i] += 5.0f; /* an offset mean */
-    float *out = filled(n, NAN), *R = randn(n, 1);
+    float *out = wf_test_filled(n, NAN), *R = wf_test_randn(&rng, n, 1);
     struct op o = {.fwd = ln_fwd, .in = {x, w, b, stats}, .i = {R_, C}, .out = out, .R = R, .nout = n};
     objective(&o);
     const float *mean = stats, *rstd = stats + R_;
-    float *dx = filled(n, NAN), *dw = filled(C, NAN), *db = filled(C, NAN);
-    float *dx2 = filled(n, 1e30f), *dw2 = filled(C, 1e30f), *db2 = filled(C, 1e30f);
+    float *dx = wf_test_filled(n, NAN), *dw = wf_test_filled(C, NAN), *db = wf_test_filled(C, NAN);
+    float *dx2 = wf_test_filled(n, 1e30f), *dw2 = wf_test_filled(C, 1e30f), *db2 = wf_test_filled(C, 1e30f);
     wf_layernorm_backward(dx, dw, db, R, x, w, mean, rstd, R_, C);
     wf_layernorm_backward(dx2, dw2, db2, R, x, w, mean, rstd, R_, C);
-    CHECK(same_bits(dx, dx2, n) && same_bits(dw, dw2, C) && same_bits(db, db2, C));
+    CHECK(wf_test_same_bits(dx, dx2, n) && wf_test_same_bits(dw, dw2, C) && wf_test_same_bits(db, db2, C));
     fd_check("layernorm dinp", &o, x, dx, n, 1e-2f);
     fd_check("layernorm dw", &o, w, dw, C, 1e-2f);
     fd_check("layernorm db", &o, b, db, C, 1e-2f);
     /* NULL outputs; dinp in place over dout */
     memcpy(dx2, R, (size_t)n * sizeof(float));
     wf_layernorm_backward(dx2, NULL, NULL, dx2, x, w, mean, rstd, R_, C);
-    CHECK(same_bits(dx, dx2, n));
+    CHECK(wf_test_same_bits(dx, dx2, n));
     wf_layernorm_backward(NULL, dw2, NULL, R, x, w, mean, rstd, R_, C);
-    CHECK(same_bits(dw, dw2, C));
+    CHECK(wf_test_same_bits(dw, dw2, C));
     /* NULL w and b act as ones and zeros */
-    float *ones = filled(C, 1.0f), *zeros = filled(C, 0.0f), *o1 = filled(n, NAN), *o2 = filled(n, NAN);
+    float *ones = wf_test_filled(C, 1.0f), *zeros = wf_test_filled(C, 0.0f), *o1 = wf_test_filled(n, NAN),
+          *o2 = wf_test_filled(n, NAN);
     wf_layernorm_forward(o1, stats, stats + R_, x, ones, zeros, R_, C, 1e-5f);
     wf_layernorm_forward(o2, stats, stats + R_, x, NULL, NULL, R_, C, 1e-5f);
-    CHECK(same_bits(o1, o2, n));
+    CHECK(wf_test_same_bits(o1, o2, n));
     wf_layernorm_backward(o1, NULL, NULL, R, x, ones, mean, rstd, R_, C);
     wf_layernorm_backward(o2, NULL, NULL, R, x, NULL, mean, rstd, R_, C);
-    CHECK(same_bits(o1, o2, n));
+    CHECK(wf_test_same_bits(o1, o2, n));
     free(x), free(w), free(b), free(stats), free(out), free(R), free(dx), free(dw), free(db), free(dx2), free(dw2),
         free(db2), free(ones), free(zeros), free(o1), free(o2);
 }
@@ -417,7 +383,8 @@ static void test_dropout(void) {
     long n = 4003;
     float p = 0.3f;
     printf("dropout n=%ld p=%g\n", n, p);
-    float *x = randn(n, 1), *mask = filled(n, NAN), *out = filled(n, NAN), *R = randn(n, 1);
+    float *x = wf_test_randn(&rng, n, 1), *mask = wf_test_filled(n, NAN), *out = wf_test_filled(n, NAN),
+          *R = wf_test_randn(&rng, n, 1);
     struct op o = {.fwd = dropout_fwd, .in = {x, mask}, .l = {n}, .f = {p}, .out = out, .R = R, .nout = n};
     objective(&o);
     long kept = 0;
@@ -430,16 +397,16 @@ static void test_dropout(void) {
     }
     CHECKF(ok, "dropout mask differs from wf_rng_uniform_at");
     CHECKF(fabs((double)kept / n - (1 - p)) < 0.03, "kept %ld of %ld", kept, n);
-    float *d = filled(n, NAN), *d2 = filled(n, 1e30f);
+    float *d = wf_test_filled(n, NAN), *d2 = wf_test_filled(n, 1e30f);
     wf_dropout_backward(d, R, mask, n);
     wf_dropout_backward(d2, R, mask, n);
-    CHECK(same_bits(d, d2, n));
+    CHECK(wf_test_same_bits(d, d2, n));
     o.l[0] = 100; /* the objective needs only a prefix; same key, same mask */
     o.nout = 100;
     fd_check("dropout dinp", &o, x, d, 100, 1e-2f);
     /* p = 0 keeps everything unscaled; p = 1 drops everything */
     wf_dropout_forward(out, mask, x, n, 0.0f, 1, 2);
-    CHECK(same_bits(out, x, n));
+    CHECK(wf_test_same_bits(out, x, n));
     wf_dropout_forward(out, mask, x, n, 1.0f, 1, 2);
     ok = 1;
     for (long i = 0; i < n; i++)
@@ -459,14 +426,15 @@ static void test_embedding(void) {
     int B = 12, V = 7, D = 5;
     printf("embedding B=%d V=%d D=%d\n", B, V, D);
     int32_t ids[12] = {3, 1, 3, 0, 6, 3, 2, 2, 5, 1, 0, 3};
-    float *table = randn((long)V * D, 1), *out = filled((long)B * D, NAN), *R = randn((long)B * D, 1);
+    float *table = wf_test_randn(&rng, (long)V * D, 1), *out = wf_test_filled((long)B * D, NAN),
+          *R = wf_test_randn(&rng, (long)B * D, 1);
     struct op o = {.fwd = emb_fwd, .in = {table}, .ids = ids, .i = {B, V, D}, .out = out, .R = R, .nout = (long)B * D};
     objective(&o);
-    CHECK(same_bits(out + 2 * D, table + 3 * D, D));
-    float *dt = filled((long)V * D, NAN), *dt2 = filled((long)V * D, 1e30f);
+    CHECK(wf_test_same_bits(out + 2 * D, table + 3 * D, D));
+    float *dt = wf_test_filled((long)V * D, NAN), *dt2 = wf_test_filled((long)V * D, 1e30f);
     wf_embedding_backward(dt, R, ids, B, V, D);
     wf_embedding_backward(dt2, R, ids, B, V, D);
-    CHECK(same_bits(dt, dt2, (long)V * D));
+    CHECK(wf_test_same_bits(dt, dt2, (long)V * D));
     fd_check("embedding dtable", &o, table, dt, (long)V * D, 1e-2f);
     /* V=4 is never used: its gradient is exactly zero */
     int zero = 1;
@@ -493,13 +461,15 @@ static void test_concat(void) {
     int dims[3] = {2, 1, 3};
     long tot = 6 * outer * inner;
     printf("concat outer=%ld dims=2,1,3 inner=%ld\n", outer, inner);
-    float *a = randn(outer * 2 * inner, 1), *b = randn(outer * 1 * inner, 1), *c = randn(outer * 3 * inner, 1);
-    float *out = filled(tot, NAN), *R = randn(tot, 1);
+    float *a = wf_test_randn(&rng, outer * 2 * inner, 1), *b = wf_test_randn(&rng, outer * 1 * inner, 1),
+          *c = wf_test_randn(&rng, outer * 3 * inner, 1);
+    float *out = wf_test_filled(tot, NAN), *R = wf_test_randn(&rng, tot, 1);
     struct op o = {
         .fwd = concat_fwd, .in = {a, b, c}, .i = {2, 1, 3}, .l = {outer, inner}, .out = out, .R = R, .nout = tot};
     objective(&o);
-    CHECK(same_bits(out + 2 * inner, b, inner)); /* outer 0: a's 2 rows, then b's row */
-    float *da = filled(outer * 2 * inner, NAN), *db = filled(outer * inner, NAN), *dc = filled(outer * 3 * inner, NAN);
+    CHECK(wf_test_same_bits(out + 2 * inner, b, inner)); /* outer 0: a's 2 rows, then b's row */
+    float *da = wf_test_filled(outer * 2 * inner, NAN), *db = wf_test_filled(outer * inner, NAN),
+          *dc = wf_test_filled(outer * 3 * inner, NAN);
     float *dins[3] = {da, db, dc};
     wf_concat_backward(dins, R, dims, 3, outer, inner);
     fd_check("concat din0", &o, a, da, outer * 2 * inner, 1e-2f);
@@ -515,14 +485,14 @@ static void test_slice(void) {
     int dim = 7, start = 2, len = 4;
     printf("slice outer=%ld dim=%d inner=%ld start=%d len=%d\n", outer, dim, inner, start, len);
     long nin = outer * dim * inner, nout = outer * len * inner;
-    float *x = randn(nin, 1), *out = filled(nout, NAN), *R = randn(nout, 1);
+    float *x = wf_test_randn(&rng, nin, 1), *out = wf_test_filled(nout, NAN), *R = wf_test_randn(&rng, nout, 1);
     struct op o = {
         .fwd = slice_fwd, .in = {x}, .i = {dim, start, len}, .l = {outer, inner}, .out = out, .R = R, .nout = nout};
     objective(&o);
-    float *d = filled(nin, NAN), *d2 = filled(nin, 1e30f);
+    float *d = wf_test_filled(nin, NAN), *d2 = wf_test_filled(nin, 1e30f);
     wf_slice_backward(d, R, outer, dim, inner, start, len);
     wf_slice_backward(d2, R, outer, dim, inner, start, len);
-    CHECK(same_bits(d, d2, nin));
+    CHECK(wf_test_same_bits(d, d2, nin));
     fd_check("slice dinp", &o, x, d, nin, 1e-2f);
     free(x), free(out), free(R), free(d), free(d2);
 }
@@ -534,7 +504,8 @@ static void transpose_fwd(struct op *o) {
 static void test_transpose(long A, long X, long M, long Y, int Z) {
     long n = A * X * M * Y * Z;
     printf("transpose (%ld,%ld,%ld,%ld,%d)\n", A, X, M, Y, Z);
-    float *x = randn(n, 1), *out = filled(n, NAN), *back = filled(n, NAN), *R = randn(n, 1);
+    float *x = wf_test_randn(&rng, n, 1), *out = wf_test_filled(n, NAN), *back = wf_test_filled(n, NAN),
+          *R = wf_test_randn(&rng, n, 1);
     struct op o = {.fwd = transpose_fwd, .in = {x}, .l = {A, X, M, Y}, .i = {Z}, .out = out, .R = R, .nout = n};
     objective(&o);
     int ok = 1;
@@ -547,7 +518,7 @@ static void test_transpose(long A, long X, long M, long Y, int Z) {
                               x[(((a * X + xx) * M + m) * Y + y) * Z + z];
     CHECK(ok);
     wf_transpose_forward(back, out, A, Y, M, X, Z);
-    CHECK(same_bits(back, x, n));
+    CHECK(wf_test_same_bits(back, x, n));
     /* the backward is the transpose back */
     wf_transpose_forward(back, R, A, Y, M, X, Z);
     if (n <= 400) fd_check("transpose dinp", &o, x, back, n, 1e-2f);
@@ -564,11 +535,11 @@ static void reduce_fwd(struct op *o) {
 static void test_reduce(int is_mean, long outer, int dim, long inner) {
     long nin = outer * dim * inner, nout = outer * inner;
     printf("%s outer=%ld dim=%d inner=%ld\n", is_mean ? "mean" : "sum", outer, dim, inner);
-    float *x = randn(nin, 1), *out = filled(nout, NAN), *R = randn(nout, 1);
+    float *x = wf_test_randn(&rng, nin, 1), *out = wf_test_filled(nout, NAN), *R = wf_test_randn(&rng, nout, 1);
     struct op o = {
         .fwd = reduce_fwd, .in = {x}, .i = {dim, is_mean}, .l = {outer, inner}, .out = out, .R = R, .nout = nout};
     objective(&o);
-    float *d = filled(nin, NAN), *d2 = filled(nin, 1e30f);
+    float *d = wf_test_filled(nin, NAN), *d2 = wf_test_filled(nin, 1e30f);
     if (is_mean) {
         wf_mean_backward(d, R, outer, dim, inner);
         wf_mean_backward(d2, R, outer, dim, inner);
@@ -576,7 +547,7 @@ static void test_reduce(int is_mean, long outer, int dim, long inner) {
         wf_sum_backward(d, R, outer, dim, inner);
         wf_sum_backward(d2, R, outer, dim, inner);
     }
-    CHECK(same_bits(d, d2, nin));
+    CHECK(wf_test_same_bits(d, d2, nin));
     char what[64];
     snprintf(what, sizeof what, "%s(inner=%ld) dinp", is_mean ? "mean" : "sum", inner);
     fd_check(what, &o, x, d, nin, 1e-2f);
@@ -586,10 +557,10 @@ static void test_reduce(int is_mean, long outer, int dim, long inner) {
 /* Long sums stay accurate: double accumulation, fixed order. */
 static void test_long_sums(void) {
     long n = 1 << 20;
-    float *x = filled(n, 0.1f), out, dbias[3];
+    float *x = wf_test_filled(n, 0.1f), out, dbias[3];
     wf_sum_forward(&out, x, 1, (int)n, 1);
     CHECKF(fabs(out - n * (double)0.1f) < 1e-3, "sum %.9g", out);
-    float *ones = filled(3L * 100000, 1.0f / 3.0f);
+    float *ones = wf_test_filled(3L * 100000, 1.0f / 3.0f);
     wf_linear_backward(NULL, NULL, dbias, ones, NULL, NULL, 100000, 0, 3);
     CHECKF(fabs(dbias[0] - 100000 / 3.0) < 1e-2, "dbias %.9g", dbias[0]);
     float s1;
@@ -623,11 +594,12 @@ static void test_sgemm_edges(void) {
 static void test_sgd(float momentum, float wd, int nesterov) {
     long n = 1000;
     float lr = 0.05f;
-    float *p = randn(n, 1), *q = malloc((size_t)n * sizeof(float)), *buf = filled(n, NAN), *qb = filled(n, 0);
+    float *p = wf_test_randn(&rng, n, 1), *q = malloc((size_t)n * sizeof(float)), *buf = wf_test_filled(n, NAN),
+          *qb = wf_test_filled(n, 0);
     memcpy(q, p, (size_t)n * sizeof(float));
     int ok = 1;
     for (long step = 1; step <= 4; step++) {
-        float *g = randn(n, 1);
+        float *g = wf_test_randn(&rng, n, 1);
         wf_sgd_update(p, g, momentum != 0.0f ? buf : NULL, n, lr, momentum, wd, nesterov, step);
         for (long i = 0; i < n; i++) {
             float d = g[i];
@@ -638,7 +610,7 @@ static void test_sgd(float momentum, float wd, int nesterov) {
             }
             q[i] = q[i] - lr * d;
         }
-        ok &= same_bits(p, q, n) && (momentum == 0.0f || same_bits(buf, qb, n));
+        ok &= wf_test_same_bits(p, q, n) && (momentum == 0.0f || wf_test_same_bits(buf, qb, n));
         free(g);
     }
     CHECKF(ok, "sgd momentum %g wd %g nesterov %d", momentum, wd, nesterov);
@@ -648,12 +620,12 @@ static void test_sgd(float momentum, float wd, int nesterov) {
 static void test_adam(float wd, int decoupled) {
     long n = 1031; /* not a multiple of the kernel's block or vector width */
     float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    float *p = randn(n, 1), *q = malloc((size_t)n * sizeof(float));
-    float *m = filled(n, 0), *v = filled(n, 0), *qm = filled(n, 0), *qv = filled(n, 0);
+    float *p = wf_test_randn(&rng, n, 1), *q = malloc((size_t)n * sizeof(float));
+    float *m = wf_test_filled(n, 0), *v = wf_test_filled(n, 0), *qm = wf_test_filled(n, 0), *qv = wf_test_filled(n, 0);
     memcpy(q, p, (size_t)n * sizeof(float));
     int ok = 1;
     for (long step = 1; step <= 5; step++) {
-        float *g = randn(n, 0.1f);
+        float *g = wf_test_randn(&rng, n, 0.1f);
         wf_adam_update(p, g, m, v, n, lr, b1, b2, eps, wd, decoupled, step);
         float ss = (float)(lr / (1.0 - pow(b1, (double)step)));
         float bc2 = (float)sqrt(1.0 - pow(b2, (double)step));
@@ -665,7 +637,7 @@ static void test_adam(float wd, int decoupled) {
             qv[i] = qv[i] * b2 + (float)(1.0 - b2) * gi * gi;
             q[i] = q[i] - ss * qm[i] / (sqrtf(qv[i]) / bc2 + eps);
         }
-        ok &= same_bits(p, q, n) && same_bits(m, qm, n) && same_bits(v, qv, n);
+        ok &= wf_test_same_bits(p, q, n) && wf_test_same_bits(m, qm, n) && wf_test_same_bits(v, qv, n);
         free(g);
     }
     CHECKF(ok, "adam wd %g decoupled %d", wd, decoupled);
@@ -674,7 +646,7 @@ static void test_adam(float wd, int decoupled) {
 
 static void test_sumsq_scale(void) {
     long n = 100003;
-    float *x = randn(n, 1);
+    float *x = wf_test_randn(&rng, n, 1);
     long double want = 0;
     for (long i = 0; i < n; i++)
         want += (long double)x[i] * x[i];
@@ -741,6 +713,6 @@ int main(void) {
     test_adam(0.05f, 0);
     test_adam(0.1f, 1);
     test_sumsq_scale();
-    printf("finite differences: worst err %.3g in %s (tolerance %g)\n", fd_worst_all, fd_worst_where, FD_TOL);
+    wf_test_fd_summary(FD_TOL);
     return wf_test_done("test_kernels_dense");
 }

@@ -26,15 +26,6 @@
 #define FD_EPS_BCE 0.05f
 
 static struct wf_rng rng;
-static double fd_worst_all;
-static char fd_worst_where[96];
-
-static float *randn(long n, float scale) {
-    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (long i = 0; i < n; i++)
-        x[i] = scale * wf_rng_normal(&rng);
-    return x;
-}
 
 static float *uniform01(long n) {
     float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
@@ -43,53 +34,29 @@ static float *uniform01(long n) {
     return x;
 }
 
-static float *filled(long n, float v) {
-    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (long i = 0; i < n; i++)
-        x[i] = v;
-    return x;
-}
-
-static int same_bits(const float *a, const float *b, long n) { return memcmp(a, b, (size_t)n * sizeof(float)) == 0; }
-
 /* A loss under test: fwd(loss, p, q, n, scale), the objective dloss * loss. */
 typedef void (*loss_fwd)(float *loss, const float *p, const float *q, long n, float scale);
 
-static double objective(loss_fwd fwd, const float *p, const float *q, long n, float scale, float dloss) {
+struct loss_objective {
+    loss_fwd fwd;
+    const float *p, *q;
+    long n;
+    float scale, dloss;
+};
+
+static double objective(void *ctx) {
+    struct loss_objective *o = ctx;
     float l = NAN;
-    fwd(&l, p, q, n, scale);
-    return (double)dloss * (double)l;
+    o->fwd(&l, o->p, o->q, o->n, o->scale);
+    return (double)o->dloss * (double)l;
 }
 
 /* Central differences of dloss * loss over every element of x (p or q) against grad.
  * floor: the size below which a gradient counts as zero (scales with `scale`). */
 static void fd_check(const char *what, loss_fwd fwd, float *p, float *q, float *x, const float *grad, long n,
                      float scale, float dloss, double floor, float eps) {
-    double worst = 0, wfd = 0;
-    long wi = -1;
-    for (long i = 0; i < n; i++) {
-        float keep = x[i];
-        x[i] = keep + eps;
-        double lp = objective(fwd, p, q, n, scale, dloss);
-        x[i] = keep - eps;
-        double lm = objective(fwd, p, q, n, scale, dloss);
-        x[i] = keep;
-        double fd = (lp - lm) / (2.0 * (double)eps);
-        double an = grad[i];
-        double err = fabs(fd - an) / fmax(fmax(fabs(an), fabs(fd)), floor);
-        if (!(err <= worst)) {
-            worst = err;
-            wi = i;
-            wfd = fd;
-        }
-    }
-    CHECKF(worst <= FD_TOL, "%s: fd %.6g analytic %.6g at [%ld] (err %.3g)", what, wfd, wi >= 0 ? grad[wi] : 0.0, wi,
-           worst);
-    printf("  fd %-26s worst err %.3g\n", what, worst);
-    if (!(worst <= fd_worst_all)) {
-        fd_worst_all = worst;
-        snprintf(fd_worst_where, sizeof fd_worst_where, "%s", what);
-    }
+    struct loss_objective o = {fwd, p, q, n, scale, dloss};
+    wf_test_fd(what, objective, &o, x, grad, n, eps, floor, FD_TOL);
 }
 
 /* ---- the plain double-precision definitions ---- */
@@ -117,14 +84,15 @@ static double bce_ref(const float *x, const float *t, long n, float scale) {
 
 static void test_mse(long n, float scale) {
     printf("mse n=%ld scale=%g\n", n, scale);
-    float *a = randn(n, 1), *b = randn(n, 1), dloss = 0.7f, loss = NAN;
+    float *a = wf_test_randn(&rng, n, 1), *b = wf_test_randn(&rng, n, 1), dloss = 0.7f, loss = NAN;
     wf_mse_forward(&loss, a, b, n, scale);
     double want = mse_ref(a, b, n, scale);
     CHECKF(fabs(loss - want) <= 1e-6 * fabs(want) + 1e-30, "mse %.9g want %.9g", loss, want);
-    float *da = filled(n, NAN), *db = filled(n, NAN), *da2 = filled(n, 1e30f), *db2 = filled(n, 1e30f);
+    float *da = wf_test_filled(n, NAN), *db = wf_test_filled(n, NAN), *da2 = wf_test_filled(n, 1e30f),
+          *db2 = wf_test_filled(n, 1e30f);
     wf_mse_backward(da, db, a, b, n, scale, dloss);
     wf_mse_backward(da2, db2, a, b, n, scale, dloss);
-    CHECK(same_bits(da, da2, n) && same_bits(db, db2, n));
+    CHECK(wf_test_same_bits(da, da2, n) && wf_test_same_bits(db, db2, n));
     int neg = 1;
     for (long i = 0; i < n; i++)
         neg &= db[i] == -da[i];
@@ -133,11 +101,11 @@ static void test_mse(long n, float scale) {
     fd_check("mse da", wf_mse_forward, a, b, a, da, n, scale, dloss, floor, FD_EPS_MSE);
     fd_check("mse db", wf_mse_forward, a, b, b, db, n, scale, dloss, floor, FD_EPS_MSE);
     /* NULL outputs are skipped, the other is unchanged */
-    float *x = filled(n, NAN);
+    float *x = wf_test_filled(n, NAN);
     wf_mse_backward(x, NULL, a, b, n, scale, dloss);
-    CHECK(same_bits(x, da, n));
+    CHECK(wf_test_same_bits(x, da, n));
     wf_mse_backward(NULL, x, a, b, n, scale, dloss);
-    CHECK(same_bits(x, db, n));
+    CHECK(wf_test_same_bits(x, db, n));
     wf_mse_backward(NULL, NULL, a, b, n, scale, dloss);
     free(a), free(b), free(da), free(db), free(da2), free(db2), free(x);
 }
@@ -156,7 +124,7 @@ static void test_mse_values(void) {
     CHECK(loss == 0.0f);
     /* a long sum stays accurate (double, fixed order) */
     long n = 1 << 20;
-    float *x = filled(n, 0.1f), *z = filled(n, 0.0f);
+    float *x = wf_test_filled(n, 0.1f), *z = wf_test_filled(n, 0.0f);
     wf_mse_forward(&loss, x, z, n, 1.0f / (float)n);
     double want = (double)0.1f * (double)0.1f;
     CHECKF(fabs(loss - want) < 1e-7 * want, "long mse %.9g want %.9g", loss, want);
@@ -167,7 +135,7 @@ static void test_mse_values(void) {
 
 static void test_bce(long n, float scale, float xscale, int hard) {
     printf("bce_logits n=%ld scale=%g |x|~%g %s targets\n", n, scale, xscale, hard ? "0/1" : "soft");
-    float *x = randn(n, xscale), *t = uniform01(n), dloss = -1.3f, loss = NAN;
+    float *x = wf_test_randn(&rng, n, xscale), *t = uniform01(n), dloss = -1.3f, loss = NAN;
     if (hard) {
         for (long i = 0; i < n; i++)
             t[i] = t[i] < 0.5f ? 0.0f : 1.0f;
@@ -175,18 +143,19 @@ static void test_bce(long n, float scale, float xscale, int hard) {
     wf_bce_logits_forward(&loss, x, t, n, scale);
     double want = bce_ref(x, t, n, scale);
     CHECKF(fabs(loss - want) <= 1e-6 * fabs(want), "bce %.9g want %.9g", loss, want);
-    float *dx = filled(n, NAN), *dt = filled(n, NAN), *dx2 = filled(n, 1e30f), *dt2 = filled(n, 1e30f);
+    float *dx = wf_test_filled(n, NAN), *dt = wf_test_filled(n, NAN), *dx2 = wf_test_filled(n, 1e30f),
+          *dt2 = wf_test_filled(n, 1e30f);
     wf_bce_logits_backward(dx, dt, x, t, n, scale, dloss);
     wf_bce_logits_backward(dx2, dt2, x, t, n, scale, dloss);
-    CHECK(same_bits(dx, dx2, n) && same_bits(dt, dt2, n));
+    CHECK(wf_test_same_bits(dx, dx2, n) && wf_test_same_bits(dt, dt2, n));
     double floor = 0.1 * (double)scale * fabs(dloss);
     fd_check("bce_logits dx", wf_bce_logits_forward, x, t, x, dx, n, scale, dloss, floor, FD_EPS_BCE);
     fd_check("bce_logits dt", wf_bce_logits_forward, x, t, t, dt, n, scale, dloss, floor, FD_EPS_BCE);
-    float *y = filled(n, NAN);
+    float *y = wf_test_filled(n, NAN);
     wf_bce_logits_backward(y, NULL, x, t, n, scale, dloss);
-    CHECK(same_bits(y, dx, n));
+    CHECK(wf_test_same_bits(y, dx, n));
     wf_bce_logits_backward(NULL, y, x, t, n, scale, dloss);
-    CHECK(same_bits(y, dt, n));
+    CHECK(wf_test_same_bits(y, dt, n));
     free(x), free(t), free(dx), free(dt), free(dx2), free(dt2), free(y);
 }
 
@@ -226,9 +195,9 @@ static void test_bce_extreme(void) {
 
 static void test_determinism(void) {
     long n = 3 * 100000 + 5; /* not a multiple of 8 */
-    float *a = randn(n, 1), *b = randn(n, 1), *t = uniform01(n);
+    float *a = wf_test_randn(&rng, n, 1), *b = wf_test_randn(&rng, n, 1), *t = uniform01(n);
     float l0[2], l1[2];
-    float *g0 = filled(4 * n, NAN), *g1 = filled(4 * n, 1e30f);
+    float *g0 = wf_test_filled(4 * n, NAN), *g1 = wf_test_filled(4 * n, 1e30f);
     float scale = 1.0f / (float)n, dloss = 1.0f;
     wf_blas_set_threads(1);
     wf_mse_forward(&l0[0], a, b, n, scale);
@@ -243,9 +212,9 @@ static void test_determinism(void) {
         wf_bce_logits_forward(&l1[1], a, t, n, scale);
         wf_mse_backward(g1, g1 + n, a, b, n, scale, dloss);
         wf_bce_logits_backward(g1 + 2 * n, g1 + 3 * n, a, t, n, scale, dloss);
-        CHECKF(same_bits(l0, l1, 2), "losses differ at %d threads: %.9g %.9g vs %.9g %.9g", threads[r], l1[0], l1[1],
-               l0[0], l0[1]);
-        CHECKF(same_bits(g0, g1, 4 * n), "gradients differ at %d threads", threads[r]);
+        CHECKF(wf_test_same_bits(l0, l1, 2), "losses differ at %d threads: %.9g %.9g vs %.9g %.9g", threads[r], l1[0],
+               l1[1], l0[0], l0[1]);
+        CHECKF(wf_test_same_bits(g0, g1, 4 * n), "gradients differ at %d threads", threads[r]);
     }
     wf_blas_set_threads(1);
     printf("determinism: mse %.9g bce %.9g, same bits at 1, 4, 3 threads\n", l0[0], l0[1]);
@@ -266,6 +235,6 @@ int main(void) {
     test_bce(300, 1.0f / 300, 4.0f, 1);
     test_bce_extreme();
     test_determinism();
-    printf("finite differences: worst err %.3g in %s (tolerance %g)\n", fd_worst_all, fd_worst_where, FD_TOL);
+    wf_test_fd_summary(FD_TOL);
     return wf_test_done("test_kernels_loss");
 }

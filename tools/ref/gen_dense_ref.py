@@ -20,6 +20,9 @@ Case file format (all numbers little-endian):
     array NAME f32|i32 COUNT\\n     zero or more arrays, in data order
     end\\n
     DATA                            the arrays back to back, 4 bytes per element
+
+tools/ref/gen_loss_ref.py writes its cases with this file's writer
+(clear_cases, write_case, write_manifest); importing it runs nothing.
 """
 import os
 import struct
@@ -30,7 +33,6 @@ import torch
 import torch.nn.functional as F
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "tests", "ref", "dense")
-torch.manual_seed(20240601)
 cases = []
 
 
@@ -38,7 +40,8 @@ def f32(x):
     return float(np.float32(x))
 
 
-def write(name, op, ints=None, floats=None, arrays=None):
+def write_case(outdir, name, op, ints=None, floats=None, arrays=None):
+    """Writes OUTDIR/NAME.ref in the format above."""
     head = ["weft-ref 1", "case " + name, "op " + op]
     for k, v in (ints or {}).items():
         head.append("int %s %d" % (k, int(v)))
@@ -56,10 +59,30 @@ def write(name, op, ints=None, floats=None, arrays=None):
         head.append("array %s %s %d" % (k, t, a.size))
         blobs.append(a.tobytes())
     head.append("end")
-    with open(os.path.join(OUT, name + ".ref"), "wb") as f:
+    with open(os.path.join(outdir, name + ".ref"), "wb") as f:
         f.write(("\n".join(head) + "\n").encode())
         for b in blobs:
             f.write(b)
+
+
+def clear_cases(outdir):
+    """Makes outdir and removes the case files there."""
+    os.makedirs(outdir, exist_ok=True)
+    for f in os.listdir(outdir):
+        if f.endswith(".ref"):
+            os.remove(os.path.join(outdir, f))
+
+
+def write_manifest(outdir, names):
+    """Writes OUTDIR/MANIFEST (the case names, one a line) and says what was written."""
+    with open(os.path.join(outdir, "MANIFEST"), "w") as f:
+        f.write("".join(c + "\n" for c in names))
+    total = sum(os.path.getsize(os.path.join(outdir, c + ".ref")) for c in names)
+    print("wrote %d cases, %d bytes, to %s (torch %s)" % (len(names), total, outdir, torch.__version__))
+
+
+def write(name, op, ints=None, floats=None, arrays=None):
+    write_case(OUT, name, op, ints, floats, arrays)
     cases.append(name)
 
 
@@ -239,10 +262,8 @@ def clip(name, sizes, max_norm):
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        if f.endswith(".ref"):
-            os.remove(os.path.join(OUT, f))
+    torch.manual_seed(20240601)
+    clear_cases(OUT)
     linear("linear_bias", 8, 33, 17, True)
     linear("linear_nobias", 5, 12, 7, False)
     linear("linear_mlp_out", 4, 256, 10, True)
@@ -282,10 +303,7 @@ def main():
     adam("adamw", 50, 6, 1e-2, 0.9, 0.999, 1e-8, 0.1, 1)
     clip("clip_active", (10, 33, 7), 1.0)
     clip("clip_inactive", (10, 33, 7), 100.0)
-    with open(os.path.join(OUT, "MANIFEST"), "w") as f:
-        f.write("".join(c + "\n" for c in cases))
-    total = sum(os.path.getsize(os.path.join(OUT, c + ".ref")) for c in cases)
-    print("wrote %d cases, %d bytes, to %s (torch %s)" % (len(cases), total, OUT, torch.__version__))
+    write_manifest(OUT, cases)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ loss is a random `dloss`) in float32, and writes one file per case plus
 MANIFEST (the case names, one a line). tests/tensor/test_kernels_torch_loss.c
 reads them; CI needs no PyTorch.
 
-The case file format is gen_dense_ref.py's ("weft-ref 1" header lines, then
-the arrays' bytes). Each case has
+The case file format, and the writer, are gen_dense_ref.py's ("weft-ref 1"
+header lines, then the arrays' bytes). Each case has
 
     op mse          int n; float scale, dloss; arrays a, b, loss (1), da, db
     op bce_logits   int n; float scale, dloss; arrays x, t, loss (1), dx, dt
@@ -24,43 +24,17 @@ loss is scale * sum of the per-element terms.
 import os
 import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, HERE)
+from gen_dense_ref import clear_cases, write_case, write_manifest  # noqa: E402  (the case file writer)
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "tests", "ref", "loss")
 torch.manual_seed(20240917)
 cases = []
-
-
-def f32(x):
-    return float(np.float32(x))
-
-
-def write(name, op, ints=None, floats=None, arrays=None):
-    """One case file, in gen_dense_ref.py's format."""
-    head = ["weft-ref 1", "case " + name, "op " + op]
-    for k, v in (ints or {}).items():
-        head.append("int %s %d" % (k, int(v)))
-    for k, v in (floats or {}).items():
-        head.append("float %s %r" % (k, f32(v)))
-    blobs = []
-    for k, v in (arrays or {}).items():
-        if isinstance(v, torch.Tensor):
-            v = v.detach().contiguous().numpy()
-        v = np.asarray(v)
-        if v.dtype.kind in "iu":
-            a, t = v.astype("<i4"), "i32"
-        else:
-            a, t = v.astype("<f4"), "f32"
-        head.append("array %s %s %d" % (k, t, a.size))
-        blobs.append(a.tobytes())
-    head.append("end")
-    with open(os.path.join(OUT, name + ".ref"), "wb") as f:
-        f.write(("\n".join(head) + "\n").encode())
-        for b in blobs:
-            f.write(b)
-    cases.append(name)
 
 
 def scalar_case(name, op, fn, p, q, reduction):
@@ -74,7 +48,8 @@ def scalar_case(name, op, fn, p, q, reduction):
     names = ("a", "b", "da", "db") if op == "mse" else ("x", "t", "dx", "dt")
     arrays = {names[0]: p.reshape(-1), names[1]: q.reshape(-1), "loss": loss.detach().reshape(1),
               names[2]: p.grad.reshape(-1), names[3]: q.grad.reshape(-1)}
-    write(name, op, dict(n=n), dict(scale=scale, dloss=dloss.item()), arrays=arrays)
+    write_case(OUT, name, op, dict(n=n), dict(scale=scale, dloss=dloss.item()), arrays=arrays)
+    cases.append(name)
 
 
 def mse(name, shape, reduction, pscale=1.0, autoenc=False):
@@ -98,10 +73,7 @@ def bce(name, shape, reduction, xscale, hard=False, extreme=False):
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        if f.endswith(".ref"):
-            os.remove(os.path.join(OUT, f))
+    clear_cases(OUT)
     mse("mse_mean", (8, 33), "mean")
     mse("mse_sum", (5, 7), "sum")
     mse("mse_one", (1,), "mean", pscale=3.0)
@@ -112,10 +84,7 @@ def main():
     bce("bce_hard", (6, 50), "mean", 5.0, hard=True)
     bce("bce_extreme", (4, 20), "sum", 30.0, hard=True, extreme=True)
     bce("bce_pixels", (4, 784), "mean", 2.0)
-    with open(os.path.join(OUT, "MANIFEST"), "w") as f:
-        f.write("".join(c + "\n" for c in cases))
-    total = sum(os.path.getsize(os.path.join(OUT, c + ".ref")) for c in cases)
-    print("wrote %d cases, %d bytes, to %s (torch %s)" % (len(cases), total, OUT, torch.__version__))
+    write_manifest(OUT, cases)
 
 
 if __name__ == "__main__":
