@@ -179,6 +179,7 @@ enum wf_op_flag {
     WF_OPF_GEMM = 2,     /* backward costs about twice the forward (the cost model) */
     WF_OPF_INTERNAL = 4, /* made by autodiff, never in a model file */
     WF_OPF_CLASSIFY = 8, /* a loss of (logits in[0], labels in[1]) whose accuracy evaluation reports */
+    WF_OPF_METRIC = 16,  /* a scalar share of the rows of in[0] got right (accuracy), reported by evaluation */
 };
 
 struct wf_arg_spec {

@@ -139,16 +139,19 @@ int wf_checkpoint_read(const char *path, const struct wf_job *j, const char *mod
 /* Optimizer state slots per parameter: 0 (plain SGD), 1 (momentum), 2 (Adam). */
 int wf_opt_slots(const struct wf_job *j);
 /* After the forward of an eval program on B samples: adds the loss times B to *loss_sum and, where the
- * model has an accuracy (a metric output, or a classification loss), the rows it got right to *correct
- * and sets *has_acc. */
-/* Checks the model's data inputs (x samples, y labels, len lengths; -1 where absent) against the
- * dataset's samples, naming the model file, line and both shapes. */
+ * model has an accuracy (a metric output such as accuracy(), or a classification loss), the rows it
+ * got right to *correct and sets *has_acc. */
+/* Checks the model's data inputs (x samples, y labels, len lengths; -1 where absent, x too for a
+ * pipeline stage without it) against the dataset's samples, naming the model file, line and both
+ * shapes. Every program that is fed is checked: its batch is g->batch. */
 int wf_check_data_inputs(const struct wf_graph *g, const struct wf_store_info *in, int x, int y, int len);
 /* Copies micro-batch k (mb samples) of batch b into the inputs x, y, len of e (-1: not fed). */
 void wf_feed_micro_batch(struct wf_exec *e, const struct wf_feed_batch *b, int x, int y, int len, int k, int mb);
 /* Test samples ids[0..B) into x, y, len (y, len may be NULL: not read by the model). */
 int wf_eval_fetch(struct wf_loader *l, const uint32_t *ids, int B, void *x, int32_t *y, int32_t *len);
 int wf_eval_tally(const struct wf_exec *e, int B, double *loss_sum, long *correct, int *has_acc);
+/* Rows a sample that accuracy counts (1, or T for per-token labels); 0 when the model has none. */
+int64_t wf_eval_rows_per_sample(const struct wf_graph *g);
 /* Exact gradient sums (DESIGN.md §4 rule 3): acc = (first ? 0 : acc) + g x 2^WF_GRAD_FIXED_SHIFT
  * as int64; K bounds the values so K sums cannot overflow. Fails naming element base + i
  * if one is non-finite or too large. */

@@ -226,7 +226,9 @@ int co_job_setup(struct job *jb, const struct wf_run_opts *o) {
         int x, y;
         wf_graph_data_inputs(&jb->part.g, &x, &y);
         int len = wf_graph_len_input(&jb->part.g);
-        rc = wf_check_data_inputs(&jb->part.g, wf_store_info(train), x, y, -1);
+        rc = x < 0 ? wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples",
+                              jb->part.g.path)
+                   : wf_check_data_inputs(&jb->part.g, wf_store_info(train), x, y, -1);
         if (rc == WF_OK && len >= 0)
             rc = wf_error(WF_ERR_INVALID, "%s: a sequence-length input ('%s') is supported by weft train only so far",
                           jb->part.g.path, jb->part.g.v[len].name);
@@ -533,7 +535,9 @@ static void on_eval(struct coord *co, struct job *jb, const struct wf_msg *m) {
     if (m->epoch < jb->evals_logged) return; /* evaluated again after a recovery */
     jb->evals_logged = (int)m->epoch + 1;
     jb->test_loss = m->loss_sum / (double)m->count;
-    jb->test_acc = m->correct == WF_EVAL_NO_ACC ? NAN : (double)m->correct / (double)m->count;
+    int64_t rps = wf_eval_rows_per_sample(&jb->part.g); /* rows a sample accuracy counts: 1, or T */
+    jb->test_acc =
+        m->correct == WF_EVAL_NO_ACC || rps <= 0 ? NAN : (double)m->correct / ((double)m->count * (double)rps);
     char acc[32] = "null", accs[48] = ""; /* a model without accuracy */
     if (jb->test_acc == jb->test_acc) {
         snprintf(acc, sizeof acc, "%.6f", jb->test_acc);

@@ -347,6 +347,13 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
             return rc;
         st->has_rest = 1;
     }
+    /* the data inputs of every program that is fed, against the dataset (the coordinator checked the
+     * whole model at one batch; a dimension fixed to one batch size fails here) */
+    struct wf_exec *fed[3] = {&st->ex, &st->eval, st->has_rest ? &st->eval_rest : NULL};
+    for (int k = 0; k < 3; k++)
+        if (fed[k] && (rc = wf_check_data_inputs(&fed[k]->prog.g, k ? st->data.itest : st->data.itrain,
+                                                 value_of(fed[k], st->x_name), value_of(fed[k], st->y_name), -1)) < 0)
+            return rc;
     /* parameters: seeded by name, the same values the whole model starts from */
     for (int i = 0; i < g->n_params; i++) {
         const struct wf_value *v = &g->v[g->params[i]];

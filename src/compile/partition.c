@@ -27,6 +27,9 @@ static int find_split_value(const struct wf_graph *g, const char *name, const ch
     if (g->v[v].kind != WF_V_ACT || g->v[v].dtype != WF_F32)
         return wf_error(WF_ERR_INVALID, "split point '%s' of %s must be the f32 output of a layer", name, path);
     if (v == g->loss) return wf_error(WF_ERR_INVALID, "split point '%s' is the loss; nothing would follow it", name);
+    if (g->v[v].ndim == 0)
+        return wf_error(WF_ERR_INVALID, "split point '%s' of %s is a scalar; split at a tensor with a batch dimension",
+                        name, path);
     return v;
 }
 
@@ -89,6 +92,7 @@ static int assign_stages(const struct wf_graph *g, const int *split, int ns, int
             for (int i = 0; i < g->n[r].n_in; i++)
                 for (int j = 0; j < g->n[ni].n_out; j++)
                     if (g->n[r].in[i] == g->n[ni].out[j] && (first < 0 || stage[r] < first)) first = stage[r];
+        if (first < 0) first = ns; /* read by no layer (a metric output): the last stage writes the outputs */
         if (first > stage[ni]) stage[ni] = first;
     }
     wf_free(free_);
@@ -360,17 +364,35 @@ static int is_cut(const struct wf_graph *g, int t, char *after, const char *free
     return g->loss >= 0 && after[g->loss];
 }
 
+/* Whether a cut after node c keeps every parameter in one stage: no parameter is read (at its
+ * readers' anchors) both at or before c and after it. */
+static int params_stay(const struct wf_graph *g, int c, const char *freev, const int *anchor) {
+    for (int p = 0; p < g->n_params; p++) {
+        int before = 0, past = 0;
+        for (int ni = 0; ni < g->n_fwd; ni++)
+            for (int i = 0; i < g->n[ni].n_in; i++)
+                if (g->n[ni].in[i] == g->params[p]) {
+                    int at = freev[g->n[ni].out[0]] ? anchor[ni] : ni;
+                    before |= at <= c;
+                    past |= at > c;
+                }
+        if (before && past) return 0;
+    }
+    return 1;
+}
+
 int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out) {
     *names_out = NULL;
     struct wf_graph g;
     int rc = wf_graph_build(&g, m, 2);
     if (rc < 0) return rc;
     char *after = wf_malloc((size_t)g.nv + 1), *freev = wf_calloc((size_t)g.nv + 1, 1);
+    int *anchor = wf_malloc(sizeof(int) * ((size_t)g.n_fwd + 1));
     double *prefix = wf_calloc((size_t)g.n_fwd + 1, sizeof(double));
     int *cand = wf_malloc(sizeof(int) * ((size_t)g.n_fwd + 1));
     char **names = wf_calloc((size_t)n_stages + 1, sizeof(char *));
     int nc = 0;
-    if (!after || !freev || !prefix || !cand || !names) {
+    if (!after || !freev || !anchor || !prefix || !cand || !names) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -385,6 +407,18 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
         for (int j = 0; j < n->n_out; j++)
             freev[n->out[j]] = (char)f;
     }
+    /* where each layer's parameters are read from: a layer that reads only parameters and constants
+     * runs in the stage of its first reader, so its reads count there (anchor: that reader's index) */
+    for (int ni = g.n_fwd - 1; ni >= 0; ni--) {
+        anchor[ni] = ni;
+        if (!freev[g.n[ni].out[0]]) continue;
+        int first = -1;
+        for (int r = ni + 1; r < g.n_fwd && first < 0; r++)
+            for (int i = 0; i < g.n[r].n_in && first < 0; i++)
+                for (int k = 0; k < g.n[ni].n_out; k++)
+                    if (g.n[r].in[i] == g.n[ni].out[k]) first = anchor[r];
+        anchor[ni] = first >= 0 ? first : g.n_fwd - 1;
+    }
     /* cost of a layer: forward + backward FLOPs (backward ~ 2x for GEMM layers) */
     double total = 0;
     for (int ni = 0; ni < g.n_fwd; ni++) {
@@ -392,7 +426,9 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
         total += n->flops * (wf_op_get(n->op)->flags & WF_OPF_GEMM ? 3 : 2);
         prefix[ni] = total;
         int o = n->out[0];
-        if (o != g.loss && g.v[o].dtype == WF_F32 && g.v[o].alias < 0 && !freev[o] && is_cut(&g, o, after, freev)) cand[nc++] = ni;
+        if (o != g.loss && g.v[o].dtype == WF_F32 && g.v[o].ndim > 0 && g.v[o].alias < 0 && !freev[o] &&
+            is_cut(&g, o, after, freev) && params_stay(&g, ni, freev, anchor))
+            cand[nc++] = ni;
     }
     if (nc < n_stages - 1) {
         rc = wf_error(WF_ERR_INVALID, "%s has %d places where it can be cut into pipeline stages; %d stages need %d",
@@ -425,6 +461,7 @@ done:
     wf_free(names);
     wf_free(after);
     wf_free(freev);
+    wf_free(anchor);
     wf_free(prefix);
     wf_free(cand);
     wf_graph_free(&g);

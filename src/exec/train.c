@@ -80,11 +80,9 @@ int wf_load_param(const struct wf_st_file *f, const char *name, const struct wf_
 int wf_check_data_inputs(const struct wf_graph *g, const struct wf_store_info *in, int x, int y, int len) {
     char s[96];
     const char *what = in->kind == WF_STORE_TOKENS ? "token ids" : "images";
-    if (x < 0)
-        return wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples (%s)", g->path, what);
-    const struct wf_value *v = &g->v[x];
-    long per = (long)(v->numel / g->batch);
-    if (v->dtype != in->x_dtype || per != in->x_per || v->ndim < 1 || v->shape[0] != g->batch)
+    const struct wf_value *v = x >= 0 ? &g->v[x] : NULL; /* a pipeline stage may have no sample input */
+    long per = v ? (long)(v->numel / g->batch) : 0;
+    if (v && (v->dtype != in->x_dtype || per != in->x_per || v->ndim < 1 || v->shape[0] != g->batch))
         return wf_error(WF_ERR_SHAPE,
                         "%s:%d:%d: input '%s' is %s, but the samples of %s are %s: %s[B, ...] with %lld values each",
                         g->path, v->line, v->col, v->name, wf_shape_str(v, s, sizeof s), in->image_path, what,
@@ -114,6 +112,8 @@ static int find_inputs(struct wf_trainer *t) {
     const struct wf_graph *g = &t->ex.prog.g;
     wf_graph_data_inputs(g, &t->x_in, &t->y_in);
     t->len_in = wf_graph_len_input(g);
+    if (t->x_in < 0)
+        return wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples", g->path);
     int rc = wf_check_data_inputs(g, t->data.itrain, t->x_in, t->y_in, t->len_in);
     if (rc < 0) return rc;
     if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: the model has no scalar loss output", g->path);
@@ -184,6 +184,13 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     if (n_test % eb) {
         if ((rc = wf_exec_init(&t->eval_rest, &t->model, n_test % eb, 0, t->params, NULL)) < 0) goto fail;
         t->has_eval_rest = 1;
+    }
+    /* every program that is fed checks its inputs: a dimension fixed to the train batch fails here */
+    for (int k = 0; k < 1 + t->has_eval_rest; k++) {
+        const struct wf_graph *eg = k ? &t->eval_rest.prog.g : &t->eval.prog.g;
+        int ex_, ey_;
+        wf_graph_data_inputs(eg, &ex_, &ey_);
+        if ((rc = wf_check_data_inputs(eg, t->data.itest, ex_, ey_, wf_graph_len_input(eg))) < 0) goto fail;
     }
     t->steps_per_epoch = n_train / j->batch;
     if (t->steps_per_epoch < 1) {
@@ -331,28 +338,51 @@ int wf_trainer_step(struct wf_trainer *t, double *loss_out) {
 
 /* ---- evaluation ---- */
 
+/* The value whose rows accuracy counts and how it counts them: a metric output (`acc = accuracy(logits,
+ * y)`, `output loss, acc`), else the classification loss's logits; -1 when the model has no accuracy. */
+static int acc_source(const struct wf_graph *g, int *metric, int64_t *rows) {
+    *metric = -1;
+    for (int i = 0; i < g->n_outputs; i++) {
+        int v = g->outputs[i];
+        if (v == g->loss || g->v[v].producer < 0) continue;
+        const struct wf_node *n = &g->n[g->v[v].producer];
+        if (!(wf_op_get(n->op)->flags & WF_OPF_METRIC) || n->n_in < 1) continue;
+        const struct wf_value *lg = &g->v[n->in[0]];
+        *metric = v;
+        *rows = lg->numel / (lg->ndim ? lg->shape[lg->ndim - 1] : 1);
+        return n->in[0];
+    }
+    if (g->logits >= 0 && g->labels >= 0) {
+        const struct wf_value *lg = &g->v[g->logits];
+        *rows = lg->numel / (lg->ndim ? lg->shape[lg->ndim - 1] : 1);
+        return g->logits;
+    }
+    return -1;
+}
+
+int64_t wf_eval_rows_per_sample(const struct wf_graph *g) {
+    int metric;
+    int64_t rows = 0;
+    return acc_source(g, &metric, &rows) >= 0 && g->batch > 0 ? rows / g->batch : 0;
+}
+
 int wf_eval_tally(const struct wf_exec *e, int B, double *loss_sum, long *correct, int *has_acc) {
     const struct wf_graph *g = &e->prog.g;
     if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: evaluation needs a scalar loss output", g->path);
     *loss_sum += (double)*(const float *)wf_exec_ptr(e, g->loss) * B;
-    /* accuracy: the first metric output (e.g. `acc = accuracy(logits, y)`, `output loss, acc`): its rows
-     * times the share right is the count; else the classification loss's own logits and labels */
-    for (int i = 0; i < g->n_outputs; i++) {
-        int v = g->outputs[i];
-        if (v == g->loss || g->v[v].ndim != 0 || g->v[v].dtype != WF_F32 || g->v[v].producer < 0) continue;
-        const struct wf_node *n = &g->n[g->v[v].producer];
-        const struct wf_value *lg = &g->v[n->in[0]];
-        long rows = (long)(lg->numel / (lg->ndim ? lg->shape[lg->ndim - 1] : 1));
-        *correct += (long)llround((double)*(const float *)wf_exec_ptr(e, v) * (double)rows);
-        *has_acc = 1;
-        return WF_OK;
+    int metric;
+    int64_t rows = 0;
+    int lg = acc_source(g, &metric, &rows);
+    if (lg < 0) return WF_OK;
+    if (metric >= 0) { /* the share right times the rows is the count, exactly (rows < 2^24 of a float) */
+        *correct += (long)llround((double)*(const float *)wf_exec_ptr(e, metric) * (double)rows);
+    } else {
+        if (!wf_exec_ptr(e, g->labels)) return WF_OK;
+        const struct wf_value *v = &g->v[lg];
+        int V = (int)v->shape[v->ndim - 1];
+        *correct += wf_argmax_correct(wf_exec_ptr(e, lg), wf_exec_ptr(e, g->labels), (int)rows, V);
     }
-    if (g->logits >= 0 && g->labels >= 0 && wf_exec_ptr(e, g->labels)) {
-        const struct wf_value *lg = &g->v[g->logits];
-        int V = (int)lg->shape[lg->ndim - 1];
-        *correct += wf_argmax_correct(wf_exec_ptr(e, g->logits), wf_exec_ptr(e, g->labels), (int)(lg->numel / V), V);
-        *has_acc = 1;
-    }
+    *has_acc = 1;
     return WF_OK;
 }
 
@@ -401,7 +431,8 @@ int wf_evaluate_split(struct wf_exec *e, struct wf_exec *rest, struct wf_loader 
     wf_free(ids);
     if (rc < 0) return rc;
     *loss = sum / n;
-    *acc = has_acc ? (double)correct / n : NAN;
+    int64_t rps = wf_eval_rows_per_sample(&e->prog.g); /* rows a sample: 1, or T per-token labels */
+    *acc = has_acc && rps > 0 ? (double)correct / ((double)n * (double)rps) : NAN;
     return WF_OK;
 }
 

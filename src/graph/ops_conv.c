@@ -84,6 +84,8 @@ static int conv_infer(struct wf_infer *c) {
     char s1[96];
     int64_t OC = n->ai[0], k = n->ai[1], st = n->ai[2], p = n->ai[3]; /* |attr| < 2^31: no overflow below */
     if (OC <= 0 || k <= 0 || st <= 0 || p < 0) return wf_infer_err(c, "out, kernel, stride must be > 0, pad >= 0");
+    if (x->shape[2] + 2 * p > INT32_MAX || x->shape[3] + 2 * p > INT32_MAX)
+        return wf_infer_err(c, "the padded input must fit 2^31 (pad %lld)", (long long)p);
     if (x->shape[2] + 2 * p < k || x->shape[3] + 2 * p < k)
         return wf_infer_err(c, "kernel %lld does not fit input %s with pad %lld", (long long)k,
                             wf_infer_shape(c, 0, s1), (long long)p);
@@ -150,6 +152,8 @@ static int pool_infer(struct wf_infer *c) {
     if (n->ai[1] == WF_ATTR_UNSET) n->ai[1] = n->ai[0];
     int64_t k = n->ai[0], st = n->ai[1], p = n->ai[2];
     if (k <= 0 || st <= 0 || p < 0 || 2 * p > k) return wf_infer_err(c, "need kernel, stride > 0 and 0 <= pad <= kernel/2");
+    if (x->shape[2] + 2 * p > INT32_MAX || x->shape[3] + 2 * p > INT32_MAX)
+        return wf_infer_err(c, "the padded input must fit 2^31 (pad %lld)", (long long)p);
     if (x->shape[2] + 2 * p < k || x->shape[3] + 2 * p < k)
         return wf_infer_err(c, "kernel %lld does not fit input %s", (long long)k, wf_infer_shape(c, 0, s1));
     int64_t sh[4] = {x->shape[0], x->shape[1], (x->shape[2] + 2 * p - k) / st + 1, (x->shape[3] + 2 * p - k) / st + 1};

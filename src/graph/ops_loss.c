@@ -175,6 +175,7 @@ const struct wf_op_def wf_opdef_accuracy = {
     .min_in = 2,
     .max_in = 2,
     .arg = {{F32, 1, 0}, {I32, 0, 0}},
+    .flags = WF_OPF_METRIC,
     .no_grad = 3,
     .infer = acc_infer,
     .forward = acc_fwd,

@@ -49,6 +49,20 @@ ${4:-}
 EOF
 }
 
+# found by review: a data input whose first dimension is fixed to the train batch overflowed the
+# eval program's buffers (eval_batch differs); every fed program is checked now
+printf 'input x : f32[32, 784]\ninput y : i32[32]\nfc1 = linear(x, out=10)\nloss = cross_entropy(fc1, y)\noutput loss\n' >"$tmp/fixedb.wf"
+job "$tmp/fixedb.job" "$tmp/fixedb.wf" "$DATA" "eval_batch = 100"
+expect "model: a data input not [B, ...] is refused for evaluation" 1 "fixedb.wf:1:1: input 'x' is f32\[32, 784\], but the samples of .* are images: f32\[B, \.\.\.\]" -- "$WEFT" train "$tmp/fixedb.job"
+# any other scalar output is no accuracy (only accuracy() is); the per-token accuracy counts rows
+printf 'input x : f32[B, 784]\ninput y : i32[B]\nfc1 = linear(x, out=10)\nce = cross_entropy(fc1, y)\nloss = mul(ce, 2)\noutput loss, ce\n' >"$tmp/extra.wf"
+job "$tmp/extra.job" "$tmp/extra.wf" "$DATA" "eval_batch = 1000"
+if "$WEFT" train "$tmp/extra.job" >"$tmp/out" 2>"$tmp/err" && grep -q "step 5: test loss" "$tmp/out"; then
+  pass=$((pass + 1)); echo "ok   model: an extra scalar output is not reported as accuracy"
+else
+  fail=$((fail + 1)); echo "FAIL model: an extra scalar output: $(cat "$tmp/out" "$tmp/err")"
+fi
+
 # malformed model files
 printf 'input x : f32[B, 784]\ninput y : i32[B]\nfc1 = linear(x, out=10\nloss = cross_entropy(fc1, y)\noutput loss\n' >"$tmp/paren.wf"
 expect "model: missing paren" 1 "paren.wf:3:[0-9]+: .*expected" -- "$WEFT" check "$tmp/paren.wf"

@@ -15,6 +15,7 @@
 #include "weft/exec.h"
 #include "weft/model.h"
 #include "weft/safetensors.h"
+#include "weft/train.h"
 
 static const char *model_all_ops = "model allops\n"
                                    "input x : f32[B, 2, 6, 6]\n"
@@ -277,8 +278,27 @@ static void check_ignore(void) {
     wf_model_free(&b);
 }
 
+/* Accuracy counts rows: per-token labels have T rows a sample; an output that is no metric is no accuracy. */
+static void check_acc_rows(void) {
+    struct wf_program p;
+    struct wf_model m;
+    CHECK(wf_model_parse(&m, "tokens.wf", model_tokens) == WF_OK);
+    CHECK(wf_program_compile(&p, &m, 3, 0) == WF_OK);
+    CHECKF(wf_eval_rows_per_sample(&p.g) == 5, "rows a sample %lld", (long long)wf_eval_rows_per_sample(&p.g));
+    wf_program_free(&p);
+    wf_model_free(&m);
+    CHECK(wf_model_parse(&m, "extra.wf",
+                         "input x : f32[B, 3]\ninput y : i32[B]\no = linear(x, out=4)\nce = cross_entropy(o, y)\n"
+                         "loss = mul(ce, 2)\noutput loss, ce\n") == WF_OK);
+    CHECK(wf_program_compile(&p, &m, 3, 0) == WF_OK);
+    CHECK(wf_eval_rows_per_sample(&p.g) == 0);
+    wf_program_free(&p);
+    wf_model_free(&m);
+}
+
 int main(void) {
     check_ignore();
+    check_acc_rows();
     check_fusion_exact(model_convnet, 4);
     check_model("allops.wf", model_all_ops, 3);
     check_model("seq.wf", model_seq, 2);

@@ -93,8 +93,14 @@ static void parameters_too_large(void) {
                  "hold at most 2147483647 elements");
     refused("conv2d padding makes the output too large",
             "input x : f32[B, 1, 4, 4]\nc = conv2d(x, out=2, kernel=3, pad=2147483647)\noutput c\n", SHAPE,
-            PATH ":2:1: layer 'c' (conv2d): the output would be [4, 2, 4294967296, 4294967296]: dimensions must be "
-                 "positive and hold at most 2147483647 elements");
+            PATH ":2:1: layer 'c' (conv2d): the padded input must fit 2^31 (pad 2147483647)");
+    /* found by review: stride and pad such that the kernels' int arithmetic would overflow */
+    refused("conv2d padding overflows the kernels' int sizes",
+            "input x : f32[B, 1, 2, 2]\nc = conv2d(x, out=1, kernel=1, stride=2147483647, pad=1073741824)\noutput c\n",
+            SHAPE, PATH ":2:1: layer 'c' (conv2d): the padded input must fit 2^31 (pad 1073741824)");
+    refused("maxpool2d padding overflows the kernels' int sizes",
+            "input x : f32[B, 1, 2, 2]\nc = maxpool2d(x, kernel=2147483647, stride=1, pad=1073741823)\noutput c\n",
+            SHAPE, PATH ":2:1: layer 'c' (maxpool2d): the padded input must fit 2^31 (pad 1073741823)");
     refused("embedding table too large", "input i : i32[B, 4]\ne = embedding(i, vocab=2147483647, dim=2)\noutput e\n",
             SHAPE,
             PATH ":2:1: layer 'e' (embedding): e.weight would be [2147483647, 2]: dimensions must be positive and hold "
