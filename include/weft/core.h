@@ -118,5 +118,36 @@ int wf_read_file(const char *path, char **data, size_t *len);
 /* Writes a file atomically: path.tmp, fsync, rename, fsync dir. */
 int wf_write_file_atomic(const char *path, const void *data, size_t len);
 int wf_mkdir_p(const char *path);
+/* Removes the temporaries a killed writer left in dir (not recursive): the
+ * regular files named "<something>.tmp.<pid>" whose process pid is gone
+ * (kill(pid, 0) fails with ESRCH); a live pid's, even another user's, and
+ * this process's own are kept. Logs each removal (warn, "core") and sets
+ * *removed (may be NULL) to their count. Pids are this host's: a folder
+ * written from several hosts at once is not for this call. Returns WF_OK,
+ * or WF_ERR_IO / WF_ERR_NOTFOUND when dir cannot be listed or a file cannot
+ * be removed (the others are still removed). */
+int wf_remove_stale_tmp(const char *dir, int *removed);
+
+/* ---- a map from strings to ints: open addressing, linear probing ----
+ * Keys are borrowed: the caller keeps each key's bytes alive and unchanged
+ * while it is in the map (e.g. the names of a graph's values). Lookups and
+ * insertions take O(1) expected time; the table doubles at 1/2 full. */
+struct wf_hmap_slot {
+    const char *key; /* NULL: empty */
+    uint64_t hash;   /* wf_hash64 of the key */
+    int val;
+};
+struct wf_hmap {
+    struct wf_hmap_slot *slot; /* cap slots, NULL until the first insertion */
+    size_t cap;                /* a power of two, or 0 */
+    size_t n;                  /* keys held */
+};
+void wf_hmap_init(struct wf_hmap *h);
+void wf_hmap_free(struct wf_hmap *h); /* accepts NULL; leaves h empty and usable */
+/* The value of key, or -1 if it is not in the map. */
+int wf_hmap_get(const struct wf_hmap *h, const char *key);
+/* Adds key -> val unless key is there already (the first value stays).
+ * Returns 1 if added, 0 if key was there, WF_ERR_NOMEM (nothing changed). */
+int wf_hmap_put(struct wf_hmap *h, const char *key, int val);
 
 #endif

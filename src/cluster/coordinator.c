@@ -190,6 +190,7 @@ int co_job_setup(struct job *jb, const struct wf_run_opts *o) {
         (rc = absolutize(&j->resume)) < 0)
         return rc;
     if ((rc = wf_mkdir_p(j->out)) < 0 || (rc = absolutize(&j->out)) < 0) return rc;
+    if (wf_remove_stale_tmp(j->out, NULL) < 0) WF_LOGW("coord", "%s", wf_errmsg()); /* best effort */
     if ((rc = wf_model_load(&jb->model, j->model)) < 0) return rc;
     if ((rc = wf_model_write(&jb->model, &jb->model_text, NULL)) < 0) return rc;
     int pp = o->pp > 0 ? o->pp : (j->n_split ? j->n_split + 1 : j->pp);

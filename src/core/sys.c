@@ -1,7 +1,11 @@
 /* core: time, resource usage and whole-file I/O with atomic replacement. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libgen.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -125,4 +129,56 @@ int wf_mkdir_p(const char *path) {
         }
     }
     return WF_OK;
+}
+
+/* The pid in NAME = "<something>.tmp.<pid>" (the names wf_write_file_atomic
+ * and the safetensors writer use), or 0 when the name is not of that form:
+ * an empty <something>, an empty pid, a sign, a leading zero, anything after
+ * the digits, or a pid beyond pid_t. */
+static long tmp_name_pid(const char *name) {
+    const char *t = NULL;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+        t = p;
+    if (!t || t == name) return 0;
+    const char *d = t + 5;
+    if (*d < '1' || *d > '9') return 0;
+    long pid = 0;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9') return 0;
+        pid = pid * 10 + (*d - '0');
+        if (pid > INT_MAX) return 0;
+    }
+    return pid;
+}
+
+int wf_remove_stale_tmp(const char *dir, int *removed) {
+    if (removed) *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return wf_error(errno == ENOENT ? WF_ERR_NOTFOUND : WF_ERR_IO, "%s: cannot list folder: %s", dir,
+                        strerror(errno));
+    long self = (long)getpid();
+    int n = 0, rc = WF_OK;
+    struct dirent *e;
+    for (errno = 0; (e = readdir(d)); errno = 0) {
+        long pid = tmp_name_pid(e->d_name);
+        /* Only a writer that is gone: kill(pid, 0) fails with EPERM for
+         * another user's live process, which is kept. */
+        if (pid == 0 || pid == self || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) != 0) {
+            if (errno != ENOENT && rc == WF_OK)
+                rc = wf_error(WF_ERR_IO, "%s/%s: cannot remove stale temporary file: %s", dir, e->d_name,
+                              strerror(errno));
+            continue;
+        }
+        WF_LOGW("core", "%s/%s: removed a stale temporary file (%" PRIu64 " bytes) left by process %ld, which is gone",
+                dir, e->d_name, (uint64_t)st.st_size, pid);
+        n++;
+    }
+    if (!e && errno != 0 && rc == WF_OK) rc = wf_error(WF_ERR_IO, "%s: cannot list folder: %s", dir, strerror(errno));
+    closedir(d);
+    if (removed) *removed = n;
+    return rc;
 }

@@ -17,6 +17,11 @@
  * The staged copy is reused only when the source's size and mtime, the
  * staged size and its SHA-256 (recomputed) all match.
  *
+ * Staging trusts nothing in the .gz: the IDX header is decompressed and
+ * checked first, and exactly the size it implies is written, so a small
+ * .gz that inflates to gigabytes (a gzip bomb) costs one header's worth of
+ * disk before it is refused. A failed staging removes what it wrote.
+ *
  * A folder holding train.tok is a token dataset: wf_store_open_opts hands
  * it to tokens.c, and the wf_store_* calls dispatch on s->tok.
  */
@@ -42,6 +47,10 @@
 #define IDX_MAX_N 100000000u
 #define IDX_MAX_SIDE 4096u
 #define IO_CHUNK ((size_t)1 << 20)
+/* Deflate's best case: a 258-byte match in 2 bits. No gzip stream of S
+ * bytes inflates to more than this many times S (stored or transparent
+ * data: 1x). */
+#define GZ_MAX_RATIO 1032u
 
 struct store_file {
     char *path;      /* the uncompressed file read per sample */
@@ -138,8 +147,45 @@ static int meta_read(const char *path, struct stage_meta *m) {
     return ok && strlen(m->sha) == 64;
 }
 
-/* Decompresses src into dst (temp name, fsync, rename), hashing as it goes. */
-static int stage_convert(const char *src, const char *dst, uint8_t sha[32], uint64_t *written) {
+static size_t idx_header_size(uint32_t magic) { return magic == IDX_MAGIC_IMAGES ? 16 : 8; }
+static int idx_header(const char *path, const unsigned char *h, size_t got, uint32_t magic, uint32_t *dims,
+                      uint64_t *per, uint64_t *want);
+
+/* gzread until n bytes or the end of the stream; *got is what arrived. */
+static int gz_read_full(gzFile gz, const char *src, unsigned char *buf, size_t n, uint64_t at, size_t *got) {
+    *got = 0;
+    while (*got < n) {
+        size_t ask = WF_MIN(n - *got, IO_CHUNK);
+        int r = gzread(gz, buf + *got, (unsigned)ask);
+        if (r < 0) {
+            int zerr;
+            const char *m = gzerror(gz, &zerr);
+            return wf_error(zerr == Z_ERRNO ? WF_ERR_IO : WF_ERR_CORRUPT,
+                            "%s: corrupt gzip stream after %" PRIu64 " bytes: %s", src, at + *got,
+                            zerr == Z_ERRNO ? strerror(errno) : m);
+        }
+        if (r == 0) break;
+        *got += (size_t)r;
+    }
+    return WF_OK;
+}
+
+static int write_full(int fd, const char *path, const unsigned char *p, size_t n) {
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return wf_error(WF_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        done += (size_t)w;
+    }
+    return WF_OK;
+}
+
+/* Decompresses the IDX file src (src_size bytes of gzip) into dst (temp
+ * name, fsync, rename), hashing as it goes. The header comes first and sets
+ * the size: a stream that is longer or shorter is refused, having written no
+ * more than the header implies, and the temporary file is removed. */
+static int stage_convert(const char *src, uint64_t src_size, uint32_t magic, const char *dst, uint8_t sha[32],
+                         uint64_t *written) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", dst, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
     int rc = WF_OK, fd = -1;
@@ -156,34 +202,50 @@ static int stage_convert(const char *src, const char *dst, uint8_t sha[32], uint
                       errno ? strerror(errno) : "out of memory");
         goto out;
     }
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0) {
+    /* The header, checked before anything is written. */
+    size_t hdr = idx_header_size(magic), got;
+    uint32_t dims[3];
+    uint64_t per, want, bound;
+    if ((rc = gz_read_full(gz, src, buf, hdr, 0, &got)) || (rc = idx_header(src, buf, got, magic, dims, &per, &want)))
+        goto out;
+    if (__builtin_mul_overflow(src_size, (uint64_t)GZ_MAX_RATIO, &bound)) bound = UINT64_MAX;
+    if (want > bound) {
+        rc = wf_error(WF_ERR_CORRUPT,
+                      "%s: truncated: the header promises %" PRIu32 " samples (%" PRIu64 " bytes), more than %" PRIu64
+                      " bytes of gzip can hold",
+                      src, dims[0], want, src_size);
+        goto out;
+    }
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
         rc = wf_error(WF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
         goto out;
     }
     EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-    uint64_t total = 0;
-    for (;;) {
-        int r = gzread(gz, buf, (unsigned)IO_CHUNK);
-        if (r < 0) {
-            int zerr;
-            const char *m = gzerror(gz, &zerr);
-            rc = wf_error(zerr == Z_ERRNO ? WF_ERR_IO : WF_ERR_CORRUPT,
-                          "%s: corrupt gzip stream after %" PRIu64 " bytes: %s", src, total,
-                          zerr == Z_ERRNO ? strerror(errno) : m);
+    EVP_DigestUpdate(md, buf, hdr);
+    if ((rc = write_full(fd, tmp, buf, hdr))) goto out;
+    uint64_t total = hdr;
+    while (total < want) {
+        size_t ask = (size_t)WF_MIN(want - total, (uint64_t)IO_CHUNK);
+        if ((rc = gz_read_full(gz, src, buf, ask, total, &got))) goto out;
+        EVP_DigestUpdate(md, buf, got);
+        if ((rc = write_full(fd, tmp, buf, got))) goto out;
+        total += got;
+        if (got < ask) {
+            rc = wf_error(WF_ERR_CORRUPT,
+                          "%s: truncated: the gzip stream ends after %" PRIu64 " bytes, the header promises %" PRIu32
+                          " samples (%" PRIu64 " bytes)",
+                          src, total, dims[0], want);
             goto out;
         }
-        if (r == 0) break;
-        EVP_DigestUpdate(md, buf, (size_t)r);
-        for (size_t done = 0; done < (size_t)r;) {
-            ssize_t w = write(fd, buf + done, (size_t)r - done);
-            if (w < 0 && errno == EINTR) continue;
-            if (w < 0) {
-                rc = wf_error(WF_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-                goto out;
-            }
-            done += (size_t)w;
-        }
-        total += (uint64_t)r;
+    }
+    /* One byte more: there must be none. Reading to the end also checks the
+     * gzip trailer (CRC-32 and length). */
+    if ((rc = gz_read_full(gz, src, buf, 1, total, &got))) goto out;
+    if (got) {
+        rc = wf_error(WF_ERR_CORRUPT,
+                      "%s: the gzip stream holds more than its header's %" PRIu64 " bytes (%" PRIu32 " samples)", src,
+                      want, dims[0]);
+        goto out;
     }
     int zerr;
     gzerror(gz, &zerr);
@@ -214,7 +276,8 @@ out:
 
 /* Makes the uncompressed copy of the .gz `src` in stage_dir (or reuses it);
  * sets f->path and f->sha. */
-static int stage(struct wf_store *s, struct store_file *f, const char *src, const char *base, const char *stage_dir) {
+static int stage(struct wf_store *s, struct store_file *f, const char *src, const char *base, const char *stage_dir,
+                 uint32_t magic) {
     if (!stage_dir)
         return wf_error(WF_ERR_INVALID, "%s: a compressed dataset needs a staging folder to decompress into", src);
     struct stat sst;
@@ -253,7 +316,7 @@ static int stage(struct wf_store *s, struct store_file *f, const char *src, cons
     }
     double t0 = wf_now();
     uint64_t written = 0;
-    if ((rc = stage_convert(src, f->path, f->sha, &written))) return rc;
+    if ((rc = stage_convert(src, (uint64_t)sst.st_size, magic, f->path, f->sha, &written))) return rc;
     s->info.stage_bytes += written;
     s->info.stage_s += wf_now() - t0;
     s->info.stage = WF_STAGE_CONVERTED;
@@ -263,38 +326,53 @@ static int stage(struct wf_store *s, struct store_file *f, const char *src, cons
         snprintf(text, sizeof text, "weft-stage 1\nsource_size %llu\nsource_mtime %lld.%09ld\nsize %llu\nsha256 %s\n",
                  (unsigned long long)sst.st_size, (long long)sst.st_mtim.tv_sec, (long)sst.st_mtim.tv_nsec,
                  (unsigned long long)written, hex);
-    return wf_write_file_atomic(meta_path, text, (size_t)len);
+    if ((rc = wf_write_file_atomic(meta_path, text, (size_t)len))) unlink(f->path); /* no copy without its .meta */
+    return rc;
+}
+
+/* Checks the got bytes of IDX header at h (magic, dimensions); sets dims
+ * (n, and rows, cols for images), *per (bytes a sample) and *want (the file
+ * size the header implies). path names the file in messages. */
+static int idx_header(const char *path, const unsigned char *h, size_t got, uint32_t magic, uint32_t *dims,
+                      uint64_t *per, uint64_t *want) {
+    int ndim = magic == IDX_MAGIC_IMAGES ? 3 : 1;
+    size_t hdr = idx_header_size(magic);
+    const char *kind = ndim == 3 ? "IDX3 image" : "IDX1 label";
+    if (got >= 4 && be32(h) != magic)
+        return wf_error(WF_ERR_CORRUPT, "%s: bad magic 0x%08" PRIx32 ", expected 0x%08" PRIx32 " for an %s file", path,
+                        be32(h), magic, kind);
+    if (got < hdr)
+        return wf_error(WF_ERR_CORRUPT, "%s: truncated: expected a %zu-byte %s header, got %zu bytes", path, hdr, kind,
+                        got);
+    for (int i = 0; i < ndim; i++)
+        dims[i] = be32(h + 4 + 4 * i);
+    if (dims[0] == 0 || dims[0] > IDX_MAX_N)
+        return wf_error(WF_ERR_CORRUPT, "%s: %" PRIu32 " samples, expected 1..%u", path, dims[0], IDX_MAX_N);
+    *per = 1;
+    for (int i = 1; i < ndim; i++) {
+        if (dims[i] == 0 || dims[i] > IDX_MAX_SIDE)
+            return wf_error(WF_ERR_CORRUPT, "%s: image dimension %d is %" PRIu32 ", expected 1..%u", path, i, dims[i],
+                            IDX_MAX_SIDE);
+        *per *= dims[i];
+    }
+    /* The limits keep this below 2^52; checked anyway, should they grow. */
+    if (__builtin_mul_overflow(*per, (uint64_t)dims[0], want) || __builtin_add_overflow(*want, hdr, want))
+        return wf_error(WF_ERR_CORRUPT, "%s: the header's sizes overflow 64 bits", path);
+    return WF_OK;
 }
 
 /* Checks magic, dimensions and that the file is exactly as long as its
  * header says. dims: n (and rows, cols for images). */
 static int validate(struct store_file *f, uint32_t magic, uint32_t *dims) {
-    int ndim = magic == IDX_MAGIC_IMAGES ? 3 : 1;
-    size_t hdr = 4 + 4 * (size_t)ndim, got;
+    size_t hdr = idx_header_size(magic), got;
     unsigned char h[16];
     struct stat st;
     if (fstat(f->fd, &st) != 0) return wf_error(WF_ERR_IO, "%s: cannot stat: %s", f->path, strerror(errno));
     int rc = wf_store_pread(f->fd, f->path, h, hdr, 0, &got);
     if (rc) return rc;
-    const char *kind = ndim == 3 ? "IDX3 image" : "IDX1 label";
-    if (got >= 4 && be32(h) != magic)
-        return wf_error(WF_ERR_CORRUPT, "%s: bad magic 0x%08" PRIx32 ", expected 0x%08" PRIx32 " for an %s file",
-                        f->path, be32(h), magic, kind);
-    if (got < hdr)
-        return wf_error(WF_ERR_CORRUPT, "%s: truncated: expected a %zu-byte %s header, got %zu bytes", f->path, hdr,
-                        kind, got);
-    for (int i = 0; i < ndim; i++)
-        dims[i] = be32(h + 4 + 4 * i);
-    if (dims[0] == 0 || dims[0] > IDX_MAX_N)
-        return wf_error(WF_ERR_CORRUPT, "%s: %" PRIu32 " samples, expected 1..%u", f->path, dims[0], IDX_MAX_N);
-    uint64_t per = 1;
-    for (int i = 1; i < ndim; i++) {
-        if (dims[i] == 0 || dims[i] > IDX_MAX_SIDE)
-            return wf_error(WF_ERR_CORRUPT, "%s: image dimension %d is %" PRIu32 ", expected 1..%u", f->path, i,
-                            dims[i], IDX_MAX_SIDE);
-        per *= dims[i];
-    }
-    uint64_t want = hdr + per * dims[0], have = (uint64_t)st.st_size;
+    uint64_t per, want;
+    if ((rc = idx_header(f->path, h, got, magic, dims, &per, &want))) return rc;
+    uint64_t have = (uint64_t)st.st_size;
     if (have < want) {
         uint64_t k = (have - hdr) / per, off = hdr + k * per;
         return wf_error(WF_ERR_CORRUPT,
@@ -322,14 +400,22 @@ static int open_file(struct wf_store *s, struct store_file *f, const char *dir, 
     if (stat(plain, &st) == 0) {
         if (!(f->path = wf_strdup(plain))) return wf_error(WF_ERR_NOMEM, "%s: out of memory", plain);
     } else if (stat(gz, &st) == 0) {
-        if ((rc = stage(s, f, gz, base, stage_dir))) return rc;
+        if ((rc = stage(s, f, gz, base, stage_dir, magic))) return rc;
         hashed = 1;
     } else {
         return wf_error(WF_ERR_NOTFOUND, "%s: no such file (nor %s.gz)", plain, base);
     }
     if ((f->fd = open(f->path, O_RDONLY | O_CLOEXEC)) < 0)
         return wf_error(errno == ENOENT ? WF_ERR_NOTFOUND : WF_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
-    if ((rc = validate(f, magic, dims))) return rc;
+    if ((rc = validate(f, magic, dims))) {
+        if (hashed) { /* useless to anyone: a copy staged by an older weft that did not check the header */
+            char meta_path[4200];
+            snprintf(meta_path, sizeof meta_path, "%s.meta", f->path);
+            unlink(meta_path);
+            unlink(f->path);
+        }
+        return rc;
+    }
     if (!hashed) {
         uint64_t nb;
         if ((rc = sha_file(f->fd, f->path, f->sha, &nb))) return rc;

@@ -214,6 +214,7 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
         if (rc < 0) goto fail;
     }
     if ((rc = wf_mkdir_p(j->out)) < 0) goto fail;
+    if (wf_remove_stale_tmp(j->out, NULL) < 0) WF_LOGW("train", "%s", wf_errmsg()); /* best effort */
     size_t n = strlen(j->out) + 64;
     t->ckpt_path = wf_malloc(n);
     if (!t->ckpt_path) {
