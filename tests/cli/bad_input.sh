@@ -63,6 +63,14 @@ else
   fail=$((fail + 1)); echo "FAIL model: an extra scalar output: $(cat "$tmp/out" "$tmp/err")"
 fi
 
+# a model whose parameters cannot fit is refused before anything is allocated, naming the size
+# (ulimit -v makes the limit the same on every machine)
+printf 'input x : f32[B, 784]\ninput y : i32[B]\nfc1 = linear(x, out=2000000)\nfc2 = linear(fc1, out=10)\nloss = cross_entropy(fc2, y)\noutput loss\n' >"$tmp/huge.wf"
+job "$tmp/huge.job" "$tmp/huge.wf" "$DATA"
+t0=$(date +%s)
+expect "model: parameters beyond the memory limit are refused" 1 "huge.wf: the parameters, their gradients and optimizer state need [0-9.e+]+ GB, more than this machine's address-space limit" -- bash -c 'ulimit -v 4000000; exec "$0" train "$1"' "$WEFT" "$tmp/huge.job"
+if [ $(($(date +%s) - t0)) -le 5 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL the refusal took over 5 s"; fi
+
 # malformed model files
 printf 'input x : f32[B, 784]\ninput y : i32[B]\nfc1 = linear(x, out=10\nloss = cross_entropy(fc1, y)\noutput loss\n' >"$tmp/paren.wf"
 expect "model: missing paren" 1 "paren.wf:3:[0-9]+: .*expected" -- "$WEFT" check "$tmp/paren.wf"
