@@ -106,6 +106,8 @@ struct wf_node {
     double bytes; /* moved per execution: inputs read and outputs written */
 };
 
+struct wf_hmap;
+
 struct wf_graph {
     char *name;
     char *path; /* model file, for messages */
@@ -128,6 +130,7 @@ struct wf_graph {
     int seed, seed_grad;
     int n_diff_in;
     int diff_in[WF_MAX_IO], in_grad[WF_MAX_IO];
+    struct wf_hmap *names; /* value name -> first value of that name (wf_graph_find); kept by the builder */
 };
 
 /* ---- the op table ----

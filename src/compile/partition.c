@@ -85,16 +85,27 @@ static int assign_stages(const struct wf_graph *g, const int *split, int ns, int
                 if (split[s] == n->out[j]) f = 0;
         free_[ni] = (char)f;
     }
+    /* rstage[v]: the lowest stage of a layer after v's producer that reads v, -1 if none; filled from the
+     * last layer back, each layer's stage final when it reaches its inputs */
+    int *rstage = rc == WF_OK ? wf_malloc(sizeof(int) * ((size_t)g->nv + 1)) : NULL;
+    if (!rstage && rc == WF_OK) rc = wf_error(WF_ERR_NOMEM, "out of memory partitioning");
+    for (int v = 0; v < g->nv && rc == WF_OK; v++)
+        rstage[v] = -1;
     for (int ni = g->n_fwd - 1; ni >= 0 && rc == WF_OK; ni--) {
-        if (!free_[ni]) continue;
-        int first = -1;
-        for (int r = ni + 1; r < g->n_fwd; r++)
-            for (int i = 0; i < g->n[r].n_in; i++)
-                for (int j = 0; j < g->n[ni].n_out; j++)
-                    if (g->n[r].in[i] == g->n[ni].out[j] && (first < 0 || stage[r] < first)) first = stage[r];
-        if (first < 0) first = ns; /* read by no layer (a metric output): the last stage writes the outputs */
-        if (first > stage[ni]) stage[ni] = first;
+        const struct wf_node *n = &g->n[ni];
+        if (free_[ni]) {
+            int first = -1;
+            for (int j = 0; j < n->n_out; j++)
+                if (rstage[n->out[j]] >= 0 && (first < 0 || rstage[n->out[j]] < first)) first = rstage[n->out[j]];
+            if (first < 0) first = ns; /* read by no layer (a metric output): the last stage writes the outputs */
+            if (first > stage[ni]) stage[ni] = first;
+        }
+        for (int i = 0; i < n->n_in; i++) {
+            int x = n->in[i];
+            if (rstage[x] < 0 || stage[ni] < rstage[x]) rstage[x] = stage[ni];
+        }
     }
+    wf_free(rstage);
     wf_free(free_);
     for (int ni = 0; ni < g->n_fwd && rc == WF_OK; ni++) {
         const struct wf_node *n = &g->n[ni];
@@ -164,6 +175,8 @@ static int stage_text(const struct wf_model *m, const struct wf_graph *g2, const
     const char *outs[WF_MAX_IO];
     int n_out = 0, rc = WF_OK;
     struct wf_mstmt in = {0}, out = {0};
+    struct wf_hmap decls;
+    wf_hmap_init(&decls);
     if (!sub.st || !uses) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory partitioning");
         goto done;
@@ -177,7 +190,11 @@ static int stage_text(const struct wf_model *m, const struct wf_graph *g2, const
         if ((rc = batch_dims(t, &g3->v[split[k - 1]], in.dims)) < 0) goto done;
         sub.st[sub.n++] = in;
     }
-    /* names read by this stage's layers */
+    /* names read by this stage's layers: the declarations (inputs, params) above them */
+    for (int i = 0; i < m->n && rc == WF_OK; i++)
+        if (m->st[i].kind != WF_MS_LAYER && m->st[i].kind != WF_MS_OUTPUT && wf_hmap_put(&decls, m->st[i].name, i) < 0)
+            rc = wf_error(WF_ERR_NOMEM, "out of memory partitioning");
+    if (rc < 0) goto done;
     int layer = 0;
     for (int i = 0; i < m->n; i++) {
         const struct wf_mstmt *s = &m->st[i];
@@ -185,10 +202,10 @@ static int stage_text(const struct wf_model *m, const struct wf_graph *g2, const
         int mine = stage[layer++] == k;
         if (!mine) continue;
         uses[i] = 1;
-        for (int a = 0; a < s->n_args; a++)
-            for (int j = 0; j < i; j++)
-                if (m->st[j].kind != WF_MS_LAYER && m->st[j].kind != WF_MS_OUTPUT && !strcmp(m->st[j].name, s->args[a]))
-                    uses[j] = 1;
+        for (int a = 0; a < s->n_args; a++) {
+            int j = wf_hmap_get(&decls, s->args[a]);
+            if (j >= 0 && j < i) uses[j] = 1;
+        }
     }
     for (int i = 0; i < m->n; i++)
         if (uses[i]) sub.st[sub.n++] = m->st[i];
@@ -208,6 +225,7 @@ static int stage_text(const struct wf_model *m, const struct wf_graph *g2, const
 done:
     wf_free(sub.st);
     wf_free(uses);
+    wf_hmap_free(&decls);
     return rc;
 }
 
@@ -365,19 +383,11 @@ static int is_cut(const struct wf_graph *g, int t, char *after, const char *free
 }
 
 /* Whether a cut after node c keeps every parameter in one stage: no parameter is read (at its
- * readers' anchors) both at or before c and after it. */
-static int params_stay(const struct wf_graph *g, int c, const char *freev, const int *anchor) {
-    for (int p = 0; p < g->n_params; p++) {
-        int before = 0, past = 0;
-        for (int ni = 0; ni < g->n_fwd; ni++)
-            for (int i = 0; i < g->n[ni].n_in; i++)
-                if (g->n[ni].in[i] == g->params[p]) {
-                    int at = freev[g->n[ni].out[0]] ? anchor[ni] : ni;
-                    before |= at <= c;
-                    past |= at > c;
-                }
-        if (before && past) return 0;
-    }
+ * readers' anchors) both at or before c and after it. [lo[p], hi[p]]: the anchors of parameter
+ * p's reads (lo > hi: none). */
+static int params_stay(const struct wf_graph *g, int c, const int *lo, const int *hi) {
+    for (int p = 0; p < g->n_params; p++)
+        if (lo[p] <= c && hi[p] > c) return 0;
     return 1;
 }
 
@@ -391,8 +401,10 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
     double *prefix = wf_calloc((size_t)g.n_fwd + 1, sizeof(double));
     int *cand = wf_malloc(sizeof(int) * ((size_t)g.n_fwd + 1));
     char **names = wf_calloc((size_t)n_stages + 1, sizeof(char *));
+    int *reader = wf_malloc(sizeof(int) * ((size_t)g.nv + 1));
+    int plo[WF_ARRAY_LEN(g.params)], phi[WF_ARRAY_LEN(g.params)];
     int nc = 0;
-    if (!after || !freev || !anchor || !prefix || !cand || !names) {
+    if (!after || !freev || !anchor || !prefix || !cand || !names || !reader) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -409,16 +421,37 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
     }
     /* where each layer's parameters are read from: a layer that reads only parameters and constants
      * runs in the stage of its first reader, so its reads count there (anchor: that reader's index) */
+    for (int v = 0; v < g.nv; v++)
+        reader[v] = -1;
+    for (int ni = g.n_fwd - 1; ni >= 0; ni--) { /* reader[v]: the first layer reading v */
+        for (int i = 0; i < g.n[ni].n_in; i++)
+            reader[g.n[ni].in[i]] = ni;
+    }
     for (int ni = g.n_fwd - 1; ni >= 0; ni--) {
         anchor[ni] = ni;
         if (!freev[g.n[ni].out[0]]) continue;
         int first = -1;
-        for (int r = ni + 1; r < g.n_fwd && first < 0; r++)
-            for (int i = 0; i < g.n[r].n_in && first < 0; i++)
-                for (int k = 0; k < g.n[ni].n_out; k++)
-                    if (g.n[r].in[i] == g.n[ni].out[k]) first = anchor[r];
-        anchor[ni] = first >= 0 ? first : g.n_fwd - 1;
+        for (int k = 0; k < g.n[ni].n_out; k++)
+            if (reader[g.n[ni].out[k]] >= 0 && (first < 0 || reader[g.n[ni].out[k]] < first))
+                first = reader[g.n[ni].out[k]];
+        anchor[ni] = first >= 0 ? anchor[first] : g.n_fwd - 1;
     }
+    for (int p = 0; p < g.n_params; p++) {
+        plo[p] = g.n_fwd;
+        phi[p] = -1;
+    }
+    for (int v = 0; v < g.nv; v++)
+        reader[v] = -1;
+    for (int p = 0; p < g.n_params; p++)
+        reader[g.params[p]] = p;
+    for (int ni = 0; ni < g.n_fwd; ni++)
+        for (int i = 0; i < g.n[ni].n_in; i++) {
+            int p = reader[g.n[ni].in[i]];
+            if (p < 0) continue;
+            int at = freev[g.n[ni].out[0]] ? anchor[ni] : ni;
+            if (at < plo[p]) plo[p] = at;
+            if (at > phi[p]) phi[p] = at;
+        }
     /* cost of a layer: forward + backward FLOPs (backward ~ 2x for GEMM layers) */
     double total = 0;
     for (int ni = 0; ni < g.n_fwd; ni++) {
@@ -427,7 +460,7 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
         prefix[ni] = total;
         int o = n->out[0];
         if (o != g.loss && g.v[o].dtype == WF_F32 && g.v[o].ndim > 0 && g.v[o].alias < 0 && !freev[o] &&
-            is_cut(&g, o, after, freev) && params_stay(&g, ni, freev, anchor))
+            is_cut(&g, o, after, freev) && params_stay(&g, ni, plo, phi))
             cand[nc++] = ni;
     }
     if (nc < n_stages - 1) {
@@ -464,6 +497,7 @@ done:
     wf_free(anchor);
     wf_free(prefix);
     wf_free(cand);
+    wf_free(reader);
     wf_graph_free(&g);
     return rc;
 }

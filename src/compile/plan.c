@@ -40,9 +40,160 @@ static int cmp_block(const void *a, const void *b) {
     return x->v - y->v;
 }
 
-static int cmp_off(const void *a, const void *b) {
-    const struct block *x = *(const struct block *const *)a, *y = *(const struct block *const *)b;
-    return x->off < y->off ? -1 : x->off > y->off;
+/* ---- placement: the lowest offset free over a lifetime ----
+ * A block goes at the lowest offset where it overlaps no placed block whose
+ * lifetime meets its own. Scanning every placed block for each new one is
+ * quadratic, and a training graph keeps most forward activations alive
+ * across its middle, so a segment tree over time finds them instead: a
+ * placed block is recorded in `full` of the nodes that make up its lifetime
+ * and in `part` of those nodes and their ancestors. The blocks whose
+ * lifetimes meet a range are then those in `full` of every node a walk to
+ * the range visits and in `part` of the nodes that make up the range. Each
+ * set holds the union of its blocks' bytes as sorted, disjoint, non-touching
+ * runs, so the search for a gap jumps over neighbouring blocks at once. The
+ * offsets are those of trying every placed block in order of offset. */
+
+struct runs {
+    int64_t *r; /* r[2i], r[2i + 1]: bytes [lo, hi) of run i, ascending */
+    int n, cap; /* runs */
+};
+
+struct placer {
+    int leaves;           /* time steps covered: a power of two */
+    int *full, *part;     /* per tree node (1 .. 2 * leaves - 1): index into set + 1, 0 if empty */
+    struct runs *set;     /* nset used of cap */
+    int nset, cap;
+    int *q, nq;           /* the sets a query checks */
+};
+
+/* First run of r ending after o (n if none). */
+static int runs_after(const struct runs *r, int64_t o) {
+    int lo = 0, hi = r->n;
+    while (lo < hi) {
+        int m = (lo + hi) / 2;
+        if (r->r[2 * m + 1] > o)
+            hi = m;
+        else
+            lo = m + 1;
+    }
+    return lo;
+}
+
+/* Adds bytes [lo, hi) to the union, merging the runs it overlaps or touches. */
+static int runs_add(struct runs *r, int64_t lo, int64_t hi) {
+    int i = 0, j, a = 0, b = r->n; /* runs [i, j) merge: those with r.hi >= lo and r.lo <= hi */
+    while (a < b) {
+        int m = (a + b) / 2;
+        if (r->r[2 * m + 1] >= lo)
+            b = m;
+        else
+            a = m + 1;
+    }
+    i = a;
+    for (j = i; j < r->n && r->r[2 * j] <= hi; j++) {
+        if (r->r[2 * j] < lo) lo = r->r[2 * j];
+        if (r->r[2 * j + 1] > hi) hi = r->r[2 * j + 1];
+    }
+    if (i == j) { /* a new run at i */
+        if (r->n == r->cap) {
+            int cap = r->cap ? r->cap * 2 : 2;
+            int64_t *nr = wf_realloc(r->r, sizeof *nr * 2 * (size_t)cap);
+            if (!nr) return WF_ERR_NOMEM;
+            r->r = nr;
+            r->cap = cap;
+        }
+        memmove(r->r + 2 * (i + 1), r->r + 2 * i, sizeof *r->r * 2 * (size_t)(r->n - i));
+        r->n++;
+    } else if (j > i + 1) { /* runs i+1 .. j-1 fold into run i */
+        memmove(r->r + 2 * (i + 1), r->r + 2 * j, sizeof *r->r * 2 * (size_t)(r->n - j));
+        r->n -= j - i - 1;
+    }
+    r->r[2 * i] = lo;
+    r->r[2 * i + 1] = hi;
+    return WF_OK;
+}
+
+static int placer_init(struct placer *pl, int steps) {
+    memset(pl, 0, sizeof *pl);
+    pl->leaves = 1;
+    while (pl->leaves < steps)
+        pl->leaves *= 2;
+    int levels = 1;
+    for (int k = pl->leaves; k > 1; k /= 2)
+        levels++;
+    pl->full = wf_calloc(2 * (size_t)pl->leaves, sizeof(int));
+    pl->part = wf_calloc(2 * (size_t)pl->leaves, sizeof(int));
+    pl->q = wf_malloc(sizeof(int) * 8 * (size_t)levels); /* <= 4 nodes a level, 2 sets a node */
+    return pl->full && pl->part && pl->q ? WF_OK : WF_ERR_NOMEM;
+}
+
+static void placer_free(struct placer *pl) {
+    for (int i = 0; i < pl->nset; i++)
+        wf_free(pl->set[i].r);
+    wf_free(pl->set);
+    wf_free(pl->full);
+    wf_free(pl->part);
+    wf_free(pl->q);
+}
+
+/* Adds [lo, hi) to the set of *slot, making the set if it has none. */
+static int slot_add(struct placer *pl, int *slot, int64_t lo, int64_t hi) {
+    if (!*slot) {
+        if (pl->nset == pl->cap) {
+            int cap = pl->cap ? pl->cap * 2 : 256;
+            struct runs *ns = wf_realloc(pl->set, sizeof *ns * (size_t)cap);
+            if (!ns) return WF_ERR_NOMEM;
+            pl->set = ns;
+            pl->cap = cap;
+        }
+        pl->set[pl->nset] = (struct runs){0};
+        *slot = ++pl->nset;
+    }
+    return runs_add(&pl->set[*slot - 1], lo, hi);
+}
+
+/* Records bytes [lo, hi) as taken during steps [s, e]; node covers steps [l, r]. */
+static int tree_add(struct placer *pl, int node, int l, int r, int s, int e, int64_t lo, int64_t hi) {
+    if (e < l || r < s) return WF_OK;
+    int rc = slot_add(pl, &pl->part[node], lo, hi);
+    if (rc < 0) return rc;
+    if (s <= l && r <= e) return slot_add(pl, &pl->full[node], lo, hi);
+    int m = l + (r - l) / 2;
+    if ((rc = tree_add(pl, 2 * node, l, m, s, e, lo, hi)) < 0) return rc;
+    return tree_add(pl, 2 * node + 1, m + 1, r, s, e, lo, hi);
+}
+
+/* Collects in pl->q the sets holding every placed block whose lifetime meets steps [s, e]. */
+static void tree_sets(struct placer *pl, int node, int l, int r, int s, int e) {
+    if (e < l || r < s) return;
+    if (pl->full[node]) pl->q[pl->nq++] = pl->full[node] - 1;
+    if (s <= l && r <= e) {
+        if (pl->part[node]) pl->q[pl->nq++] = pl->part[node] - 1;
+        return;
+    }
+    int m = l + (r - l) / 2;
+    tree_sets(pl, 2 * node, l, m, s, e);
+    tree_sets(pl, 2 * node + 1, m + 1, r, s, e);
+}
+
+/* The lowest offset where `size` bytes are free during steps [s, e]. */
+static int64_t placer_find(struct placer *pl, int s, int e, int64_t size) {
+    pl->nq = 0;
+    tree_sets(pl, 1, 0, pl->leaves - 1, s, e);
+    int64_t o = 0;
+    /* every set in turn until all of them, one after another, have nothing in [o, o + size) */
+    for (int k = 0, clear = 0; clear < pl->nq;) {
+        const struct runs *r = &pl->set[pl->q[k]];
+        int i = runs_after(r, o);
+        if (i < r->n && r->r[2 * i] < o + size) {
+            o = r->r[2 * i + 1];
+            clear = 0;
+        } else {
+            clear++;
+            k = k + 1 == pl->nq ? 0 : k + 1;
+        }
+    }
+    return o;
 }
 
 /* Fusions across neighbouring nodes are the ops' own (wf_op_def.plan, e.g.
@@ -65,10 +216,10 @@ static int plan(struct wf_program *p) {
     p->offset = wf_calloc((size_t)nv, sizeof *p->offset);
     int *start = wf_malloc(sizeof(int) * (size_t)nv), *end = wf_malloc(sizeof(int) * (size_t)nv);
     struct block *bl = wf_malloc(sizeof *bl * (size_t)nv);
-    struct block **act = wf_malloc(sizeof *act * (size_t)nv);
     unsigned char *none = wf_calloc((size_t)nv, 1);
-    int rc = WF_OK;
-    if (!p->storage || !p->offset || !start || !end || !bl || !act || !none) {
+    struct placer pl;
+    int rc = placer_init(&pl, nn + 1); /* lifetimes are steps 0 .. nn */
+    if (rc < 0 || !p->storage || !p->offset || !start || !end || !bl || !none) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory planning memory");
         goto done;
     }
@@ -147,15 +298,10 @@ static int plan(struct wf_program *p) {
     qsort(bl, (size_t)nb, sizeof *bl, cmp_block);
     size_t top = 0;
     for (int i = 0; i < nb; i++) {
-        int na = 0;
-        for (int j = 0; j < i; j++)
-            if (bl[j].start <= bl[i].end && bl[i].start <= bl[j].end) act[na++] = &bl[j];
-        qsort(act, (size_t)na, sizeof *act, cmp_off);
-        int64_t o = 0;
-        for (int j = 0; j < na; j++) {
-            if (act[j]->off >= o + (int64_t)bl[i].size) break;
-            int64_t e = act[j]->off + (int64_t)act[j]->size;
-            if (e > o) o = e;
+        int64_t o = placer_find(&pl, bl[i].start, bl[i].end, (int64_t)bl[i].size);
+        if (tree_add(&pl, 1, 0, pl.leaves - 1, bl[i].start, bl[i].end, o, o + (int64_t)bl[i].size) < 0) {
+            rc = wf_error(WF_ERR_NOMEM, "out of memory planning memory");
+            goto done;
         }
         bl[i].off = o;
         p->offset[bl[i].v] = o;
@@ -172,8 +318,8 @@ done:
     wf_free(start);
     wf_free(end);
     wf_free(bl);
-    wf_free(act);
     wf_free(none);
+    placer_free(&pl);
     return rc;
 }
 

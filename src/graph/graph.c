@@ -23,6 +23,7 @@ const char *wf_shape_str(const struct wf_value *v, char *buf, int n) {
 }
 
 int wf_graph_find(const struct wf_graph *g, const char *name) {
+    if (g->names) return wf_hmap_get(g->names, name);
     for (int i = 0; i < g->nv; i++)
         if (g->v[i].name && !strcmp(g->v[i].name, name)) return i;
     return -1;
@@ -59,6 +60,8 @@ void wf_graph_free(struct wf_graph *g) {
     wf_free(g->n);
     wf_free(g->name);
     wf_free(g->path);
+    wf_hmap_free(g->names);
+    wf_free(g->names);
     memset(g, 0, sizeof *g);
 }
 
@@ -93,6 +96,13 @@ int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype
         }
     }
     v->producer = v->alias = v->grad = v->grad_of = -1;
+    /* the index keeps the first value of a name, as a scan from the start finds
+     * (a gradient "dX" may take the name of a layer) */
+    if (!g->names && g->nv == 0 && (g->names = wf_malloc(sizeof *g->names))) wf_hmap_init(g->names);
+    if (!g->names || wf_hmap_put(g->names, v->name, g->nv) < 0) {
+        wf_free(v->name);
+        return wf_error(WF_ERR_NOMEM, "out of memory building the graph");
+    }
     return g->nv++;
 }
 

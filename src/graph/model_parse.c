@@ -17,6 +17,7 @@ struct parser {
     struct wf_model *m;
     int model_line, model_col; /* of the `model NAME` statement, 0 if none yet */
     int args_cap, attrs_cap;   /* capacity of the statement being built */
+    struct wf_hmap defined;    /* name -> index in m->st of the statement defining it */
 };
 
 static int nomem(struct parser *ps) { return wf_error(WF_ERR_NOMEM, "%s: out of memory", ps->lx.path); }
@@ -59,16 +60,15 @@ const struct wf_mattr *wf_mstmt_attr(const struct wf_mstmt *s, const char *key) 
     return NULL;
 }
 
-static const struct wf_mstmt *find_def(const struct wf_model *m, const char *name) {
-    for (int k = 0; k < m->n; k++)
-        if (m->st[k].name && strcmp(m->st[k].name, name) == 0) return &m->st[k];
-    return NULL;
+static const struct wf_mstmt *find_def(const struct parser *ps, const char *name) {
+    int k = wf_hmap_get(&ps->defined, name);
+    return k >= 0 ? &ps->m->st[k] : NULL;
 }
 
 /* The current token is the name being defined. */
 static int check_new_name(struct parser *ps) {
     const struct wf_tok *t = tok(ps);
-    const struct wf_mstmt *prev = find_def(ps->m, t->text);
+    const struct wf_mstmt *prev = find_def(ps, t->text);
     if (!prev) return WF_OK;
     return wf_lex_error(&ps->lx, t->line, t->col, "'%s' already defined at %s:%d:%d", t->text, ps->lx.path, prev->line,
                         prev->col);
@@ -341,6 +341,7 @@ static int push_stmt(struct parser *ps, struct wf_mstmt *s) {
         m->st = st;
         m->cap = cap;
     }
+    if (s->name && wf_hmap_put(&ps->defined, s->name, m->n) < 0) return nomem(ps);
     m->st[m->n++] = *s;
     memset(s, 0, sizeof *s);
     return WF_OK;
@@ -372,7 +373,7 @@ static int parse_stmt(struct parser *ps) {
     int rc = next(ps);
     if (rc) return rc;
     if (wf_tok_is(t, '=')) {
-        const struct wf_mstmt *prev = find_def(ps->m, first);
+        const struct wf_mstmt *prev = find_def(ps, first);
         if (prev)
             return wf_lex_error(&ps->lx, s.line, s.col, "'%s' already defined at %s:%d:%d", first, ps->lx.path,
                                 prev->line, prev->col);
@@ -419,6 +420,7 @@ int wf_model_parse(struct wf_model *m, const char *path, const char *text) {
         else
             rc = parse_stmt(ps);
     }
+    wf_hmap_free(&ps->defined);
     wf_free(ps);
     if (rc) wf_model_free(m);
     return rc;
