@@ -20,6 +20,9 @@
 
 #include "weft/comm.h"
 
+/* The largest frame a connection may send before it is authenticated (its HELLO) */
+#define WF_AUTH_FRAME_MAX (64u << 10)
+
 /* EVAL.correct of a model that has no accuracy (an autoencoder): evaluation reports only the loss */
 #define WF_EVAL_NO_ACC UINT64_MAX
 

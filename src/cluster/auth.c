@@ -84,7 +84,13 @@ int wf_auth_accept(struct wf_conn *c, const struct wf_token *t, struct wf_msg *h
     if (RAND_bytes(ch.nonce, WF_NONCE) != 1) return wf_error(WF_ERR_INTERNAL, "no random bytes for a challenge");
     int rc = wf_msg_send(c, &ch, timeout_s);
     if (rc < 0) return rc;
-    if ((rc = wf_msg_recv(c, hello, timeout_s)) < 0) return rc;
+    /* nothing is allocated for a peer that has not proved it holds the token: its first frame (a
+     * HELLO is under 1 KiB) is refused above WF_AUTH_FRAME_MAX before its payload is read */
+    uint32_t max_len = c->max_len;
+    c->max_len = WF_AUTH_FRAME_MAX < max_len ? WF_AUTH_FRAME_MAX : max_len;
+    rc = wf_msg_recv(c, hello, timeout_s);
+    c->max_len = max_len;
+    if (rc < 0) return rc;
     uint8_t want[WF_MAC];
     if (hello->type != WF_M_HELLO) {
         rc = wf_error(WF_ERR_PEER, "%s: expected HELLO, got %s", c->name, wf_msg_name(hello->type));
