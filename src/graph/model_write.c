@@ -44,14 +44,16 @@ static int check_attr(int k, const struct wf_mstmt *s, int a) {
     return bad(k, "bad value type in", at->key);
 }
 
-static int check_stmt(const struct wf_model *m, int k) {
+/* names: the statements' names seen so far (a hash, so that writing a model is linear) */
+static int check_stmt(const struct wf_model *m, int k, struct wf_hmap *names) {
     const struct wf_mstmt *s = &m->st[k];
     int named = s->kind == WF_MS_INPUT || s->kind == WF_MS_PARAM || s->kind == WF_MS_LAYER;
     if (!named && s->kind != WF_MS_OUTPUT) return bad(k, "bad statement kind", NULL);
     if (named) {
         if (!wf_lex_is_ident(s->name)) return bad(k, "bad name", s->name);
-        for (int j = 0; j < k; j++)
-            if (m->st[j].name && strcmp(m->st[j].name, s->name) == 0) return bad(k, "name defined twice:", s->name);
+        int rc = wf_hmap_put(names, s->name, k);
+        if (rc < 0) return wf_error(rc, "model write: out of memory");
+        if (rc == 0) return bad(k, "name defined twice:", s->name);
     }
     if (s->kind == WF_MS_INPUT || s->kind == WF_MS_PARAM) {
         if (s->dtype != WF_F32 && s->dtype != WF_I32) return bad(k, "dtype not f32 or i32 for", s->name);
@@ -139,10 +141,16 @@ int wf_model_write(const struct wf_model *m, char **text, size_t *len) {
     if (m->name && !wf_lex_is_ident(m->name))
         return wf_error(WF_ERR_INVALID, "model write: bad model name '%s'", m->name);
     if (m->n < 0 || (m->n > 0 && !m->st)) return wf_error(WF_ERR_INVALID, "model write: bad statement count");
+    struct wf_hmap names;
+    wf_hmap_init(&names);
     for (int k = 0; k < m->n; k++) {
-        int rc = check_stmt(m, k);
-        if (rc) return rc;
+        int rc = check_stmt(m, k, &names);
+        if (rc) {
+            wf_hmap_free(&names);
+            return rc;
+        }
     }
+    wf_hmap_free(&names);
     struct wf_textbuf b = {0};
     if (m->name) wf_textbuf_printf(&b, "model %s\n", m->name);
     for (int k = 0; k < m->n; k++)

@@ -568,7 +568,23 @@ static void test_alloc_failures(void) {
     wf_model_free(&m);
 }
 
+/* The writer refuses a tree the parser could not have made: a name defined twice (found by hash). */
+static void test_write_duplicate(void) {
+    struct wf_model m;
+    CHECK(wf_model_parse(&m, "m.wf", "input x : f32[B, 4]\nh = relu(x)\ng = tanh(h)\noutput g\n") == WF_OK);
+    char *keep = m.st[2].name, *text = NULL;
+    m.st[2].name = m.st[1].name; /* g renamed h */
+    int rc = wf_model_write(&m, &text, NULL);
+    CHECKF(rc == WF_ERR_INVALID && !strcmp(wf_errmsg(), "model write: statement 3: name defined twice: 'h'"),
+           "rc %d '%s'", rc, wf_errmsg());
+    m.st[2].name = keep;
+    CHECK(wf_model_write(&m, &text, NULL) == WF_OK);
+    wf_free(text);
+    wf_model_free(&m);
+}
+
 int main(void) {
+    test_write_duplicate();
     test_mlp();
     test_residual();
     test_syntax_variants();
