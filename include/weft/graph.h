@@ -166,9 +166,9 @@ const char *wf_infer_shape(const struct wf_infer *c, int i, char *buf);
 /* One execution of a node (forward or backward), filled by the executor. */
 struct wf_run {
     const struct wf_graph *g;
-    const struct wf_node *n; /* the forward node */
-    const struct wf_node *b; /* the backward node (backward only), else NULL */
-    int ni;                  /* index of n */
+    const struct wf_node *n;             /* the forward node */
+    const struct wf_node *b;             /* the backward node (backward only), else NULL */
+    int ni;                              /* index of n */
     void *(*ptr)(const void *ex, int v); /* a value's memory; NULL for -1 or a value without storage */
     const void *ex;
     float *work; /* the node's scratch (wf_op_def.work floats) */
@@ -193,13 +193,13 @@ struct wf_arg_spec {
 
 struct wf_op_def {
     const char *name;
-    int min_in, max_in;             /* tensor arguments */
-    struct wf_arg_spec arg[4];      /* argument i is checked against arg[min(i, 3)] */
+    int min_in, max_in;        /* tensor arguments */
+    struct wf_arg_spec arg[4]; /* argument i is checked against arg[min(i, 3)] */
     int n_attr;
     struct wf_attr_spec attr[WF_MAX_ATTRS];
-    unsigned flags;                 /* enum wf_op_flag */
-    unsigned no_grad;               /* arguments that get no gradient (bit i: argument i) */
-    unsigned bwd_in, bwd_out;       /* the inputs / outputs the backward reads (bit masks) */
+    unsigned flags;           /* enum wf_op_flag */
+    unsigned no_grad;         /* arguments that get no gradient (bit i: argument i) */
+    unsigned bwd_in, bwd_out; /* the inputs / outputs the backward reads (bit masks) */
     /* shape inference: checks ranks and attributes, creates parameters and outputs, sets n->flops */
     int (*infer)(struct wf_infer *c);
     int (*forward)(const struct wf_run *r);

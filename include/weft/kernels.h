@@ -82,8 +82,8 @@ void wf_softmax_xent_backward(float *dlogits, const float *probs, const int32_t 
  * caller's scale is 1 / the rows that count); their target need not be a class. */
 int wf_softmax_xent_forward_ign(float *loss, float *probs, const float *logits, const int32_t *targets, int B, int V,
                                 float scale, int32_t ignore);
-void wf_softmax_xent_backward_ign(float *dlogits, const float *probs, const int32_t *targets, int B, int V,
-                                  float scale, float dloss, int32_t ignore);
+void wf_softmax_xent_backward_ign(float *dlogits, const float *probs, const int32_t *targets, int B, int V, float scale,
+                                  float dloss, int32_t ignore);
 /* number of rows whose argmax equals the target (ties: lowest index) */
 int wf_argmax_correct(const float *logits, const int32_t *targets, int B, int V);
 

@@ -59,17 +59,17 @@ struct wf_step {
     int64_t n_params;
     unsigned char **arenas; /* nslots activation arenas (micro-batches in flight); NULL: the executor's own */
     int nslots;
-    int S, s;           /* stages, this stage */
-    int K, k0, nk;      /* micro-batches a step; this replica's first and count */
-    int sched;          /* enum wf_sched_kind */
-    int train_bwd;      /* this stage runs a backward (all but a pipeline's stages before any parameter) */
-    int in_v, out_v;    /* the stage's split input and output values, -1 */
+    int S, s;               /* stages, this stage */
+    int K, k0, nk;          /* micro-batches a step; this replica's first and count */
+    int sched;              /* enum wf_sched_kind */
+    int train_bwd;          /* this stage runs a backward (all but a pipeline's stages before any parameter) */
+    int in_v, out_v;        /* the stage's split input and output values, -1 */
     int x_in, y_in, len_in; /* data inputs fed from the batch, -1 */
     struct wf_links links;
     /* results */
-    double *losses;                      /* [nk]: each micro-batch's loss / K (the stage with the loss) */
-    double t_compute, t_comm;            /* seconds in kernels, in reductions and global sums */
-    int max_live;                        /* most micro-batches with live activations */
+    double *losses;           /* [nk]: each micro-batch's loss / K (the stage with the loss) */
+    double t_compute, t_comm; /* seconds in kernels, in reductions and global sums */
+    int max_live;             /* most micro-batches with live activations */
     /* private */
     char *ready;
     double *clip_part;

@@ -227,8 +227,7 @@ int co_job_setup(struct job *jb, const struct wf_run_opts *o) {
         int x, y;
         wf_graph_data_inputs(&jb->part.g, &x, &y);
         int len = wf_graph_len_input(&jb->part.g);
-        rc = x < 0 ? wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples",
-                              jb->part.g.path)
+        rc = x < 0 ? wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples", jb->part.g.path)
                    : wf_check_data_inputs(&jb->part.g, wf_store_info(train), x, y, -1);
         if (rc == WF_OK && len >= 0)
             rc = wf_error(WF_ERR_INVALID, "%s: a sequence-length input ('%s') is supported by weft train only so far",
@@ -928,8 +927,8 @@ static int job_finish(struct coord *co, struct job *jb) {
         double wall = wf_now() - jb->t_start;
         char accs[48] = "";
         if (jb->test_acc == jb->test_acc) snprintf(accs, sizeof accs, "; test accuracy %.2f%%", 100 * jb->test_acc);
-        co_emit(co, jb, 0, "job %d done: %ld steps in %.1f s (%.0f samples/s)%s; checkpoint %s", jb->id, jb->total, wall,
-                (double)jb->total * jb->job.batch / (wall > 0 ? wall : 1), accs, jb->ckpt_path);
+        co_emit(co, jb, 0, "job %d done: %ld steps in %.1f s (%.0f samples/s)%s; checkpoint %s", jb->id, jb->total,
+                wall, (double)jb->total * jb->job.batch / (wall > 0 ? wall : 1), accs, jb->ckpt_path);
         for (int w = 0; w < jb->n; w++) {
             double c = jb->wstats[w].compute, m = jb->wstats[w].comm, i = jb->wstats[w].idle;
             co_emit(co, jb, 0,

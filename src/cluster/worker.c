@@ -223,7 +223,7 @@ struct stage {
     int tracing;
     struct sender snd;
     struct control *ct;
-    struct wf_step step_; /* the step (exec layer), over the links below */
+    struct wf_step step_;    /* the step (exec layer), over the links below */
     int elastic, snap_every; /* elastic job: snapshots every step, a copy for a peer every snap_every */
     long start_step;
     uint32_t *ids; /* this step's sample ids (last stage): reported with the losses */
@@ -330,8 +330,8 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
     st->nslots = st->sched == WF_SCHED_GPIPE ? st->nk : WF_MIN(st->nk, st->S - st->s);
     if (st->nslots < 1) st->nslots = 1;
     st->arenas = wf_calloc((size_t)st->nslots, sizeof *st->arenas);
-    if (!st->params || !st->grads || (slots >= 1 && !st->opt_a) || (slots >= 2 && !st->opt_b) || !st->acc ||
-        !st->xs || !st->ys || !st->arenas)
+    if (!st->params || !st->grads || (slots >= 1 && !st->opt_a) || (slots >= 2 && !st->opt_b) || !st->acc || !st->xs ||
+        !st->ys || !st->arenas)
         return wf_error(WF_ERR_NOMEM, "out of memory for stage %d", st->s);
     st->arenas[0] = st->ex.arena;
     for (int i = 1; i < st->nslots; i++)

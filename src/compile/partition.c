@@ -408,7 +408,8 @@ int wf_partition_auto(const struct wf_model *m, int n_stages, char ***names_out)
         rc = wf_error(WF_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int ni = 0; ni < g.n_fwd; ni++) { /* values of layers that read only parameters and constants (a weight penalty) */
+    for (int ni = 0; ni < g.n_fwd;
+         ni++) { /* values of layers that read only parameters and constants (a weight penalty) */
         const struct wf_node *n = &g.n[ni];
         int f = 1;
         for (int i = 0; i < n->n_in && f; i++) {

@@ -59,11 +59,11 @@ struct runs {
 };
 
 struct placer {
-    int leaves;           /* time steps covered: a power of two */
-    int *full, *part;     /* per tree node (1 .. 2 * leaves - 1): index into set + 1, 0 if empty */
-    struct runs *set;     /* nset used of cap */
+    int leaves;       /* time steps covered: a power of two */
+    int *full, *part; /* per tree node (1 .. 2 * leaves - 1): index into set + 1, 0 if empty */
+    struct runs *set; /* nset used of cap */
     int nset, cap;
-    int *q, nq;           /* the sets a query checks */
+    int *q, nq; /* the sets a query checks */
 };
 
 /* First run of r ending after o (n if none). */

@@ -318,7 +318,7 @@ static void end_window(struct wf_feeder *f, double now) {
             f->since = 0;
             f->hold = f->backoff;
             if (f->backoff < (1 << 20)) f->backoff *= 2; /* a million windows: no more trials in practice */
-        } else if (f->confirming) { /* a kept trial must win a second window too */
+        } else if (f->confirming) {                      /* a kept trial must win a second window too */
             f->confirming = 0;
             if (rate < f->rate_before) {
                 snprintf(why, sizeof why, "not confirmed: %s %.1f vs %s %.1f steps/s", wf_place_name(here), rate,

@@ -421,8 +421,10 @@ static int token_opts(const struct wf_st_file *f, struct wf_sample_opts *o) {
     if (!p || sscanf(p, " seq_len=%d sample=%15s labels=%15s stride=%d", &seq, sample, labels, &stride) != 4 ||
         seq < 1 || seq > WF_SEQ_LEN_MAX || stride < 1 || (strcmp(sample, "window") && strcmp(sample, "sequence")) ||
         (strcmp(labels, "next") && strcmp(labels, "shifted")))
-        return wf_error(WF_ERR_CORRUPT, "%s: metadata 'weft.job' does not say how token samples are cut "
-                        "(seq_len, sample, labels, stride)", f->path);
+        return wf_error(WF_ERR_CORRUPT,
+                        "%s: metadata 'weft.job' does not say how token samples are cut "
+                        "(seq_len, sample, labels, stride)",
+                        f->path);
     *o = (struct wf_sample_opts){.seq_len = seq,
                                  .sample = strcmp(sample, "window") ? WF_SAMPLE_SEQUENCE : WF_SAMPLE_WINDOW,
                                  .labels = strcmp(labels, "next") ? WF_LABELS_SHIFTED : WF_LABELS_NEXT,

@@ -101,8 +101,9 @@ int wf_exec_run(struct wf_exec *e, int from, int to) {
         r.ni = bwd ? n->fwd : i;
         const struct wf_op_def *d = wf_op_get(r.n->op);
         int (*fn)(const struct wf_run *) = bwd ? d->backward : d->forward;
-        if (!fn) return wf_error(WF_ERR_INTERNAL, "node '%s': op '%s' has no %s", n->name, d->name,
-                                 bwd ? "backward" : "forward");
+        if (!fn)
+            return wf_error(WF_ERR_INTERNAL, "node '%s': op '%s' has no %s", n->name, d->name,
+                            bwd ? "backward" : "forward");
         int rc = fn(&r);
         if (rc < 0) return rc;
         if (e->profile) e->node_seconds[i] += wf_now() - t0;

@@ -68,8 +68,8 @@ static void on_node(void *ud, int node) {
             continue;
         }
         int64_t off = st->ex->prog.offset[g->params[i]];
-        int rc = wf_fixed_add(st->acc + off, st->grads + off, (int64_t)g->v[g->params[i]].numel, st->K,
-                              st->acc_first, off);
+        int rc =
+            wf_fixed_add(st->acc + off, st->grads + off, (int64_t)g->v[g->params[i]].numel, st->K, st->acc_first, off);
         if (rc < 0 && !st->reduce_rc) st->reduce_rc = rc;
         st->ready[i] = 1;
         any = 1;
@@ -161,8 +161,8 @@ int wf_step_run(struct wf_step *st, long step, double lr, const struct wf_feed_b
             live--;
             if (!st->train_bwd) continue;
             if (L->recv_grad && g->seed_grad >= 0 &&
-                (rc = L->recv_grad(L->ud, step, kg, wf_exec_ptr(ex, g->seed_grad),
-                                   (size_t)g->v[g->seed_grad].numel)) < 0)
+                (rc = L->recv_grad(L->ud, step, kg, wf_exec_ptr(ex, g->seed_grad), (size_t)g->v[g->seed_grad].numel)) <
+                    0)
                 break;
             if (g->loss_grad >= 0 && (rc = wf_exec_seed(ex, seed)) < 0) break;
             st->acc_first = jm == 0;

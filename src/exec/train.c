@@ -112,8 +112,7 @@ static int find_inputs(struct wf_trainer *t) {
     const struct wf_graph *g = &t->ex.prog.g;
     wf_graph_data_inputs(g, &t->x_in, &t->y_in);
     t->len_in = wf_graph_len_input(g);
-    if (t->x_in < 0)
-        return wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples", g->path);
+    if (t->x_in < 0) return wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples", g->path);
     int rc = wf_check_data_inputs(g, t->data.itrain, t->x_in, t->y_in, t->len_in);
     if (rc < 0) return rc;
     if (g->loss < 0) return wf_error(WF_ERR_INVALID, "%s: the model has no scalar loss output", g->path);

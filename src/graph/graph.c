@@ -230,7 +230,9 @@ static int check_args(struct wf_infer *c, const struct wf_op_def *d) {
         unsigned dt = a->dtypes ? a->dtypes : WF_DT(WF_F32);
         if (!(dt & WF_DT(v->dtype)))
             return wf_infer_err(c, "argument %d '%s' must be %s, got %s", i + 1, v->name,
-                                dt == WF_DT(WF_I32) ? "i32" : dt == WF_DT(WF_F32) ? "f32" : "f32 or i32",
+                                dt == WF_DT(WF_I32)   ? "i32"
+                                : dt == WF_DT(WF_F32) ? "f32"
+                                                      : "f32 or i32",
                                 wf_shape_str(v, s, sizeof s));
         int hi = a->max_rank ? a->max_rank : WF_MAX_DIMS;
         if (v->ndim < a->min_rank || v->ndim > hi) {
@@ -251,8 +253,7 @@ int wf_graph_kept(const struct wf_graph *g, int v) {
         if (g->outputs[i] == v) return 1;
     for (int i = 0; i < g->n_diff_in; i++)
         if (g->in_grad[i] == v || g->diff_in[i] == v) return 1;
-    return v == g->loss || v == g->loss_grad || v == g->logits || v == g->labels || v == g->seed ||
-           v == g->seed_grad;
+    return v == g->loss || v == g->loss_grad || v == g->logits || v == g->labels || v == g->seed || v == g->seed_grad;
 }
 
 int wf_graph_read_only_by(const struct wf_graph *g, int nn, int v, int r1, int r2) {

@@ -68,8 +68,8 @@ static int pooled_layout(const struct wf_run *r, int pi) {
     const struct wf_graph *g = r->g;
     if (pi < 0 || pi + 1 >= g->n_fwd) return WF_LAYOUT_NCHW;
     const struct wf_node *p = &g->n[pi], *c = p + 1;
-    if (p->op != WF_OP_MAXPOOL2D || p->backward || wf_run_ptr(r, p->in[0]) || c->op != WF_OP_CONV2D ||
-        c->backward || c->in[0] != p->out[0] || handoff_layout(r, fused_relu(g, p) - 1) != WF_LAYOUT_NCHW16C)
+    if (p->op != WF_OP_MAXPOOL2D || p->backward || wf_run_ptr(r, p->in[0]) || c->op != WF_OP_CONV2D || c->backward ||
+        c->in[0] != p->out[0] || handoff_layout(r, fused_relu(g, p) - 1) != WF_LAYOUT_NCHW16C)
         return WF_LAYOUT_NCHW;
     struct wf_conv2d_shape s;
     conv_shape(g, c, &s);
@@ -151,7 +151,8 @@ static int pool_infer(struct wf_infer *c) {
     char s1[96];
     if (n->ai[1] == WF_ATTR_UNSET) n->ai[1] = n->ai[0];
     int64_t k = n->ai[0], st = n->ai[1], p = n->ai[2];
-    if (k <= 0 || st <= 0 || p < 0 || 2 * p > k) return wf_infer_err(c, "need kernel, stride > 0 and 0 <= pad <= kernel/2");
+    if (k <= 0 || st <= 0 || p < 0 || 2 * p > k)
+        return wf_infer_err(c, "need kernel, stride > 0 and 0 <= pad <= kernel/2");
     if (x->shape[2] + 2 * p > INT32_MAX || x->shape[3] + 2 * p > INT32_MAX)
         return wf_infer_err(c, "the padded input must fit 2^31 (pad %lld)", (long long)p);
     if (x->shape[2] + 2 * p < k || x->shape[3] + 2 * p < k)
@@ -244,9 +245,8 @@ static void maxpool_plan(const struct wf_graph *g, int nn, int p, unsigned char 
 }
 
 #define POOL_ATTRS                                                                                                     \
-    .n_attr = 3, .attr = {                                                                                             \
-        {"kernel", WF_AT_INT, 1, 0}, {"stride", WF_AT_INT, 0, WF_ATTR_UNSET}, {"pad", WF_AT_INT, 0, 0}               \
-    }
+    .n_attr = 3,                                                                                                       \
+    .attr = {{"kernel", WF_AT_INT, 1, 0}, {"stride", WF_AT_INT, 0, WF_ATTR_UNSET}, {"pad", WF_AT_INT, 0, 0}}
 
 const struct wf_op_def wf_opdef_maxpool2d = {
     .name = "maxpool2d",

@@ -154,8 +154,8 @@ static int bcast_infer(struct wf_infer *c) {
     for (int i = 0; ok && i < y->ndim; i++)
         ok = y->shape[y->ndim - 1 - i] == x->shape[x->ndim - 1 - i];
     if (!ok)
-        return wf_infer_err(c, "second argument %s must match the trailing dimensions of %s",
-                            wf_infer_shape(c, 1, s1), wf_infer_shape(c, 0, s2));
+        return wf_infer_err(c, "second argument %s must match the trailing dimensions of %s", wf_infer_shape(c, 1, s1),
+                            wf_infer_shape(c, 0, s2));
     return wf_ops_same_shape(c, 1);
 }
 
@@ -175,8 +175,7 @@ static int mul_fwd(const struct wf_run *r) {
 }
 
 static int mul_bwd(const struct wf_run *r) {
-    wf_mul_backward(DIN(r, 0), DIN(r, 1), DOUT(r), IN(r, 0), IN(r, 1), (long)XV(r, 0)->numel,
-                    (long)XV(r, 1)->numel);
+    wf_mul_backward(DIN(r, 0), DIN(r, 1), DOUT(r), IN(r, 0), IN(r, 1), (long)XV(r, 0)->numel, (long)XV(r, 1)->numel);
     return WF_OK;
 }
 

@@ -156,8 +156,8 @@ static int concat_infer(struct wf_infer *c) {
         for (int d = 0; ok && d < nd; d++)
             ok = d == a || y->shape[d] == x->shape[d];
         if (!ok)
-            return wf_infer_err(c, "argument %d %s does not match %s outside axis %d", i + 1,
-                                wf_infer_shape(c, i, s1), wf_infer_shape(c, 0, s2), a);
+            return wf_infer_err(c, "argument %d %s does not match %s outside axis %d", i + 1, wf_infer_shape(c, i, s1),
+                                wf_infer_shape(c, 0, s2), a);
         sh[a] += y->shape[a]; /* at most WF_MAX_IO dims below 2^31 each */
     }
     int rc = wf_infer_out(c, NULL, WF_V_ACT, WF_F32, nd, sh);
@@ -216,8 +216,8 @@ static int slice_infer(struct wf_infer *c) {
     int64_t start = n->ai[1], len = n->ai[2]; /* |attributes| < 2^31: the sum cannot overflow */
     if (len <= 0) return wf_infer_err(c, "len must be positive, got %lld", (long long)len);
     if (start < 0 || start > x->shape[a] || len > x->shape[a] - start)
-        return wf_infer_err(c, "slice [%lld, %lld) outside axis %d of %s", (long long)start,
-                            (long long)(start + len), a, wf_infer_shape(c, 0, s1));
+        return wf_infer_err(c, "slice [%lld, %lld) outside axis %d of %s", (long long)start, (long long)(start + len),
+                            a, wf_infer_shape(c, 0, s1));
     int64_t sh[WF_MAX_DIMS];
     memcpy(sh, x->shape, sizeof sh);
     sh[a] = len;

@@ -357,8 +357,8 @@ void wf_softmax_xent_backward(float *dlogits, const float *probs, const int32_t 
     wf_softmax_xent_backward_ign(dlogits, probs, targets, B, V, scale, dloss, INT32_MIN);
 }
 
-void wf_softmax_xent_backward_ign(float *dlogits, const float *probs, const int32_t *targets, int B, int V,
-                                  float scale, float dloss, int32_t ignore) {
+void wf_softmax_xent_backward_ign(float *dlogits, const float *probs, const int32_t *targets, int B, int V, float scale,
+                                  float dloss, int32_t ignore) {
     float s = dloss * scale;
     for (int b = 0; b < B; b++) {
         const float *p = probs + (long)b * V;

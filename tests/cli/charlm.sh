@@ -17,6 +17,7 @@ set -uo pipefail
 WEFT=$1
 SRC=$2
 REF=$SRC/tests/ref/charlm_run
+. "$(dirname "$0")/ref_job.bash"
 TOL=1e-4
 LIMIT=120 # seconds for any one weft command
 
@@ -84,25 +85,7 @@ job() {
 compare_losses() {
   local name=$1 out p f
   sed -n 's/^{"step":\([0-9]*\),.*"loss":\([^,}]*\).*/\1 \2/p' "$tmp/$name/metrics.jsonl" >"$tmp/$name.loss"
-  out=$(awk -v tol="$TOL" -v steps="$(wc -l <"$REF/losses.txt")" -v run="$name" '
-    function abs(v) { return v < 0 ? -v : v }
-    FILENAME == ARGV[1] { got[$1] = $2; next }
-    { want[$1] = $2 }
-    END {
-      pass = 0; fail = 0; maxrel = 0; maxstep = 1
-      for (s = 1; s <= steps; s++) {
-        if (!(s in want)) { printf "FAIL %s step %d: no reference loss\n", run, s; fail++; continue }
-        if (!(s in got)) { printf "FAIL %s step %d: missing from metrics.jsonl (torch %s)\n", run, s, want[s]; fail++; continue }
-        rel = abs(got[s] - want[s]) / abs(want[s])
-        if (!(rel <= maxrel)) { maxrel = rel; maxstep = s }
-        if (!(rel <= tol)) {
-          printf "FAIL %s step %d: weft %s torch %s rel %.3g > %g\n", run, s, got[s], want[s], rel, tol; fail++
-        } else pass++
-      }
-      printf "%s: %d steps, max relative loss difference %.3g (step %d: weft %s torch %s), tolerance %g\n",
-             run, steps, maxrel, maxstep, got[maxstep], want[maxstep], tol
-      print pass, fail
-    }' "$tmp/$name.loss" "$REF/losses.txt")
+  out=$(loss_cmp "$tmp/$name.loss" "$REF/losses.txt" "$name" "$TOL" "$(wc -l <"$REF/losses.txt")")
   echo "$out" | sed '$d'
   read -r p f <<<"$(echo "$out" | tail -n 1)"
   pass=$((pass + p))

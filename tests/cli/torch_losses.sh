@@ -87,25 +87,7 @@ for run in "${RUNS[@]}"; do
   sed -n 's/^{"step":\([0-9]*\),.*"'"$ACC_KEY"'":\([^,}]*\).*/\1 \2/p' "$metrics" >"$tmp/$run/acc.txt"
 
   # prints "PASS FAIL" last
-  out=$(awk -v tol="$TOL" -v steps="$steps" -v run="$run" '
-    function abs(v) { return v < 0 ? -v : v }
-    FILENAME == ARGV[1] { got[$1] = $2; next }
-    { want[$1] = $2 }
-    END {
-      pass = 0; fail = 0; maxrel = 0; maxstep = 1
-      for (s = 1; s <= steps; s++) {
-        if (!(s in want)) { printf "FAIL %s step %d: no reference loss\n", run, s; fail++; continue }
-        if (!(s in got)) { printf "FAIL %s step %d: missing from metrics.jsonl (torch %s)\n", run, s, want[s]; fail++; continue }
-        rel = want[s] != 0 ? abs(got[s] - want[s]) / abs(want[s]) : abs(got[s])
-        if (!(rel <= maxrel)) { maxrel = rel; maxstep = s }
-        if (!(rel <= tol)) {
-          printf "FAIL %s step %d: weft %s torch %s rel %.3g > %g\n", run, s, got[s], want[s], rel, tol; fail++
-        } else pass++
-      }
-      printf "%s: max relative loss difference %.3g (step %d: weft %s torch %s), tolerance %g\n",
-             run, maxrel, maxstep, got[maxstep], want[maxstep], tol
-      print pass, fail
-    }' "$tmp/$run/loss.txt" "$ref/losses.txt")
+  out=$(loss_cmp "$tmp/$run/loss.txt" "$ref/losses.txt" "$run" "$TOL" "$steps")
   tally "$out"
 
   if [ -f "$ref/acc.txt" ]; then

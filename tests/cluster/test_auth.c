@@ -68,8 +68,7 @@ static void test_wrong_token(void) {
     }
     struct wf_msg hello;
     int rc = wf_auth_accept(&a, &good, &hello, 5.0);
-    CHECKF(rc == WF_ERR_AUTH && strstr(wf_errmsg(), "does not have the cluster token"), "rc %d: %s", rc,
-           wf_errmsg());
+    CHECKF(rc == WF_ERR_AUTH && strstr(wf_errmsg(), "does not have the cluster token"), "rc %d: %s", rc, wf_errmsg());
     int st;
     waitpid(pid, &st, 0);
     wf_conn_close(&a);

@@ -48,7 +48,7 @@ static char *fanout_text(int blocks) {
 }
 
 struct span {
-    int64_t lo, hi; /* bytes */
+    int64_t lo, hi;  /* bytes */
     int first, last; /* steps */
     int v;
 };
