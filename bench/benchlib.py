@@ -59,3 +59,31 @@ def add_run_options(ap, timeout):
                     "keeping the least disturbed attempt (default 2)" % NOISY)
     ap.add_argument("--timeout", type=float, default=timeout,
                     help="seconds per weft process (default %g)" % timeout)
+
+
+def write_cnn_job(path, model, data, out, max_steps, batch, micro_batches, eval_batch):
+    """The short CNN job the multi-process benchmarks train (Adam, seed 3, one thread per worker)."""
+    with open(path, "w") as f:
+        f.write("\n".join([
+            "model = %s" % model,
+            "data = %s" % data,
+            "epochs = 1",
+            "max_steps = %d" % max_steps,
+            "batch = %d" % batch,
+            "micro_batches = %d" % micro_batches,
+            "seed = 3",
+            "optimizer = adam",
+            "lr = 0.001",
+            "threads = 1",
+            "eval_batch = %d" % eval_batch,
+            "out = %s" % out,
+        ]) + "\n")
+
+
+def count_steps(path):
+    """Complete step lines in a run's metrics.jsonl so far (0 before it exists)."""
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if line.startswith('{"step"') and line.endswith("}\n"))
+    except OSError:
+        return 0

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from benchlib import NOISY, add_run_options, cpu_busy_s, idle_pct, make_data
+from benchlib import NOISY, add_run_options, count_steps, cpu_busy_s, idle_pct, make_data, write_cnn_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -108,21 +108,7 @@ def kill_ours(pids, weft):
 
 
 def write_job(path, a, data, out):
-    with open(path, "w") as f:
-        f.write("\n".join([
-            "model = %s" % MODEL,
-            "data = %s" % data,
-            "epochs = 1",
-            "max_steps = %d" % a.max_steps,
-            "batch = %d" % a.batch,
-            "micro_batches = %d" % a.micro_batches,
-            "seed = 3",
-            "optimizer = adam",
-            "lr = 0.001",
-            "threads = 1",
-            "eval_batch = %d" % a.eval_batch,
-            "out = %s" % out,
-        ]) + "\n")
+    write_cnn_job(path, MODEL, data, out, a.max_steps, a.batch, a.micro_batches, a.eval_batch)
 
 
 def read_metrics(path):
@@ -142,14 +128,6 @@ def read_metrics(path):
             continue
         (events if "event" in d else steps).append(d)
     return steps, events
-
-
-def count_steps(path):
-    try:
-        with open(path) as f:
-            return sum(1 for line in f if line.startswith('{"step"') and line.endswith("}\n"))
-    except OSError:
-        return 0
 
 
 def weft_status(a, out):

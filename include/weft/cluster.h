@@ -20,8 +20,12 @@
 
 #include "weft/comm.h"
 
-/* The largest frame a connection may send before it is authenticated (its HELLO) */
-#define WF_AUTH_FRAME_MAX (64u << 10)
+struct pollfd;
+
+/* The largest frame a connection may send before it is authenticated (its
+ * HELLO, which wf_msg_max_len caps lower still): the receive buffer every
+ * connection has anyway, so a peer without the token costs one page. */
+#define WF_AUTH_FRAME_MAX 4096u
 
 /* EVAL.correct of a model that has no accuracy (an autoencoder): evaluation reports only the loss */
 #define WF_EVAL_NO_ACC UINT64_MAX
@@ -115,6 +119,13 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m);
 int wf_msg_decode(struct wf_msg *m, int type, const void *p, size_t len);
 void wf_msg_free(struct wf_msg *m);
 const char *wf_msg_name(int type);
+/* The most payload bytes a message of `type` can have (the limits wf_msg_decode
+ * puts on its fields; UINT32_MAX where only the connection's limit bounds it,
+ * 0 for an unknown type); *name gets the type's name. Every connection the
+ * cluster authenticates refuses a frame above this from its header
+ * (wf_conn.type_max), so that no peer makes a process allocate more for a
+ * message than that message can hold. */
+uint32_t wf_msg_max_len(int type, const char **name);
 
 /* Sends m on c (one frame). */
 int wf_msg_send(struct wf_conn *c, const struct wf_msg *m, double timeout_s);
@@ -141,8 +152,66 @@ int wf_token_load(struct wf_token *t, const char *file);
 /* A new random token, written to file with mode 0600 if file != NULL. */
 int wf_token_generate(struct wf_token *t, char hex[129], const char *file);
 int wf_token_from_hex(struct wf_token *t, const char *hex);
-/* Acceptor side: challenge, check the HELLO's mac; *hello receives it. */
+/* Acceptor side, waiting up to timeout_s: challenge, check the HELLO's mac;
+ * *hello receives it. (A process that listens uses the gate below instead.) */
 int wf_auth_accept(struct wf_conn *c, const struct wf_token *t, struct wf_msg *hello, double timeout_s);
+
+/* The acceptor's side as a state machine that never waits: the challenge
+ * goes out at once, and each wf_auth_step reads what has arrived. Until the
+ * peer is authenticated its frames are capped at WF_AUTH_FRAME_MAX and by
+ * type (wf_msg_max_len); a partial HELLO is kept across steps. */
+struct wf_auth {
+    struct wf_conn c;
+    uint8_t nonce[WF_NONCE];
+    double deadline, timeout_s;
+    uint32_t max_len; /* the connection's own limit, restored once authenticated */
+};
+/* Takes c over (closing it on failure) and sends the challenge; the HELLO
+ * is due within timeout_s. */
+int wf_auth_begin(struct wf_auth *a, struct wf_conn *c, double timeout_s);
+/* 0: the HELLO is not complete yet; 1: authenticated: *hello holds the
+ * HELLO (free it) and a->c is the connection, with its own limit back; a
+ * negative error (and the connection closed) when the peer sent anything
+ * else, a wrong mac, closed, or let the deadline pass. */
+int wf_auth_step(struct wf_auth *a, const struct wf_token *t, struct wf_msg *hello);
+
+/* ---- the gate: a listening socket's connections until they authenticate (gate.c) ----
+ * The owner's poll loop polls the gate's descriptors beside its own and
+ * hands them back to wf_gate_service, which accepts, advances every
+ * handshake that has bytes, drops those past their deadline and, when more
+ * than `cap` are in progress, the oldest. Nothing in it waits, so no number
+ * of idle, slow or oversized connections delays the owner's authenticated
+ * traffic by more than the few system calls they cost. */
+#define WF_GATE_CAP 128
+#define WF_GATE_BURST 32 /* connections accepted per wf_gate_service */
+struct wf_gate_stats {
+    uint64_t accepted, authenticated;
+    uint64_t refused; /* wrong token, malformed or oversized frames, closed half-way */
+    uint64_t expired; /* no HELLO before the deadline */
+    uint64_t evicted; /* dropped, oldest first, to make room for a newer connection */
+};
+struct wf_gate {
+    int lfd;
+    const struct wf_token *token;
+    int cap;
+    double timeout_s;
+    struct wf_auth *pend; /* in arrival order */
+    int n;
+    struct wf_gate_stats st;
+    char last_refusal[256]; /* why the latest connection was turned away */
+};
+/* cap <= 0: WF_GATE_CAP; timeout_s <= 0: 5 s. */
+int wf_gate_init(struct wf_gate *g, int lfd, const struct wf_token *t, int cap, double timeout_s);
+/* Closes every connection in progress (not the listening socket). */
+void wf_gate_free(struct wf_gate *g);
+/* Fills pf with the entries to poll: the listening socket, then each
+ * handshake; returns how many (1 + g->n <= 1 + g->cap). */
+int wf_gate_pollfds(const struct wf_gate *g, struct pollfd *pf);
+/* After poll() on what wf_gate_pollfds filled (revents set): calls
+ * on_peer(arg, c, hello) for each connection authenticated, which owns *c
+ * (copy it) and hello (wf_msg_free it) from then on. */
+typedef void (*wf_gate_peer_fn)(void *arg, struct wf_conn *c, struct wf_msg *hello);
+void wf_gate_service(struct wf_gate *g, const struct pollfd *pf, double now, wf_gate_peer_fn on_peer, void *arg);
 /* Connector side: waits for the challenge and sends hello with its mac. */
 int wf_auth_connect(struct wf_conn *c, const struct wf_token *t, struct wf_msg *hello, double timeout_s);
 

@@ -63,6 +63,11 @@ struct wf_conn {
     uint64_t bytes_sent, bytes_recv;
     size_t rgot;        /* bytes of the frame in progress already in rbuf: a timed-out wf_recv resumes there */
     struct wf_shm *shm; /* same-machine peer: large frames go through shared memory (wf_shm_offer_send) */
+    /* Optional per-type payload limit under max_len, checked from the header before anything is
+     * allocated for the payload: returns the most bytes a frame of `type` can hold and sets *name
+     * to the type's name for the error (NULL: max_len for every type). The comm layer's own types
+     * (>= WF_MSG_COMM_FIRST) have limits of their own whatever this says. Copied by wf_conn_dup. */
+    uint32_t (*type_max)(int type, const char **name);
 };
 
 /* Listens on host:port (port 0 = any free port); *port_out gets the port. */

@@ -60,11 +60,42 @@ void wf_appendf(char *buf, size_t n, size_t *k, const char *fmt, ...) __attribut
 /* 64-byte aligned, zero-filled; free with wf_afree. */
 void *wf_aalloc(size_t size);
 void wf_afree(void *p);
-/* Refuses (WF_ERR_NOMEM, naming `who`, `what` and both sizes) a request of
- * `bytes` that cannot fit: more than the machine's physical memory, or an
- * address-space limit (RLIMIT_AS). Called before large allocations sized by
- * a model file, so that nothing is zero-filled for minutes first. */
+/* ---- the memory bound: models too large are refused before allocating ----
+ * The bound is the machine's physical memory, or the override set by
+ * wf_mem_set_limit in its place (higher or lower); an address-space limit
+ * (RLIMIT_AS, `ulimit -v`) below either wins. */
+
+/* Refuses (WF_ERR_NOMEM, naming `who`, `what`, both sizes and which bound)
+ * a request of `bytes` beyond the bound. Called before large allocations
+ * sized by a model file, so that nothing is zero-filled for minutes first.
+ * Messages: "WHO: WHAT need 25.1 GB, more than this machine's physical
+ * memory of 8.35 GB" (or "... address-space limit (ulimit -v) of ..."), in
+ * decimal units; "WHO: WHAT need 1.05 MiB, more than the --max-memory of
+ * 1 KiB" in binary units when the override is the bound. */
 int wf_mem_check(const char *who, const char *what, size_t bytes);
+/* A tensor a refusal names: "fc1.weight f32[256, 784] 784 KiB". */
+struct wf_mem_item {
+    const char *name;  /* e.g. a value's name */
+    const char *shape; /* e.g. "f32[256, 784]"; NULL: none */
+    size_t bytes;      /* its size */
+};
+/* wf_mem_check, and a refusal ends with the n_items given (the caller picks
+ * and orders them): "...; largest ITEMS_WHAT: a f32[4] 16 bytes, b ...". */
+int wf_mem_check_items(const char *who, const char *what, size_t bytes, const char *items_what,
+                       const struct wf_mem_item *items, int n_items);
+/* Sets the process-wide override (bytes; 0: none, the machine's bounds
+ * apply). `origin` names it in messages ("--max-memory"; NULL: that). Not
+ * thread-safe: set it before threads start (the CLI does, from its options
+ * and WEFT_MAX_MEMORY). */
+void wf_mem_set_limit(uint64_t bytes, const char *origin);
+uint64_t wf_mem_limit(void); /* the override, 0 if none */
+/* Parses a size: decimal digits, optionally followed by K, M, G or T (either
+ * case; powers of 1024: "2G" is 2 GiB), nothing else ("0" is 0). Errors
+ * (WF_ERR_INVALID, WF_ERR_RANGE past 2^64 - 1) name `name` (the option or
+ * variable) and the text. */
+int wf_mem_parse_size(const char *name, const char *text, uint64_t *bytes);
+/* "1.5 GiB" (binary) or "1.61 GB" (decimal), "512 bytes" below one unit. */
+void wf_fmt_bytes(char *buf, size_t n, double bytes, int binary);
 /* Test hook: the n-th allocation from now fails (n >= 1); n = 0 disables. */
 void wf_alloc_fail_at(long n);
 /* Allocations made through the seam so far (tests check that a training

@@ -9,6 +9,7 @@
 #ifndef WEFT_EXEC_H
 #define WEFT_EXEC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "weft/compile.h"
@@ -37,6 +38,20 @@ int wf_exec_init(struct wf_exec *e, const struct wf_model *m, int batch, int tra
 int wf_exec_init_stage(struct wf_exec *e, const struct wf_model *m, int batch, int train, const struct wf_stage_opts *o,
                        float *params, float *grads);
 void wf_exec_free(struct wf_exec *e);
+/* Memory checks of a compiled program (wf_mem_check, core.h), made before
+ * anything it sizes is allocated; a refusal names the largest tensors.
+ * wf_mem_check_plan: its activations (the planned arena) and its kernel
+ * scratch; refusals name the 3 largest planned values, or the layers that
+ * need the most scratch:
+ *   "m.wf: activations need 1.05 MiB, more than the --max-memory of 1 KiB;
+ *    largest values: fc1 f32[32, 256] 32 KiB, ..."
+ * (wf_exec_init makes it). wf_mem_check_params: `bytes` for the parameters
+ * and what comes with them (`what`: "the parameters, their gradients and
+ * optimizer state"); a refusal names the 3 largest parameters:
+ *   "...; largest parameters: fc1.weight f32[256, 784] 784 KiB, ...".
+ * One pass over the values, and only on refusal. */
+int wf_mem_check_plan(const struct wf_program *p, const char *who);
+int wf_mem_check_params(const struct wf_program *p, const char *who, const char *what, size_t bytes);
 /* Pointer to a value's memory (NULL for -1). */
 void *wf_exec_ptr(const struct wf_exec *e, int v);
 /* Runs nodes [from, to) of the program. */

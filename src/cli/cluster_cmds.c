@@ -2,9 +2,9 @@
  * cli layer: the cluster commands.
  *
  *   weft run JOB --workers N [--pp P] [--dp D] [--schedule 1f1b|gpipe] [--micro-batches K] [--trace FILE]
- *            [--resume [CKPT]]
+ *            [--resume [CKPT]] [--max-memory SIZE]
  *   weft coordinator [--listen HOST:PORT] [--token-file F] [--journal FILE]
- *   weft worker --coordinator HOST:PORT [--token-file F] [--once] [--reconnect S]
+ *   weft worker --coordinator HOST:PORT [--token-file F] [--once] [--reconnect S] [--max-memory SIZE]
  *   weft submit JOB --coordinator HOST:PORT [layout options] [--reconnect S]
  *   weft status --coordinator HOST:PORT
  */
@@ -46,12 +46,18 @@ static void usage_run(FILE *f) {
                "                         (default 10)\n"
                "  --resume [CKPT]        continue from CKPT (default OUT/checkpoint.safetensors), with any\n"
                "                         layout: each stage loads its parameters and optimizer state by name\n"
+               "  --max-memory SIZE      each worker refuses, before allocating, a stage whose parameters\n"
+               "                         (with gradients and optimizer state), activations or scratch need\n"
+               "                         more than SIZE bytes (K, M, G, T: powers of 1024, e.g. 2G; in place\n"
+               "                         of physical memory, a lower `ulimit -v` still wins; passed to the\n"
+               "                         workers as WEFT_MAX_MEMORY, which is also its default)\n"
                "  --quiet                no progress line\n");
 }
 
 static void usage_cluster(FILE *f) {
     fprintf(f, "usage: weft coordinator [--listen HOST:PORT] [--token-file F] [--journal FILE]\n"
                "       weft worker --coordinator HOST:PORT [--token-file F] [--once] [--reconnect S]\n"
+               "                   [--max-memory SIZE]\n"
                "       weft submit JOB --coordinator HOST:PORT [--token-file F] [layout options of weft run]\n"
                "                   [--reconnect S]\n"
                "       weft status --coordinator HOST:PORT [--token-file F]\n\n"
@@ -63,7 +69,11 @@ static void usage_cluster(FILE *f) {
                "                   started again with the same FILE (same address and token) takes over\n"
                "                   a job that was running when the last one died (elastic jobs, --nodes)\n"
                "  --reconnect S    a worker (or submit) that loses the coordinator tries to register\n"
-               "                   again (watch the job again) for S seconds (default 60; 0 with --once)\n");
+               "                   again (watch the job again) for S seconds (default 60; 0 with --once)\n"
+               "  --max-memory SIZE  a worker refuses, before allocating, a stage that needs more than SIZE\n"
+               "                   bytes (K, M, G, T: powers of 1024, e.g. 2G) for its parameters (with\n"
+               "                   gradients and optimizer state), activations or scratch, in place of\n"
+               "                   physical memory (a lower `ulimit -v` still wins; default: WEFT_MAX_MEMORY)\n");
 }
 
 /* Layout options shared by run and submit; returns 1 if consumed (with *i advanced), -1 on a bad value. */
@@ -140,6 +150,10 @@ int cmd_run(int argc, char **argv) {
             o.trace = argv[++i];
         } else if (!strcmp(a, "--quiet")) {
             o.quiet = 1;
+        } else if (!strcmp(a, "--max-memory")) {
+            const char *v = i + 1 < argc ? argv[++i] : NULL;
+            /* the workers are new processes of this executable: they read it from the environment */
+            if (wf_cli_max_memory("run", v) < 0 || setenv("WEFT_MAX_MEMORY", v, 1) < 0) return 2;
         } else if (!strcmp(a, "--resume")) {
             want_resume = 1;
             if (i + 1 < argc && argv[i + 1][0] != '-' && o.job_path) o.resume = argv[++i];
@@ -203,6 +217,8 @@ static int parse_common(const char *cmd, int argc, char **argv, struct common *c
             c->listen = argv[++i];
         } else if (!strcmp(a, "--once")) {
             c->once = 1;
+        } else if (!strcmp(a, "--max-memory") && !strcmp(cmd, "worker")) {
+            if (wf_cli_max_memory(cmd, i + 1 < argc ? argv[++i] : NULL) < 0) return -1;
         } else if (!strcmp(a, "--journal") && i + 1 < argc) {
             c->journal = argv[++i];
         } else if (!strcmp(a, "--reconnect")) {

@@ -1,9 +1,9 @@
 /*
  * cli layer: the weft command. The only place that prints to stdout.
  *
- *   weft train JOB [--resume [CKPT]] [--stop-after N] [--quiet]
+ *   weft train JOB [--resume [CKPT]] [--stop-after N] [--quiet] [--max-memory SIZE]
  *   weft eval CHECKPOINT [--data DIR] [--batch N]
- *   weft check MODEL [--batch N]
+ *   weft check MODEL [--batch N] [--max-memory SIZE]
  *   weft sample CHECKPOINT [--prompt TEXT] [--n N] [--temperature T] [--seed S] [--vocab FILE]   (sample.c)
  */
 #include <math.h>
@@ -15,6 +15,7 @@
 
 #include "weft/compile.h"
 #include "weft/core.h"
+#include "weft/exec.h"
 #include "weft/graph.h"
 #include "weft/model.h"
 #include "weft/train.h"
@@ -36,7 +37,8 @@ static void usage_main(FILE *f) {
                "  status           show a coordinator's workers and job\n"
                "  tokenize TEXT... make a token dataset of text files (train.tok, test.tok, vocab.txt)\n"
                "  sample CKPT      generate text with a model trained on a token dataset\n\n"
-               "`weft COMMAND --help` tells more. Environment: WEFT_LOG=error|warn|info|debug.\n");
+               "`weft COMMAND --help` tells more. Environment: WEFT_LOG=error|warn|info|debug;\n"
+               "WEFT_MAX_MEMORY=SIZE, the default of --max-memory (train, check, run, worker, eval, sample).\n");
 }
 
 static void usage_train(FILE *f) {
@@ -48,6 +50,11 @@ static void usage_train(FILE *f) {
                "  --stop-after N    stop (with a checkpoint) after N more steps\n"
                "  --quiet           print only the final result\n"
                "  --profile         time every node and print where a step spends its time\n"
+               "  --max-memory SIZE refuse, before allocating, a model whose parameters (with gradients\n"
+               "                    and optimizer state), activations or scratch need more than SIZE\n"
+               "                    bytes (K, M, G, T: powers of 1024, e.g. 2G); it replaces physical\n"
+               "                    memory as the bound, a lower `ulimit -v` still wins; 0: none\n"
+               "                    (default: WEFT_MAX_MEMORY)\n"
                "  --help            this text\n");
 }
 
@@ -58,10 +65,12 @@ static void usage_eval(FILE *f) {
 }
 
 static void usage_check(FILE *f) {
-    fprintf(f, "usage: weft check MODEL [--batch N]\n\n"
+    fprintf(f, "usage: weft check MODEL [--batch N] [--max-memory SIZE]\n\n"
                "Parses and validates a model file, builds its graph and backward pass, and prints\n"
                "every layer with its output shape, parameters and FLOPs, and the memory plan.\n"
-               "Shapes are shown for batch N (default 1).\n");
+               "Shapes are shown for batch N (default 1). With --max-memory SIZE (or WEFT_MAX_MEMORY;\n"
+               "K, M, G, T: powers of 1024) the model is refused, as weft train would refuse it, if its\n"
+               "activations, scratch, or parameters with their gradients need more than SIZE.\n");
 }
 
 static int fail(const char *cmd) {
@@ -69,6 +78,35 @@ static int fail(const char *cmd) {
     return 1;
 }
 int wf_cli_fail(const char *cmd) { return fail(cmd); }
+
+/* where the memory override came from, for weft check's report */
+static const char *max_memory_origin = "--max-memory";
+
+int wf_cli_max_memory(const char *cmd, const char *value) {
+    uint64_t bytes;
+    if (wf_mem_parse_size("--max-memory", value, &bytes) < 0) {
+        fprintf(stderr, "weft %s: error: %s\n", cmd, value ? wf_errmsg() : "--max-memory needs a size, e.g. 2G");
+        return -1;
+    }
+    wf_mem_set_limit(bytes, "--max-memory");
+    max_memory_origin = "--max-memory";
+    return 0;
+}
+
+/* WEFT_MAX_MEMORY: --max-memory's default, for the commands that size models
+ * (weft run passes --max-memory to its workers through it) */
+static int max_memory_env(const char *cmd) {
+    const char *s = getenv("WEFT_MAX_MEMORY");
+    if (!s || !*s) return 0;
+    uint64_t bytes;
+    if (wf_mem_parse_size("WEFT_MAX_MEMORY", s, &bytes) < 0) {
+        fprintf(stderr, "weft %s: error: %s\n", cmd, wf_errmsg());
+        return -1;
+    }
+    wf_mem_set_limit(bytes, "--max-memory (WEFT_MAX_MEMORY)");
+    max_memory_origin = "WEFT_MAX_MEMORY";
+    return 0;
+}
 
 static void fmt_count(char *buf, size_t n, double v) {
     if (v >= 1e9)
@@ -207,6 +245,8 @@ static int cmd_train(int argc, char **argv) {
             quiet = 1;
         } else if (!strcmp(argv[i], "--profile")) {
             profile = 1;
+        } else if (!strcmp(argv[i], "--max-memory")) {
+            if (wf_cli_max_memory("train", i + 1 < argc ? argv[++i] : NULL) < 0) return 2;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "weft train: error: unknown option '%s'\n", argv[i]);
             usage_train(stderr);
@@ -311,6 +351,8 @@ static int cmd_check(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--batch")) {
             if (wf_cli_parse_long("check", "--batch", i + 1 < argc ? argv[++i] : NULL, &batch) < 0) return 2;
+        } else if (!strcmp(argv[i], "--max-memory")) {
+            if (wf_cli_max_memory("check", i + 1 < argc ? argv[++i] : NULL) < 0) return 2;
         } else if (argv[i][0] == '-' || path) {
             fprintf(stderr, "weft check: error: unexpected argument '%s'\n", argv[i]);
             usage_check(stderr);
@@ -339,6 +381,17 @@ static int cmd_check(int argc, char **argv) {
         fprintf(stderr, "weft check: note: %s; checked forward only\n", msg);
     }
     const struct wf_graph *g = &p.g;
+    /* with a memory bound given, what weft train would refuse before allocating (the optimizer's
+     * state depends on the job: only the parameters and their gradients are counted) */
+    uint64_t limit = wf_mem_limit();
+    size_t pbytes = sizeof(float) * (size_t)p.n_param_floats * (train ? 2 : 1);
+    if (limit > 0 && (wf_mem_check_plan(&p, g->path) < 0 ||
+                      wf_mem_check_params(&p, g->path, train ? "the parameters and their gradients" : "the parameters",
+                                          pbytes) < 0)) {
+        wf_program_free(&p);
+        wf_model_free(&m);
+        return fail("check");
+    }
     char s[96], f[32], np[32];
     printf("model %s (%s), batch %ld\n\n", g->name, path, batch);
     printf("%-16s %-14s %-26s %12s %12s\n", "layer", "op", "output", "params", "flops");
@@ -367,6 +420,12 @@ static int cmd_check(int argc, char **argv) {
     printf("\nmemory plan: %zu activation bytes (%zu without reuse), %zu scratch bytes, %d nodes (%d forward)\n",
            p.arena_bytes, p.naive_bytes, p.work_floats * sizeof(float), p.n_exec, g->n_fwd);
     if (g->loss >= 0) printf("loss: %s\n", g->v[g->loss].name);
+    if (limit > 0) {
+        char lim[32];
+        wf_fmt_bytes(lim, sizeof lim, (double)limit, 1);
+        printf("memory: within the %s of %s (activations, scratch, the parameters%s)\n", max_memory_origin, lim,
+               train ? " with their gradients" : "");
+    }
     wf_program_free(&p);
     wf_model_free(&m);
     return 0;
@@ -390,6 +449,10 @@ int main(int argc, char **argv) {
         printf("weft %s\n", WEFT_VERSION);
         return 0;
     }
+    /* the commands that size models take --max-memory's default from the environment */
+    static const char *const sizes_models[] = {"train", "eval", "check", "run", "worker", "sample"};
+    for (size_t i = 0; i < WF_ARRAY_LEN(sizes_models); i++)
+        if (!strcmp(cmd, sizes_models[i]) && max_memory_env(cmd) < 0) return 2;
     if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);

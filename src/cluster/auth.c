@@ -4,7 +4,9 @@
  * HMAC-SHA256(token, nonce || role) in its HELLO. OpenSSL's libcrypto
  * provides the random bytes, the MAC and a constant-time compare.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,43 +80,82 @@ static void mac_of(const struct wf_token *t, const uint8_t nonce[WF_NONCE], uint
     HMAC(EVP_sha256(), t->key, (int)t->len, msg, sizeof msg, out, &len);
 }
 
-int wf_auth_accept(struct wf_conn *c, const struct wf_token *t, struct wf_msg *hello, double timeout_s) {
+/* Until the peer has proved it holds the token: the first-frame cap and the per-type caps. */
+static void guard(struct wf_conn *c) {
+    c->type_max = wf_msg_max_len;
+    if (c->max_len > WF_AUTH_FRAME_MAX) c->max_len = WF_AUTH_FRAME_MAX;
+}
+
+int wf_auth_begin(struct wf_auth *a, struct wf_conn *c, double timeout_s) {
+    memset(a, 0, sizeof *a);
+    a->c = *c;
+    a->timeout_s = timeout_s;
+    a->deadline = wf_now() + timeout_s;
+    a->max_len = c->max_len;
+    guard(&a->c);
     struct wf_msg ch = {.type = WF_M_CHALLENGE};
+    int rc = RAND_bytes(ch.nonce, WF_NONCE) == 1 ? WF_OK : wf_error(WF_ERR_INTERNAL, "no random bytes for a challenge");
+    memcpy(a->nonce, ch.nonce, WF_NONCE);
+    /* 48 bytes into a new socket's empty send buffer: never waits */
+    if (rc == WF_OK) rc = wf_msg_send(&a->c, &ch, 0.0);
+    if (rc < 0) wf_conn_close(&a->c);
+    return rc;
+}
+
+int wf_auth_step(struct wf_auth *a, const struct wf_token *t, struct wf_msg *hello) {
     memset(hello, 0, sizeof *hello);
-    if (RAND_bytes(ch.nonce, WF_NONCE) != 1) return wf_error(WF_ERR_INTERNAL, "no random bytes for a challenge");
-    int rc = wf_msg_send(c, &ch, timeout_s);
-    if (rc < 0) return rc;
-    /* nothing is allocated for a peer that has not proved it holds the token: its first frame (a
-     * HELLO is under 1 KiB) is refused above WF_AUTH_FRAME_MAX before its payload is read */
-    uint32_t max_len = c->max_len;
-    c->max_len = WF_AUTH_FRAME_MAX < max_len ? WF_AUTH_FRAME_MAX : max_len;
-    rc = wf_msg_recv(c, hello, timeout_s);
-    c->max_len = max_len;
-    if (rc < 0) return rc;
-    uint8_t want[WF_MAC];
-    if (hello->type != WF_M_HELLO) {
-        rc = wf_error(WF_ERR_PEER, "%s: expected HELLO, got %s", c->name, wf_msg_name(hello->type));
-    } else {
-        mac_of(t, ch.nonce, hello->role, want);
-        if (CRYPTO_memcmp(want, hello->mac, WF_MAC))
-            rc = wf_error(WF_ERR_AUTH, "%s: refused: it does not have the cluster token", c->name);
+    int rc = wf_msg_recv(&a->c, hello, 0.0);
+    if (rc == WF_ERR_TIMEOUT && a->c.fd >= 0) { /* nothing more yet; what came is kept */
+        if (wf_now() < a->deadline) return 0;
+        rc = wf_error(WF_ERR_TIMEOUT, "%s: no HELLO within %.1f s of connecting", a->c.name, a->timeout_s);
     }
-    if (rc < 0) {
-        struct wf_msg no = {.type = WF_M_REFUSE, .text = (char *)"wrong cluster token or protocol"};
-        if (rc == WF_ERR_AUTH) {
+    if (rc == WF_OK && hello->type != WF_M_HELLO) {
+        rc = wf_error(WF_ERR_PEER, "%s: expected HELLO, got %s", a->c.name, wf_msg_name(hello->type));
+    } else if (rc == WF_OK) {
+        uint8_t want[WF_MAC];
+        mac_of(t, a->nonce, hello->role, want);
+        if (CRYPTO_memcmp(want, hello->mac, WF_MAC)) {
+            rc = wf_error(WF_ERR_AUTH, "%s: refused: it does not have the cluster token", a->c.name);
             char keep[512];
             snprintf(keep, sizeof keep, "%s", wf_errmsg());
-            wf_msg_send(c, &no, 1.0);
+            struct wf_msg no = {.type = WF_M_REFUSE, .text = (char *)"wrong cluster token or protocol"};
+            wf_msg_send(&a->c, &no, 0.0); /* a courtesy: a peer that does not read gets nothing */
             wf_error(WF_ERR_AUTH, "%s", keep);
         }
-        wf_msg_free(hello);
     }
-    return rc;
+    a->c.max_len = a->max_len;
+    if (rc < 0) {
+        wf_msg_free(hello);
+        wf_conn_close(&a->c);
+        return rc;
+    }
+    return 1;
+}
+
+int wf_auth_accept(struct wf_conn *c, const struct wf_token *t, struct wf_msg *hello, double timeout_s) {
+    struct wf_auth a;
+    memset(hello, 0, sizeof *hello);
+    int rc = wf_auth_begin(&a, c, timeout_s);
+    while (rc == WF_OK) {
+        struct pollfd pf = {.fd = a.c.fd, .events = POLLIN};
+        double left = a.deadline - wf_now();
+        if (poll(&pf, 1, left > 0 ? (int)(left * 1000) + 1 : 0) < 0 && errno != EINTR) {
+            rc = wf_error(WF_ERR_IO, "%s: poll: %s", a.c.name, strerror(errno));
+            wf_conn_close(&a.c);
+            break;
+        }
+        rc = wf_auth_step(&a, t, hello);
+    }
+    *c = a.c;
+    return rc < 0 ? rc : WF_OK;
 }
 
 int wf_auth_connect(struct wf_conn *c, const struct wf_token *t, struct wf_msg *hello, double timeout_s) {
     struct wf_msg ch;
+    uint32_t max_len = c->max_len;
+    guard(c); /* a listener that is not ours gets no more room than ours would give it */
     int rc = wf_msg_recv(c, &ch, timeout_s);
+    c->max_len = max_len;
     if (rc < 0) return rc;
     if (ch.type != WF_M_CHALLENGE) {
         wf_msg_free(&ch);

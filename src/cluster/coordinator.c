@@ -763,19 +763,32 @@ static void status_text(struct coord *co, char *buf, size_t n) {
         wf_appendf(buf, n, &k, "  node %d  %s:%d pid %d  %d cores  %s  step %lld  %s\n", nd->id, nd->host, nd->port,
                    nd->pid, nd->cores, nd->slot >= 0 ? "busy" : "idle", (long long)nd->step, nd->activity);
     }
+    const struct wf_gate_stats *gs = &co->gate.st;
+    if (gs->refused + gs->expired + gs->evicted)
+        wf_appendf(buf, n, &k,
+                   "unauthenticated connections: %llu accepted, %llu refused, %llu timed out, %llu dropped as the "
+                   "oldest waiting; %d waiting now\n  latest: %s\n",
+                   (unsigned long long)gs->accepted, (unsigned long long)gs->refused, (unsigned long long)gs->expired,
+                   (unsigned long long)gs->evicted, co->gate.n, co->gate.last_refusal);
     if (jb->state) el_status(co, jb, buf + k, n - k);
 }
 
-static void accept_conn(struct coord *co) {
-    struct wf_conn c;
-    if (wf_tcp_accept(co->lfd, &c, "a new connection", 0.0) < 0) return;
-    struct wf_msg h;
-    if (wf_auth_accept(&c, co->o->token, &h, 5.0) < 0) {
-        WF_LOGW("coord", "%s", wf_errmsg());
-        fprintf(stderr, "weft coordinator: refused a connection: %s\n", wf_errmsg());
-        wf_conn_close(&c);
-        return;
-    }
+/* Connections the gate turned away, told at most every 10 s (a flood is one line, not thousands). */
+static void gate_report(struct coord *co, double now) {
+    const struct wf_gate_stats *gs = &co->gate.st;
+    uint64_t away = gs->refused + gs->expired + gs->evicted;
+    if (away == co->gate_told || now - co->gate_told_at < 10.0) return;
+    fprintf(stderr, "weft coordinator: turned away %llu unauthenticated connection%s (latest: %s)\n",
+            (unsigned long long)(away - co->gate_told), away - co->gate_told == 1 ? "" : "s", co->gate.last_refusal);
+    co->gate_told = away;
+    co->gate_told_at = now;
+}
+
+/* A connection that passed the gate: a worker registering or a client. */
+static void on_peer(void *arg, struct wf_conn *cp, struct wf_msg *hp) {
+    struct coord *co = arg;
+    struct wf_conn c = *cp;
+    struct wf_msg h = *hp;
     if (h.role == WF_ROLE_WORKER) {
         int i = 0;
         while (i < MAX_NODES && co->nodes[i].used)
@@ -996,6 +1009,10 @@ int wf_coordinator(const struct wf_coord_opts *o) {
     if (!co) return wf_error(WF_ERR_NOMEM, "out of memory");
     co->o = o;
     co->lfd = o->listen_fd;
+    if (wf_gate_init(&co->gate, co->lfd, o->token, WF_GATE_CAP, 5.0) < 0) {
+        wf_free(co);
+        return WF_ERR_NOMEM;
+    }
     co->hb_timeout = o->run && o->run->heartbeat_timeout_s > 0 ? o->run->heartbeat_timeout_s : 5.0;
     struct job *jb = &co->job;
     int rc = WF_OK, finished = 0;
@@ -1005,22 +1022,23 @@ int wf_coordinator(const struct wf_coord_opts *o) {
         jb->id = ++co->next_job;
         if ((rc = co_job_setup(jb, o->run)) < 0) {
             co_job_free(jb);
+            wf_gate_free(&co->gate);
             wf_free(co);
             return rc;
         }
         contact_files(co, jb, 0);
     } else if (o->journal && (rc = jl_takeover(co, o->journal)) < 0) {
         co_job_free(jb);
+        wf_gate_free(&co->gate);
         wf_free(co);
         return rc;
     }
     rc = WF_OK;
     double wait_report = wf_now();
     while (!finished) {
-        struct pollfd pf[1 + MAX_NODES + MAX_CLIENTS];
-        int who[1 + MAX_NODES + MAX_CLIENTS], np = 0;
-        pf[np] = (struct pollfd){.fd = co->lfd, .events = POLLIN};
-        who[np++] = -1;
+        struct pollfd pf[1 + WF_GATE_CAP + MAX_NODES + MAX_CLIENTS];
+        int who[1 + WF_GATE_CAP + MAX_NODES + MAX_CLIENTS];
+        int ng = wf_gate_pollfds(&co->gate, pf), np = ng;
         for (int i = 0; i < MAX_NODES; i++)
             if (co->nodes[i].used) {
                 pf[np] = (struct pollfd){.fd = co->nodes[i].c.fd, .events = POLLIN};
@@ -1037,17 +1055,20 @@ int wf_coordinator(const struct wf_coord_opts *o) {
             rc = wf_error(WF_ERR_IO, "poll: %s", strerror(errno));
             break;
         }
-        for (int k = 0; r > 0 && k < np; k++) {
+        /* authenticated traffic first; the gate's work never waits */
+        for (int k = ng; r > 0 && k < np; k++) {
             if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            if (who[k] == -1) {
-                accept_conn(co);
-                continue;
-            }
             struct wf_msg m;
             if (who[k] < MAX_NODES) {
                 int ni = who[k];
                 if (!co->nodes[ni].used) continue;
-                if (wf_msg_recv(&co->nodes[ni].c, &m, CTL_TIMEOUT) < 0) {
+                /* a frame is read as far as it has come and finished at a later POLLIN: no worker holds the loop */
+                int rrc = wf_msg_recv(&co->nodes[ni].c, &m, 0.0);
+                if (rrc == WF_ERR_TIMEOUT && co->nodes[ni].c.fd >= 0) {
+                    co->nodes[ni].last_seen = wf_now(); /* bytes came: alive */
+                    continue;
+                }
+                if (rrc < 0) {
                     char d[160], cause[512];
                     int w = co->nodes[ni].slot;
                     snprintf(cause, sizeof cause, "%s died (connection lost) while %s at step %lld",
@@ -1064,7 +1085,9 @@ int wf_coordinator(const struct wf_coord_opts *o) {
                 wf_msg_free(&m);
             } else {
                 int ci = who[k] - MAX_NODES;
-                if (wf_msg_recv(&co->clients[ci].c, &m, 5.0) < 0) {
+                int rrc = wf_msg_recv(&co->clients[ci].c, &m, 0.0);
+                if (rrc == WF_ERR_TIMEOUT && co->clients[ci].c.fd >= 0) continue;
+                if (rrc < 0) {
                     wf_conn_close(&co->clients[ci].c);
                     co->clients[ci].used = 0;
                     if (jb->client == ci) jb->client = -1;
@@ -1075,6 +1098,8 @@ int wf_coordinator(const struct wf_coord_opts *o) {
             }
         }
         double now = wf_now();
+        wf_gate_service(&co->gate, pf, now, on_peer, co); /* new connections, handshakes, their deadlines */
+        gate_report(co, now);
         /* heartbeats; not after an iteration that blocked (a slow send): what came meanwhile is unread */
         for (int i = 0; i < MAX_NODES && now - t_loop < 0.5; i++) {
             struct node *nd = &co->nodes[i];
@@ -1128,6 +1153,7 @@ int wf_coordinator(const struct wf_coord_opts *o) {
     snprintf(keep, sizeof keep, "%s", wf_errmsg());
     if (o->run) contact_files(co, jb, 1);
     if (co->journal) fclose(co->journal);
+    wf_gate_free(&co->gate);
     wf_free(co->jl_buf);
     co_job_free(jb);
     wf_free(co);

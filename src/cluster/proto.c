@@ -397,6 +397,44 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
     return WF_OK;
 }
 
+uint32_t wf_msg_max_len(int type, const char **name) {
+    *name = wf_msg_name(type);
+    switch (type) { /* from the fields decode() reads and the limits it puts on them */
+    case WF_M_CHALLENGE: return WF_NONCE;
+    case WF_M_HELLO: return WF_MAC + 4 + 4 + 8 + 4 + 4 + (4 + 256) + 8 + 8 + 4;
+    case WF_M_WELCOME: return 8;
+    case WF_M_REFUSE:
+    case WF_M_COMPILE_FAIL:
+    case WF_M_FAIL:
+    case WF_M_ABORT:
+    case WF_M_JOB_EVENT:
+    case WF_M_STATUS_REPLY: return 4 + WF_TEXT_MAX;
+    case WF_M_JOB_END: return 8 + 4 + WF_TEXT_MAX;
+    case WF_M_COMPILE_DONE: return 24;
+    case WF_M_START:
+    case WF_M_SHUTDOWN:
+    case WF_M_STATUS: return 0;
+    case WF_M_HEARTBEAT: return 8 + 4 + 1024;
+    case WF_M_CLIP: return 16;
+    case WF_M_STOP: return 12;
+    case WF_M_FETCH: return 16;
+    case WF_M_EVAL: return 32;
+    case WF_M_DONE: return 48;
+    case WF_M_SUBMIT: return 2 * (4 + 4096) + 10 * 4 + 2 * 8 + 4;
+    case WF_M_ASSIGN: /* model texts, and per-sample or per-parameter arrays: the connection's own limit */
+    case WF_M_STEP_LOSS:
+    case WF_M_CLIP_PART:
+    case WF_M_STOPPED:
+    case WF_M_SNAP:
+    case WF_M_STATE:
+    case WF_M_RESTORE:
+    case WF_M_TRACE:
+    case WF_M_ACT:
+    case WF_M_GRAD: return UINT32_MAX;
+    default: *name = "unknown message"; return 0;
+    }
+}
+
 int wf_msg_decode(struct wf_msg *m, int type, const void *p, size_t len) {
     memset(m, 0, sizeof *m);
     m->type = type;

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -314,8 +315,8 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
         return wf_error(WF_ERR_INVALID, "compile of stage %d failed on purpose (WEFT_TEST_FAIL_COMPILE)", st->s);
     st->n_params = st->ex.prog.n_param_floats;
     size_t pb = sizeof(float) * (size_t)(st->n_params + 1);
-    if ((rc = wf_mem_check(where, "the stage's parameters, gradients and optimizer state",
-                           pb * (size_t)(4 + wf_opt_slots(j)))) < 0)
+    if ((rc = wf_mem_check_params(&st->ex.prog, where, "the stage's parameters, gradients and optimizer state",
+                                  pb * (size_t)(4 + wf_opt_slots(j)))) < 0)
         return rc;
     st->params = wf_aalloc(pb);
     st->grads = wf_aalloc(pb);
@@ -446,6 +447,35 @@ static int stage_shm(struct stage *st) {
     return rc;
 }
 
+struct accepting {
+    struct want *want;
+    int nw, me, D, got;
+    uint64_t job_id;
+    struct control *ct;
+};
+
+/* An authenticated peer: one this stage is waiting for, or a late one of an older node set. */
+static void accepted_peer(void *arg, struct wf_conn *c, struct wf_msg *h) {
+    struct accepting *ax = arg;
+    int found = 0;
+    for (int i = 0; i < ax->nw && !found; i++) {
+        struct want *w = &ax->want[i];
+        if (h->role == WF_ROLE_PEER && h->job_id == ax->job_id && (int)h->id == w->peer && (int)h->link == w->link &&
+            w->c->fd < 0) {
+            *w->c = *c;
+            wf_conn_set_name(w->c, "worker %d (stage %d, replica %d)", w->peer, w->peer / ax->D, w->peer % ax->D);
+            ct_track(ax->ct, w->c->fd);
+            found = 1;
+            ax->got++;
+        }
+    }
+    wf_msg_free(h);
+    if (!found) { /* a late connection from an older node set: closed, not counted */
+        WF_LOGW("worker", "worker %d: refused an unexpected peer connection", ax->me);
+        wf_conn_close(c);
+    }
+}
+
 /* Connects to or accepts from every peer this stage talks to. The lower
  * worker index connects, the higher accepts, so there is no cycle of
  * waits; each accepted connection says who it is in its HELLO. */
@@ -479,39 +509,31 @@ static int stage_connect(struct stage *st, const struct wf_msg *a, int lfd, cons
             .role = WF_ROLE_PEER, .job_id = a->job_id, .id = (uint64_t)me, .link = (uint32_t)want[i].link};
         rc = wf_auth_connect(want[i].c, tok, &h, CTL_TIMEOUT);
     }
+    /* the peers this stage accepts come through a gate: a stranger's idle, slow or oversized
+     * connection is dropped by deadline or cap and never holds the others up */
+    struct accepting ax = {.want = want, .nw = nw, .job_id = a->job_id, .me = me, .D = D, .ct = st->ct};
     double deadline = wf_now() + CTL_TIMEOUT;
-    for (int k = 0; k < n_accept && rc == WF_OK;) {
-        struct wf_conn c;
-        if (ct_stopping(st->ct)) return wf_error(WF_ERR_PEER, "stopped by the coordinator while connecting");
-        if ((rc = wf_tcp_accept(lfd, &c, "a peer", 0.2)) == WF_ERR_TIMEOUT && wf_now() < deadline) {
-            rc = WF_OK;
-            continue;
-        }
-        if (rc < 0) break;
-        ct_track(st->ct, c.fd);
-        struct wf_msg h;
-        if (wf_auth_accept(&c, tok, &h, 5.0) < 0) { /* a peer of an older node set, gone: not ours */
-            WF_LOGW("worker", "worker %d: a peer connection failed its handshake: %s", me, wf_errmsg());
-            wf_conn_close(&c);
-            continue;
-        }
-        int found = 0;
-        for (int i = 0; i < nw; i++)
-            if (h.role == WF_ROLE_PEER && h.job_id == a->job_id && (int)h.id == want[i].peer &&
-                (int)h.link == want[i].link && want[i].c->fd < 0) {
-                *want[i].c = c;
-                wf_conn_set_name(want[i].c, "worker %d (stage %d, replica %d)", want[i].peer, want[i].peer / D,
-                                 want[i].peer % D);
-                found = 1;
+    struct wf_gate g;
+    if (rc == WF_OK && n_accept > 0 && (rc = wf_gate_init(&g, lfd, tok, WF_GATE_CAP, 5.0)) == WF_OK) {
+        while (ax.got < n_accept) {
+            if (ct_stopping(st->ct)) {
+                rc = wf_error(WF_ERR_PEER, "stopped by the coordinator while connecting");
                 break;
             }
-        wf_msg_free(&h);
-        if (!found) { /* a late connection from an older node set: closed, not counted */
-            WF_LOGW("worker", "worker %d: refused an unexpected peer connection", me);
-            wf_conn_close(&c);
-            continue;
+            if (wf_now() > deadline) {
+                rc = wf_error(WF_ERR_TIMEOUT, "worker %d: %d of %d peers connected within %.0f s%s%s", me, ax.got,
+                              n_accept, CTL_TIMEOUT, g.last_refusal[0] ? "; the latest refused: " : "", g.last_refusal);
+                break;
+            }
+            struct pollfd pf[1 + WF_GATE_CAP];
+            int np = wf_gate_pollfds(&g, pf);
+            if (poll(pf, (nfds_t)np, 200) < 0 && errno != EINTR) {
+                rc = wf_error(WF_ERR_IO, "worker %d: poll: %s", me, strerror(errno));
+                break;
+            }
+            wf_gate_service(&g, pf, wf_now(), accepted_peer, &ax);
         }
-        k++;
+        wf_gate_free(&g);
     }
     if (rc < 0) return rc;
     for (int i = 0; i < nw; i++)

@@ -100,7 +100,10 @@ int wf_conn_dup(struct wf_conn *dst, const struct wf_conn *c) {
                         c->fd < 0 ? "it is closed" : strerror(errno));
     }
     int rc = wf_conn_from_fd(dst, fd, c->name);
-    if (rc == WF_OK) dst->shm = wf_shm_retain(c->shm);
+    if (rc == WF_OK) {
+        dst->shm = wf_shm_retain(c->shm);
+        dst->type_max = c->type_max;
+    }
     return rc;
 }
 
@@ -470,6 +473,19 @@ static int rbuf_reserve(struct wf_conn *c, size_t need) {
     return WF_OK;
 }
 
+/* The most payload bytes a frame of `type` may carry on c: the comm layer's
+ * own small frames have fixed limits, the rest what the owner's type_max says. */
+static uint32_t type_limit(const struct wf_conn *c, int type, const char **name) {
+    switch (type) {
+    case WF_MSG_SHM_BLOCK: *name = "shared-memory descriptor"; return WF_SHM_DESC;
+    case WF_MSG_SHM_OFFER: *name = "shared-memory offer"; return 1024;   /* u64, u32, 16 bytes, a name <= 255 */
+    case WF_MSG_SHM_ANSWER: *name = "shared-memory answer"; return 1024; /* u8, a reason < 400 bytes */
+    default: break;
+    }
+    if (type >= WF_MSG_COMM_FIRST || !c->type_max) return UINT32_MAX;
+    return c->type_max(type, name);
+}
+
 /* Reads the header of the next frame into rbuf and checks it. */
 static int recv_hdr(struct wf_conn *c, struct wf_frame_hdr *h, double deadline, double timeout_s) {
     if (c->fd < 0) return closed_error(c);
@@ -480,6 +496,16 @@ static int recv_hdr(struct wf_conn *c, struct wf_frame_hdr *h, double deadline, 
     if ((st = wf_frame_decode_hdr(c->rbuf, c->max_len, h))) {
         wf_conn_break(c);
         return wf_error_prefix(st, "from %s", c->name);
+    }
+    const char *tname = NULL;
+    uint32_t most = type_limit(c, h->type, &tname);
+    if (h->len > most) {
+        wf_conn_break(c);
+        if (tname)
+            return wf_error(WF_ERR_CORRUPT, "from %s: a %s frame of %u bytes; such a frame holds at most %u", c->name,
+                            tname, h->len, most);
+        return wf_error(WF_ERR_CORRUPT, "from %s: a type %u frame of %u bytes; such a frame holds at most %u", c->name,
+                        h->type, h->len, most);
     }
     return WF_OK;
 }

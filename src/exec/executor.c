@@ -2,6 +2,7 @@
  * exec layer: the executor — one call per node into the op table
  * (graph.h), on the pointers fixed by the memory plan.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "weft/core.h"
@@ -21,6 +22,81 @@ void *wf_exec_ptr(const struct wf_exec *e, int v) {
 
 static void *exec_ptr(const void *ex, int v) { return wf_exec_ptr(ex, v); }
 
+/* ---- memory checks that name the largest tensors ----
+ * Only a refusal looks for them: one pass over the values, no allocation. */
+enum { TOP_N = 3 };
+struct top {
+    int n;
+    int id[TOP_N];       /* value or node index */
+    size_t bytes[TOP_N]; /* descending; ties keep the earlier index first */
+};
+
+static void top_add(struct top *t, int id, size_t bytes) {
+    int i = t->n;
+    if (i == TOP_N) {
+        if (bytes <= t->bytes[TOP_N - 1]) return;
+        i = TOP_N - 1;
+    } else {
+        t->n++;
+    }
+    for (; i > 0 && t->bytes[i - 1] < bytes; i--) {
+        t->id[i] = t->id[i - 1];
+        t->bytes[i] = t->bytes[i - 1];
+    }
+    t->id[i] = id;
+    t->bytes[i] = bytes;
+}
+
+/* the refusal of `bytes`, naming the values in t with their shapes */
+static int refuse_values(const struct wf_graph *g, const char *who, const char *what, size_t bytes,
+                         const char *items_what, const struct top *t) {
+    char shape[TOP_N][96];
+    struct wf_mem_item it[TOP_N];
+    for (int i = 0; i < t->n; i++) {
+        const struct wf_value *v = &g->v[t->id[i]];
+        it[i] = (struct wf_mem_item){v->name, wf_shape_str(v, shape[i], sizeof shape[i]), t->bytes[i]};
+    }
+    return wf_mem_check_items(who, what, bytes, items_what, it, t->n);
+}
+
+int wf_mem_check_params(const struct wf_program *p, const char *who, const char *what, size_t bytes) {
+    if (wf_mem_check(who, what, bytes) == WF_OK) return WF_OK;
+    const struct wf_graph *g = &p->g;
+    struct top t = {0};
+    for (int i = 0; i < g->n_params; i++)
+        top_add(&t, g->params[i], (size_t)g->v[g->params[i]].numel * (size_t)wf_dtype_size(g->v[g->params[i]].dtype));
+    return refuse_values(g, who, what, bytes, "parameters", &t);
+}
+
+int wf_mem_check_plan(const struct wf_program *p, const char *who) {
+    const struct wf_graph *g = &p->g;
+    if (wf_mem_check(who, "activations", p->arena_bytes) < 0) {
+        struct top t = {0};
+        for (int v = 0; v < g->nv; v++) /* views share their base's bytes */
+            if (p->storage[v] == WF_STORE_ARENA && g->v[v].alias < 0)
+                top_add(&t, v, (size_t)g->v[v].numel * (size_t)wf_dtype_size(g->v[v].dtype));
+        return refuse_values(g, who, "activations", p->arena_bytes, "values", &t);
+    }
+    size_t work = p->work_floats * sizeof(float);
+    if (wf_mem_check(who, "kernel scratch", work) < 0) {
+        struct top t = {0};
+        for (int i = 0; i < p->n_exec; i++) {
+            size_t w = wf_node_work_floats(g, &g->n[i]) * sizeof(float);
+            if (w) top_add(&t, i, w);
+        }
+        char ops[TOP_N][64];
+        struct wf_mem_item it[TOP_N];
+        for (int i = 0; i < t.n; i++) {
+            const struct wf_node *n = &g->n[t.id[i]];
+            const struct wf_op_def *d = wf_op_get(n->op);
+            snprintf(ops[i], sizeof ops[i], "(%s)", d ? d->name : "?");
+            it[i] = (struct wf_mem_item){n->name, ops[i], t.bytes[i]};
+        }
+        return wf_mem_check_items(who, "kernel scratch", work, "layers", it, t.n);
+    }
+    return WF_OK;
+}
+
 int wf_exec_init(struct wf_exec *e, const struct wf_model *m, int batch, int train, float *params, float *grads) {
     return wf_exec_init_stage(e, m, batch, train, NULL, params, grads);
 }
@@ -34,8 +110,7 @@ int wf_exec_init_stage(struct wf_exec *e, const struct wf_model *m, int batch, i
     e->params = params;
     e->grads = grads;
     size_t work = e->prog.work_floats * sizeof(float);
-    if ((rc = wf_mem_check(e->prog.g.path, "activations", e->prog.arena_bytes)) < 0 ||
-        (rc = wf_mem_check(e->prog.g.path, "kernel scratch", work)) < 0) {
+    if ((rc = wf_mem_check_plan(&e->prog, e->prog.g.path)) < 0) {
         wf_exec_free(e);
         return rc;
     }

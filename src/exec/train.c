@@ -142,8 +142,8 @@ int wf_trainer_init(struct wf_trainer *t, const char *job_path, const char *resu
     if ((rc = wf_exec_init(&t->ex, &t->model, mb, 1, NULL, NULL)) < 0) goto fail;
     t->n_params = t->ex.prog.n_param_floats;
     size_t pbytes = sizeof(float) * (size_t)t->n_params;
-    if ((rc = wf_mem_check(t->model.path, "the parameters, their gradients and optimizer state",
-                           pbytes * (size_t)(2 + wf_opt_slots(j)) + (K > 1 ? 2 * pbytes : 0))) < 0)
+    if ((rc = wf_mem_check_params(&t->ex.prog, t->model.path, "the parameters, their gradients and optimizer state",
+                                  pbytes * (size_t)(2 + wf_opt_slots(j)) + (K > 1 ? 2 * pbytes : 0))) < 0)
         goto fail;
     t->params = wf_aalloc(pbytes);
     t->grads = wf_aalloc(pbytes);

@@ -69,7 +69,9 @@ printf 'input x : f32[B, 784]\ninput y : i32[B]\nfc1 = linear(x, out=2000000)\nf
 job "$tmp/huge.job" "$tmp/huge.wf" "$DATA"
 t0=$(date +%s)
 expect "model: parameters beyond the memory limit are refused" 1 "huge.wf: the parameters, their gradients and optimizer state need [0-9.e+]+ GB, more than this machine's address-space limit" -- bash -c 'ulimit -v 4000000; exec "$0" train "$1"' "$WEFT" "$tmp/huge.job"
-if [ $(($(date +%s) - t0)) -le 5 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL the refusal took over 5 s"; fi
+# well under a second on a quiet machine (tests/exec/test_max_memory.c times the check itself); the
+# bound only tells a refusal before allocating from one after zero-filling gigabytes, on a loaded machine too
+if [ $(($(date +%s) - t0)) -le 30 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL the refusal took over 30 s"; fi
 
 # malformed model files
 printf 'input x : f32[B, 784]\ninput y : i32[B]\nfc1 = linear(x, out=10\nloss = cross_entropy(fc1, y)\noutput loss\n' >"$tmp/paren.wf"

@@ -26,15 +26,17 @@
 #define LLVMFuzzerTestOneInput fuzz_ckpt_one
 #include "fuzz_ckpt.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_handshake_one
+#include "fuzz_handshake.c"
+#undef LLVMFuzzerTestOneInput
 
 static const struct {
     const char *name;
     int (*run)(const uint8_t *data, size_t size);
 } harnesses[] = {
-    {"fuzz_frame", fuzz_frame_one},
-    {"fuzz_msg", fuzz_msg_one},
-    {"fuzz_model", fuzz_model_one},
-    {"fuzz_ckpt", fuzz_ckpt_one},
+    {"fuzz_frame", fuzz_frame_one},         {"fuzz_msg", fuzz_msg_one},
+    {"fuzz_model", fuzz_model_one},         {"fuzz_ckpt", fuzz_ckpt_one},
+    {"fuzz_handshake", fuzz_handshake_one},
 };
 
 #define MAX_SEEDS 256

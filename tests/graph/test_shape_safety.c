@@ -231,7 +231,7 @@ static void constants_out_of_range(void) {
             PARSE, PATH ":2:12: expected integer in 64-bit range, got '99999999999999999999999'");
 }
 
-/* the machine's memory as wf_mem_check sees it (core.h): physical memory, or a lower ulimit -v */
+/* the machine's memory as wf_mem_check sees it (core.h) without an override: physical memory, or a lower ulimit -v */
 static double machine_bytes(const char **kind) {
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     double limit = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
@@ -271,9 +271,13 @@ static void plan_larger_than_memory(void) {
     CHECKF(arena > (size_t)4e12, "planned %zu bytes", arena);
     const char *kind;
     double limit = machine_bytes(&kind);
-    char want[512];
-    snprintf(want, sizeof want, "%s: activations need %.3g GB, more than this machine's %s of %.3g GB", PATH,
-             (double)arena / 1e9, kind, limit / 1e9);
+    /* the refusal names the size, the bound, and the largest planned values (ties: the first) */
+    char want[512], need[32], have[32];
+    wf_fmt_bytes(need, sizeof need, (double)arena, 0);
+    wf_fmt_bytes(have, sizeof have, limit, 0);
+    snprintf(want, sizeof want, "%s: activations need %s, more than this machine's %s of %s; largest values: %s", PATH,
+             need, kind, have,
+             "x f32[2, 1000000000, 1] 8 GB, t0 f32[2, 1000000000, 1] 8 GB, t1 f32[2, 1000000000, 1] 8 GB");
     long rss0 = wf_peak_rss_kb();
     double t0 = wf_now();
     struct wf_exec e;
@@ -283,7 +287,7 @@ static void plan_larger_than_memory(void) {
     long rss1 = wf_peak_rss_kb();
     CHECKF(rc == WF_ERR_NOMEM && !strcmp(wf_errmsg(), want), "want '%s', got %d '%s'", want, rc,
            rc < 0 ? wf_errmsg() : "(accepted)");
-    CHECKF(strstr(wf_errmsg(), " GB") != NULL, "the message names no GB: %s", wf_errmsg());
+    CHECKF(strstr(wf_errmsg(), " TB,") != NULL, "the message names no TB: %s", wf_errmsg());
     CHECKF(dt < 5.0, "refused after %.2f s", dt);
     CHECKF(rss1 - rss0 < 256 * 1024, "peak RSS grew %ld kB before the refusal", rss1 - rss0);
     printf("refused in %.3f s: %s\n", dt, wf_errmsg());
