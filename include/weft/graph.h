@@ -53,6 +53,9 @@ enum wf_op {
     WF_OP_MSE,
     WF_OP_BCE_LOGITS,
     WF_OP_ACCURACY,
+    WF_OP_RNN_TANH,
+    WF_OP_GRU,
+    WF_OP_LSTM,
     WF_OP_ACCUM, /* backward only: out = sum of inputs */
     WF_OP_COUNT
 };
@@ -174,6 +177,8 @@ struct wf_run {
     float *work; /* the node's scratch (wf_op_def.work floats) */
     int train;
     uint64_t rng_key, rng_step; /* random ops: key from the seed, stream of (step, micro-batch) */
+    int rows; /* rows of the leading (batch) dimension to process: fewer than shape[0] inside a skip region (the
+                 live prefix); 0 means all. Only ops that say so honour it (the recurrent cells, ops_rnn.c) */
 };
 static inline void *wf_run_ptr(const struct wf_run *r, int v) { return v < 0 ? (void *)0 : r->ptr(r->ex, v); }
 

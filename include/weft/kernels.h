@@ -178,6 +178,36 @@ void wf_sum_backward(float *dinp, const float *dout, long outer, int dim, long i
 void wf_mean_forward(float *out, const float *inp, long outer, int dim, long inner);
 void wf_mean_backward(float *dinp, const float *dout, long outer, int dim, long inner);
 
+/* ---- recurrent cells, one time step (src/tensor/rnn.c; docs/recurrent.md) ----
+ * PyTorch's formulas and gate order (nn.RNNCell, nn.GRUCell, nn.LSTMCell). For G gates of H units:
+ * x (B,C), w_ih (G*H,C), w_hh (G*H,H), b_ih (G*H), b_hh (G*H); G = 1 (rnn_tanh), 3 (gru: r, z, n),
+ * 4 (lstm: i, f, g, o). Only the B rows given are read and written (a caller may pass a live prefix of a
+ * larger batch); weight and bias gradients are sums over those rows. Every gradient output is nullable.
+ * work holds *_workspace(B, H) floats. */
+long wf_rnn_tanh_workspace(int B, int H);
+long wf_gru_workspace(int B, int H);
+long wf_lstm_workspace(int B, int H);
+/* h1 (B,H) = tanh(x w_ih^T + b_ih + h0 w_hh^T + b_hh), h0 (B,H) */
+void wf_rnn_tanh_forward(float *h1, const float *x, const float *h0, const float *w_ih, const float *w_hh,
+                         const float *b_ih, const float *b_hh, int B, int C, int H);
+/* dx (B,C), dh0 (B,H), dw_ih, dw_hh, db_ih, db_hh from dh1 (B,H) and the output h1 */
+void wf_rnn_tanh_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                          const float *dh1, const float *x, const float *h0, const float *w_ih, const float *w_hh,
+                          const float *h1, int B, int C, int H, float *work);
+/* h1 (B,H) = (1 - z) * n + z * h0; saves gates (B,3H) = the activated r, z, n and hn (B,H) = h0 w_hn^T + b_hn */
+void wf_gru_forward(float *h1, float *gates, float *hn, const float *x, const float *h0, const float *w_ih,
+                    const float *w_hh, const float *b_ih, const float *b_hh, int B, int C, int H, float *work);
+void wf_gru_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, const float *dh1,
+                     const float *x, const float *h0, const float *w_ih, const float *w_hh, const float *gates,
+                     const float *hn, int B, int C, int H, float *work);
+/* The state s = [h | c] per row, (B,2H): s1 = [o * tanh(c1) | c1], c1 = f * c0 + i * g; saves gates (B,4H) =
+ * the activated i, f, g, o. The backward reads s1 (for tanh(c1)) and writes ds0 = [dh0 | dc0]. */
+void wf_lstm_forward(float *s1, float *gates, const float *x, const float *s0, const float *w_ih, const float *w_hh,
+                     const float *b_ih, const float *b_hh, int B, int C, int H);
+void wf_lstm_backward(float *dx, float *ds0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, const float *ds1,
+                      const float *x, const float *s0, const float *w_ih, const float *w_hh, const float *gates,
+                      const float *s1, int B, int C, int H, float *work);
+
 /* ---- optimizers, element-wise over one parameter tensor; formulas as PyTorch's ---- */
 /* SGD: g += wd*p; buf = (step==1 ? g : momentum*buf + g); g = nesterov ? g + momentum*buf : buf; p -= lr*g
  * (momentum == 0: buf unused, may be NULL). step counts from 1. */

@@ -41,6 +41,9 @@ static const struct wf_op_def *const builtin[] = {
     [WF_OP_MSE] = &wf_opdef_mse,
     [WF_OP_BCE_LOGITS] = &wf_opdef_bce_logits,
     [WF_OP_ACCURACY] = &wf_opdef_accuracy,
+    [WF_OP_RNN_TANH] = &wf_opdef_rnn_tanh,
+    [WF_OP_GRU] = &wf_opdef_gru,
+    [WF_OP_LSTM] = &wf_opdef_lstm,
     [WF_OP_ACCUM] = &wf_opdef_accum,
 };
 _Static_assert(WF_ARRAY_LEN(builtin) == WF_OP_COUNT, "op table out of step with enum wf_op");

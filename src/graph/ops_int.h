@@ -10,7 +10,8 @@ extern const struct wf_op_def wf_opdef_linear, wf_opdef_matmul, wf_opdef_add, wf
     wf_opdef_gelu, wf_opdef_tanh, wf_opdef_sigmoid, wf_opdef_softmax, wf_opdef_log_softmax, wf_opdef_cross_entropy,
     wf_opdef_conv2d, wf_opdef_maxpool2d, wf_opdef_avgpool2d, wf_opdef_reshape, wf_opdef_flatten, wf_opdef_transpose,
     wf_opdef_layernorm, wf_opdef_dropout, wf_opdef_embedding, wf_opdef_concat, wf_opdef_slice, wf_opdef_sum,
-    wf_opdef_mean, wf_opdef_mse, wf_opdef_bce_logits, wf_opdef_accuracy, wf_opdef_accum;
+    wf_opdef_mean, wf_opdef_mse, wf_opdef_bce_logits, wf_opdef_accuracy, wf_opdef_accum, wf_opdef_rnn_tanh,
+    wf_opdef_gru, wf_opdef_lstm;
 
 /* the id of autodiff's accum op (sums gradient contributions) */
 int wf_ops_accum_id(void);

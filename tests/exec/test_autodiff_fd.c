@@ -121,6 +121,28 @@ static const char *model_convnet = "model convnet\n"
                                    "loss = cross_entropy(o, y)\n"
                                    "output loss\n";
 
+/* The recurrent cells (ops_rnn.c), chained as a recurrent construct will chain them: the input and the
+ * first state come from layers (so their gradients reach parameters), each cell's state is the previous
+ * cell's output, x fans out to all three, the lstm's state is [h | c] built with concat and taken apart
+ * with slice. H = 7: not a multiple of 8. */
+static const char *model_rnn = "model rnn\n"
+                               "input x : f32[B, 5]\n"
+                               "input y : i32[B]\n"
+                               "xe = linear(x, out=4)\n"
+                               "xt = tanh(xe)\n"
+                               "h0 = linear(x, out=7)\n"
+                               "r1 = rnn_tanh(xt, h0, hidden=7)\n"
+                               "g1 = gru(xt, r1, hidden=7)\n"
+                               "c0 = linear(x, out=7)\n"
+                               "s0 = concat(g1, c0, axis=1)\n"
+                               "l1 = lstm(xt, s0, hidden=7)\n"
+                               "h = slice(l1, axis=1, start=0, len=7)\n"
+                               "c = slice(l1, axis=1, start=7, len=7)\n"
+                               "hc = add(h, c)\n"
+                               "o = linear(hc, out=3)\n"
+                               "loss = cross_entropy(o, y)\n"
+                               "output loss\n";
+
 static void fill_inputs(struct wf_exec *e, uint64_t seed) {
     const struct wf_graph *g = &e->prog.g;
     struct wf_rng r;
@@ -304,5 +326,7 @@ int main(void) {
     check_model("seq.wf", model_seq, 2);
     check_model("losses.wf", model_losses, 3);
     check_model("tokens.wf", model_tokens, 3);
+    check_model("rnn.wf", model_rnn, 3);
+    check_model("rnn.wf", model_rnn, 1);
     return wf_test_done("test_autodiff_fd");
 }

@@ -55,6 +55,9 @@ static const struct {
     {"mse", WF_OP_MSE},
     {"bce_with_logits", WF_OP_BCE_LOGITS},
     {"accuracy", WF_OP_ACCURACY},
+    {"rnn_tanh", WF_OP_RNN_TANH},
+    {"gru", WF_OP_GRU},
+    {"lstm", WF_OP_LSTM},
 };
 
 static void check_builtins(void) {

@@ -1,0 +1,203 @@
+/* tensor: recurrent cells, one time step — rnn_tanh, gru, lstm — forward
+ * and backward, with PyTorch's formulas and gate order (nn.RNNCell,
+ * nn.GRUCell, nn.LSTMCell; docs/recurrent.md).
+ *
+ * A step is two GEMMs over the whole batch, x·W_ih^T and h·W_hh^T (G*H
+ * columns for G gates), then one pass over the gates that adds the biases,
+ * applies the nonlinearities and combines them with the state. The backward
+ * is one pass that turns the output gradient into the gradients of the gates'
+ * pre-activations, then one GEMM each for the input, the state and the two
+ * weights, and column sums (in double, rows in order) for the biases.
+ *
+ * Rules (see kernels.h): gradient outputs are overwritten, NULL ones are
+ * skipped, nothing allocates (scratch is passed in, sized by the
+ * *_workspace functions) and every reduction runs in a fixed order, so the
+ * bits depend only on the inputs and the BLAS thread count. B is the number
+ * of rows to process: rows past it are neither read nor written. */
+#include <math.h>
+#include <string.h>
+
+#include "weft/core.h"
+#include "weft/kernels.h"
+
+#define COL_BLOCK 256 /* double accumulators per column block (2 KiB of stack) */
+
+/* wf_sigmoid_forward's form: expf never sees a positive argument */
+static inline float sigm(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* out[j] = sum over the B rows of x (B, cols), rows in increasing order, in double */
+static void col_sum(float *out, const float *x, int B, int cols) {
+    double acc[COL_BLOCK];
+    for (int j0 = 0; j0 < cols; j0 += COL_BLOCK) {
+        int nj = WF_MIN(COL_BLOCK, cols - j0);
+        for (int j = 0; j < nj; j++)
+            acc[j] = 0.0;
+        for (int b = 0; b < B; b++) {
+            const float *xr = x + (long)b * cols + j0;
+            for (int j = 0; j < nj; j++)
+                acc[j] += (double)xr[j];
+        }
+        for (int j = 0; j < nj; j++)
+            out[j0 + j] = (float)acc[j];
+    }
+}
+
+/* The GEMMs and bias sums every backward ends with, from the gradients of the gates' pre-activations on
+ * the input side dgi (B, GH) and on the state side dgh (B, GH) (the same array but for the gru, whose
+ * candidate gate sees W_hn h + b_hn through the reset gate):
+ *   dx (B, C) = dgi W_ih;  dh0 (B, H; row stride ldh) = dgh W_hh + beta_h * dh0;
+ *   dw_ih (GH, C) = dgi^T x;  dw_hh (GH, H) = dgh^T h0 (h0's row stride ldh0);
+ *   db_ih, db_hh (GH) = column sums of dgi, dgh. */
+static void cell_grads(float *dx, float *dh0, int ldh, float beta_h, float *dw_ih, float *dw_hh, float *db_ih,
+                       float *db_hh, const float *dgi, const float *dgh, const float *x, const float *h0, int ldh0,
+                       const float *w_ih, const float *w_hh, int B, int C, int H, int GH) {
+    if (dx) wf_sgemm(0, 0, B, C, GH, 1.0f, dgi, GH, w_ih, C, 0.0f, dx, C);
+    if (dh0) wf_sgemm(0, 0, B, H, GH, 1.0f, dgh, GH, w_hh, H, beta_h, dh0, ldh);
+    if (dw_ih) wf_sgemm(1, 0, GH, C, B, 1.0f, dgi, GH, x, C, 0.0f, dw_ih, C);
+    if (dw_hh) wf_sgemm(1, 0, GH, H, B, 1.0f, dgh, GH, h0, ldh0, 0.0f, dw_hh, H);
+    if (db_ih) col_sum(db_ih, dgi, B, GH);
+    if (db_hh) {
+        if (dgh == dgi && db_ih)
+            memcpy(db_hh, db_ih, sizeof(float) * (size_t)GH);
+        else
+            col_sum(db_hh, dgh, B, GH);
+    }
+}
+
+long wf_rnn_tanh_workspace(int B, int H) { return (long)B * H; }
+long wf_gru_workspace(int B, int H) { return 6L * B * H; }
+long wf_lstm_workspace(int B, int H) { return 4L * B * H; }
+
+/* ---- rnn_tanh: h1 = tanh(x W_ih^T + b_ih + h0 W_hh^T + b_hh) ---- */
+
+void wf_rnn_tanh_forward(float *h1, const float *x, const float *h0, const float *w_ih, const float *w_hh,
+                         const float *b_ih, const float *b_hh, int B, int C, int H) {
+    wf_sgemm(0, 1, B, H, C, 1.0f, x, C, w_ih, C, 0.0f, h1, H);
+    wf_sgemm(0, 1, B, H, H, 1.0f, h0, H, w_hh, H, 1.0f, h1, H);
+    for (int b = 0; b < B; b++) {
+        float *o = h1 + (long)b * H;
+        for (int j = 0; j < H; j++)
+            o[j] = tanhf(o[j] + (b_ih[j] + b_hh[j]));
+    }
+}
+
+void wf_rnn_tanh_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                          const float *dh1, const float *x, const float *h0, const float *w_ih, const float *w_hh,
+                          const float *h1, int B, int C, int H, float *work) {
+    float *dg = work; /* (B, H) */
+    long n = (long)B * H;
+    for (long i = 0; i < n; i++)
+        dg[i] = dh1[i] * (1.0f - h1[i] * h1[i]);
+    cell_grads(dx, dh0, H, 0.0f, dw_ih, dw_hh, db_ih, db_hh, dg, dg, x, h0, H, w_ih, w_hh, B, C, H, H);
+}
+
+/* ---- gru, gates r, z, n ----
+ * r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z likewise,
+ * n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h1 = (1 - z) * n + z * h, evaluated as PyTorch does:
+ * n + z * (h - n). */
+
+void wf_gru_forward(float *h1, float *gates, float *hn, const float *x, const float *h0, const float *w_ih,
+                    const float *w_hh, const float *b_ih, const float *b_hh, int B, int C, int H, float *work) {
+    int G = 3 * H;
+    float *gh = work; /* (B, 3H): h0 W_hh^T */
+    wf_sgemm(0, 1, B, G, C, 1.0f, x, C, w_ih, C, 0.0f, gates, G);
+    wf_sgemm(0, 1, B, G, H, 1.0f, h0, H, w_hh, H, 0.0f, gh, G);
+    for (int b = 0; b < B; b++) {
+        float *gi = gates + (long)b * G, *a = hn + (long)b * H, *o = h1 + (long)b * H;
+        const float *gr = gh + (long)b * G, *hp = h0 + (long)b * H;
+        for (int j = 0; j < H; j++) {
+            float r = sigm((gi[j] + b_ih[j]) + (gr[j] + b_hh[j]));
+            float z = sigm((gi[H + j] + b_ih[H + j]) + (gr[H + j] + b_hh[H + j]));
+            float an = gr[2 * H + j] + b_hh[2 * H + j];
+            float nn = tanhf((gi[2 * H + j] + b_ih[2 * H + j]) + r * an);
+            gi[j] = r;
+            gi[H + j] = z;
+            gi[2 * H + j] = nn;
+            a[j] = an;
+            o[j] = nn + z * (hp[j] - nn);
+        }
+    }
+}
+
+void wf_gru_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, const float *dh1,
+                     const float *x, const float *h0, const float *w_ih, const float *w_hh, const float *gates,
+                     const float *hn, int B, int C, int H, float *work) {
+    int G = 3 * H;
+    float *dgi = work, *dgh = work + (long)B * G; /* (B, 3H) each */
+    for (int b = 0; b < B; b++) {
+        const float *gt = gates + (long)b * G, *a = hn + (long)b * H, *hp = h0 + (long)b * H, *d = dh1 + (long)b * H;
+        float *di = dgi + (long)b * G, *dh = dgh + (long)b * G;
+        for (int j = 0; j < H; j++) {
+            float r = gt[j], z = gt[H + j], nn = gt[2 * H + j];
+            float dnp = d[j] * (1.0f - z) * (1.0f - nn * nn); /* through n's tanh */
+            float drp = dnp * a[j] * r * (1.0f - r);
+            float dzp = d[j] * (hp[j] - nn) * z * (1.0f - z);
+            di[j] = dh[j] = drp;
+            di[H + j] = dh[H + j] = dzp;
+            di[2 * H + j] = dnp;
+            dh[2 * H + j] = dnp * r;
+        }
+        if (dh0) {
+            float *o = dh0 + (long)b * H;
+            for (int j = 0; j < H; j++)
+                o[j] = d[j] * gt[H + j]; /* h's direct path; the GEMM adds the gates' */
+        }
+    }
+    cell_grads(dx, dh0, H, 1.0f, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, H, w_ih, w_hh, B, C, H, G);
+}
+
+/* ---- lstm, gates i, f, g, o; the state s = [h | c] per row (B, 2H) ----
+ * (i, f, g, o) = (sigmoid, sigmoid, tanh, sigmoid)(W_ih x + b_ih + W_hh h + b_hh),
+ * c1 = f * c + i * g, h1 = o * tanh(c1). */
+
+void wf_lstm_forward(float *s1, float *gates, const float *x, const float *s0, const float *w_ih, const float *w_hh,
+                     const float *b_ih, const float *b_hh, int B, int C, int H) {
+    int G = 4 * H, S = 2 * H;
+    wf_sgemm(0, 1, B, G, C, 1.0f, x, C, w_ih, C, 0.0f, gates, G);
+    wf_sgemm(0, 1, B, G, H, 1.0f, s0, S, w_hh, H, 1.0f, gates, G); /* h: the first H of each state row */
+    for (int b = 0; b < B; b++) {
+        float *gt = gates + (long)b * G, *o = s1 + (long)b * S;
+        const float *c = s0 + (long)b * S + H;
+        for (int j = 0; j < H; j++) {
+            float ig = sigm(gt[j] + (b_ih[j] + b_hh[j]));
+            float fg = sigm(gt[H + j] + (b_ih[H + j] + b_hh[H + j]));
+            float gg = tanhf(gt[2 * H + j] + (b_ih[2 * H + j] + b_hh[2 * H + j]));
+            float og = sigm(gt[3 * H + j] + (b_ih[3 * H + j] + b_hh[3 * H + j]));
+            float c1 = fg * c[j] + ig * gg;
+            gt[j] = ig;
+            gt[H + j] = fg;
+            gt[2 * H + j] = gg;
+            gt[3 * H + j] = og;
+            o[H + j] = c1;
+            o[j] = og * tanhf(c1);
+        }
+    }
+}
+
+void wf_lstm_backward(float *dx, float *ds0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, const float *ds1,
+                      const float *x, const float *s0, const float *w_ih, const float *w_hh, const float *gates,
+                      const float *s1, int B, int C, int H, float *work) {
+    int G = 4 * H, S = 2 * H;
+    float *dg = work; /* (B, 4H) */
+    for (int b = 0; b < B; b++) {
+        const float *gt = gates + (long)b * G, *c = s0 + (long)b * S + H, *c1 = s1 + (long)b * S + H;
+        const float *dh = ds1 + (long)b * S, *dc1 = ds1 + (long)b * S + H;
+        float *d = dg + (long)b * G, *dc0 = ds0 ? ds0 + (long)b * S + H : NULL;
+        for (int j = 0; j < H; j++) {
+            float ig = gt[j], fg = gt[H + j], gg = gt[2 * H + j], og = gt[3 * H + j];
+            float tc = tanhf(c1[j]); /* the forward's bits: the same tanhf of the same float */
+            float dc = dc1[j] + dh[j] * og * (1.0f - tc * tc);
+            d[j] = dc * gg * ig * (1.0f - ig);
+            d[H + j] = dc * c[j] * fg * (1.0f - fg);
+            d[2 * H + j] = dc * ig * (1.0f - gg * gg);
+            d[3 * H + j] = dh[j] * tc * og * (1.0f - og);
+            if (dc0) dc0[j] = dc * fg;
+        }
+    }
+    /* dh0 is the first H of each row of ds0 (row stride 2H) */
+    cell_grads(dx, ds0, S, 0.0f, dw_ih, dw_hh, db_ih, db_hh, dg, dg, x, s0, S, w_ih, w_hh, B, C, H, G);
+}
