@@ -50,7 +50,7 @@ from benchlib import count_steps, write_cnn_job
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
 MODEL = os.path.join(ROOT, "examples", "cnn.wf")
-MAGIC, VERSION = 0x54464557, 4
+MAGIC, VERSION = 0x54464557, 5  # WF_PROTO_VERSION
 M_HELLO, M_CHALLENGE = 101, 100
 NODE_RE = re.compile(r"^\s*node (\d+)\s+(\S+):(\d+) pid (\d+)", re.M)
 

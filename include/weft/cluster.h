@@ -92,7 +92,7 @@ struct wf_msg {
     uint32_t in_grad, out_grad;
     uint32_t version, elastic, snapshot_every,
         restore; /* ASSIGN: node-set version, ...; STOP, STOPPED, SNAP, FETCH: version */
-    char *job_text, *model_text, *in, *out, *x_name, *y_name;
+    char *job_text, *model_text, *in, *out, *x_name, *y_name, *len_name;
     uint32_t n_peers;
     struct wf_peer_addr *peers;
     /* numbers of COMPILE_DONE, HEARTBEAT, STEP_LOSS, EVAL, STATE, DONE, SUBMIT, ACT, GRAD, JOB_END */

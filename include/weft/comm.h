@@ -32,9 +32,9 @@
 
 #define WF_FRAME_MAGIC 0x54464557u /* "WEFT" */
 #define WF_SHM_DESC 24             /* bytes of a shared-memory block descriptor (below) */
-#define WF_PROTO_VERSION                                                                                               \
-    4 /* 2: elastic jobs (ASSIGN, STEP_LOSS and SUBMIT grew); 3: SUBMIT attach; 4: shared memory                       \
-       */
+/* 2: elastic jobs (ASSIGN, STEP_LOSS and SUBMIT grew); 3: SUBMIT attach; 4: shared memory; 5: ASSIGN names the
+ * lengths input */
+#define WF_PROTO_VERSION 5
 #define WF_FRAME_HDR 16
 #define WF_FRAME_MAX_DEFAULT (1u << 30) /* default payload limit: 1 GiB */
 /* Message types from here to 0xFFFF are the comm layer's own (collectives). */

@@ -46,6 +46,9 @@ struct wf_stage_opts {
 int wf_program_compile_stage(struct wf_program *p, const struct wf_model *m, int batch, int train,
                              const struct wf_stage_opts *o);
 void wf_program_free(struct wf_program *p);
+/* Plans a graph already built (and differentiated, for train): *g moves
+ * into p (a unit's body, exec layer). */
+int wf_program_from_graph(struct wf_program *p, struct wf_graph *g, int train);
 
 /* ---- pipeline partitioning (partition.c) ---- */
 struct wf_stage_spec {
@@ -64,7 +67,7 @@ struct wf_partition {
     struct wf_stage_spec *st;
     struct wf_graph g;     /* the logical graph (B = 2) with its backward */
     int *node_stage;       /* per node of g, forward and backward */
-    char *x_name, *y_name; /* inputs fed from the dataset ("" if none) */
+    char *x_name, *y_name, *len_name; /* inputs fed from the dataset: samples, labels, lengths ("" if none) */
 };
 /* Cuts model m at the split tensors, in order (none: one stage). Errors
  * name the split point and the layer that crosses it. Builds no program:

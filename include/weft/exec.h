@@ -29,7 +29,23 @@ struct wf_exec {
      * its gradient is final, while it is still in cache */
     void (*node_done)(void *ud, int node);
     void *node_done_ud;
+    /* recurrent units (src/exec/unit.c): the runtime of each, and in a unit's body executor its definition and
+     * the skip region's rows at the step being run */
+    struct wf_unit_rt *units;
+    int n_units;
+    const struct wf_unit *unit;
+    const struct wf_step_rows *step;
+    int no_skip; /* 1: skip regions compute every row, then mask (the reference skipping is checked against) */
 };
+
+/* Per unit of a program, summed over the runs since the executor was made:
+ * (t, sample) pairs whose region condition held, and pairs the region's
+ * nodes ran on (equal unless no_skip). Returns the number of units. */
+struct wf_unit_counts {
+    const char *name;
+    uint64_t live, computed, total;
+};
+int wf_exec_unit_counts(const struct wf_exec *e, struct wf_unit_counts *out, int max);
 
 /* params/grads may be NULL and set later (the plan tells their size,
  * prog.n_param_floats); they must be set before the first run. */

@@ -56,6 +56,9 @@ enum wf_op {
     WF_OP_RNN_TANH,
     WF_OP_GRU,
     WF_OP_LSTM,
+    WF_OP_UNIT,       /* a recurrent unit: its body graph once per time step (struct wf_unit) */
+    WF_OP_REGION_IN,  /* a skip region's start: the live rows of a value, packed */
+    WF_OP_REGION_OUT, /* a skip region's end: the live rows back in place, the bypass value elsewhere */
     WF_OP_ACCUM, /* backward only: out = sum of inputs */
     WF_OP_COUNT
 };
@@ -133,7 +136,49 @@ struct wf_graph {
     int seed, seed_grad;
     int n_diff_in;
     int diff_in[WF_MAX_IO], in_grad[WF_MAX_IO];
+    /* a unit's body (wf_graph_autodiff_seeds): more roots, each with a gradient value of its own */
+    int n_seeds;
+    int seeds[WF_MAX_IO], seed_grads[WF_MAX_IO];
     struct wf_hmap *names; /* value name -> first value of that name (wf_graph_find); kept by the builder */
+    struct wf_unit *units; /* the recurrent units (model statement `unit`), one node each */
+    int n_units;
+};
+
+/* A recurrent unit (docs/recurrent.md): one node of the outer graph (op
+ * `unit`, ai[0] = its index in g->units) whose body graph the executor runs
+ * once per time step, forward in time order and backward in reverse. The
+ * outer node's inputs are `over`, the states' initial values, `length` and
+ * `when` where given, then the body's parameters (the same names, in body
+ * order); its outputs the per-step outputs stacked to [B, T, ...], then the
+ * final states. Body values of a skip region are packed: only the first
+ * `rows` of their leading dimension are the live (t, sample) pairs. */
+struct wf_unit {
+    struct wf_graph body;
+    int node, T;
+    int n_in_fixed; /* outer inputs before the parameters */
+    int length, when;       /* outer node input slots (-1: none) */
+    int step_in;            /* body input: step t of `over` */
+    int n_states;
+    int state_in[WF_MAX_IO];   /* body inputs */
+    int state_next[WF_MAX_IO]; /* body values: the next step's state */
+    int state_init[WF_MAX_IO]; /* outer node input slot of from=, -1: zeros */
+    int n_outs;
+    int out_body[WF_MAX_IO]; /* body values stacked into the outer outputs 0..n_outs-1 */
+    int region;              /* 1: the body has a skip region */
+    unsigned char *packed;   /* per body value: 1 if it holds packed (live) rows; after autodiff: gradients too */
+    unsigned char *live_node; /* per body node: runs on the packed rows only (skipped when there are none) */
+};
+
+/* The rows a unit's skip region works on at one step, set by the executor
+ * (wf_run.step) for region_in / region_out:
+ *   rows[0..n)  the samples computed, in packed order (skipping off: all)
+ *   pos[b]      sample b's packed row, -1 if not computed
+ *   keep[b]     1 if the region's result counts for sample b (its condition
+ *               holds), else the bypass value does */
+struct wf_step_rows {
+    int n, batch;
+    const int *rows, *pos;
+    const unsigned char *keep;
 };
 
 /* ---- the op table ----
@@ -178,7 +223,11 @@ struct wf_run {
     int train;
     uint64_t rng_key, rng_step; /* random ops: key from the seed, stream of (step, micro-batch) */
     int rows; /* rows of the leading (batch) dimension to process: fewer than shape[0] inside a skip region (the
-                 live prefix); 0 means all. Only ops that say so honour it (the recurrent cells, ops_rnn.c) */
+                 live prefix); 0 means all. Only ops that say so honour it (the recurrent cells, ops_rnn.c); the
+                 executor also runs ROWWISE ops of a region on shapes cut to the packed rows */
+    const struct wf_step_rows *step; /* in a unit's body: the skip region's rows at this step, else NULL */
+    /* the unit op: runs the node's body graph over time (provided by the executor, exec layer) */
+    int (*unit)(const struct wf_run *r, int backward);
 };
 static inline void *wf_run_ptr(const struct wf_run *r, int v) { return v < 0 ? (void *)0 : r->ptr(r->ex, v); }
 
@@ -188,6 +237,9 @@ enum wf_op_flag {
     WF_OPF_INTERNAL = 4, /* made by autodiff, never in a model file */
     WF_OPF_CLASSIFY = 8, /* a loss of (logits in[0], labels in[1]) whose accuracy evaluation reports */
     WF_OPF_METRIC = 16,  /* a scalar share of the rows of in[0] got right (accuracy), reported by evaluation */
+    WF_OPF_ROWWISE = 32, /* row b of every batch-sized output depends only on row b of the batch-sized inputs: the
+                            op may run in a skip region, on the packed rows */
+    WF_OPF_MULTI = 64,   /* every output is differentiable: its backward gets each output's gradient (unit) */
 };
 
 struct wf_arg_spec {
@@ -241,6 +293,11 @@ int wf_graph_autodiff(struct wf_graph *g);
  * nodes and their order are those the whole model's backward runs for the
  * same layers, so a stage computes the same bits. */
 int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, int n_diff_in);
+/* The backward of a unit's body: from several roots (its next states and
+ * per-step outputs), each with a gradient value of its own (g->seed_grads),
+ * to the parameters and diff_in[] (g->in_grad); a root that depends on
+ * nothing differentiable gets no gradient. */
+int wf_graph_autodiff_seeds(struct wf_graph *g, const int *seeds, int n_seeds, const int *diff_in, int n_diff_in);
 void wf_graph_free(struct wf_graph *g);
 
 int wf_graph_find(const struct wf_graph *g, const char *name); /* value index or -1 */

@@ -8,7 +8,8 @@
  *   FLOAT    [+-](digits[.digits]|.digits)[(e|E)[+-]digits], inf, nan
  *   BOOL     true, false
  *   STRING   "..." with \" and \\ escapes, on one line
- *   PUNCT    = : , ( ) [ ]
+ *   PUNCT    = : , ( ) [ ], and { } when lx->braces = 1 (model files;
+ *            elsewhere they stay unexpected characters)
  *   NEWLINE  ends a statement; `#` starts a comment up to the end of line
  *   EOF
  * The words true, false, inf and nan are reserved: they never lex as IDENT.
@@ -66,6 +67,7 @@ struct wf_lex {
     const char *p;     /* next unread byte (NUL-terminated text) */
     int line, col;     /* position of p */
     int path_words;    /* 1: lex the next word in path mode */
+    int braces;        /* 1: { and } are PUNCT (set by the caller after wf_lex_init) */
     struct wf_tok tok; /* the current token, valid after wf_lex_next */
 };
 

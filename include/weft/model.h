@@ -21,6 +21,31 @@
  *     param NAME : f32[DIM, ...] KEY=VALUE ... attributes space-separated
  *     NAME = OP(ARG, ..., KEY=VALUE, ...)      comma-separated
  *     output NAME, NAME, ...
+ *     unit NAME(over=SEQ, length=LEN, when=MASK) {    a recurrent unit (below)
+ *         state NAME : f32[B, N]  [from=TENSOR]
+ *         region {                                    at most one, optional
+ *             NAME = OP(...)                          layers
+ *         }
+ *         NAME = OP(...)
+ *         next STATE = NAME
+ *         output NAME, ...
+ *     }
+ *
+ * A unit repeats its body over axis 1 (time) of SEQ, a [B, T, ...] tensor
+ * defined before it: inside the body, SEQ names step t's slice [B, ...];
+ * each `state` is carried from step to step (zeros at t = 0, or TENSOR, a
+ * [B, N] value defined before the unit), and `next STATE = NAME` gives its
+ * value for step t + 1. Outside, after the block, `NAME.V` is the per-step
+ * output V stacked to [B, T, ...] and `NAME.S` the state S after the last
+ * step. The body reads only SEQ, its states, its own layers and numbers;
+ * its names are its own (parameters are named NAME.LAYER.weight...). A
+ * `region { }` is a skip region: for a (t, sample) where the condition
+ * fails — t >= LEN[sample] (length=, an i32[B] input) or MASK[sample, t] is
+ * 0 (when=, an i32[B, T] input) — its layers do no work, a state's next
+ * value defined in the region is the state unchanged and any other value
+ * of the region read after it is 0. Only inside a unit may `state`, `next`
+ * and `region` appear; units do not nest; `{` ends the header line and `}`
+ * stands on a line of its own.
  *
  * In a layer, positional arguments are tensor names and come before the
  * key=value attributes. Values are integers, floats (1.5, -2e-3, inf, nan),
@@ -61,7 +86,16 @@ struct wf_mattr {
     int line, col;                   /* of the key */
 };
 
-enum wf_mstmt_kind { WF_MS_INPUT, WF_MS_PARAM, WF_MS_LAYER, WF_MS_OUTPUT };
+enum wf_mstmt_kind {
+    WF_MS_INPUT,
+    WF_MS_PARAM,
+    WF_MS_LAYER,
+    WF_MS_OUTPUT,
+    WF_MS_UNIT,   /* name, attrs (over=, length=, when=: identifiers), body */
+    WF_MS_STATE,  /* in a unit: name, dtype, ndim, dims, attrs (from=: an identifier) */
+    WF_MS_REGION, /* in a unit: body (layers only); name NULL */
+    WF_MS_NEXT,   /* in a unit: name = the state, args[0] = its next value */
+};
 
 struct wf_mstmt {
     int kind;      /* enum wf_mstmt_kind */
@@ -77,9 +111,12 @@ struct wf_mstmt {
     int n_args;
     char **args;
     int *arg_line, *arg_col;
-    /* layer and param: key=value attributes, in source order */
+    /* layer, param, unit, state: key=value attributes, in source order */
     int n_attrs;
     struct wf_mattr *attrs;
+    /* unit and region: the statements of the block (body->path is the file's), else NULL */
+    struct wf_model *body;
+    int end_line; /* unit and region: the line of the closing `}` */
 };
 
 struct wf_model {

@@ -226,6 +226,14 @@ static void print_profile(const struct wf_trainer *t) {
         printf("%-20s %-14s %10.1f %6.1f%% %10.1f\n", n->name, wf_op_get(n->op)->name, 1e6 * per,
                100 * s / (total > 0 ? total : 1), per > 0 ? n->flops / per / 1e9 : 0.0);
     }
+    struct wf_unit_counts uc[16];
+    int nu = wf_exec_unit_counts(&t->ex, uc, 16);
+    for (int i = 0; i < nu && i < 16; i++)
+        if (uc[i].total)
+            printf("unit %s: skip region ran on %llu of %llu (t, sample) pairs (%.1f%%); %llu skipped\n", uc[i].name,
+                   (unsigned long long)uc[i].computed, (unsigned long long)uc[i].total,
+                   100.0 * (double)uc[i].computed / (double)uc[i].total,
+                   (unsigned long long)(uc[i].total - uc[i].computed));
 }
 
 static int cmd_train(int argc, char **argv) {

@@ -228,10 +228,7 @@ int co_job_setup(struct job *jb, const struct wf_run_opts *o) {
         wf_graph_data_inputs(&jb->part.g, &x, &y);
         int len = wf_graph_len_input(&jb->part.g);
         rc = x < 0 ? wf_error(WF_ERR_INVALID, "%s: the model needs an input for the dataset's samples", jb->part.g.path)
-                   : wf_check_data_inputs(&jb->part.g, wf_store_info(train), x, y, -1);
-        if (rc == WF_OK && len >= 0)
-            rc = wf_error(WF_ERR_INVALID, "%s: a sequence-length input ('%s') is supported by weft train only so far",
-                          jb->part.g.path, jb->part.g.v[len].name);
+                   : wf_check_data_inputs(&jb->part.g, wf_store_info(train), x, y, len);
         if (rc < 0) {
             wf_store_free(train);
             return rc;
@@ -430,6 +427,7 @@ int co_assign(struct coord *co, struct job *jb, const int *nodes) {
                            .out = sp->out,
                            .x_name = jb->part.x_name,
                            .y_name = jb->part.y_name,
+                           .len_name = jb->part.len_name,
                            .n_peers = (uint32_t)jb->n,
                            .peers = peers};
         struct node *nd = &co->nodes[jb->node[w]];

@@ -78,7 +78,7 @@ void wf_msg_encode(struct wf_wbuf *b, const struct wf_msg *m) {
                               m->out_grad,      m->version,  m->elastic,  m->snapshot_every, m->restore};
         for (size_t i = 0; i < WF_ARRAY_LEN(u); i++)
             wf_put_u32(b, u[i]);
-        const char *s[] = {m->job_text, m->model_text, m->in, m->out, m->x_name, m->y_name};
+        const char *s[] = {m->job_text, m->model_text, m->in, m->out, m->x_name, m->y_name, m->len_name};
         for (size_t i = 0; i < WF_ARRAY_LEN(s); i++)
             put_s(b, s[i]);
         wf_put_u32(b, m->n_peers);
@@ -245,7 +245,7 @@ static int decode(struct wf_msg *m, struct wf_rbuf *r) {
                          &m->out_grad,      &m->version,  &m->elastic,  &m->snapshot_every, &m->restore};
         for (size_t i = 0; i < WF_ARRAY_LEN(u); i++)
             *u[i] = wf_get_u32(r);
-        char **s[] = {&m->job_text, &m->model_text, &m->in, &m->out, &m->x_name, &m->y_name};
+        char **s[] = {&m->job_text, &m->model_text, &m->in, &m->out, &m->x_name, &m->y_name, &m->len_name};
         for (size_t i = 0; i < WF_ARRAY_LEN(s); i++)
             *s[i] = wf_get_str(r, WF_TEXT_MAX);
         m->n_peers = wf_get_u32(r);
@@ -450,7 +450,7 @@ int wf_msg_decode(struct wf_msg *m, int type, const void *p, size_t len) {
 
 void wf_msg_free(struct wf_msg *m) {
     if (!m) return;
-    char *s[] = {m->text, m->name, m->job_text, m->model_text, m->in, m->out, m->x_name, m->y_name};
+    char *s[] = {m->text, m->name, m->job_text, m->model_text, m->in, m->out, m->x_name, m->y_name, m->len_name};
     for (size_t i = 0; i < WF_ARRAY_LEN(s); i++)
         wf_free(s[i]);
     for (uint32_t i = 0; m->peers && i < m->n_peers; i++)

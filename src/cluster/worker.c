@@ -193,7 +193,7 @@ static int sender_flush(struct sender *s) {
 /* ---- the stage ---- */
 
 struct stage {
-    const char *in_name, *out_name, *x_name, *y_name; /* from ASSIGN; "" when absent */
+    const char *in_name, *out_name, *x_name, *y_name, *len_name; /* from ASSIGN; "" when absent */
     struct wf_job job;
     struct wf_model model;
     int S, s, D, r, K, sched, w, k0, nk;
@@ -353,7 +353,8 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
     struct wf_exec *fed[3] = {&st->ex, &st->eval, st->has_rest ? &st->eval_rest : NULL};
     for (int k = 0; k < 3; k++)
         if (fed[k] && (rc = wf_check_data_inputs(&fed[k]->prog.g, k ? st->data.itest : st->data.itrain,
-                                                 value_of(fed[k], st->x_name), value_of(fed[k], st->y_name), -1)) < 0)
+                                                 value_of(fed[k], st->x_name), value_of(fed[k], st->y_name),
+                                                 value_of(fed[k], st->len_name))) < 0)
             return rc;
     /* parameters: seeded by name, the same values the whole model starts from */
     for (int i = 0; i < g->n_params; i++) {
@@ -400,7 +401,7 @@ static int stage_compile(struct stage *st, const struct wf_msg *a, const struct 
     if (st->s == st->S - 1 && !(st->ids = wf_malloc(sizeof(uint32_t) * (size_t)(st->nk * mb + 1))))
         return wf_error(WF_ERR_NOMEM, "out of memory");
     /* a stage fed from the dataset reads this replica's micro-batches of every global batch */
-    if ((*st->x_name || *st->y_name) &&
+    if ((*st->x_name || *st->y_name || *st->len_name) &&
         (rc = wf_data_feeder(&st->data, j, st->step, st->k0 * mb, (st->k0 + st->nk) * mb, !*st->x_name, &st->feed)) < 0)
         return rc;
     st->total = st->steps_per_epoch * j->epochs;
@@ -575,15 +576,15 @@ static int recv_tensor(struct stage *st, struct wf_conn *c, int type, int64_t st
 
 /* The test samples [first, first + B) into the eval program's data inputs. */
 static int gather_test(struct stage *st, struct wf_exec *e, int first, int B) {
-    int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name);
-    if (xi < 0 && yi < 0) return WF_OK;
+    int xi = value_of(e, st->x_name), yi = value_of(e, st->y_name), li = value_of(e, st->len_name);
+    if (xi < 0 && yi < 0 && li < 0) return WF_OK;
     uint32_t ids[4096];
     uint32_t *idp = B <= 4096 ? ids : wf_malloc(sizeof(uint32_t) * (size_t)B);
     if (!idp) return wf_error(WF_ERR_NOMEM, "out of memory");
     for (int k = 0; k < B; k++)
         idp[k] = (uint32_t)(first + k);
     int rc = wf_eval_fetch(st->data.ltest, idp, B, xi >= 0 ? wf_exec_ptr(e, xi) : st->xs,
-                           yi >= 0 ? wf_exec_ptr(e, yi) : NULL, NULL);
+                           yi >= 0 ? wf_exec_ptr(e, yi) : NULL, li >= 0 ? wf_exec_ptr(e, li) : NULL);
     if (idp != ids) wf_free(idp);
     return rc;
 }
@@ -676,7 +677,7 @@ static int stage_step_init(struct stage *st) {
         .out_v = value_of(&st->ex, st->out_name),
         .x_in = value_of(&st->ex, st->x_name),
         .y_in = value_of(&st->ex, st->y_name),
-        .len_in = -1,
+        .len_in = value_of(&st->ex, st->len_name),
         .links = {.ud = st, .doing = link_doing, .span = link_span},
     };
     struct wf_links *L = &st->step_.links;
@@ -864,6 +865,7 @@ static int run_job(struct control *ct, const struct wf_msg *a, int lfd, const st
     st->out_name = a->out;
     st->x_name = a->x_name;
     st->y_name = a->y_name;
+    st->len_name = a->len_name ? a->len_name : "";
     double secs = 0;
     uint64_t bytes = 0, nodes = 0;
     const char *delay = getenv("WEFT_TEST_COMPILE_DELAY"); /* tests: a slow compile on one stage "stage:seconds" */

@@ -163,6 +163,23 @@ static int batch_dims(const struct wf_value *a, const struct wf_value *b, int64_
     return WF_OK;
 }
 
+/* The names statement s reads: a layer's arguments; a unit's sequence, lengths, mask and states' from=. */
+static int stmt_reads(const struct wf_mstmt *s, const char **out, int max) {
+    int n = 0;
+    if (s->kind == WF_MS_LAYER) {
+        for (int a = 0; a < s->n_args && n < max; a++)
+            out[n++] = s->args[a];
+    } else if (s->kind == WF_MS_UNIT) {
+        for (int k = 0; k < s->n_attrs && n < max; k++)
+            if (s->attrs[k].type == WF_MV_IDENT) out[n++] = s->attrs[k].s;
+        for (int i = 0; s->body && i < s->body->n && n < max; i++) {
+            const struct wf_mattr *f = s->body->st[i].kind == WF_MS_STATE ? wf_mstmt_attr(&s->body->st[i], "from") : NULL;
+            if (f && f->type == WF_MV_IDENT) out[n++] = f->s;
+        }
+    }
+    return n;
+}
+
 /* Writes stage k's sub-model. */
 static int stage_text(const struct wf_model *m, const struct wf_graph *g2, const struct wf_graph *g3, const int *split,
                       int ns, const int *stage, int k, char **text) {
@@ -192,18 +209,20 @@ static int stage_text(const struct wf_model *m, const struct wf_graph *g2, const
     }
     /* names read by this stage's layers: the declarations (inputs, params) above them */
     for (int i = 0; i < m->n && rc == WF_OK; i++)
-        if (m->st[i].kind != WF_MS_LAYER && m->st[i].kind != WF_MS_OUTPUT && wf_hmap_put(&decls, m->st[i].name, i) < 0)
+        if ((m->st[i].kind == WF_MS_INPUT || m->st[i].kind == WF_MS_PARAM) && wf_hmap_put(&decls, m->st[i].name, i) < 0)
             rc = wf_error(WF_ERR_NOMEM, "out of memory partitioning");
     if (rc < 0) goto done;
     int layer = 0;
     for (int i = 0; i < m->n; i++) {
         const struct wf_mstmt *s = &m->st[i];
-        if (s->kind != WF_MS_LAYER) continue;
+        if (s->kind != WF_MS_LAYER && s->kind != WF_MS_UNIT) continue; /* one node each, in order */
         int mine = stage[layer++] == k;
         if (!mine) continue;
         uses[i] = 1;
-        for (int a = 0; a < s->n_args; a++) {
-            int j = wf_hmap_get(&decls, s->args[a]);
+        const char *reads[WF_MODEL_MAX_ARGS + 16];
+        int nr = stmt_reads(s, reads, (int)WF_ARRAY_LEN(reads));
+        for (int a = 0; a < nr; a++) {
+            int j = wf_hmap_get(&decls, reads[a]);
             if (j >= 0 && j < i) uses[j] = 1;
         }
     }
@@ -241,6 +260,7 @@ void wf_partition_free(struct wf_partition *p) {
     wf_free(p->node_stage);
     wf_free(p->x_name);
     wf_free(p->y_name);
+    wf_free(p->len_name);
     wf_graph_free(&p->g);
     memset(p, 0, sizeof *p);
 }
@@ -346,7 +366,9 @@ int wf_partition_build(struct wf_partition *p, const struct wf_model *m, int n_s
     wf_graph_data_inputs(g, &x, &y);
     p->x_name = wf_strdup(x >= 0 ? g->v[x].name : "");
     p->y_name = wf_strdup(y >= 0 ? g->v[y].name : "");
-    if (!p->x_name || !p->y_name) {
+    int len = wf_graph_len_input(g);
+    p->len_name = wf_strdup(len >= 0 ? g->v[len].name : "");
+    if (!p->x_name || !p->y_name || !p->len_name) {
         rc = wf_error(WF_ERR_NOMEM, "out of memory");
         goto fail;
     }

@@ -260,6 +260,11 @@ static int plan(struct wf_program *p) {
         end[g->outputs[i]] = nn;
     if (g->loss >= 0) end[g->loss] = nn;
     if (g->seed >= 0) end[g->seed] = nn;
+    for (int k = 0; k < g->n_seeds; k++) /* a unit's body: its roots are read after it, their gradients written before */
+        if (g->seed_grads[k] >= 0) {
+            start[g->seed_grads[k]] = 0;
+            end[g->seed_grads[k]] = nn;
+        }
     for (int i = 0; i < g->n_diff_in; i++)
         if (g->in_grad[i] >= 0) end[g->in_grad[i]] = nn;
     if (g->logits >= 0) end[g->logits] = nn;
@@ -369,6 +374,21 @@ int wf_program_compile_stage(struct wf_program *p, const struct wf_model *m, int
 fail:
     wf_program_free(p);
     return rc;
+}
+
+int wf_program_from_graph(struct wf_program *p, struct wf_graph *g, int train) {
+    memset(p, 0, sizeof *p);
+    double t0 = wf_now();
+    p->g = *g;
+    memset(g, 0, sizeof *g);
+    p->n_exec = train ? p->g.nn : p->g.n_fwd;
+    int rc = plan(p);
+    if (rc < 0) {
+        wf_program_free(p);
+        return rc;
+    }
+    p->compile_seconds = wf_now() - t0;
+    return WF_OK;
 }
 
 void wf_program_free(struct wf_program *p) {

@@ -17,7 +17,9 @@ static int is_alpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 
 static int is_digit(int c) { return c >= '0' && c <= '9'; }
 static int is_ident_char(int c) { return is_alpha(c) || is_digit(c) || c == '.'; }
 static int is_path_char(int c) { return is_ident_char(c) || c == '/' || c == '-' || c == '+'; }
-static int is_punct(int c) { return c && strchr("=:,()[]", c) != NULL; }
+static int is_punct(const struct wf_lex *lx, int c) {
+    return c && (strchr("=:,()[]", c) != NULL || (lx->braces && (c == '{' || c == '}')));
+}
 
 static int is_reserved(const char *s, size_t n) {
     static const char *const words[] = {"true", "false", "inf", "nan"};
@@ -374,7 +376,7 @@ int wf_lex_next(struct wf_lex *lx) {
         lx->col = 1;
         return WF_OK;
     }
-    if (is_punct(c)) {
+    if (is_punct(lx, c)) {
         t->kind = WF_TOK_PUNCT;
         t->punct = (char)c;
         t->len = 1;

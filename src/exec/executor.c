@@ -10,6 +10,8 @@
 #include "weft/kernels.h"
 #include "weft/safetensors.h"
 
+#include "exec_int.h"
+
 void *wf_exec_ptr(const struct wf_exec *e, int v) {
     if (v < 0) return NULL;
     switch (e->prog.storage[v]) {
@@ -121,11 +123,16 @@ int wf_exec_init_stage(struct wf_exec *e, const struct wf_model *m, int batch, i
         wf_exec_free(e);
         return wf_error(WF_ERR_NOMEM, "out of memory allocating %zu bytes of activations", e->prog.arena_bytes);
     }
+    if ((rc = wf_exec_units_init(e)) < 0) {
+        wf_exec_free(e);
+        return rc;
+    }
     return WF_OK;
 }
 
 void wf_exec_free(struct wf_exec *e) {
     if (!e) return;
+    wf_exec_units_free(e);
     wf_program_free(&e->prog);
     wf_afree(e->arena);
     wf_afree(e->work);
@@ -165,7 +172,9 @@ int wf_exec_run(struct wf_exec *e, int from, int to) {
                        .work = e->work,
                        .train = e->train,
                        .rng_key = e->rng_key,
-                       .rng_step = e->rng_step};
+                       .rng_step = e->rng_step,
+                       .step = e->step,
+                       .unit = wf_exec_unit_hook};
     for (int i = from; i < to; i++) {
         const struct wf_node *n = &g->n[i];
         double t0 = e->profile ? wf_now() : 0;
@@ -175,6 +184,11 @@ int wf_exec_run(struct wf_exec *e, int from, int to) {
         r.b = bwd ? n : NULL;
         r.ni = bwd ? n->fwd : i;
         const struct wf_op_def *d = wf_op_get(r.n->op);
+        r.rows = 0;
+        if (e->unit && e->unit->live_node[i]) { /* a skip region's node: the step's packed rows, if any */
+            if (!e->step || e->step->n == 0) continue;
+            r.rows = e->step->n;
+        }
         int (*fn)(const struct wf_run *) = bwd ? d->backward : d->forward;
         if (!fn)
             return wf_error(WF_ERR_INTERNAL, "node '%s': op '%s' has no %s", n->name, d->name,

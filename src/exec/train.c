@@ -443,6 +443,23 @@ int wf_trainer_evaluate(struct wf_trainer *t, double *loss, double *acc) {
 
 /* ---- the loop ---- */
 
+/* ,"units":[...]: each unit's skip-region counters so far (live, computed and all (t, sample) pairs), or "" */
+static const char *units_json(const struct wf_exec *e, char *buf, size_t n) {
+    struct wf_unit_counts uc[16];
+    int nu = wf_exec_unit_counts(e, uc, 16);
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < nu && i < 16; i++) {
+        if (!uc[i].total) continue;
+        wf_appendf(buf, n, &k, "%s{\"unit\":\"%s\",\"live\":%llu,\"computed\":%llu,\"skipped\":%llu,\"pairs\":%llu}",
+                   k ? "," : ",\"units\":[", uc[i].name, (unsigned long long)uc[i].live,
+                   (unsigned long long)uc[i].computed, (unsigned long long)(uc[i].total - uc[i].computed),
+                   (unsigned long long)uc[i].total);
+    }
+    if (k) wf_appendf(buf, n, &k, "]");
+    return buf;
+}
+
 int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, void *ud) {
     const struct wf_job *j = &t->job;
     long total = t->steps_per_epoch * j->epochs;
@@ -453,7 +470,7 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
     /* the data side over a sliding window: wait share and cache hit rate */
     double win_t = t0, win_wait = t->data_wait_s, wait_frac = 0;
     struct wf_feeder_stats fst;
-    char data_json[1024];
+    char data_json[1024], units_buf[2048];
     int rc = WF_OK;
     while (t->step < stop_at) {
         double loss = 0;
@@ -501,8 +518,9 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
             if (ea == ea) snprintf(acc, sizeof acc, "%.6f", ea);
             fprintf(t->metrics,
                     "{\"event\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,\"test_loss\":%.9g,"
-                    "\"test_acc\":%s,\"samples_per_s\":%.1f,\"peak_rss_kb\":%ld,%s}\n",
-                    t->epoch + 1, t->step, loss, el, acc, sps, wf_peak_rss_kb(), data_json);
+                    "\"test_acc\":%s,\"samples_per_s\":%.1f,\"peak_rss_kb\":%ld,%s%s}\n",
+                    t->epoch + 1, t->step, loss, el, acc, sps, wf_peak_rss_kb(), data_json,
+                    units_json(&t->ex, units_buf, sizeof units_buf));
             t->epoch++;
             t->epoch_step = 0;
         }
@@ -518,6 +536,8 @@ int wf_trainer_run(struct wf_trainer *t, long stop_after, wf_progress_fn fn, voi
             last_report = now;
         }
     }
+    if (units_json(&t->ex, units_buf, sizeof units_buf)[0]) /* the skip regions' counters of the whole run */
+        fprintf(t->metrics, "{\"event\":\"units\",\"step\":%ld%s}\n", t->step, units_buf);
     fflush(t->metrics);
     if (rc == WF_OK) rc = wf_trainer_save(t, t->ckpt_path);
     return rc;

@@ -26,8 +26,6 @@
 
 #include "ops_int.h"
 
-int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype, int ndim, const int64_t *shape);
-int wf_graph_add_node(struct wf_graph *g, int op, const char *name);
 
 struct contribs {
     int n;
@@ -63,10 +61,25 @@ static int finalize(struct wf_graph *g, struct contribs *c, int vi) {
 
 int wf_graph_autodiff(struct wf_graph *g) { return wf_graph_autodiff_stage(g, -1, NULL, 0); }
 
+static int autodiff(struct wf_graph *g, const int *roots, int n_roots, int strict, const int *diff_in, int n_diff_in);
+
 int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, int n_diff_in) {
     if (g->loss < 0 && seed < 0)
         return wf_error(WF_ERR_INVALID, "%s: no scalar f32 output to differentiate (name the loss in `output`)",
                         g->path);
+    int root = g->loss >= 0 ? g->loss : seed;
+    return autodiff(g, &root, 1, 1, diff_in, n_diff_in);
+}
+
+int wf_graph_autodiff_seeds(struct wf_graph *g, const int *seeds, int n_seeds, const int *diff_in, int n_diff_in) {
+    if (n_seeds < 1 || n_seeds > WF_MAX_IO)
+        return wf_error(WF_ERR_INVALID, "%s: 1 to %d roots to differentiate, got %d", g->path, WF_MAX_IO, n_seeds);
+    return autodiff(g, seeds, n_seeds, 0, diff_in, n_diff_in);
+}
+
+/* The backward of the roots (with strict, the one root must depend on a parameter or a differentiated input;
+ * else roots that do not get no gradient). */
+static int autodiff(struct wf_graph *g, const int *roots, int n_roots, int strict, const int *diff_in, int n_diff_in) {
     if (n_diff_in > WF_MAX_IO) return wf_error(WF_ERR_INVALID, "%s: too many differentiated inputs", g->path);
     int rc = WF_OK;
     /* indexed by forward values only, which all exist already */
@@ -78,27 +91,6 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
         g->v[i].requires_grad = g->v[i].kind == WF_V_PARAM;
     for (int i = 0; i < n_diff_in; i++)
         g->v[diff_in[i]].requires_grad = 1;
-    {
-        /* the root's gradient comes from outside (the trainer's seed, or the next stage): its only
-         * contribution */
-        int root = g->loss >= 0 ? g->loss : seed;
-        char name[512];
-        snprintf(name, sizeof name, "d%s", g->v[root].name);
-        const struct wf_value x = g->v[root];
-        int gi = wf_graph_add_value(g, name, WF_V_GRAD, WF_F32, x.ndim, x.shape);
-        if (gi < 0) {
-            wf_free(c);
-            return gi;
-        }
-        g->v[gi].grad_of = root;
-        if (g->loss >= 0) {
-            g->loss_grad = gi;
-        } else {
-            g->seed = seed;
-            g->seed_grad = gi;
-        }
-        c[root].v[c[root].n++] = gi;
-    }
     for (int ni = 0; ni < g->n_fwd; ni++) {
         struct wf_node *n = &g->n[ni];
         const struct wf_op_def *d = wf_op_get(n->op);
@@ -109,23 +101,58 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
         for (int j = 0; j < n->n_out; j++)
             if (g->v[n->out[j]].kind == WF_V_ACT) g->v[n->out[j]].requires_grad = rg;
     }
-    int root = g->loss >= 0 ? g->loss : seed;
-    if (!g->v[root].requires_grad) {
+    if (strict && !g->v[roots[0]].requires_grad) {
         wf_free(c);
         return wf_error(WF_ERR_INVALID, "%s: the %s '%s' does not depend on any parameter", g->path,
-                        g->loss >= 0 ? "loss" : "stage output", g->v[root].name);
+                        g->loss >= 0 ? "loss" : "stage output", g->v[roots[0]].name);
+    }
+    /* each root's gradient comes from outside (the trainer's seed, the next stage, the unit's next step): its
+     * first contribution */
+    g->n_seeds = 0;
+    for (int k = 0; k < n_roots; k++) {
+        int root = roots[k];
+        char name[512];
+        snprintf(name, sizeof name, n_roots > 1 ? "d%s#%d" : "d%s", g->v[root].name, k);
+        const struct wf_value x = g->v[root];
+        int gi = wf_graph_add_value(g, name, WF_V_GRAD, WF_F32, x.ndim, x.shape);
+        if (gi < 0) {
+            wf_free(c);
+            return gi;
+        }
+        g->v[gi].grad_of = root;
+        if (!strict) {
+            g->seeds[g->n_seeds] = root;
+            g->seed_grads[g->n_seeds++] = gi;
+        } else if (g->loss >= 0) {
+            g->loss_grad = gi;
+        } else {
+            g->seed = root;
+            g->seed_grad = gi;
+        }
+        if (!g->v[root].requires_grad) continue; /* written, read by nothing */
+        if (c[root].n >= WF_MAX_IO) {
+            wf_free(c);
+            return wf_error(WF_ERR_INVALID, "%s: '%s' is a root more than %d times", g->path, x.name, WF_MAX_IO);
+        }
+        c[root].v[c[root].n++] = gi;
     }
 
     int n_fwd = g->n_fwd;
     for (int ni = n_fwd - 1; ni >= 0; ni--) {
-        int main_out = g->n[ni].out[0];
-        if (!g->v[main_out].requires_grad) continue;
-        int dout = finalize(g, c, main_out);
-        if (dout == -1) continue; /* does not reach the loss */
-        if (dout < 0) {
-            rc = dout;
-            goto done;
+        const struct wf_op_def *d0 = wf_op_get(g->n[ni].op);
+        /* the gradient of the main output; of a MULTI op (a unit), of every output */
+        int n_douts = d0->flags & WF_OPF_MULTI ? g->n[ni].n_out : 1, douts[WF_MAX_IO], any = 0;
+        for (int j = 0; j < n_douts; j++) {
+            int vo = g->n[ni].out[j];
+            douts[j] = g->v[vo].requires_grad ? finalize(g, c, vo) : -1;
+            if (douts[j] < -1) {
+                rc = douts[j];
+                goto done;
+            }
+            any |= douts[j] >= 0;
         }
+        if (!any) continue; /* does not reach a root */
+        int dout = douts[0];
         const struct wf_op_def *def = wf_op_get(g->n[ni].op);
         char name[512];
         snprintf(name, sizeof name, "d%s", g->n[ni].name);
@@ -151,6 +178,13 @@ int wf_graph_autodiff_stage(struct wf_graph *g, int seed, const int *diff_in, in
             b->in[b->n_in++] = (in_mask >> i) & 1 ? f->in[i] : -1;
         for (int j = 0; j < f->n_out; j++)
             b->in[b->n_in++] = (out_mask >> j) & 1 ? f->out[j] : -1;
+        if (b->n_in + n_douts - 1 > WF_MAX_IO) {
+            rc = wf_error(WF_ERR_INVALID, "%s:%d:%d: '%s' has too many inputs and outputs to differentiate", g->path,
+                          f->line, f->col, f->name);
+            goto done;
+        }
+        for (int j = 1; j < n_douts; j++) /* a MULTI op's other output gradients follow */
+            b->in[b->n_in++] = douts[j];
         int fin = f->n_in;
         for (int i = 0; i < fin; i++) {
             int xi = g->n[ni].in[i];

@@ -14,6 +14,8 @@
 #include "weft/lex.h"
 #include "weft/safetensors.h"
 
+#include "ops_int.h"
+
 const char *wf_shape_str(const struct wf_value *v, char *buf, int n) {
     int k = snprintf(buf, (size_t)n, "%s[", v->dtype == WF_I32 ? "i32" : "f32");
     for (int i = 0; i < v->ndim && k < n; i++)
@@ -52,6 +54,12 @@ int64_t wf_graph_param_count(const struct wf_graph *g) {
 
 void wf_graph_free(struct wf_graph *g) {
     if (!g) return;
+    for (int i = 0; i < g->n_units; i++) {
+        wf_graph_free(&g->units[i].body);
+        wf_free(g->units[i].packed);
+        wf_free(g->units[i].live_node);
+    }
+    wf_free(g->units);
     for (int i = 0; i < g->nv; i++)
         wf_free(g->v[i].name);
     for (int i = 0; i < g->nn; i++)
@@ -66,9 +74,6 @@ void wf_graph_free(struct wf_graph *g) {
 }
 
 /* ---- construction helpers (also used by autodiff.c) ---- */
-
-int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype, int ndim, const int64_t *shape);
-int wf_graph_add_node(struct wf_graph *g, int op, const char *name);
 
 int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > WF_MAX_DIMS)
@@ -130,6 +135,7 @@ struct build {
     const struct wf_model *m;
     const struct wf_mstmt *st;
     int node;
+    int internal; /* a unit's body: the region ops may be used */
 };
 
 static int err_at(struct build *b, int line, int col, int status, const char *fmt, ...)
@@ -362,7 +368,7 @@ static int constant(struct build *b, const char *text, int line, int col) {
 static int build_layer(struct build *b) {
     const struct wf_mstmt *st = b->st;
     struct wf_graph *g = b->g;
-    int op = wf_op_find(st->op);
+    int op = b->internal ? wf_ops_find_any(st->op) : wf_op_find(st->op);
     if (op < 0) {
         char known[1024];
         wf_op_names(known, sizeof known);
@@ -482,12 +488,14 @@ static int build_decl(struct build *b) {
     return WF_OK;
 }
 
-int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch) {
+int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch) { return wf_graph_build_ex(g, m, batch, 0); }
+
+int wf_graph_build_ex(struct wf_graph *g, const struct wf_model *m, int batch, int internal) {
     memset(g, 0, sizeof *g);
     g->loss = g->logits = g->labels = -1;
     g->seed = g->seed_grad = g->loss_grad = -1;
     g->batch = batch;
-    struct build b = {.g = g, .m = m};
+    struct build b = {.g = g, .m = m, .internal = internal};
     int rc = WF_OK;
     if (batch <= 0) return wf_error(WF_ERR_INVALID, "batch size must be positive, got %d", batch);
     g->path = wf_strdup(m->path ? m->path : "<model>");
@@ -502,6 +510,15 @@ int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch) {
         case WF_MS_INPUT:
         case WF_MS_PARAM: rc = build_decl(&b); break;
         case WF_MS_LAYER: rc = build_layer(&b); break;
+        case WF_MS_UNIT:
+            rc = internal ? err_at(&b, b.st->line, b.st->col, WF_ERR_PARSE, "units do not nest")
+                          : wf_graph_build_unit(g, m, b.st);
+            break;
+        case WF_MS_STATE:
+        case WF_MS_REGION:
+        case WF_MS_NEXT:
+            rc = err_at(&b, b.st->line, b.st->col, WF_ERR_PARSE, "`state`, `next` and `region` belong in a unit");
+            break;
         case WF_MS_OUTPUT:
             for (int k = 0; k < b.st->n_args && rc == WF_OK; k++) {
                 int vi = wf_graph_find(g, b.st->args[k]);

@@ -3,6 +3,11 @@
  *
  * Syntax only: ops, attribute meanings and whether arguments name defined
  * tensors are the graph builder's business. The writer is model_write.c.
+ *
+ * A unit's block is parsed in place: the `unit` statement is pushed with
+ * an empty body as soon as its header is read, and the statements that
+ * follow go into that body (or its region's) until the closing `}`. So the
+ * tree owns everything at every moment, and an error anywhere frees it all.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +23,12 @@ struct parser {
     int model_line, model_col; /* of the `model NAME` statement, 0 if none yet */
     int args_cap, attrs_cap;   /* capacity of the statement being built */
     struct wf_hmap defined;    /* name -> index in m->st of the statement defining it */
+    long n_stmts;              /* statements in the tree, blocks' included (WF_MODEL_MAX_STMTS) */
+    /* the open unit: its index in m->st, or -1; its region: index in the
+     * unit's body, or -1 if it has none (yet); in_region: that region is open */
+    int unit, region, in_region;
+    struct wf_hmap body_defined; /* the unit's names -> index in its block << 1 | 1 if in the region */
+    struct wf_hmap nexts;        /* the unit's states given a `next` -> index in its body */
 };
 
 static int nomem(struct parser *ps) { return wf_error(WF_ERR_NOMEM, "%s: out of memory", ps->lx.path); }
@@ -31,6 +42,10 @@ static void attr_clear(struct wf_mattr *a) {
 }
 
 static void stmt_clear(struct wf_mstmt *s) {
+    if (s->body) {
+        wf_model_free(s->body);
+        wf_free(s->body);
+    }
     wf_free(s->name);
     wf_free(s->op);
     for (int k = 0; k < s->n_args; k++)
@@ -60,18 +75,41 @@ const struct wf_mattr *wf_mstmt_attr(const struct wf_mstmt *s, const char *key) 
     return NULL;
 }
 
+static struct wf_mstmt *open_unit(const struct parser *ps) { return ps->unit >= 0 ? &ps->m->st[ps->unit] : NULL; }
+static struct wf_mstmt *open_region(const struct parser *ps) {
+    return ps->in_region ? &open_unit(ps)->body->st[ps->region] : NULL;
+}
+/* The block new statements go into: the file, the open unit's body or its region's. */
+static struct wf_model *cur_block(const struct parser *ps) {
+    const struct wf_mstmt *u = open_unit(ps), *r = open_region(ps);
+    return r ? r->body : u ? u->body : ps->m;
+}
+
+/* The statement defining name in the current namespace (the file's, or the
+ * open unit's: its body and region share one), or NULL. */
 static const struct wf_mstmt *find_def(const struct parser *ps, const char *name) {
-    int k = wf_hmap_get(&ps->defined, name);
-    return k >= 0 ? &ps->m->st[k] : NULL;
+    const struct wf_mstmt *u = open_unit(ps);
+    if (!u) {
+        int k = wf_hmap_get(&ps->defined, name);
+        return k >= 0 ? &ps->m->st[k] : NULL;
+    }
+    int v = wf_hmap_get(&ps->body_defined, name);
+    if (v < 0) return NULL;
+    const struct wf_model *b = (v & 1) ? u->body->st[ps->region].body : u->body;
+    return &b->st[v >> 1];
+}
+
+static int already_defined(struct parser *ps, const char *name, int line, int col) {
+    const struct wf_mstmt *prev = find_def(ps, name);
+    if (!prev) return WF_OK;
+    return wf_lex_error(&ps->lx, line, col, "'%s' already defined at %s:%d:%d", name, ps->lx.path, prev->line,
+                        prev->col);
 }
 
 /* The current token is the name being defined. */
 static int check_new_name(struct parser *ps) {
     const struct wf_tok *t = tok(ps);
-    const struct wf_mstmt *prev = find_def(ps, t->text);
-    if (!prev) return WF_OK;
-    return wf_lex_error(&ps->lx, t->line, t->col, "'%s' already defined at %s:%d:%d", t->text, ps->lx.path, prev->line,
-                        prev->col);
+    return already_defined(ps, t->text, t->line, t->col);
 }
 
 static int add_arg(struct parser *ps, struct wf_mstmt *s, const char *name, int line, int col) {
@@ -153,8 +191,9 @@ static int parse_value(struct parser *ps, struct wf_mattr *a) {
     }
 }
 
-/* The current token is the '=' after key (at line:col). */
-static int add_attr(struct parser *ps, struct wf_mstmt *s, const char *key, int line, int col) {
+/* Adds attribute key (at line:col) with no value yet; the current token is
+ * the '=' after the key, and on return the token after it. */
+static int add_attr_key(struct parser *ps, struct wf_mstmt *s, const char *key, int line, int col) {
     for (int k = 0; k < s->n_attrs; k++)
         if (strcmp(s->attrs[k].key, key) == 0)
             return wf_lex_error(&ps->lx, line, col, "duplicate attribute '%s' (first at %s:%d:%d)", key, ps->lx.path,
@@ -175,15 +214,41 @@ static int add_attr(struct parser *ps, struct wf_mstmt *s, const char *key, int 
     a->key = wf_strdup(key);
     if (!a->key) return nomem(ps);
     s->n_attrs++; /* counted now so that stmt_clear frees a partial value */
-    int rc = next(ps);
+    return next(ps);
+}
+
+/* The current token is the '=' after key (at line:col). */
+static int add_attr(struct parser *ps, struct wf_mstmt *s, const char *key, int line, int col) {
+    int rc = add_attr_key(ps, s, key, line, col);
     if (rc) return rc;
-    return parse_value(ps, a);
+    return parse_value(ps, &s->attrs[s->n_attrs - 1]);
+}
+
+/* Attributes whose value names a tensor: a unit's over=, length=, when=
+ * and a state's from=. */
+static int names_tensor(int kind, const char *key) {
+    if (kind == WF_MS_UNIT) return !strcmp(key, "over") || !strcmp(key, "length") || !strcmp(key, "when");
+    return kind == WF_MS_STATE && !strcmp(key, "from");
+}
+
+/* Like add_attr, but the value of an attribute that names a tensor must be
+ * a name. */
+static int add_attr_checked(struct parser *ps, struct wf_mstmt *s, const char *key, int line, int col) {
+    int rc = add_attr_key(ps, s, key, line, col);
+    if (rc) return rc;
+    if (names_tensor(s->kind, key) && tok(ps)->kind != WF_TOK_IDENT) {
+        char what[WF_LEX_MAX_IDENT + 32];
+        snprintf(what, sizeof what, "tensor name after %s=", key);
+        return expected(ps, what);
+    }
+    return parse_value(ps, &s->attrs[s->n_attrs - 1]);
 }
 
 static int expect_eol(struct parser *ps) { return wf_tok_eol(tok(ps)) ? WF_OK : expected(ps, "end of line"); }
 
-/* `input NAME : f32[dims]` and `param NAME : f32[dims] key=value ...`; the
- * current token is the name. */
+/* `input NAME : f32[dims]`, `param NAME : f32[dims] key=value ...` and, in
+ * a unit, `state NAME : f32[dims] key=value ...`; the current token is the
+ * name. */
 static int parse_decl(struct parser *ps, struct wf_mstmt *s) {
     struct wf_tok *t = tok(ps);
     int rc;
@@ -195,6 +260,8 @@ static int parse_decl(struct parser *ps, struct wf_mstmt *s) {
     if ((rc = next(ps))) return rc;
     if (wf_tok_word(t, "f32"))
         s->dtype = WF_F32;
+    else if (s->kind == WF_MS_STATE)
+        return expected(ps, "type f32 (a state is f32)");
     else if (wf_tok_word(t, "i32"))
         s->dtype = WF_I32;
     else
@@ -237,7 +304,7 @@ static int parse_decl(struct parser *ps, struct wf_mstmt *s) {
             snprintf(what, sizeof what, "'=' after attribute '%s'", key);
             return expected(ps, what);
         }
-        if ((rc = add_attr(ps, s, key, line, col))) return rc;
+        if ((rc = add_attr_checked(ps, s, key, line, col))) return rc;
     }
     return WF_OK;
 }
@@ -330,9 +397,11 @@ static int parse_model_name(struct parser *ps, int line, int col) {
     return expect_eol(ps);
 }
 
+/* Moves *s into the current block and defines its name there (a `next`
+ * names a state, it defines nothing). */
 static int push_stmt(struct parser *ps, struct wf_mstmt *s) {
-    struct wf_model *m = ps->m;
-    if (m->n >= WF_MODEL_MAX_STMTS)
+    struct wf_model *m = cur_block(ps);
+    if (ps->n_stmts >= WF_MODEL_MAX_STMTS)
         return wf_lex_error(&ps->lx, s->line, s->col, "too many statements (at most %d)", WF_MODEL_MAX_STMTS);
     if (m->n == m->cap) {
         int cap = m->cap ? m->cap * 2 : 16;
@@ -341,9 +410,154 @@ static int push_stmt(struct parser *ps, struct wf_mstmt *s) {
         m->st = st;
         m->cap = cap;
     }
-    if (s->name && wf_hmap_put(&ps->defined, s->name, m->n) < 0) return nomem(ps);
+    if (s->name && s->kind != WF_MS_NEXT) {
+        int rc = ps->unit < 0 ? wf_hmap_put(&ps->defined, s->name, m->n)
+                              : wf_hmap_put(&ps->body_defined, s->name, m->n << 1 | ps->in_region);
+        if (rc < 0) return nomem(ps);
+    }
     m->st[m->n++] = *s;
     memset(s, 0, sizeof *s);
+    ps->n_stmts++;
+    return WF_OK;
+}
+
+/* A new block for a unit or a region. */
+static int new_body(struct parser *ps, struct wf_mstmt *s) {
+    if (!(s->body = wf_calloc(1, sizeof *s->body))) return nomem(ps);
+    if (!(s->body->path = wf_strdup(ps->lx.path))) return nomem(ps);
+    return WF_OK;
+}
+
+/* `unit NAME(key=value, ...) {`; the current token is the name. */
+static int parse_unit_header(struct parser *ps, struct wf_mstmt *s) {
+    struct wf_tok *t = tok(ps);
+    int rc;
+    if (t->kind != WF_TOK_IDENT) return expected(ps, "unit name");
+    if ((rc = check_new_name(ps))) return rc;
+    if (!(s->name = wf_strdup(t->text))) return nomem(ps);
+    if ((rc = next(ps))) return rc;
+    if (!wf_tok_is(t, '(')) {
+        char what[WF_LEX_MAX_IDENT + 32];
+        snprintf(what, sizeof what, "'(' after unit '%s'", s->name);
+        return expected(ps, what);
+    }
+    int open_line = t->line, open_col = t->col;
+    if ((rc = next(ps))) return rc;
+    while (!wf_tok_is(t, ')')) {
+        if (t->kind != WF_TOK_IDENT) return expected(ps, "unit attribute key=value");
+        char key[WF_LEX_MAX_IDENT + 1];
+        int line = t->line, col = t->col;
+        strcpy(key, t->text);
+        if ((rc = next(ps))) return rc;
+        if (!wf_tok_is(t, '=')) {
+            char what[WF_LEX_MAX_IDENT + 32];
+            snprintf(what, sizeof what, "'=' after attribute '%s'", key);
+            return expected(ps, what);
+        }
+        if ((rc = add_attr_checked(ps, s, key, line, col))) return rc;
+        if (wf_tok_is(t, ')')) break;
+        if (!wf_tok_is(t, ',')) {
+            char what[96];
+            snprintf(what, sizeof what, "',' or ')' to close the attributes opened at %d:%d", open_line, open_col);
+            return expected(ps, what);
+        }
+        if ((rc = next(ps))) return rc;
+    }
+    if (!wf_mstmt_attr(s, "over")) return expected(ps, "over=SEQ (the sequence the unit steps over)");
+    if ((rc = next(ps))) return rc;
+    if (!wf_tok_is(t, '{')) {
+        char what[WF_LEX_MAX_IDENT + 40];
+        snprintf(what, sizeof what, "'{' to open the body of unit '%s'", s->name);
+        return expected(ps, what);
+    }
+    if ((rc = next(ps))) return rc;
+    if (!wf_tok_eol(t)) return expected(ps, "end of line after '{'");
+    return new_body(ps, s);
+}
+
+/* `region {`; the current token is the one after `region`. */
+static int parse_region_header(struct parser *ps, struct wf_mstmt *s) {
+    int rc;
+    if (!wf_tok_is(tok(ps), '{')) return expected(ps, "'{' after 'region'");
+    if ((rc = next(ps))) return rc;
+    if (!wf_tok_eol(tok(ps))) return expected(ps, "end of line after '{'");
+    return new_body(ps, s);
+}
+
+/* `next STATE = NAME`; the current token is the state's name. */
+static int parse_next(struct parser *ps, struct wf_mstmt *s) {
+    struct wf_tok *t = tok(ps);
+    const struct wf_mstmt *u = open_unit(ps);
+    int rc;
+    if (t->kind != WF_TOK_IDENT) return expected(ps, "state name");
+    const struct wf_mstmt *st = find_def(ps, t->text);
+    if (!st || st->kind != WF_MS_STATE) {
+        char what[WF_LEX_MAX_IDENT + 48];
+        snprintf(what, sizeof what, "a state of unit '%s' declared above", u->name);
+        return expected(ps, what);
+    }
+    int k = wf_hmap_get(&ps->nexts, t->text);
+    if (k >= 0)
+        return wf_lex_error(&ps->lx, t->line, t->col, "second next for state '%s' (the first at %s:%d:%d)", t->text,
+                            ps->lx.path, u->body->st[k].line, u->body->st[k].col);
+    if (!(s->name = wf_strdup(t->text))) return nomem(ps);
+    if ((rc = next(ps))) return rc;
+    if (!wf_tok_is(t, '=')) return expected(ps, "'=' after the state name");
+    if ((rc = next(ps))) return rc;
+    if (t->kind != WF_TOK_IDENT) return expected(ps, "tensor name (the state's next value)");
+    if ((rc = add_arg(ps, s, t->text, t->line, t->col))) return rc;
+    if ((rc = next(ps))) return rc;
+    return expect_eol(ps);
+}
+
+/* Refuses keyword kw (at line:col) where the open block does not allow it. */
+static int check_place(struct parser *ps, const char *kw, int line, int col) {
+    const struct wf_mstmt *u = open_unit(ps), *r = open_region(ps);
+    int body_kw = !strcmp(kw, "state") || !strcmp(kw, "next") || !strcmp(kw, "region");
+    if (!u) return body_kw ? wf_lex_error(&ps->lx, line, col, "'%s' outside a unit", kw) : WF_OK;
+    if (!strcmp(kw, "unit"))
+        return wf_lex_error(&ps->lx, line, col, "unit inside unit '%s' (opened at %d:%d): units do not nest", u->name,
+                            u->line, u->col);
+    if (r && !strcmp(kw, "region"))
+        return wf_lex_error(&ps->lx, line, col, "region inside the region opened at %d:%d: regions do not nest",
+                            r->line, r->col);
+    if (r)
+        return wf_lex_error(&ps->lx, line, col, "'%s' inside the region opened at %d:%d (a region holds only layers)",
+                            kw, r->line, r->col);
+    if (!strcmp(kw, "region") && ps->region >= 0) {
+        const struct wf_mstmt *first = &u->body->st[ps->region];
+        return wf_lex_error(&ps->lx, line, col, "second region in unit '%s' (the first at %d:%d): at most one per unit",
+                            u->name, first->line, first->col);
+    }
+    if (!body_kw && strcmp(kw, "output"))
+        return wf_lex_error(&ps->lx, line, col,
+                            "'%s' inside unit '%s' (opened at %d:%d): a unit holds state, region, layers, next and "
+                            "output",
+                            kw, u->name, u->line, u->col);
+    return WF_OK;
+}
+
+/* A `}` that starts a statement: closes the open region or unit. */
+static int parse_close(struct parser *ps) {
+    struct wf_tok *t = tok(ps);
+    int line = t->line, col = t->col, rc;
+    struct wf_mstmt *u = open_unit(ps), *r = open_region(ps);
+    if (!u) return wf_lex_error(&ps->lx, line, col, "'}' without an open block");
+    if ((rc = next(ps))) return rc;
+    if (!wf_tok_eol(t)) return expected(ps, "end of line after '}'");
+    if (r) {
+        r->end_line = line;
+        ps->in_region = 0;
+        return WF_OK;
+    }
+    int useful = 0;
+    for (int k = 0; k < u->body->n && !useful; k++)
+        useful = u->body->st[k].kind == WF_MS_STATE || u->body->st[k].kind == WF_MS_OUTPUT;
+    if (!useful) return wf_lex_error(&ps->lx, u->line, u->col, "unit '%s' has neither state nor output", u->name);
+    u->end_line = line;
+    ps->unit = ps->region = -1;
+    wf_hmap_free(&ps->body_defined);
+    wf_hmap_free(&ps->nexts);
     return WF_OK;
 }
 
@@ -357,11 +571,21 @@ static int looks_like_call(struct parser *ps) {
     return call;
 }
 
+static int is_keyword(const char *w) {
+    static const char *const kw[] = {"model", "input", "param", "output", "unit", "state", "next", "region"};
+    for (size_t k = 0; k < WF_ARRAY_LEN(kw); k++)
+        if (!strcmp(w, kw[k])) return 1;
+    return 0;
+}
+
 /* The current token starts a statement; on success it is the NEWLINE/EOF
  * that ends it. */
 static int parse_stmt(struct parser *ps) {
     struct wf_tok *t = tok(ps);
-    static const char stmt_what[] = "statement (model, input, param, output or NAME = OP(...))";
+    const char *stmt_what = ps->in_region   ? "layer (NAME = OP(...)) or '}'"
+                            : ps->unit >= 0 ? "statement (state, region, NAME = OP(...), next, output or '}')"
+                                            : "statement (model, input, param, output, unit or NAME = OP(...))";
+    if (wf_tok_is(t, '}')) return parse_close(ps);
     if (t->kind != WF_TOK_IDENT) return expected(ps, stmt_what);
     char first[WF_LEX_MAX_IDENT + 1];
     strcpy(first, t->text);
@@ -373,22 +597,30 @@ static int parse_stmt(struct parser *ps) {
     int rc = next(ps);
     if (rc) return rc;
     if (wf_tok_is(t, '=')) {
-        const struct wf_mstmt *prev = find_def(ps, first);
-        if (prev)
-            return wf_lex_error(&ps->lx, s.line, s.col, "'%s' already defined at %s:%d:%d", first, ps->lx.path,
-                                prev->line, prev->col);
+        if ((rc = already_defined(ps, first, s.line, s.col))) return rc;
         s.kind = WF_MS_LAYER;
         if (!(s.name = wf_strdup(first))) return nomem(ps);
         rc = next(ps);
         if (!rc) rc = parse_layer(ps, &s);
+    } else if (is_keyword(first) && (rc = check_place(ps, first, s.line, s.col))) {
+        return rc;
     } else if (strcmp(first, "model") == 0) {
         return parse_model_name(ps, s.line, s.col);
-    } else if (strcmp(first, "input") == 0 || strcmp(first, "param") == 0) {
-        s.kind = first[0] == 'i' ? WF_MS_INPUT : WF_MS_PARAM;
+    } else if (strcmp(first, "input") == 0 || strcmp(first, "param") == 0 || strcmp(first, "state") == 0) {
+        s.kind = first[0] == 'i' ? WF_MS_INPUT : first[0] == 'p' ? WF_MS_PARAM : WF_MS_STATE;
         rc = parse_decl(ps, &s);
     } else if (strcmp(first, "output") == 0) {
         s.kind = WF_MS_OUTPUT;
         rc = parse_output(ps, &s);
+    } else if (strcmp(first, "unit") == 0) {
+        s.kind = WF_MS_UNIT;
+        rc = parse_unit_header(ps, &s);
+    } else if (strcmp(first, "region") == 0) {
+        s.kind = WF_MS_REGION;
+        rc = parse_region_header(ps, &s);
+    } else if (strcmp(first, "next") == 0) {
+        s.kind = WF_MS_NEXT;
+        rc = parse_next(ps, &s);
     } else if (looks_like_call(ps)) {
         char what[WF_LEX_MAX_IDENT + 32];
         snprintf(what, sizeof what, "'=' after '%s'", first);
@@ -398,7 +630,19 @@ static int parse_stmt(struct parser *ps) {
     }
     if (!rc) rc = push_stmt(ps, &s);
     stmt_clear(&s);
-    return rc;
+    if (rc) return rc;
+    struct wf_model *b = cur_block(ps);
+    struct wf_mstmt *pushed = &b->st[b->n - 1];
+    if (pushed->kind == WF_MS_UNIT) {
+        ps->unit = b->n - 1;
+        ps->region = -1;
+    } else if (pushed->kind == WF_MS_REGION) {
+        ps->region = b->n - 1;
+        ps->in_region = 1;
+    } else if (pushed->kind == WF_MS_NEXT && wf_hmap_put(&ps->nexts, pushed->name, b->n - 1) < 0) {
+        return nomem(ps);
+    }
+    return WF_OK;
 }
 
 int wf_model_parse(struct wf_model *m, const char *path, const char *text) {
@@ -412,7 +656,9 @@ int wf_model_parse(struct wf_model *m, const char *path, const char *text) {
     }
     memset(ps, 0, sizeof *ps);
     ps->m = m;
+    ps->unit = ps->region = -1;
     wf_lex_init(&ps->lx, m->path, text);
+    ps->lx.braces = 1;
     int rc = next(ps);
     while (!rc && tok(ps)->kind != WF_TOK_EOF) {
         if (tok(ps)->kind == WF_TOK_NEWLINE)
@@ -420,7 +666,18 @@ int wf_model_parse(struct wf_model *m, const char *path, const char *text) {
         else
             rc = parse_stmt(ps);
     }
+    const struct wf_mstmt *u = open_unit(ps), *r = open_region(ps);
+    if (!rc && u) {
+        char what[WF_LEX_MAX_IDENT + 64];
+        if (r)
+            snprintf(what, sizeof what, "'}' to close the region opened at %d:%d", r->line, r->col);
+        else
+            snprintf(what, sizeof what, "'}' to close unit '%s' opened at %d:%d", u->name, u->line, u->col);
+        rc = expected(ps, what);
+    }
     wf_hmap_free(&ps->defined);
+    wf_hmap_free(&ps->body_defined);
+    wf_hmap_free(&ps->nexts);
     wf_free(ps);
     if (rc) wf_model_free(m);
     return rc;
@@ -443,6 +700,8 @@ static char *dup_or_null(const char *s, int *rc) {
     return d;
 }
 
+static int copy_model(struct wf_model *dst, const struct wf_model *src);
+
 static int copy_stmt(struct wf_mstmt *d, const struct wf_mstmt *s) {
     int rc = WF_OK;
     *d = *s;
@@ -451,6 +710,7 @@ static int copy_stmt(struct wf_mstmt *d, const struct wf_mstmt *s) {
     d->arg_line = d->arg_col = NULL;
     d->attrs = NULL;
     d->n_args = d->n_attrs = 0;
+    d->body = NULL;
     d->name = dup_or_null(s->name, &rc);
     d->op = dup_or_null(s->op, &rc);
     if (rc) return rc;
@@ -480,11 +740,15 @@ static int copy_stmt(struct wf_mstmt *d, const struct wf_mstmt *s) {
             if (rc) return rc;
         }
     }
+    if (s->body) {
+        if (!(d->body = wf_calloc(1, sizeof *d->body))) return WF_ERR_NOMEM;
+        return copy_model(d->body, s->body);
+    }
     return WF_OK;
 }
 
-int wf_model_copy(struct wf_model *dst, const struct wf_model *src) {
-    memset(dst, 0, sizeof *dst);
+/* *dst is empty; on error it holds what was copied (freeable). */
+static int copy_model(struct wf_model *dst, const struct wf_model *src) {
     int rc = WF_OK;
     dst->path = dup_or_null(src->path, &rc);
     dst->name = dup_or_null(src->name, &rc);
@@ -499,6 +763,12 @@ int wf_model_copy(struct wf_model *dst, const struct wf_model *src) {
             dst->n = k + 1; /* a partial statement is freeable */
         }
     }
+    return rc;
+}
+
+int wf_model_copy(struct wf_model *dst, const struct wf_model *src) {
+    memset(dst, 0, sizeof *dst);
+    int rc = copy_model(dst, src);
     if (rc) {
         wf_model_free(dst);
         return wf_error(rc, "model copy: out of memory");

@@ -44,18 +44,71 @@ static int check_attr(int k, const struct wf_mstmt *s, int a) {
     return bad(k, "bad value type in", at->key);
 }
 
-/* names: the statements' names seen so far (a hash, so that writing a model is linear) */
-static int check_stmt(const struct wf_model *m, int k, struct wf_hmap *names) {
-    const struct wf_mstmt *s = &m->st[k];
-    int named = s->kind == WF_MS_INPUT || s->kind == WF_MS_PARAM || s->kind == WF_MS_LAYER;
-    if (!named && s->kind != WF_MS_OUTPUT) return bad(k, "bad statement kind", NULL);
+/* Where a statement stands: in the file, a unit's body or its region. */
+enum place { IN_FILE, IN_UNIT, IN_REGION };
+
+/* Whether kind may stand in place, and the reason if not. */
+static const char *misplaced(int kind, int place) {
+    switch (kind) {
+    case WF_MS_INPUT:
+    case WF_MS_PARAM: return place == IN_FILE ? NULL : "declaration inside a unit";
+    case WF_MS_LAYER: return NULL;
+    case WF_MS_OUTPUT: return place != IN_REGION ? NULL : "output inside a region";
+    case WF_MS_UNIT: return place == IN_FILE ? NULL : "unit inside a unit";
+    case WF_MS_STATE:
+    case WF_MS_NEXT:
+    case WF_MS_REGION:
+        if (place == IN_FILE)
+            return kind == WF_MS_STATE  ? "state outside a unit"
+                   : kind == WF_MS_NEXT ? "next outside a unit"
+                                        : "region outside a unit";
+        if (place == IN_REGION)
+            return kind == WF_MS_REGION ? "region inside a region" : "state or next inside a region";
+        return NULL;
+    }
+    return "bad statement kind";
+}
+
+/* The block being checked: names is its namespace (a hash, so that writing
+ * a model is linear); in a unit, states are its states and nexts those
+ * given a `next`; k counts the statements in written order, for messages. */
+struct check {
+    struct wf_hmap *names, *states, *nexts;
+    int *k, regions;
+};
+
+static int check_block(const struct wf_model *b, int place, struct check *c);
+
+static int check_stmt(const struct wf_mstmt *s, int place, struct check *c) {
+    int k = (*c->k)++, rc;
+    if (k >= WF_MODEL_MAX_STMTS) return bad(k, "too many statements", NULL);
+    const char *why = misplaced(s->kind, place);
+    if (why) return bad(k, why, s->name);
+    int named = s->kind == WF_MS_INPUT || s->kind == WF_MS_PARAM || s->kind == WF_MS_LAYER || s->kind == WF_MS_UNIT ||
+                s->kind == WF_MS_STATE;
     if (named) {
         if (!wf_lex_is_ident(s->name)) return bad(k, "bad name", s->name);
-        int rc = wf_hmap_put(names, s->name, k);
+        rc = wf_hmap_put(c->names, s->name, k);
         if (rc < 0) return wf_error(rc, "model write: out of memory");
         if (rc == 0) return bad(k, "name defined twice:", s->name);
     }
-    if (s->kind == WF_MS_INPUT || s->kind == WF_MS_PARAM) {
+    if (s->kind == WF_MS_STATE && wf_hmap_put(c->states, s->name, k) < 0)
+        return wf_error(WF_ERR_NOMEM, "model write: out of memory");
+    if (s->kind == WF_MS_REGION && s->name) return bad(k, "a region has no name, got", s->name);
+    if (s->kind == WF_MS_NEXT) {
+        if (!wf_lex_is_ident(s->name) || wf_hmap_get(c->states, s->name) < 0)
+            return bad(k, "next for no state declared above:", s->name);
+        rc = wf_hmap_put(c->nexts, s->name, k);
+        if (rc < 0) return wf_error(rc, "model write: out of memory");
+        if (rc == 0) return bad(k, "second next for state", s->name);
+        if (s->n_args != 1) return bad(k, "next without exactly one value for", s->name);
+    }
+    if ((s->body != NULL) != (s->kind == WF_MS_UNIT || s->kind == WF_MS_REGION))
+        return bad(k, s->body ? "a block on a statement that has none:" : "a unit or region without its block",
+                   s->name);
+    if (s->kind == WF_MS_REGION && c->regions++) return bad(k, "second region in a unit", NULL);
+    if (s->kind == WF_MS_STATE && s->dtype != WF_F32) return bad(k, "dtype not f32 for state", s->name);
+    if (s->kind == WF_MS_INPUT || s->kind == WF_MS_PARAM || s->kind == WF_MS_STATE) {
         if (s->dtype != WF_F32 && s->dtype != WF_I32) return bad(k, "dtype not f32 or i32 for", s->name);
         if (s->ndim < 1 || s->ndim > WF_MODEL_MAX_DIMS) return bad(k, "bad rank for", s->name);
         for (int j = 0; j < s->ndim; j++)
@@ -69,10 +122,46 @@ static int check_stmt(const struct wf_model *m, int k, struct wf_hmap *names) {
         if (!wf_lex_is_ident(s->args[j]) && !(s->kind == WF_MS_LAYER && is_number(s->args[j])))
             return bad(k, "bad argument name", s->args[j]);
     if (s->n_attrs < 0 || s->n_attrs > WF_MODEL_MAX_ATTRS) return bad(k, "bad attribute count", s->name);
-    if (s->n_attrs && (s->kind == WF_MS_INPUT || s->kind == WF_MS_OUTPUT))
-        return bad(k, "attributes on an input or output", s->name);
+    if (s->n_args && (s->kind == WF_MS_UNIT || s->kind == WF_MS_REGION)) return bad(k, "arguments on a block", s->name);
+    if (s->n_attrs && s->kind != WF_MS_LAYER && s->kind != WF_MS_PARAM && s->kind != WF_MS_UNIT &&
+        s->kind != WF_MS_STATE)
+        return bad(k, "attributes on an input, output, next or region", s->name);
     for (int a = 0; a < s->n_attrs; a++) {
-        int rc = check_attr(k, s, a);
+        if ((rc = check_attr(k, s, a))) return rc;
+        const struct wf_mattr *at = &s->attrs[a];
+        int names_tensor = s->kind == WF_MS_UNIT
+                               ? !strcmp(at->key, "over") || !strcmp(at->key, "length") || !strcmp(at->key, "when")
+                               : s->kind == WF_MS_STATE && !strcmp(at->key, "from");
+        if (names_tensor && at->type != WF_MV_IDENT) return bad(k, "not a tensor name:", at->key);
+    }
+    if (s->kind == WF_MS_UNIT && !wf_mstmt_attr(s, "over")) return bad(k, "no over= for unit", s->name);
+    if (s->kind == WF_MS_UNIT) {
+        if (s->body->n < 0 || (s->body->n > 0 && !s->body->st)) return bad(k, "bad statement count in unit", s->name);
+        int useful = 0;
+        for (int j = 0; j < s->body->n && !useful; j++)
+            useful = s->body->st[j].kind == WF_MS_STATE || s->body->st[j].kind == WF_MS_OUTPUT;
+        if (!useful) return bad(k, "neither state nor output in unit", s->name);
+        struct wf_hmap names, states, nexts;
+        wf_hmap_init(&names);
+        wf_hmap_init(&states);
+        wf_hmap_init(&nexts);
+        struct check body = {.names = &names, .states = &states, .nexts = &nexts, .k = c->k};
+        rc = check_block(s->body, IN_UNIT, &body);
+        wf_hmap_free(&names);
+        wf_hmap_free(&states);
+        wf_hmap_free(&nexts);
+        return rc;
+    }
+    if (s->kind == WF_MS_REGION) {
+        if (s->body->n < 0 || (s->body->n > 0 && !s->body->st)) return bad(k, "bad statement count in region", NULL);
+        return check_block(s->body, IN_REGION, c);
+    }
+    return WF_OK;
+}
+
+static int check_block(const struct wf_model *b, int place, struct check *c) {
+    for (int j = 0; j < b->n; j++) {
+        int rc = check_stmt(&b->st[j], place, c);
         if (rc) return rc;
     }
     return WF_OK;
@@ -98,12 +187,19 @@ static void write_value(struct wf_textbuf *b, const struct wf_mattr *a) {
     }
 }
 
-static void write_stmt(struct wf_textbuf *b, const struct wf_mstmt *s) {
+static void write_block(struct wf_textbuf *b, const struct wf_model *m, int indent);
+
+static void write_stmt(struct wf_textbuf *b, const struct wf_mstmt *s, int indent) {
+    wf_textbuf_printf(b, "%*s", indent, "");
     switch (s->kind) {
     case WF_MS_INPUT:
     case WF_MS_PARAM:
-        wf_textbuf_printf(b, "%s %s : %s[", s->kind == WF_MS_INPUT ? "input" : "param", s->name,
-                          s->dtype == WF_F32 ? "f32" : "i32");
+    case WF_MS_STATE:
+        wf_textbuf_printf(b, "%s %s : %s[",
+                          s->kind == WF_MS_INPUT   ? "input"
+                          : s->kind == WF_MS_PARAM ? "param"
+                                                   : "state",
+                          s->name, s->dtype == WF_F32 ? "f32" : "i32");
         for (int j = 0; j < s->ndim; j++) {
             if (s->dims[j] == WF_DIM_B)
                 wf_textbuf_printf(b, "%sB", j ? ", " : "");
@@ -131,8 +227,29 @@ static void write_stmt(struct wf_textbuf *b, const struct wf_mstmt *s) {
         for (int j = 0; j < s->n_args; j++)
             wf_textbuf_printf(b, "%s %s", j ? "," : "", s->args[j]);
         break;
+    case WF_MS_NEXT: wf_textbuf_printf(b, "next %s = %s", s->name, s->args[0]); break;
+    case WF_MS_UNIT:
+    case WF_MS_REGION:
+        if (s->kind == WF_MS_UNIT) {
+            wf_textbuf_printf(b, "unit %s(", s->name);
+            for (int a = 0; a < s->n_attrs; a++) {
+                wf_textbuf_printf(b, "%s%s=", a ? ", " : "", s->attrs[a].key);
+                write_value(b, &s->attrs[a]);
+            }
+            wf_textbuf_printf(b, ") {\n");
+        } else {
+            wf_textbuf_printf(b, "region {\n");
+        }
+        write_block(b, s->body, indent + 4);
+        wf_textbuf_printf(b, "%*s}", indent, "");
+        break;
     }
     wf_textbuf_printf(b, "\n");
+}
+
+static void write_block(struct wf_textbuf *b, const struct wf_model *m, int indent) {
+    for (int k = 0; k < m->n; k++)
+        write_stmt(b, &m->st[k], indent);
 }
 
 int wf_model_write(const struct wf_model *m, char **text, size_t *len) {
@@ -143,17 +260,13 @@ int wf_model_write(const struct wf_model *m, char **text, size_t *len) {
     if (m->n < 0 || (m->n > 0 && !m->st)) return wf_error(WF_ERR_INVALID, "model write: bad statement count");
     struct wf_hmap names;
     wf_hmap_init(&names);
-    for (int k = 0; k < m->n; k++) {
-        int rc = check_stmt(m, k, &names);
-        if (rc) {
-            wf_hmap_free(&names);
-            return rc;
-        }
-    }
+    int k = 0;
+    struct check c = {.names = &names, .k = &k};
+    int rc = check_block(m, IN_FILE, &c);
     wf_hmap_free(&names);
+    if (rc) return rc;
     struct wf_textbuf b = {0};
     if (m->name) wf_textbuf_printf(&b, "model %s\n", m->name);
-    for (int k = 0; k < m->n; k++)
-        write_stmt(&b, &m->st[k]);
+    write_block(&b, m, 0);
     return wf_textbuf_take(&b, text, len);
 }

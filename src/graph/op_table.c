@@ -44,11 +44,23 @@ static const struct wf_op_def *const builtin[] = {
     [WF_OP_RNN_TANH] = &wf_opdef_rnn_tanh,
     [WF_OP_GRU] = &wf_opdef_gru,
     [WF_OP_LSTM] = &wf_opdef_lstm,
+    [WF_OP_UNIT] = &wf_opdef_unit,
+    [WF_OP_REGION_IN] = &wf_opdef_region_in,
+    [WF_OP_REGION_OUT] = &wf_opdef_region_out,
     [WF_OP_ACCUM] = &wf_opdef_accum,
 };
 _Static_assert(WF_ARRAY_LEN(builtin) == WF_OP_COUNT, "op table out of step with enum wf_op");
 
 int wf_ops_accum_id(void) { return WF_OP_ACCUM; }
+int wf_ops_unit_id(void) { return WF_OP_UNIT; }
+
+int wf_ops_find_any(const char *name) {
+    for (int i = 0; i < wf_op_count(); i++) {
+        const struct wf_op_def *d = wf_op_get(i);
+        if (d && !strcmp(d->name, name)) return i;
+    }
+    return -1;
+}
 
 #define MAX_REGISTERED 256
 static const struct wf_op_def *registered[MAX_REGISTERED];

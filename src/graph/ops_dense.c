@@ -80,7 +80,7 @@ const struct wf_op_def wf_opdef_linear = {
     .arg = {{F32, 1, 0}},
     .n_attr = 2,
     .attr = {{"out", WF_AT_INT, 1, 0}, {"bias", WF_AT_BOOL, 0, 1}},
-    .flags = WF_OPF_GEMM,
+    .flags = WF_OPF_GEMM | WF_OPF_ROWWISE,
     .bwd_in = 3,
     .infer = linear_infer,
     .forward = linear_fwd,
@@ -183,6 +183,7 @@ const struct wf_op_def wf_opdef_add = {
     .name = "add",
     .min_in = 2,
     .max_in = 2,
+    .flags = WF_OPF_ROWWISE,
     .infer = bcast_infer,
     .forward = add_fwd,
     .backward = add_bwd,
@@ -192,6 +193,7 @@ const struct wf_op_def wf_opdef_mul = {
     .name = "mul",
     .min_in = 2,
     .max_in = 2,
+    .flags = WF_OPF_ROWWISE,
     .bwd_in = 3,
     .infer = bcast_infer,
     .forward = mul_fwd,
@@ -259,7 +261,7 @@ static int log_softmax_bwd(const struct wf_run *r) {
 #define ACT(nm, fw, bw, bi, bo, rank)                                                                                  \
     {                                                                                                                  \
         .name = nm, .min_in = 1, .max_in = 1, .arg = {{F32, rank, 0}}, .bwd_in = bi, .bwd_out = bo,                    \
-        .infer = act_infer, .forward = fw, .backward = bw                                                              \
+        .flags = WF_OPF_ROWWISE, .infer = act_infer, .forward = fw, .backward = bw                                                              \
     }
 const struct wf_op_def wf_opdef_relu = ACT("relu", relu_fwd, relu_bwd, 0, 1, 0);
 const struct wf_op_def wf_opdef_gelu = ACT("gelu", gelu_fwd, gelu_bwd, 1, 0, 0);
@@ -306,6 +308,7 @@ const struct wf_op_def wf_opdef_layernorm = {
     .arg = {{F32, 1, 0}},
     .n_attr = 1,
     .attr = {{"eps", WF_AT_FLOAT, 0, 1e-5}},
+    .flags = WF_OPF_ROWWISE,
     .bwd_in = 3,
     .bwd_out = 6,
     .infer = layernorm_infer,

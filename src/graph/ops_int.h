@@ -11,10 +11,14 @@ extern const struct wf_op_def wf_opdef_linear, wf_opdef_matmul, wf_opdef_add, wf
     wf_opdef_conv2d, wf_opdef_maxpool2d, wf_opdef_avgpool2d, wf_opdef_reshape, wf_opdef_flatten, wf_opdef_transpose,
     wf_opdef_layernorm, wf_opdef_dropout, wf_opdef_embedding, wf_opdef_concat, wf_opdef_slice, wf_opdef_sum,
     wf_opdef_mean, wf_opdef_mse, wf_opdef_bce_logits, wf_opdef_accuracy, wf_opdef_accum, wf_opdef_rnn_tanh,
-    wf_opdef_gru, wf_opdef_lstm;
+    wf_opdef_gru, wf_opdef_lstm, wf_opdef_unit, wf_opdef_region_in, wf_opdef_region_out;
 
 /* the id of autodiff's accum op (sums gradient contributions) */
 int wf_ops_accum_id(void);
+/* the id of the unit op (a recurrent unit's outer node, unit.c) */
+int wf_ops_unit_id(void);
+/* an op by name, internal ops included (a unit's body uses region_in and region_out), -1 if none */
+int wf_ops_find_any(const char *name);
 
 /* value pointers of a run: forward inputs/outputs, backward output gradient / input gradients */
 #define IN(r, i) ((float *)wf_run_ptr((r), (r)->n->in[i]))
@@ -25,6 +29,14 @@ int wf_ops_accum_id(void);
 #define DIN(r, i) ((float *)wf_run_ptr((r), (r)->b->out[i]))
 #define XV(r, i) (&(r)->g->v[(r)->n->in[i]])
 #define YV(r, j) (&(r)->g->v[(r)->n->out[j]])
+
+/* the graph builder with internal ops allowed (a unit's body), and the unit block (unit.c) */
+struct wf_model;
+struct wf_mstmt;
+int wf_graph_build_ex(struct wf_graph *g, const struct wf_model *m, int batch, int internal);
+int wf_graph_build_unit(struct wf_graph *g, const struct wf_model *m, const struct wf_mstmt *st);
+int wf_graph_add_value(struct wf_graph *g, const char *name, int kind, int dtype, int ndim, const int64_t *shape);
+int wf_graph_add_node(struct wf_graph *g, int op, const char *name);
 
 /* (outer, dim, inner) around axis a of v */
 void wf_ops_split_axis(const struct wf_value *v, int a, long *outer, int *dim, long *inner);

@@ -154,7 +154,7 @@ static int lstm_bwd(const struct wf_run *r) {
 #define CELL(nm, inf, fw, bw, wk, bo)                                                                                  \
     {                                                                                                                  \
         .name = nm, .min_in = 2, .max_in = 2, .arg = {{F32, 2, 2}, {F32, 2, 2}}, .n_attr = 1,                          \
-        .attr = {{"hidden", WF_AT_INT, 1, 0}}, .flags = WF_OPF_GEMM, .bwd_in = 0xF, .bwd_out = bo, .infer = inf,       \
+        .attr = {{"hidden", WF_AT_INT, 1, 0}}, .flags = WF_OPF_GEMM | WF_OPF_ROWWISE, .bwd_in = 0xF, .bwd_out = bo, .infer = inf,       \
         .forward = fw, .backward = bw, .work = wk                                                                      \
     }
 const struct wf_op_def wf_opdef_rnn_tanh =

@@ -1,5 +1,6 @@
 /* graph: model file parser and writer — valid files, round trips, every
- * error with its line:col, and allocation failure at every allocation. */
+ * error with its line:col, and allocation failure at every allocation;
+ * units (recurrent blocks) included. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,13 +20,15 @@ static int same_double(double a, double b) {
 
 static int same_str(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
 
-/* Same statements, names, attributes and values; positions are not compared. */
+/* Same statements, names, attributes and values, blocks' included;
+ * positions are not compared. */
 static int model_equal(const struct wf_model *a, const struct wf_model *b) {
     if (!same_str(a->name, b->name) || a->n != b->n) return 0;
     for (int k = 0; k < a->n; k++) {
         const struct wf_mstmt *s = &a->st[k], *t = &b->st[k];
         if (s->kind != t->kind || !same_str(s->name, t->name)) return 0;
-        if (s->kind == WF_MS_INPUT || s->kind == WF_MS_PARAM) {
+        if (!s->body != !t->body || (s->body && !model_equal(s->body, t->body))) return 0;
+        if (s->kind == WF_MS_INPUT || s->kind == WF_MS_PARAM || s->kind == WF_MS_STATE) {
             if (s->dtype != t->dtype || s->ndim != t->ndim) return 0;
             for (int d = 0; d < s->ndim; d++)
                 if (s->dims[d] != t->dims[d]) return 0;
@@ -356,7 +359,7 @@ static void test_errors(void) {
 #define WITH_HEAD(line) (snprintf(text, sizeof text, "%s%s", head, line), text)
     /* unknown statement, and a layer missing its '=' */
     EXPECT_ERROR(WITH_HEAD("inptu y : f32[3]\n"),
-                 "m.wf:2:1: expected statement (model, input, param, output or NAME = OP(...)), got 'inptu'");
+                 "m.wf:2:1: expected statement (model, input, param, output, unit or NAME = OP(...)), got 'inptu'");
     EXPECT_ERROR(WITH_HEAD("h1 relu(x)\n"), "m.wf:2:4: expected '=' after 'h1', got 'relu'");
     EXPECT_ERROR(WITH_HEAD("42 = relu(x)\n"), "m.wf:2:1: expected statement");
     EXPECT_ERROR(WITH_HEAD("= relu(x)\n"), "m.wf:2:1: expected statement");
@@ -476,6 +479,426 @@ static void test_errors(void) {
 #undef WITH_HEAD
 }
 
+/* ---- units ---- */
+
+static const char *rnn2_text = "# two stacked lstm layers over an embedding\n"
+                               "model rnn2\n"
+                               "input tok : i32[B, 16]\n"
+                               "input y : i32[B]\n"
+                               "input len : i32[B]\n"
+                               "emb = embedding(tok, vocab=64, dim=32)\n"
+                               "unit l1(over=emb, length=len) {\n"
+                               "    state s : f32[B, 256]          # lstm state [h | c], H = 128\n"
+                               "    region {\n"
+                               "        s1 = lstm(emb, s, hidden=128)\n"
+                               "        h = slice(s1, axis=1, start=0, len=128)\n"
+                               "    }\n"
+                               "    next s = s1\n"
+                               "    output h\n"
+                               "}\n"
+                               "unit l2(length=len, over=l1.h) {\n"
+                               "    state s : f32[B, 256] from=l1.s\n"
+                               "    s1 = lstm(l1.h, s, hidden=128)\n"
+                               "    h = slice(s1, axis=1, start=0, len=128)\n"
+                               "    next s = s1\n"
+                               "    output h\n"
+                               "}\n"
+                               "last = slice(l2.s, axis=1, start=0, len=128)\n"
+                               "logits = linear(last, out=10)\n"
+                               "loss = cross_entropy(logits, y)\n"
+                               "output loss\n";
+
+static const char *rnn2_canon = "model rnn2\n"
+                                "input tok : i32[B, 16]\n"
+                                "input y : i32[B]\n"
+                                "input len : i32[B]\n"
+                                "emb = embedding(tok, vocab=64, dim=32)\n"
+                                "unit l1(over=emb, length=len) {\n"
+                                "    state s : f32[B, 256]\n"
+                                "    region {\n"
+                                "        s1 = lstm(emb, s, hidden=128)\n"
+                                "        h = slice(s1, axis=1, start=0, len=128)\n"
+                                "    }\n"
+                                "    next s = s1\n"
+                                "    output h\n"
+                                "}\n"
+                                "unit l2(length=len, over=l1.h) {\n"
+                                "    state s : f32[B, 256] from=l1.s\n"
+                                "    s1 = lstm(l1.h, s, hidden=128)\n"
+                                "    h = slice(s1, axis=1, start=0, len=128)\n"
+                                "    next s = s1\n"
+                                "    output h\n"
+                                "}\n"
+                                "last = slice(l2.s, axis=1, start=0, len=128)\n"
+                                "logits = linear(last, out=10)\n"
+                                "loss = cross_entropy(logits, y)\n"
+                                "output loss\n";
+
+static void test_unit(void) {
+    struct wf_model m;
+    int rc = wf_model_parse(&m, "rnn2.wf", rnn2_text);
+    CHECKF(rc == WF_OK, "%s", wf_errmsg());
+    if (rc) return;
+    CHECK(m.n == 10 && m.name && strcmp(m.name, "rnn2") == 0);
+    for (int k = 0; k < m.n; k++)
+        CHECK(!m.st[k].body == (m.st[k].kind != WF_MS_UNIT));
+    const struct wf_mstmt *u = &m.st[4];
+    CHECK(u->kind == WF_MS_UNIT && strcmp(u->name, "l1") == 0 && u->line == 7 && u->col == 1 && u->end_line == 15);
+    CHECK(u->n_args == 0 && u->n_attrs == 2 && u->op == NULL);
+    const struct wf_mattr *a = wf_mstmt_attr(u, "over");
+    CHECK(a && a->type == WF_MV_IDENT && strcmp(a->s, "emb") == 0 && a->line == 7 && a->col == 9);
+    a = wf_mstmt_attr(u, "length");
+    CHECK(a && a->type == WF_MV_IDENT && strcmp(a->s, "len") == 0 && a->col == 19);
+    CHECK(wf_mstmt_attr(u, "when") == NULL);
+    const struct wf_model *b = u->body;
+    CHECK(b->n == 4 && b->name == NULL && strcmp(b->path, "rnn2.wf") == 0);
+    const struct wf_mstmt *s = &b->st[0];
+    CHECK(s->kind == WF_MS_STATE && strcmp(s->name, "s") == 0 && s->line == 8 && s->col == 5);
+    CHECK(s->dtype == WF_F32 && s->ndim == 2 && s->dims[0] == WF_DIM_B && s->dims[1] == 256 && s->n_attrs == 0);
+    const struct wf_mstmt *r = &b->st[1];
+    CHECK(r->kind == WF_MS_REGION && r->name == NULL && r->line == 9 && r->col == 5 && r->end_line == 12);
+    CHECK(r->body && r->body->n == 2 && strcmp(r->body->path, "rnn2.wf") == 0);
+    s = &r->body->st[0];
+    CHECK(s->kind == WF_MS_LAYER && strcmp(s->name, "s1") == 0 && strcmp(s->op, "lstm") == 0 && s->line == 10);
+    CHECK(s->col == 9 && s->op_col == 14 && s->n_args == 2 && s->arg_col[1] == 24 && s->body == NULL);
+    CHECK(r->body->st[1].kind == WF_MS_LAYER && strcmp(r->body->st[1].name, "h") == 0);
+    s = &b->st[2];
+    CHECK(s->kind == WF_MS_NEXT && strcmp(s->name, "s") == 0 && s->n_args == 1 && strcmp(s->args[0], "s1") == 0);
+    CHECK(s->line == 13 && s->col == 5 && s->arg_line[0] == 13 && s->arg_col[0] == 14);
+    s = &b->st[3];
+    CHECK(s->kind == WF_MS_OUTPUT && s->n_args == 1 && strcmp(s->args[0], "h") == 0 && s->arg_col[0] == 12);
+    u = &m.st[5];
+    CHECK(u->kind == WF_MS_UNIT && strcmp(u->name, "l2") == 0 && u->line == 16 && u->end_line == 22);
+    CHECK(u->n_attrs == 2 && strcmp(u->attrs[0].key, "length") == 0 && strcmp(u->attrs[1].key, "over") == 0);
+    CHECK(strcmp(u->attrs[1].s, "l1.h") == 0 && u->body->n == 5);
+    s = &u->body->st[0];
+    a = wf_mstmt_attr(s, "from");
+    CHECK(s->kind == WF_MS_STATE && a && a->type == WF_MV_IDENT && strcmp(a->s, "l1.s") == 0 && a->col == 27);
+    CHECK(u->body->st[1].kind == WF_MS_LAYER && strcmp(u->body->st[1].args[0], "l1.h") == 0);
+    CHECK(m.st[6].kind == WF_MS_LAYER && strcmp(m.st[6].args[0], "l2.s") == 0 && m.st[6].line == 23);
+    wf_model_free(&m);
+    wf_model_free(&m);
+
+    char *canon = check_round_trip("rnn2", rnn2_text);
+    CHECKF(canon && strcmp(canon, rnn2_canon) == 0, "got:\n%s", canon ? canon : "(null)");
+    wf_free(canon);
+}
+
+/* Layout is free around the braces' rules; keywords followed by '=' are
+ * layers; body names are the unit's own. */
+static void test_unit_variants(void) {
+    const char *text = "input x : f32[B, 8, 4]\r\n"
+                       "input n : i32[B]\n"
+                       "h = relu(x)\n"
+                       "unit  u ( length = n ,over=x , stride=2, tag=[B, 3] ){   # comment\r\n"
+                       "\n"
+                       "\tstate h:f32[B,4]\n"
+                       "  # a comment\n"
+                       "state = relu(x)\n"
+                       "next = relu(state)\n"
+                       "  region{\n"
+                       "unit = add(next, h)\n"
+                       "region = relu(unit)\n"
+                       "output = relu(region)\n"
+                       "}\n"
+                       "  next h = output\n"
+                       "  x = relu(h)\n"
+                       "  output x, h\n"
+                       "  output region\n"
+                       "  }  # end of u\n"
+                       "unit v(over=h) {\n"
+                       "    output x\n"
+                       "}\n"
+                       "unit w(over=h) {\n"
+                       "    state x : f32[B, 4]\n"
+                       "    region {\n"
+                       "    }\n"
+                       "}\n"
+                       "s = add(u.x, v.x)\n"
+                       "output s";
+    const char *want = "input x : f32[B, 8, 4]\n"
+                       "input n : i32[B]\n"
+                       "h = relu(x)\n"
+                       "unit u(length=n, over=x, stride=2, tag=[B, 3]) {\n"
+                       "    state h : f32[B, 4]\n"
+                       "    state = relu(x)\n"
+                       "    next = relu(state)\n"
+                       "    region {\n"
+                       "        unit = add(next, h)\n"
+                       "        region = relu(unit)\n"
+                       "        output = relu(region)\n"
+                       "    }\n"
+                       "    next h = output\n"
+                       "    x = relu(h)\n"
+                       "    output x, h\n"
+                       "    output region\n"
+                       "}\n"
+                       "unit v(over=h) {\n"
+                       "    output x\n"
+                       "}\n"
+                       "unit w(over=h) {\n"
+                       "    state x : f32[B, 4]\n"
+                       "    region {\n"
+                       "    }\n"
+                       "}\n"
+                       "s = add(u.x, v.x)\n"
+                       "output s\n";
+    struct wf_model m;
+    int rc = wf_model_parse(&m, "v.wf", text);
+    CHECKF(rc == WF_OK, "%s", wf_errmsg());
+    if (rc) return;
+    CHECK(m.n == 8 && m.st[3].kind == WF_MS_UNIT && m.st[3].col == 1 && m.st[3].end_line == 19);
+    const struct wf_model *b = m.st[3].body;
+    CHECK(b->n == 8 && b->st[0].kind == WF_MS_STATE && b->st[0].line == 6 && b->st[0].col == 2);
+    CHECK(b->st[1].kind == WF_MS_LAYER && strcmp(b->st[1].name, "state") == 0);
+    CHECK(b->st[2].kind == WF_MS_LAYER && strcmp(b->st[2].name, "next") == 0);
+    CHECK(b->st[3].kind == WF_MS_REGION && b->st[3].end_line == 14 && b->st[3].body->n == 3);
+    CHECK(b->st[3].body->st[0].kind == WF_MS_LAYER && strcmp(b->st[3].body->st[0].name, "unit") == 0);
+    CHECK(b->st[4].kind == WF_MS_NEXT && strcmp(b->st[4].args[0], "output") == 0);
+    const struct wf_mattr *a = wf_mstmt_attr(&m.st[3], "stride");
+    CHECK(a && a->type == WF_MV_INT && a->i == 2 && m.st[3].n_attrs == 4);
+    CHECK(m.st[5].body->st[1].kind == WF_MS_REGION && m.st[5].body->st[1].body->n == 0);
+    wf_model_free(&m);
+    char *canon = check_round_trip("unit variants", text);
+    CHECKF(canon && strcmp(canon, want) == 0, "got:\n%s", canon ? canon : "(null)");
+    wf_free(canon);
+}
+
+static void test_unit_copy(void) {
+    struct wf_model m, c;
+    CHECK(wf_model_parse(&m, "rnn2.wf", rnn2_text) == WF_OK);
+    CHECK(wf_model_copy(&c, &m) == WF_OK);
+    CHECK(model_equal(&m, &c) && strcmp(c.path, "rnn2.wf") == 0);
+    const struct wf_mstmt *u = &c.st[4];
+    CHECK(u->body && u->body != m.st[4].body && strcmp(u->body->path, "rnn2.wf") == 0);
+    CHECK(u->body->path != m.st[4].body->path && u->end_line == 15);
+    const struct wf_mstmt *r = &u->body->st[1];
+    CHECK(r->body && r->body != m.st[4].body->st[1].body && r->end_line == 12);
+    CHECK(r->body->st[0].name != m.st[4].body->st[1].body->st[0].name && r->body->st[0].arg_col[1] == 24);
+    CHECK(c.st[5].attrs[1].s != m.st[5].attrs[1].s && c.st[5].body->st[0].attrs[0].col == 27);
+    wf_model_free(&m);
+    char *t;
+    CHECK(wf_model_write(&c, &t, NULL) == WF_OK && strcmp(t, rnn2_canon) == 0);
+    wf_free(t);
+    wf_model_free(&c);
+}
+
+static void test_unit_errors(void) {
+    char text[1024];
+    /* lines 1 and 2; the unit opens on line 3 */
+#define U(body) (snprintf(text, sizeof text, "input x : f32[B, 8, 4]\ninput n : i32[B]\n%s", body), text)
+    /* braces out of place */
+    EXPECT_ERROR(U("}\n"), "m.wf:3:1: '}' without an open block");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n}\n}\n"), "m.wf:6:1: '}' without an open block");
+    EXPECT_ERROR(U("{\n"),
+                 "m.wf:3:1: expected statement (model, input, param, output, unit or NAME = OP(...)), got '{'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n}  x\n"), "m.wf:5:4: expected end of line after '}', got 'x'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    h = relu(x) }\n"), "m.wf:4:17: expected end of line, got '}'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x }\n"), "m.wf:4:14: expected ',' or end of line, got '}'");
+    /* unclosed blocks, named by where they opened */
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n"),
+                 "m.wf:5:1: expected '}' to close unit 'u' opened at 3:1, got end of file");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]"),
+                 "m.wf:4:24: expected '}' to close unit 'u' opened at 3:1, got end of file");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    region {\n        h = relu(x)\n"),
+                 "m.wf:7:1: expected '}' to close the region opened at 5:5, got end of file");
+    EXPECT_ERROR(U("unit u(over=x) {\n    region {\n    }\n"),
+                 "m.wf:6:1: expected '}' to close unit 'u' opened at 3:1, got end of file");
+    /* state, next and region only in a unit */
+    EXPECT_ERROR(U("state s : f32[B, 4]\n"), "m.wf:3:1: 'state' outside a unit");
+    EXPECT_ERROR(U("next s = x\n"), "m.wf:3:1: 'next' outside a unit");
+    EXPECT_ERROR(U("region {\n"), "m.wf:3:1: 'region' outside a unit");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n}\nnext s = x\n"), "m.wf:6:1: 'next' outside a unit");
+    /* nesting */
+    EXPECT_ERROR(U("unit u(over=x) {\n    unit v(over=x) {\n"),
+                 "m.wf:4:5: unit inside unit 'u' (opened at 3:1): units do not nest");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region {\n        unit v(over=x) {\n"),
+                 "m.wf:6:9: unit inside unit 'u' (opened at 3:1): units do not nest");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region {\n        region {\n"),
+                 "m.wf:6:9: region inside the region opened at 5:5: regions do not nest");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region {\n    }\n    h = relu(x)\n    region {\n"),
+                 "m.wf:8:5: second region in unit 'u' (the first at 5:5): at most one per unit");
+    /* a region holds only layers; a unit no declarations */
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region {\n        state s : f32[B, 4]\n"),
+                 "m.wf:6:9: 'state' inside the region opened at 5:5 (a region holds only layers)");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    region {\n        next s = x\n"),
+                 "m.wf:6:9: 'next' inside the region opened at 5:5 (a region holds only layers)");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region {\n        output x\n"),
+                 "m.wf:6:9: 'output' inside the region opened at 5:5 (a region holds only layers)");
+    EXPECT_ERROR(U("unit u(over=x) {\n    input z : f32[B, 4]\n"),
+                 "m.wf:4:5: 'input' inside unit 'u' (opened at 3:1): a unit holds state, region, layers, next and "
+                 "output");
+    EXPECT_ERROR(U("unit u(over=x) {\n    param p : f32[4]\n"), "m.wf:4:5: 'param' inside unit 'u' (opened at 3:1)");
+    EXPECT_ERROR(U("unit u(over=x) {\n    model q\n"), "m.wf:4:5: 'model' inside unit 'u' (opened at 3:1)");
+    EXPECT_ERROR(U("unit u(over=x) {\n    foo bar\n"),
+                 "m.wf:4:5: expected statement (state, region, NAME = OP(...), next, output or '}'), got 'foo'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    h relu(x)\n"), "m.wf:4:7: expected '=' after 'h', got 'relu'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region {\n        foo\n"),
+                 "m.wf:6:9: expected layer (NAME = OP(...)) or '}', got 'foo'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region {\n        3\n"),
+                 "m.wf:6:9: expected layer (NAME = OP(...)) or '}', got '3'");
+    /* a unit that computes nothing */
+    EXPECT_ERROR(U("unit u(over=x) {\n    h = relu(x)\n}\n"), "m.wf:3:1: unit 'u' has neither state nor output");
+    EXPECT_ERROR(U("unit u(over=x) {\n}\n"), "m.wf:3:1: unit 'u' has neither state nor output");
+    /* names: the unit's in the file's namespace, the body's its own */
+    EXPECT_ERROR(U("unit x(over=x) {\n"), "m.wf:3:6: 'x' already defined at m.wf:1:1");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n}\nu = relu(x)\n"), "m.wf:6:1: 'u' already defined at m.wf:3:1");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    s = relu(x)\n"),
+                 "m.wf:5:5: 's' already defined at m.wf:4:5");
+    EXPECT_ERROR(U("unit u(over=x) {\n    h = relu(x)\n    state h : f32[B, 4]\n"),
+                 "m.wf:5:11: 'h' already defined at m.wf:4:5");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region {\n        h = relu(x)\n    }\n    h = relu(x)\n"),
+                 "m.wf:8:5: 'h' already defined at m.wf:6:9");
+    EXPECT_ERROR(U("unit u(over=x) {\n    h = relu(x)\n    region {\n        h = relu(x)\n"),
+                 "m.wf:6:9: 'h' already defined at m.wf:4:5");
+    /* next */
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    next q = s\n"),
+                 "m.wf:5:10: expected a state of unit 'u' declared above, got 'q'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    h = relu(x)\n    next h = h\n"),
+                 "m.wf:5:10: expected a state of unit 'u' declared above, got 'h'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    next s = x\n    state s : f32[B, 4]\n"),
+                 "m.wf:4:10: expected a state of unit 'u' declared above, got 's'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    next s = x\n    next s = x\n"),
+                 "m.wf:6:10: second next for state 's' (the first at m.wf:5:5)");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    next s x\n"),
+                 "m.wf:5:12: expected '=' after the state name, got 'x'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    next s = 3\n"),
+                 "m.wf:5:14: expected tensor name (the state's next value), got '3'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    next s = x, y\n"),
+                 "m.wf:5:15: expected end of line, got ','");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4]\n    next\n"),
+                 "m.wf:5:9: expected state name, got end of line");
+    /* the header */
+    EXPECT_ERROR(U("unit (over=x) {\n"), "m.wf:3:6: expected unit name, got '('");
+    EXPECT_ERROR(U("unit u over=x {\n"), "m.wf:3:8: expected '(' after unit 'u', got 'over'");
+    EXPECT_ERROR(U("unit u() {\n"), "m.wf:3:8: expected over=SEQ (the sequence the unit steps over), got ')'");
+    EXPECT_ERROR(U("unit u(length=n) {\n"), "m.wf:3:16: expected over=SEQ (the sequence the unit steps over), got ')'");
+    EXPECT_ERROR(U("unit u(over=3) {\n"), "m.wf:3:13: expected tensor name after over=, got '3'");
+    EXPECT_ERROR(U("unit u(over=x, length=[B]) {\n"), "m.wf:3:23: expected tensor name after length=, got '['");
+    EXPECT_ERROR(U("unit u(over=x, when=true) {\n"), "m.wf:3:21: expected tensor name after when=, got 'true'");
+    EXPECT_ERROR(U("unit u(x) {\n"), "m.wf:3:9: expected '=' after attribute 'x', got ')'");
+    EXPECT_ERROR(U("unit u(over=x over=x) {\n"),
+                 "m.wf:3:15: expected ',' or ')' to close the attributes opened at 3:7, got 'over'");
+    EXPECT_ERROR(U("unit u(over=x, over=x) {\n"), "m.wf:3:16: duplicate attribute 'over' (first at m.wf:3:8)");
+    EXPECT_ERROR(U("unit u(over=x, 3) {\n"), "m.wf:3:16: expected unit attribute key=value, got '3'");
+    EXPECT_ERROR(U("unit u(over=x)\n{\n"), "m.wf:3:15: expected '{' to open the body of unit 'u', got end of line");
+    EXPECT_ERROR(U("unit u(over=x) { output x\n"), "m.wf:3:18: expected end of line after '{', got 'output'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region\n"),
+                 "m.wf:5:11: expected '{' after 'region', got end of line");
+    EXPECT_ERROR(U("unit u(over=x) {\n    output x\n    region { h = relu(x) }\n"),
+                 "m.wf:5:14: expected end of line after '{', got 'h'");
+    /* states are f32; from= names a tensor */
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : i32[B, 4]\n"),
+                 "m.wf:4:15: expected type f32 (a state is f32), got 'i32'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[B, 4] from=3\n"),
+                 "m.wf:4:30: expected tensor name after from=, got '3'");
+    EXPECT_ERROR(U("unit u(over=x) {\n    state s : f32[]\n"),
+                 "m.wf:4:19: expected at least one dimension (positive integer or B), got ']'");
+#undef U
+}
+
+/* The writer refuses a tree the parser could not have made: blocks out of
+ * place, a next without its state, a unit without over= or purpose. */
+static void test_unit_write_rejects(void) {
+    struct wf_model m;
+    CHECK(wf_model_parse(&m, "rnn2.wf", rnn2_text) == WF_OK);
+    if (!m.n) return;
+    struct wf_mstmt *l1 = &m.st[4];
+    struct wf_model *b = l1->body;
+    char *text = NULL;
+#define REJECTS(want)                                                                                                  \
+    do {                                                                                                               \
+        int rc_ = wf_model_write(&m, &text, NULL);                                                                     \
+        CHECKF(rc_ == WF_ERR_INVALID && text == NULL && strcmp(wf_errmsg(), want) == 0, "rc %d '%s'", rc_,             \
+               wf_errmsg());                                                                                           \
+    } while (0)
+    /* statements numbered in written order: l1 is 5, its state 6, region 7, s1 8, h 9, next 10, output 11 */
+    l1->kind = WF_MS_REGION;
+    REJECTS("model write: statement 5: region outside a unit 'l1'");
+    l1->kind = WF_MS_UNIT;
+    m.st[3].kind = WF_MS_STATE;
+    REJECTS("model write: statement 4: state outside a unit 'emb'");
+    m.st[3].kind = WF_MS_NEXT;
+    REJECTS("model write: statement 4: next outside a unit 'emb'");
+    m.st[3].kind = WF_MS_LAYER;
+    b->st[0].kind = WF_MS_INPUT;
+    REJECTS("model write: statement 6: declaration inside a unit 's'");
+    b->st[0].kind = WF_MS_STATE;
+    b->st[3].kind = WF_MS_UNIT;
+    REJECTS("model write: statement 11: unit inside a unit");
+    b->st[3].kind = WF_MS_OUTPUT;
+    b->st[1].body->st[0].kind = WF_MS_OUTPUT;
+    REJECTS("model write: statement 8: output inside a region 's1'");
+    b->st[1].body->st[0].kind = WF_MS_STATE;
+    REJECTS("model write: statement 8: state or next inside a region 's1'");
+    b->st[1].body->st[0].kind = WF_MS_REGION;
+    REJECTS("model write: statement 8: region inside a region 's1'");
+    b->st[1].body->st[0].kind = WF_MS_LAYER;
+    b->st[0].dtype = WF_I32;
+    REJECTS("model write: statement 6: dtype not f32 for state 's'");
+    b->st[0].dtype = WF_F32;
+    char *keep = b->st[2].name;
+    b->st[2].name = "h";
+    REJECTS("model write: statement 10: next for no state declared above: 'h'");
+    b->st[2].name = keep;
+    char *h = b->st[1].body->st[1].name;
+    b->st[1].body->st[1].name = "s";
+    REJECTS("model write: statement 9: name defined twice: 's'");
+    b->st[1].body->st[1].name = h;
+    CHECK(wf_model_write(&m, &text, NULL) == WF_OK && strcmp(text, rnn2_canon) == 0);
+    wf_free(text);
+    text = NULL;
+    b->st[2].n_args = 0;
+    REJECTS("model write: statement 10: next without exactly one value for 's'");
+    b->st[2].n_args = 1;
+    l1->attrs[0].type = WF_MV_INT;
+    REJECTS("model write: statement 5: not a tensor name: 'over'");
+    l1->attrs[0].type = WF_MV_IDENT;
+    keep = l1->attrs[0].key;
+    l1->attrs[0].key = "under";
+    REJECTS("model write: statement 5: no over= for unit 'l1'");
+    l1->attrs[0].key = keep;
+    b->n = 1;
+    b->st[0].kind = WF_MS_LAYER;
+    b->st[0].op = "zeros";
+    REJECTS("model write: statement 5: neither state nor output in unit 'l1'");
+    b->st[0].kind = WF_MS_STATE;
+    b->st[0].op = NULL;
+    b->n = 4;
+    l1->body = NULL;
+    REJECTS("model write: statement 5: a unit or region without its block 'l1'");
+    l1->body = b;
+    m.st[3].body = b;
+    REJECTS("model write: statement 4: a block on a statement that has none: 'emb'");
+    m.st[3].body = NULL;
+    /* the next becomes a second region */
+    struct wf_mstmt next = b->st[2];
+    b->st[2].kind = WF_MS_REGION;
+    b->st[2].name = NULL;
+    b->st[2].n_args = 0;
+    b->st[2].body = b->st[1].body;
+    REJECTS("model write: statement 10: second region in a unit");
+    b->st[2] = next;
+    CHECK(wf_model_write(&m, &text, NULL) == WF_OK && strcmp(text, rnn2_canon) == 0);
+    wf_free(text);
+#undef REJECTS
+    wf_model_free(&m);
+}
+
+/* { and } are punctuation in model files only: the job-file lexer still
+ * calls them unexpected characters. */
+static void test_lex_braces(void) {
+    struct wf_lex lx;
+    wf_lex_init(&lx, "j.job", "a = {");
+    CHECK(wf_lex_next(&lx) == WF_OK && wf_lex_next(&lx) == WF_OK);
+    CHECK(wf_lex_next(&lx) == WF_ERR_PARSE && strcmp(wf_errmsg(), "j.job:1:5: unexpected character '{'") == 0);
+    wf_lex_init(&lx, "m.wf", "{}");
+    lx.braces = 1;
+    CHECK(wf_lex_next(&lx) == WF_OK && wf_tok_is(&lx.tok, '{') && lx.tok.col == 1);
+    CHECK(wf_lex_next(&lx) == WF_OK && wf_tok_is(&lx.tok, '}') && lx.tok.col == 2);
+    CHECK(wf_lex_next(&lx) == WF_OK && lx.tok.kind == WF_TOK_EOF);
+}
+
 static void test_write_rejects(void) {
     char *args[] = {"a b"};
     struct wf_mstmt st = {.kind = WF_MS_OUTPUT, .n_args = 1, .args = args};
@@ -507,13 +930,7 @@ static void test_write_rejects(void) {
 
 /* Failing the k-th allocation for every k: a clean WF_ERR_NOMEM, never a
  * crash or a leak (ASan's leak check covers the latter). */
-static void test_alloc_failures(void) {
-    const char *text = "model res\n"
-                       "input x : f32[B, 64]\n"
-                       "param p : f32[4, 4] init=normal std=0.5 name=p0 dims=[B, 2]\n"
-                       "h1 = linear(x, out=64)\n"
-                       "s = add(h1, x, p, q, r, t, u, v, w, z, alpha=1.5, flag=true, kind=sum, shape=[B, 64])\n"
-                       "output s, h1\n";
+static void alloc_failures(const char *text) {
     int ok = 0, nomem = 0, other = 0;
     for (long k = 1; k < 10000 && !ok; k++) {
         struct wf_model m;
@@ -568,6 +985,16 @@ static void test_alloc_failures(void) {
     wf_model_free(&m);
 }
 
+static void test_alloc_failures(void) {
+    alloc_failures("model res\n"
+                   "input x : f32[B, 64]\n"
+                   "param p : f32[4, 4] init=normal std=0.5 name=p0 dims=[B, 2]\n"
+                   "h1 = linear(x, out=64)\n"
+                   "s = add(h1, x, p, q, r, t, u, v, w, z, alpha=1.5, flag=true, kind=sum, shape=[B, 64])\n"
+                   "output s, h1\n");
+    alloc_failures(rnn2_text);
+}
+
 /* The writer refuses a tree the parser could not have made: a name defined twice (found by hash). */
 static void test_write_duplicate(void) {
     struct wf_model m;
@@ -593,6 +1020,12 @@ int main(void) {
     test_load();
     test_errors();
     test_write_rejects();
+    test_lex_braces();
+    test_unit();
+    test_unit_variants();
+    test_unit_copy();
+    test_unit_errors();
+    test_unit_write_rejects();
     test_alloc_failures();
     return wf_test_done("test_model_parse");
 }
