@@ -3,6 +3,7 @@
  * (graph.h), on the pointers fixed by the memory plan.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "weft/core.h"
@@ -123,6 +124,8 @@ int wf_exec_init_stage(struct wf_exec *e, const struct wf_model *m, int batch, i
         wf_exec_free(e);
         return wf_error(WF_ERR_NOMEM, "out of memory allocating %zu bytes of activations", e->prog.arena_bytes);
     }
+    const char *skip = getenv("WEFT_SKIP"); /* 0: skip regions compute every row, then mask (for comparisons) */
+    e->no_skip = skip && !strcmp(skip, "0");
     if ((rc = wf_exec_units_init(e)) < 0) {
         wf_exec_free(e);
         return rc;
