@@ -338,12 +338,15 @@ int wf_softmax_xent_forward_ign(float *loss, float *probs, const float *logits, 
     }
     double total = 0.0;
     for (int b = 0; b < B; b++) {
+        /* an ignored row (padding) costs nothing: its loss is not counted and its gradient is 0, so its
+         * probabilities are never read (the backward writes 0 without them) */
+        if (targets[b] == ignore) continue;
         const float *x = logits + (long)b * V;
         float *p = probs + (long)b * V;
         float mx = row_max(x, V);
         double s = row_exp(p, x, mx, V);
         /* -log softmax[t] = log(sum) - (x[t] - mx), without forming p[t] */
-        if (targets[b] != ignore) total += log(s) - (double)(x[targets[b]] - mx);
+        total += log(s) - (double)(x[targets[b]] - mx);
         float inv = (float)(1.0 / s);
         for (int j = 0; j < V; j++)
             p[j] *= inv;
