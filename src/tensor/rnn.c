@@ -22,26 +22,47 @@
 
 #define COL_BLOCK 256 /* double accumulators per column block (2 KiB of stack) */
 
-/* wf_sigmoid_forward's form: expf never sees a positive argument */
-static inline float sigm(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
+/* exp(x) for x <= 0, branch-free so that the gate loops vectorize: Cody-Waite range reduction by ln 2 and
+ * Cephes' degree-6 polynomial on [-ln2/2, ln2/2] (within 2 ulp of expf); below -87.3 it is clamped (exp is
+ * then under the smallest normal float, which the gates never tell from 0). */
+static inline float rnn_exp_neg(float x) {
+    x = x > -87.3f ? x : -87.3f;
+    /* n = round(x / ln 2) in [-126, 0]: truncating a positive value (x / ln2 + 128.5 > 2) is a floor */
+    int32_t ni = (int32_t)(x * 1.44269504088896341f + 128.5f) - 128;
+    float n = (float)ni;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = (ni + 127) << 23; /* 2^n */
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return p * scale;
 }
 
-/* tanh through one expf (glibc's tanhf goes through expm1f, several times slower): (1 - e) / (1 + e) with
- * e = exp(-2|x|), and below |x| = 1/16, where 1 - e would cancel, its Taylor series to x^7 (the next term is
- * under 1e-9 of x). Relative error within a few float ulps, well inside the 1e-5 the PyTorch references
- * allow; the backward calls it on the same floats, so the forward's bits are reproduced. */
+/* sigmoid without a branch: 1 / (1 + e) or e / (1 + e), e = exp(-|x|), so exp never sees a positive argument */
+static inline float sigm(float x) {
+    float e = rnn_exp_neg(-fabsf(x)), s = 1.0f / (1.0f + e);
+    float m = (float)(x >= 0.0f); /* a blend, not a branch: 1 * s, or e * s */
+    return (m + (1.0f - m) * e) * s;
+}
+
+/* tanh through one exp: (1 - e) / (1 + e) with e = exp(-2|x|), and below |x| = 1/16, where 1 - e would
+ * cancel, its Taylor series to x^7 (the next term is under 1e-9 of x); branch-free (both are computed).
+ * Relative error within a few float ulps, well inside the 1e-5 the PyTorch references allow; the backward
+ * calls it on the same floats, so the forward's bits are reproduced. */
 static inline float rnn_tanh_f(float x) {
-    float a = fabsf(x);
-    if (a < 0.0625f) {
-        float x2 = x * x;
-        return x + x * x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f)));
-    }
-    float e = expf(-2.0f * a);
-    float t = (1.0f - e) / (1.0f + e);
-    return x < 0 ? -t : t;
+    float a = fabsf(x), x2 = x * x;
+    float small = x + x * x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f)));
+    float e = rnn_exp_neg(-2.0f * a);
+    float big = copysignf((1.0f - e) / (1.0f + e), x);
+    float m = (float)(a < 0.0625f); /* a blend, not a branch (both are finite) */
+    return m * small + (1.0f - m) * big;
 }
 
 /* out[j] = sum over the B rows of x (B, cols), rows in increasing order, in double */
@@ -174,22 +195,21 @@ void wf_lstm_forward(float *s1, float *gates, const float *x, const float *s0, c
     int G = 4 * H, S = 2 * H;
     wf_sgemm(0, 1, B, G, C, 1.0f, x, C, w_ih, C, 0.0f, gates, G);
     wf_sgemm(0, 1, B, G, H, 1.0f, s0, S, w_hh, H, 1.0f, gates, G); /* h: the first H of each state row */
-    for (int b = 0; b < B; b++) {
-        float *gt = gates + (long)b * G, *o = s1 + (long)b * S;
+    for (int b = 0; b < B; b++) { /* simple passes over contiguous rows, each of which vectorizes */
+        float *gt = gates + (long)b * G, *h1 = s1 + (long)b * S, *c1 = h1 + H;
         const float *c = s0 + (long)b * S + H;
-        for (int j = 0; j < H; j++) {
-            float ig = sigm(gt[j] + (b_ih[j] + b_hh[j]));
-            float fg = sigm(gt[H + j] + (b_ih[H + j] + b_hh[H + j]));
-            float gg = rnn_tanh_f(gt[2 * H + j] + (b_ih[2 * H + j] + b_hh[2 * H + j]));
-            float og = sigm(gt[3 * H + j] + (b_ih[3 * H + j] + b_hh[3 * H + j]));
-            float c1 = fg * c[j] + ig * gg;
-            gt[j] = ig;
-            gt[H + j] = fg;
-            gt[2 * H + j] = gg;
-            gt[3 * H + j] = og;
-            o[H + j] = c1;
-            o[j] = og * rnn_tanh_f(c1);
-        }
+        for (int j = 0; j < G; j++)
+            gt[j] = gt[j] + (b_ih[j] + b_hh[j]);
+        for (int j = 0; j < 2 * H; j++) /* i, f */
+            gt[j] = sigm(gt[j]);
+        for (int j = 2 * H; j < 3 * H; j++) /* g */
+            gt[j] = rnn_tanh_f(gt[j]);
+        for (int j = 3 * H; j < G; j++) /* o */
+            gt[j] = sigm(gt[j]);
+        for (int j = 0; j < H; j++)
+            c1[j] = gt[H + j] * c[j] + gt[j] * gt[2 * H + j];
+        for (int j = 0; j < H; j++)
+            h1[j] = gt[3 * H + j] * rnn_tanh_f(c1[j]);
     }
 }
 
@@ -197,20 +217,26 @@ void wf_lstm_backward(float *dx, float *ds0, float *dw_ih, float *dw_hh, float *
                       const float *x, const float *s0, const float *w_ih, const float *w_hh, const float *gates,
                       const float *s1, int B, int C, int H, float *work) {
     int G = 4 * H, S = 2 * H;
-    float *dg = work; /* (B, 4H) */
-    for (int b = 0; b < B; b++) {
+    float *dg = work;             /* (B, 4H) */
+    for (int b = 0; b < B; b++) { /* passes over contiguous rows, each of which vectorizes */
         const float *gt = gates + (long)b * G, *c = s0 + (long)b * S + H, *c1 = s1 + (long)b * S + H;
         const float *dh = ds1 + (long)b * S, *dc1 = ds1 + (long)b * S + H;
         float *d = dg + (long)b * G, *dc0 = ds0 ? ds0 + (long)b * S + H : NULL;
+        for (int j = 0; j < H; j++) /* tanh(c1) for a while in the o gate's slot: the forward's bits */
+            d[3 * H + j] = rnn_tanh_f(c1[j]);
+        for (int j = 0; j < H; j++) { /* dc for a while in the g gate's slot; the o gate */
+            float og = gt[3 * H + j], tc = d[3 * H + j];
+            d[2 * H + j] = dc1[j] + dh[j] * og * (1.0f - tc * tc);
+            d[3 * H + j] = dh[j] * tc * og * (1.0f - og);
+        }
+        if (dc0)
+            for (int j = 0; j < H; j++)
+                dc0[j] = d[2 * H + j] * gt[H + j];
         for (int j = 0; j < H; j++) {
-            float ig = gt[j], fg = gt[H + j], gg = gt[2 * H + j], og = gt[3 * H + j];
-            float tc = rnn_tanh_f(c1[j]); /* the forward's bits: the same tanhf of the same float */
-            float dc = dc1[j] + dh[j] * og * (1.0f - tc * tc);
+            float ig = gt[j], fg = gt[H + j], gg = gt[2 * H + j], dc = d[2 * H + j];
             d[j] = dc * gg * ig * (1.0f - ig);
             d[H + j] = dc * c[j] * fg * (1.0f - fg);
             d[2 * H + j] = dc * ig * (1.0f - gg * gg);
-            d[3 * H + j] = dh[j] * tc * og * (1.0f - og);
-            if (dc0) dc0[j] = dc * fg;
         }
     }
     /* dh0 is the first H of each row of ds0 (row stride 2H) */
