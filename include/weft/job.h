@@ -52,7 +52,9 @@
  *   token data (a data folder with train.tok, test.tok, vocab.txt; docs/formats.md):
  *     seq_len           1..1048576: T, tokens a sample; required for token data, refused otherwise
  *     sample            window (default) | sequence
- *     labels            next (default for window) | shifted (default, and the only choice, for sequence)
+ *     labels            next (default for window) | shifted (default for sequence) | class (sequence only:
+ *                       each sequence's class; the data folder needs train.cls, test.cls and classes.txt,
+ *                       made by weft tokenize --classes file)
  *     stride            >= 1, default 1: window only, tokens between the starts of two samples
  *   sample, labels and stride need seq_len; a token job takes no transforms.
  */
@@ -112,13 +114,14 @@ struct wf_job {
     /* token data (include/weft/loader.h, struct wf_sample_opts) */
     int seq_len; /* T, tokens a sample; 0 = not set (image data) */
     int sample;  /* enum wf_sample_mode: 0 window (default), 1 sequence */
-    int labels;  /* enum wf_label_mode: 0 next, 1 shifted; default next for window, shifted for sequence */
+    int labels;  /* enum wf_label_mode: 0 next, 1 shifted, 2 class; default next for window, shifted for sequence */
     int stride;  /* window: tokens between sample starts, default 1 */
     /* where the path values were given in the job file, for messages; 0 if defaulted */
     struct wf_job_loc {
         int line, col;
     } model_at, data_at, out_at, init_at, data_stage_at, resume_at;
     struct wf_job_loc seq_len_at; /* where seq_len was given, 0 if not */
+    struct wf_job_loc labels_at;  /* where labels was given, 0 if not */
 };
 
 struct wf_sample_opts;

@@ -27,8 +27,9 @@
  * Typed data (DESIGN.md §3a): a folder holding train.tok, test.tok and
  * vocab.txt (docs/formats.md, "Token datasets") is a token dataset. Opened
  * with wf_store_open_opts and sample options, its samples are int32 token
- * windows or sequences with int32 labels (one per sample or one per token)
- * and, for sequences, a length; they pass untransformed through the same
+ * windows or sequences with int32 labels (one per sample or one per token;
+ * with train.cls, test.cls and classes.txt, a sequence's class) and, for
+ * sequences, a length; they pass untransformed through the same
  * cache, loader and feeder, with the same rules (epoch order, exactly once,
  * the same bytes whoever prepares them):
  *
@@ -61,12 +62,13 @@ enum wf_sample_mode {
 enum wf_label_mode {
     WF_LABELS_NEXT = 0,    /* window only: one label, the token after the window */
     WF_LABELS_SHIFTED = 1, /* T labels: the token after each position (the pad id past a sequence's end) */
+    WF_LABELS_CLASS = 2,   /* sequence only: one label, the sequence's class (<split>.cls, classes.txt) */
 };
 
 struct wf_sample_opts {
     int seq_len; /* T, tokens a sample (1 .. WF_SEQ_LEN_MAX); 0: no options (an image dataset) */
     int sample;  /* enum wf_sample_mode */
-    int labels;  /* enum wf_label_mode; WF_SAMPLE_SEQUENCE takes WF_LABELS_SHIFTED only */
+    int labels;  /* enum wf_label_mode; window: NEXT or SHIFTED; sequence: SHIFTED or CLASS */
     int stride;  /* window: tokens between the starts of samples i and i+1; 0 means 1 */
 };
 #define WF_SEQ_LEN_MAX (1 << 20)
@@ -76,11 +78,12 @@ enum wf_store_kind { WF_STORE_IMAGES = 0, WF_STORE_TOKENS = 1 };
 struct wf_store_info {
     int n;                  /* samples */
     int c, h, w;            /* image shape, c = 1 for IDX; tokens: 1, 1, T (so c*h*w = x_per) */
-    int n_classes;          /* 1 + max label; tokens: the vocab size */
-    uint8_t digest[32];     /* SHA-256 of (SHA-256 of image data file, SHA-256 of label data file) */
+    int n_classes;          /* 1 + max label; tokens: the vocab size, or C (labels = class) */
+    uint8_t digest[32];     /* SHA-256 of (SHA-256 of image data file, SHA-256 of label data file); tokens:
+                               SHA-256 of the .tok file, or (labels = class) of (its SHA-256, the .cls's) */
     char digest_hex[65];    /* the same, lowercase hex */
     const char *image_path; /* the uncompressed file samples are read from */
-    const char *label_path; /* idem, labels */
+    const char *label_path; /* idem, labels (tokens: the .tok file, or the .cls file for labels = class) */
     int stage;              /* enum wf_stage_state: CONVERTED if either file was converted */
     uint64_t stage_bytes;   /* bytes written into the staging folder by this open (0 when reused) */
     double stage_s;         /* seconds spent decompressing by this open */
@@ -90,7 +93,7 @@ struct wf_store_info {
     int kind;                     /* enum wf_store_kind */
     int x_dtype;                  /* WF_F32 (images, after the transforms) or WF_I32 (token ids), weft/safetensors.h */
     int64_t x_per;                /* values a sample: c*h*w, or T */
-    int64_t y_per;                /* labels a sample: 1, or T (WF_LABELS_SHIFTED) */
+    int64_t y_per;                /* labels a sample: 1 (next, class, images), or T (WF_LABELS_SHIFTED) */
     int has_len;                  /* 1: each sample has a length (WF_SAMPLE_SEQUENCE) */
     int vocab;                    /* tokens: ids are 0 .. vocab-1; images: 0 */
     int pad_id;                   /* tokens: the id padding a short sequence and labelling past its end */
@@ -118,11 +121,17 @@ int wf_store_open(struct wf_store **out, const char *dir, const char *split, con
  * whole at open (header, every offset, every id; docs/formats.md): a
  * truncated or hostile file is WF_ERR_CORRUPT naming the file, the field
  * and its offset; a split too short for one sample, or with more than
- * INT_MAX samples, is WF_ERR_RANGE. */
+ * INT_MAX samples, is WF_ERR_RANGE. With labels = WF_LABELS_CLASS the
+ * split's class file DIR/<split>.cls and DIR/classes.txt are read and
+ * checked whole too (missing: WF_ERR_NOTFOUND; any disagreement with the
+ * token file or the class list: WF_ERR_CORRUPT naming the file, the field
+ * and its offset). */
 int wf_store_open_opts(struct wf_store **out, const char *dir, const char *split, const char *stage_dir,
                        const struct wf_sample_opts *o);
 /* 1 if DIR holds a token dataset (DIR/train.tok exists), else 0. */
 int wf_store_dir_is_tokens(const char *dir);
+/* 1 if DIR's token dataset has class labels (DIR/classes.txt exists), else 0. */
+int wf_store_dir_has_classes(const char *dir);
 void wf_store_free(struct wf_store *s);
 const struct wf_store_info *wf_store_info(const struct wf_store *s);
 
@@ -168,6 +177,57 @@ int wf_vocab_write(const char *path, int kind, const uint32_t *code, int n, int 
 /* Reads the header line of a vocabulary file: its kind, size and pad id.
  * A malformed file is WF_ERR_CORRUPT naming it. */
 int wf_vocab_read_header(const char *path, int *kind, int *n, int *pad_id);
+/* The SHA-256 of a token file's bytes: its content digest, which a class
+ * file records to name the token file it labels. */
+void wf_tok_digest(const void *buf, size_t len, uint8_t sha[32]);
+
+/* ---- class files: one class per sequence (docs/formats.md, "Class labels") ---- */
+
+#define WF_CLS_MAGIC "WFTOKCLS" /* 8 bytes at offset 0 */
+#define WF_CLS_VERSION 1
+#define WF_CLS_HEADER_BYTES 64
+#define WF_CLS_MAX_CLASSES 0x7fffffff
+
+/* Encodes a class file into a new buffer (*buf, freed with wf_free): the
+ * class ids cls[0..n) of the n sequences of the token file whose SHA-256 is
+ * tok_sha, each in 0..n_classes-1 (WF_ERR_INVALID otherwise). Equal input
+ * gives equal bytes. */
+int wf_cls_encode(const uint8_t tok_sha[32], uint32_t n_classes, const int32_t *cls, uint64_t n, void **buf,
+                  size_t *len);
+/* wf_cls_encode, then written atomically to path (temp file, fsync, rename). */
+int wf_cls_write(const char *path, const uint8_t tok_sha[32], uint32_t n_classes, const int32_t *cls, uint64_t n);
+
+/* What a class file must agree with; each field unset (0, NULL) checks nothing. */
+struct wf_cls_want {
+    uint64_t n_seq;           /* the token file's sequence count (UINT64_MAX: any) */
+    const uint8_t *tok_sha;   /* the token file's SHA-256, or NULL */
+    const char *tok_path;     /* the token file, for messages */
+    uint32_t n_classes;       /* the class count of classes.txt, or 0 */
+    const char *classes_path; /* classes.txt, for messages */
+};
+/* Checks a class file's header (the first WF_CLS_HEADER_BYTES of it)
+ * against the file's size and `want` (may be NULL): the magic, the version,
+ * the class count, the sequence count, the token file's digest, the
+ * reserved field, truncation and trailing bytes. Every failure is
+ * WF_ERR_CORRUPT naming path, the field and its offset. On success *n_classes
+ * and *n are the header's counts (either may be NULL). */
+int wf_cls_check_header(const char *path, const unsigned char *h, uint64_t size, const struct wf_cls_want *want,
+                        uint32_t *n_classes, uint64_t *n);
+/* Decodes a whole class file held in buf[0..len): wf_cls_check_header,
+ * then every id below the class count (WF_ERR_CORRUPT naming the sequence,
+ * its offset and the id). On success *ids (may be NULL: check only) is a
+ * new array of *n int32 class ids, freed with wf_free. */
+int wf_cls_decode(const char *path, const void *buf, size_t len, const struct wf_cls_want *want, uint32_t *n_classes,
+                  uint64_t *n, int32_t **ids);
+
+/* Writes the class list atomically: "weft-classes 1 files C", then one line
+ * "ID NAME" per class in id order. A name must be non-empty and hold no
+ * control character (WF_ERR_INVALID naming it). */
+int wf_classes_write(const char *path, const char *const *names, int n);
+/* Reads and checks a class list: its header, then one line per class with
+ * the ids in order and a name each. *n = C. A malformed file is
+ * WF_ERR_CORRUPT naming it and the line. */
+int wf_classes_read_header(const char *path, int *n);
 
 /* ---- transforms ---- */
 

@@ -163,8 +163,8 @@ static void on_progress(void *ud, const struct wf_progress *p) {
                    100 * p->hit_rate);
         printf("\n");
         char text[512];
-        if (s->t && s->t->data.itrain->kind == WF_STORE_TOKENS) {
-            /* the loss is the mean over predicted characters: nats a character, and bits */
+        if (s->t && s->t->data.itrain->kind == WF_STORE_TOKENS && s->t->data.itrain->sample.labels != WF_LABELS_CLASS) {
+            /* a language model: the loss is the mean over predicted characters, nats a character, and bits */
             printf("  test loss per character %.4f nats = %.4f bits", p->test_loss, p->test_loss / log(2.0));
             if (wf_cli_epoch_sample(s->t, text, sizeof text) < 0)
                 printf("; no sample: %s\n", wf_errmsg());

@@ -406,6 +406,14 @@ int cmd_sample(int argc, char **argv) {
                       ckpt, ce.m.name ? ce.m.name : "model");
         goto done;
     }
+    const char *job = wf_st_meta(&ce.f, "weft.job");
+    if (job && strstr(job, " labels=class ")) {
+        rc = wf_error(WF_ERR_INVALID,
+                      "%s: its model '%s' was trained with labels = class: it scores a sequence's class, not the next "
+                      "token; weft sample needs a language model",
+                      ckpt, ce.m.name ? ce.m.name : "model");
+        goto done;
+    }
     char path[4200];
     if (!vocab_path) {
         if (!ce.data) {

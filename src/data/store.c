@@ -501,6 +501,13 @@ int wf_store_dir_is_tokens(const char *dir) {
     return stat(p, &st) == 0;
 }
 
+int wf_store_dir_has_classes(const char *dir) {
+    char p[4096];
+    struct stat st;
+    if ((size_t)snprintf(p, sizeof p, "%s/classes.txt", dir) >= sizeof p) return 0;
+    return stat(p, &st) == 0;
+}
+
 int wf_store_open_opts(struct wf_store **out, const char *dir, const char *split, const char *stage_dir,
                        const struct wf_sample_opts *o) {
     *out = NULL;

@@ -9,7 +9,8 @@
  * with overflow-checked arithmetic before anything is allocated from it,
  * every offset and every id is checked. Samples are then read with one or
  * two preads each; ids are checked again as they are read (the file may
- * change under a long run).
+ * change under a long run). With labels = class the split's class file
+ * (classes.c) is read and checked whole at open and held in memory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +53,8 @@ struct wf_tokstore {
     uint64_t n_seq, n_tok;   /* sequences, tokens */
     uint64_t ids_off;        /* file offset of token 0 */
     uint64_t *offsets;       /* WF_SAMPLE_SEQUENCE: n_seq + 1 token offsets; else NULL */
+    char *cls_path;          /* WF_LABELS_CLASS: DIR/<split>.cls; else NULL */
+    int32_t *cls;            /* WF_LABELS_CLASS: the class of each of the n_seq sequences; else NULL */
     uint32_t n;              /* samples */
     atomic_ullong nread;     /* bytes read by wf_tokstore_read */
 };
@@ -245,6 +248,8 @@ void wf_tokstore_free(struct wf_tokstore *t) {
     if (t->fd >= 0) close(t->fd);
     wf_free(t->path);
     wf_free(t->offsets);
+    wf_free(t->cls_path);
+    wf_free(t->cls);
     wf_free(t);
 }
 
@@ -256,10 +261,13 @@ static int check_opts(const struct wf_sample_opts *o, struct wf_sample_opts *out
                         WF_SEQ_LEN_MAX);
     if (o->sample != WF_SAMPLE_WINDOW && o->sample != WF_SAMPLE_SEQUENCE)
         return wf_error(WF_ERR_INVALID, "token dataset: unknown sample mode %d", o->sample);
-    if (o->labels != WF_LABELS_NEXT && o->labels != WF_LABELS_SHIFTED)
+    if (o->labels != WF_LABELS_NEXT && o->labels != WF_LABELS_SHIFTED && o->labels != WF_LABELS_CLASS)
         return wf_error(WF_ERR_INVALID, "token dataset: unknown label mode %d", o->labels);
-    if (o->sample == WF_SAMPLE_SEQUENCE && o->labels != WF_LABELS_SHIFTED)
-        return wf_error(WF_ERR_INVALID, "token dataset: sample = sequence takes labels = shifted only");
+    if (o->sample == WF_SAMPLE_SEQUENCE && o->labels == WF_LABELS_NEXT)
+        return wf_error(WF_ERR_INVALID, "token dataset: sample = sequence takes labels = shifted or class");
+    if (o->sample == WF_SAMPLE_WINDOW && o->labels == WF_LABELS_CLASS)
+        return wf_error(WF_ERR_INVALID,
+                        "token dataset: labels = class takes sample = sequence (a window has no class)");
     if (o->stride < 0 || (o->sample == WF_SAMPLE_SEQUENCE && o->stride > 1))
         return wf_error(WF_ERR_INVALID, "token dataset: stride %d (window samples only, >= 1)", o->stride);
     *out = *o;
@@ -401,6 +409,59 @@ out:
     return rc;
 }
 
+/* labels = class: DIR/classes.txt and DIR/<split>.cls, checked whole
+ * against the token file (its sequence count and digest, tok_sha) and the
+ * class list; keeps the class ids. *c = the class count; cls_sha = the
+ * class file's SHA-256. */
+static int open_classes(struct wf_tokstore *t, const char *dir, const char *split, const uint8_t tok_sha[32],
+                        uint32_t *c, uint8_t cls_sha[32], uint64_t *nbytes) {
+    char lpath[4096];
+    if ((size_t)snprintf(lpath, sizeof lpath, "%s/classes.txt", dir) >= sizeof lpath)
+        return wf_error(WF_ERR_INVALID, "%s: dataset path too long", dir);
+    int n_classes, rc = wf_classes_read_header(lpath, &n_classes);
+    if (rc) return rc;
+    size_t cap = strlen(dir) + strlen(split) + 8;
+    if (!(t->cls_path = wf_malloc(cap))) return wf_error(WF_ERR_NOMEM, "%s: out of memory", dir);
+    snprintf(t->cls_path, cap, "%s/%s.cls", dir, split);
+    const char *path = t->cls_path;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return wf_error(errno == ENOENT ? WF_ERR_NOTFOUND : WF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    unsigned char h[WF_CLS_HEADER_BYTES], *buf = NULL;
+    size_t got;
+    struct wf_cls_want want = {.n_seq = t->n_seq,
+                               .tok_sha = tok_sha,
+                               .tok_path = t->path,
+                               .n_classes = (uint32_t)n_classes,
+                               .classes_path = lpath};
+    if (fstat(fd, &st) != 0) {
+        rc = wf_error(WF_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        goto out;
+    }
+    /* the header against the file's size first: the body is then exactly 4 bytes a sequence of the token file */
+    if ((rc = wf_store_pread(fd, path, h, sizeof h, 0, &got))) goto out;
+    if ((rc = wf_cls_check_header(path, h, got < sizeof h ? (uint64_t)got : (uint64_t)st.st_size, &want, NULL, NULL)))
+        goto out;
+    size_t size = (size_t)st.st_size;
+    if (!(buf = wf_malloc(size))) {
+        rc = wf_error(WF_ERR_NOMEM, "%s: out of memory for %zu bytes", path, size);
+        goto out;
+    }
+    if ((rc = wf_store_pread(fd, path, buf, size, 0, &got))) goto out;
+    if (got != size) {
+        rc = wf_error(WF_ERR_CORRUPT, "%s: truncated while opening: expected %zu bytes, got %zu", path, size, got);
+        goto out;
+    }
+    if ((rc = wf_cls_decode(path, buf, size, &want, c, NULL, &t->cls))) goto out;
+    wf_tok_digest(buf, size, cls_sha);
+    *nbytes += size;
+out:
+    wf_free(buf);
+    close(fd);
+    return rc;
+}
+
 int wf_tokstore_open(struct wf_tokstore **out, const char *dir, const char *split, const struct wf_sample_opts *o,
                      struct wf_store_info *info) {
     *out = NULL;
@@ -453,6 +514,14 @@ int wf_tokstore_open(struct wf_tokstore **out, const char *dir, const char *spli
         goto fail;
     }
     if ((rc = check_body(t, sha, &nb, so.sample == WF_SAMPLE_SEQUENCE))) goto fail;
+    uint32_t n_classes = 0;
+    if (so.labels == WF_LABELS_CLASS) {
+        /* the digest covers the labels too, as an IDX pair's: SHA-256 of (the .tok's, the .cls's) */
+        uint8_t both[64];
+        memcpy(both, sha, 32);
+        if ((rc = open_classes(t, dir, split, sha, &n_classes, both + 32, &nb))) goto fail;
+        wf_tok_digest(both, sizeof both, sha);
+    }
     info->open_bytes += nb;
 
     uint64_t T = (uint64_t)so.seq_len, n;
@@ -479,16 +548,17 @@ int wf_tokstore_open(struct wf_tokstore **out, const char *dir, const char *spli
     info->c = 1;
     info->h = 1;
     info->w = so.seq_len;
-    info->n_classes = (int)t->vocab;
+    info->n_classes = so.labels == WF_LABELS_CLASS ? (int)n_classes : (int)t->vocab;
     memcpy(info->digest, sha, 32);
     for (int i = 0; i < 32; i++)
         snprintf(info->digest_hex + 2 * i, 3, "%02x", sha[i]);
     info->image_path = info->label_path = t->path;
+    if (t->cls_path) info->label_path = t->cls_path;
     info->stage = WF_STAGE_NONE;
     info->kind = WF_STORE_TOKENS;
     info->x_dtype = WF_I32;
     info->x_per = so.seq_len;
-    info->y_per = so.labels == WF_LABELS_SHIFTED ? so.seq_len : 1;
+    info->y_per = so.labels == WF_LABELS_SHIFTED ? so.seq_len : 1; /* next, class: one */
     info->has_len = so.sample == WF_SAMPLE_SEQUENCE;
     info->vocab = (int)t->vocab;
     info->pad_id = (int)t->pad;
@@ -557,13 +627,17 @@ int wf_tokstore_read(struct wf_tokstore *t, uint32_t id, int32_t *x, int32_t *y,
     int L = n < (uint64_t)T ? (int)n : T;
     if ((rc = read_ids(t, id, lo, (uint64_t)L, x, nb))) return rc;
     after = (int32_t)t->pad;
-    if (n > (uint64_t)T && (rc = read_ids(t, id, lo + (uint64_t)T, 1, &after, nb))) return rc;
+    if (n > (uint64_t)T && !t->cls && (rc = read_ids(t, id, lo + (uint64_t)T, 1, &after, nb))) return rc;
     for (int k = L; k < T; k++)
         x[k] = (int32_t)t->pad;
+    if (len) *len = L;
+    if (t->cls) { /* labels = class: checked below the class count at open, held in memory */
+        y[0] = t->cls[id];
+        return WF_OK;
+    }
     if (L > 0) memcpy(y, x + 1, sizeof(int32_t) * (size_t)(L - 1));
     if (L > 0) y[L - 1] = after;
     for (int k = L; k < T; k++)
         y[k] = (int32_t)t->pad;
-    if (len) *len = L;
     return WF_OK;
 }

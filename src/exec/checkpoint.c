@@ -46,7 +46,10 @@ static void job_signature(const struct wf_job *j, char *buf, size_t n) {
     if (j->seq_len > 0 && strlen(buf) + 1 < n)
         snprintf(buf + strlen(buf), n - strlen(buf), " seq_len=%d sample=%s labels=%s stride=%d", j->seq_len,
                  j->sample == WF_SAMPLE_SEQUENCE ? "sequence" : "window",
-                 j->labels == WF_LABELS_SHIFTED ? "shifted" : "next", j->stride > 0 ? j->stride : 1);
+                 j->labels == WF_LABELS_CLASS     ? "class"
+                 : j->labels == WF_LABELS_SHIFTED ? "shifted"
+                                                  : "next",
+                 j->stride > 0 ? j->stride : 1);
     /* the samples a step sees depend on the transforms (absent when there are none, as before they existed) */
     if (j->transforms && j->transforms[0] && strlen(buf) + 1 < n) {
         struct wf_xf_chain ch;
@@ -420,14 +423,16 @@ static int token_opts(const struct wf_st_file *f, struct wf_sample_opts *o) {
     int seq = 0, stride = 0;
     if (!p || sscanf(p, " seq_len=%d sample=%15s labels=%15s stride=%d", &seq, sample, labels, &stride) != 4 ||
         seq < 1 || seq > WF_SEQ_LEN_MAX || stride < 1 || (strcmp(sample, "window") && strcmp(sample, "sequence")) ||
-        (strcmp(labels, "next") && strcmp(labels, "shifted")))
+        (strcmp(labels, "next") && strcmp(labels, "shifted") && strcmp(labels, "class")))
         return wf_error(WF_ERR_CORRUPT,
                         "%s: metadata 'weft.job' does not say how token samples are cut "
                         "(seq_len, sample, labels, stride)",
                         f->path);
     *o = (struct wf_sample_opts){.seq_len = seq,
                                  .sample = strcmp(sample, "window") ? WF_SAMPLE_SEQUENCE : WF_SAMPLE_WINDOW,
-                                 .labels = strcmp(labels, "next") ? WF_LABELS_SHIFTED : WF_LABELS_NEXT,
+                                 .labels = !strcmp(labels, "class")     ? WF_LABELS_CLASS
+                                           : !strcmp(labels, "shifted") ? WF_LABELS_SHIFTED
+                                                                        : WF_LABELS_NEXT,
                                  .stride = stride};
     return WF_OK;
 }

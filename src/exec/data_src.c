@@ -4,7 +4,8 @@
  * opened the same way by `weft train` and by every pipeline worker, so that
  * both see the same bytes for the same sample. A data folder holding
  * train.tok is a token dataset, sampled as the job's seq_len, sample,
- * labels and stride say (include/weft/loader.h, struct wf_sample_opts).
+ * labels and stride say (include/weft/loader.h, struct wf_sample_opts);
+ * labels = class needs its class files.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,13 @@ static int check_kind(const struct wf_job *j, int tokens) {
         if (j->seq_len_at.line) snprintf(where, sizeof where, ":%d:%d", j->seq_len_at.line, j->seq_len_at.col);
         return wf_error(WF_ERR_INVALID,
                         "%s%s: seq_len is set, but data = %s holds no token dataset (train.tok, test.tok, vocab.txt)",
+                        job, where, j->data);
+    }
+    if (tokens && j->labels == WF_LABELS_CLASS && !wf_store_dir_has_classes(j->data)) {
+        if (j->labels_at.line) snprintf(where, sizeof where, ":%d:%d", j->labels_at.line, j->labels_at.col);
+        return wf_error(WF_ERR_INVALID,
+                        "%s%s: labels = class, but data = %s has no class labels (classes.txt, train.cls, test.cls: "
+                        "made by weft tokenize --classes file)",
                         job, where, j->data);
     }
     return WF_OK;

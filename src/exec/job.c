@@ -70,8 +70,8 @@ static const char *const opt_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const lr_names[] = {"constant", "step", "cosine", NULL};
 static const char *const pipe_names[] = {"1f1b", "gpipe", NULL};
 static const char *const place_names[] = {"auto", "cpu", "device", NULL};
-static const char *const sample_names[] = {"window", "sequence", NULL}; /* enum wf_sample_mode */
-static const char *const labels_names[] = {"next", "shifted", NULL};    /* enum wf_label_mode */
+static const char *const sample_names[] = {"window", "sequence", NULL};       /* enum wf_sample_mode */
+static const char *const labels_names[] = {"next", "shifted", "class", NULL}; /* enum wf_label_mode */
 
 /* Integers: lo..hi. Doubles: lo < or <= x < or <= hi (hi = 0: unbounded). */
 struct key_def {
@@ -124,7 +124,7 @@ static const struct key_def keys[K_COUNT] = {
     [K_RESUME] = {"resume", KT_PATH, 0, 0, 0, 0, NULL, NULL},
     [K_SEQ_LEN] = {"seq_len", KT_INT, 1, WF_SEQ_LEN_MAX, 0, 0, "in 1..1048576", NULL},
     [K_SAMPLE] = {"sample", KT_ENUM, 0, 0, 0, 0, "window or sequence", sample_names},
-    [K_LABELS] = {"labels", KT_ENUM, 0, 0, 0, 0, "next or shifted", labels_names},
+    [K_LABELS] = {"labels", KT_ENUM, 0, 0, 0, 0, "next, shifted or class", labels_names},
     [K_STRIDE] = {"stride", KT_INT, 1, INT_MAX, 0, 0, ">= 1", NULL},
 };
 
@@ -312,9 +312,11 @@ static int set_value(struct parser *ps, int key) {
             j->placement = v;
         else if (key == K_SAMPLE)
             j->sample = v;
-        else if (key == K_LABELS)
+        else if (key == K_LABELS) {
             j->labels = v;
-        else {
+            j->labels_at.line = ps->at[K_LABELS].line;
+            j->labels_at.col = ps->at[K_LABELS].col;
+        } else {
             char *p = wf_strdup(d->names[v]);
             if (!p) return nomem(ps);
             wf_free(j->pipeline);
@@ -438,10 +440,16 @@ static int check_tokens(struct parser *ps) {
                                 keys[only_tokens[k]].name);
     }
     if (!ps->at[K_LABELS].line) j->labels = j->sample == WF_SAMPLE_SEQUENCE ? WF_LABELS_SHIFTED : WF_LABELS_NEXT;
-    if (j->sample == WF_SAMPLE_SEQUENCE && j->labels != WF_LABELS_SHIFTED) {
+    if (j->sample == WF_SAMPLE_SEQUENCE && j->labels == WF_LABELS_NEXT) {
         const struct seen *s = &ps->at[K_LABELS];
         return wf_lex_error(&ps->lx, s->vline, s->vcol,
-                            "labels = next needs sample = window (a sequence is labelled per token: labels = shifted)");
+                            "labels = next needs sample = window (a sequence is labelled per token, labels = shifted, "
+                            "or by its class, labels = class)");
+    }
+    if (j->sample == WF_SAMPLE_WINDOW && j->labels == WF_LABELS_CLASS) {
+        const struct seen *s = &ps->at[K_LABELS];
+        return wf_lex_error(&ps->lx, s->vline, s->vcol,
+                            "labels = class needs sample = sequence (each sequence has a class, a window none)");
     }
     if (j->sample == WF_SAMPLE_SEQUENCE && ps->at[K_STRIDE].line) {
         const struct seen *s = &ps->at[K_STRIDE];
@@ -640,7 +648,7 @@ int wf_job_write(const struct wf_job *j, char **text, size_t *len) {
     if (j->seq_len > 0) { /* image jobs keep their canonical text as it was */
         wf_textbuf_printf(&b, "seq_len = %d\n", j->seq_len);
         wf_textbuf_printf(&b, "sample = %s\n", enum_name(sample_names, 2, j->sample));
-        wf_textbuf_printf(&b, "labels = %s\n", enum_name(labels_names, 2, j->labels));
+        wf_textbuf_printf(&b, "labels = %s\n", enum_name(labels_names, 3, j->labels));
         if (j->sample == WF_SAMPLE_WINDOW) wf_textbuf_printf(&b, "stride = %d\n", j->stride);
     }
     return wf_textbuf_take(&b, text, len);

@@ -244,6 +244,22 @@ static int add_attr_checked(struct parser *ps, struct wf_mstmt *s, const char *k
     return parse_value(ps, &s->attrs[s->n_attrs - 1]);
 }
 
+/* KEY '=' VALUE at the current token, added to s; `what` names what was expected when it is not a key. */
+static int key_value(struct parser *ps, struct wf_mstmt *s, const char *what) {
+    struct wf_tok *t = tok(ps);
+    if (t->kind != WF_TOK_IDENT) return expected(ps, what);
+    char key[WF_LEX_MAX_IDENT + 1];
+    int line = t->line, col = t->col, rc;
+    strcpy(key, t->text);
+    if ((rc = next(ps))) return rc;
+    if (!wf_tok_is(t, '=')) {
+        char w[WF_LEX_MAX_IDENT + 32];
+        snprintf(w, sizeof w, "'=' after attribute '%s'", key);
+        return expected(ps, w);
+    }
+    return add_attr_checked(ps, s, key, line, col);
+}
+
 static int expect_eol(struct parser *ps) { return wf_tok_eol(tok(ps)) ? WF_OK : expected(ps, "end of line"); }
 
 /* `input NAME : f32[dims]`, `param NAME : f32[dims] key=value ...` and, in
@@ -294,17 +310,7 @@ static int parse_decl(struct parser *ps, struct wf_mstmt *s) {
     if ((rc = next(ps))) return rc;
     if (s->kind == WF_MS_INPUT) return expect_eol(ps);
     while (!wf_tok_eol(t)) {
-        if (t->kind != WF_TOK_IDENT) return expected(ps, "attribute key=value or end of line");
-        char key[WF_LEX_MAX_IDENT + 1];
-        int line = t->line, col = t->col;
-        strcpy(key, t->text);
-        if ((rc = next(ps))) return rc;
-        if (!wf_tok_is(t, '=')) {
-            char what[WF_LEX_MAX_IDENT + 32];
-            snprintf(what, sizeof what, "'=' after attribute '%s'", key);
-            return expected(ps, what);
-        }
-        if ((rc = add_attr_checked(ps, s, key, line, col))) return rc;
+        if ((rc = key_value(ps, s, "attribute key=value or end of line"))) return rc;
     }
     return WF_OK;
 }
@@ -444,17 +450,7 @@ static int parse_unit_header(struct parser *ps, struct wf_mstmt *s) {
     int open_line = t->line, open_col = t->col;
     if ((rc = next(ps))) return rc;
     while (!wf_tok_is(t, ')')) {
-        if (t->kind != WF_TOK_IDENT) return expected(ps, "unit attribute key=value");
-        char key[WF_LEX_MAX_IDENT + 1];
-        int line = t->line, col = t->col;
-        strcpy(key, t->text);
-        if ((rc = next(ps))) return rc;
-        if (!wf_tok_is(t, '=')) {
-            char what[WF_LEX_MAX_IDENT + 32];
-            snprintf(what, sizeof what, "'=' after attribute '%s'", key);
-            return expected(ps, what);
-        }
-        if ((rc = add_attr_checked(ps, s, key, line, col))) return rc;
+        if ((rc = key_value(ps, s, "unit attribute key=value"))) return rc;
         if (wf_tok_is(t, ')')) break;
         if (!wf_tok_is(t, ',')) {
             char what[96];

@@ -7,6 +7,10 @@
  * sample options, and the loader + cache + feeder path: the same bytes with
  * and without the cache, on every placement, each id exactly once an epoch;
  * a cache id apart from an image pipeline's; failed allocations at open.
+ * Class labels (labels = class): the class file and class list round trip,
+ * every corrupt class file refused with its exact message, class samples
+ * against the reference through the store, the loader, the cache and the
+ * feeder, a cache id apart from the shifted labels' of the same sequences.
  */
 #include <inttypes.h>
 
@@ -16,12 +20,13 @@
 
 static char tmp[256];
 
-enum { NSEQ = 300, VOCAB = 97, PAD = 0, T = 12 };
+enum { NSEQ = 300, VOCAB = 97, PAD = 0, T = 12, NCLS = 7 };
 
 /* The reference corpus: sequence k has k*37 % 41 tokens (some empty, many
  * longer than T), ids in 1..VOCAB-1 so the pad (0) never occurs in the data. */
 static uint64_t ref_off[NSEQ + 1];
 static uint32_t *ref_ids;
+static int32_t ref_cls[NSEQ]; /* the class of sequence k: k*5 % NCLS, every class used */
 
 static void make_corpus(void) {
     ref_off[0] = 0;
@@ -30,6 +35,8 @@ static void make_corpus(void) {
     ref_ids = malloc(ref_off[NSEQ] * sizeof *ref_ids);
     for (uint64_t i = 0; i < ref_off[NSEQ]; i++)
         ref_ids[i] = 1 + (uint32_t)(wf_mix64(i * 0x9e37u + 5) % (VOCAB - 1));
+    for (int k = 0; k < NSEQ; k++)
+        ref_cls[k] = k * 5 % NCLS;
 }
 
 static const char *dpath(const char *sub, const char *name) {
@@ -76,8 +83,9 @@ static void ref_sample(const struct wf_sample_opts *o, uint32_t id, int32_t *x, 
     uint64_t a = ref_off[id], n = ref_off[id + 1] - a;
     for (int t = 0; t < T; t++) {
         x[t] = (uint64_t)t < n ? (int32_t)ref_ids[a + (uint64_t)t] : PAD;
-        y[t] = (uint64_t)t + 1 < n ? (int32_t)ref_ids[a + (uint64_t)t + 1] : PAD;
+        if (o->labels == WF_LABELS_SHIFTED) y[t] = (uint64_t)t + 1 < n ? (int32_t)ref_ids[a + (uint64_t)t + 1] : PAD;
     }
+    if (o->labels == WF_LABELS_CLASS) y[0] = ref_cls[id];
     *len = n < T ? (int32_t)n : T;
 }
 
@@ -98,7 +106,8 @@ static void check_store_samples(const char *sub, struct wf_sample_opts o) {
     int yp = o.labels == WF_LABELS_SHIFTED ? T : 1;
     CHECK(in->kind == WF_STORE_TOKENS && in->x_dtype == WF_I32 && in->x_per == T && in->y_per == yp);
     CHECK(in->has_len == (o.sample == WF_SAMPLE_SEQUENCE) && in->pad_id == PAD);
-    CHECK(in->c == 1 && in->h == 1 && in->w == T && in->n_classes == in->vocab);
+    CHECK(in->c == 1 && in->h == 1 && in->w == T);
+    CHECK(in->n_classes == (o.labels == WF_LABELS_CLASS ? NCLS : in->vocab));
     CHECK(in->n_seqs == NSEQ && in->n_tokens == (int64_t)ref_off[NSEQ]);
     CHECKF(in->n == (int)ref_n(&o), "n %d, expected %u", in->n, ref_n(&o));
     int bad = 0;
@@ -323,6 +332,326 @@ static void test_corrupt(void) {
     CHECK(!s);
 }
 
+/* ---- class labels ---- */
+
+static const char *const cls_names[NCLS] = {"art", "cookie", "goedel", "people", "riddles", "science", "zippy"};
+
+/* The SHA-256 of the token file make_dataset writes for `vocab`. */
+static void tok_sha(uint32_t vocab, uint8_t sha[32]) {
+    void *buf;
+    size_t len;
+    CHECK(wf_tok_encode(vocab, PAD, ref_off, NSEQ, ref_ids, &buf, &len) == WF_OK);
+    wf_tok_digest(buf, len, sha);
+    wf_free(buf);
+}
+
+/* Adds train.cls and test.cls (the reference classes) and classes.txt to tmp/sub. */
+static void add_classes(const char *sub, uint32_t vocab) {
+    uint8_t sha[32];
+    tok_sha(vocab, sha);
+    CHECKF(wf_cls_write(dpath(sub, "train.cls"), sha, NCLS, ref_cls, NSEQ) == WF_OK, "%s", wf_errmsg());
+    CHECKF(wf_cls_write(dpath(sub, "test.cls"), sha, NCLS, ref_cls, NSEQ) == WF_OK, "%s", wf_errmsg());
+    CHECKF(wf_classes_write(dpath(sub, "classes.txt"), cls_names, NCLS) == WF_OK, "%s", wf_errmsg());
+}
+
+static void test_classes_round_trip(void) {
+    make_dataset("cls", VOCAB);
+    add_classes("cls", VOCAB);
+    /* the bytes: header (magic, version, C, S, the token file's digest, reserved), then S ids */
+    uint8_t sha[32];
+    tok_sha(VOCAB, sha);
+    void *buf, *buf2;
+    size_t len, len2;
+    CHECK(wf_cls_encode(sha, NCLS, ref_cls, NSEQ, &buf, &len) == WF_OK);
+    CHECK(len == WF_CLS_HEADER_BYTES + 4 * NSEQ && WF_CLS_HEADER_BYTES == 64);
+    const unsigned char *p = buf;
+    static const unsigned char zero[8];
+    CHECK(!memcmp(p, "WFTOKCLS", 8) && p[8] == 1 && p[12] == NCLS && p[16] == (NSEQ & 0xff) && p[17] == NSEQ >> 8);
+    CHECK(!memcmp(p + 24, sha, 32) && !memcmp(p + 56, zero, 8));
+    int bad = 0;
+    for (int k = 0; k < NSEQ; k++)
+        bad += p[64 + 4 * k] != ref_cls[k] || p[65 + 4 * k] || p[66 + 4 * k] || p[67 + 4 * k];
+    CHECK(bad == 0);
+    char *file;
+    size_t flen;
+    CHECK(wf_read_file(dpath("cls", "train.cls"), &file, &flen) == WF_OK);
+    CHECK(flen == len && !memcmp(file, buf, len)); /* the writer is the encoder, atomically */
+    wf_free(file);
+    CHECK(wf_cls_encode(sha, NCLS, ref_cls, NSEQ, &buf2, &len2) == WF_OK);
+    CHECK(len2 == len && !memcmp(buf, buf2, len)); /* deterministic */
+    wf_free(buf2);
+    /* decoded back, with and without expectations */
+    int32_t *ids = NULL;
+    uint32_t c = 0;
+    uint64_t n = 0;
+    struct wf_cls_want want = {.n_seq = NSEQ, .tok_sha = sha, .n_classes = NCLS};
+    CHECKF(wf_cls_decode("x.cls", buf, len, &want, &c, &n, &ids) == WF_OK, "%s", wf_errmsg());
+    CHECK(c == NCLS && n == NSEQ && ids && !memcmp(ids, ref_cls, sizeof ref_cls));
+    wf_free(ids);
+    CHECK(wf_cls_decode("x.cls", buf, len, NULL, &c, &n, NULL) == WF_OK && c == NCLS && n == NSEQ);
+    wf_free(buf);
+    /* no sequence at all is a valid (empty) class file */
+    CHECK(wf_cls_encode(sha, 1, NULL, 0, &buf, &len) == WF_OK && len == WF_CLS_HEADER_BYTES);
+    CHECK(wf_cls_decode("x.cls", buf, len, NULL, &c, &n, &ids) == WF_OK && c == 1 && n == 0 && ids);
+    wf_free(ids);
+    wf_free(buf);
+    /* the encoder refuses what it cannot write */
+    int32_t bad_cls[3] = {0, NCLS, 1};
+    CHECK(wf_cls_encode(sha, NCLS, bad_cls, 3, &buf, &len) == WF_ERR_INVALID && !buf);
+    CHECKF(!strcmp(wf_errmsg(), "class file: sequence 1 has class 7, expected 0..6"), "%s", wf_errmsg());
+    bad_cls[1] = -1;
+    CHECK(wf_cls_encode(sha, NCLS, bad_cls, 3, &buf, &len) == WF_ERR_INVALID);
+    CHECK(wf_cls_encode(sha, 0, bad_cls, 0, &buf, &len) == WF_ERR_INVALID);
+
+    /* the class list */
+    char *t;
+    CHECK(wf_read_file(dpath("cls", "classes.txt"), &t, NULL) == WF_OK);
+    CHECKF(!strcmp(t, "weft-classes 1 files 7\n0 art\n1 cookie\n2 goedel\n3 people\n4 riddles\n5 science\n6 zippy\n"),
+           "%s", t);
+    wf_free(t);
+    int nc = 0;
+    CHECKF(wf_classes_read_header(dpath("cls", "classes.txt"), &nc) == WF_OK && nc == NCLS, "%s", wf_errmsg());
+    const char *spaced[2] = {"a b", "c"}, *empty[2] = {"a", ""}, *ctl[1] = {"a\nb"};
+    CHECK(wf_classes_write(dpath("cls", "spaced.txt"), spaced, 2) == WF_OK); /* a name may hold spaces */
+    CHECK(wf_classes_read_header(dpath("cls", "spaced.txt"), &nc) == WF_OK && nc == 2);
+    CHECK(wf_classes_write(dpath("cls", "x.txt"), empty, 2) == WF_ERR_INVALID);
+    CHECK(wf_classes_write(dpath("cls", "x.txt"), ctl, 1) == WF_ERR_INVALID);
+    CHECK(wf_classes_write(dpath("cls", "x.txt"), ctl, 0) == WF_ERR_INVALID);
+
+    /* class samples: the sequence, its length, its class */
+    check_store_samples("cls", opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS, 0));
+    make_dataset("clswide", 70000);
+    add_classes("clswide", 70000);
+    check_store_samples("clswide", opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS, 0));
+    /* the same folder without labels = class reads no class file; with it, the digest covers the labels */
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/cls", tmp);
+    struct wf_store *sc, *ss, *st;
+    struct wf_sample_opts oc = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS, 0),
+                          os = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_SHIFTED, 0);
+    CHECK(wf_store_open_opts(&sc, dir, "train", NULL, &oc) == WF_OK);
+    CHECK(wf_store_open_opts(&ss, dir, "train", NULL, &os) == WF_OK);
+    CHECKF(wf_store_open_opts(&st, dir, "test", NULL, &oc) == WF_OK, "%s", wf_errmsg());
+    const struct wf_store_info *ic = wf_store_info(sc), *is = wf_store_info(ss);
+    CHECK(!memcmp(is->digest, sha, 32) && memcmp(ic->digest, sha, 32) != 0);
+    CHECK(!strcmp(ic->label_path, dpath("cls", "train.cls")) && !strcmp(is->label_path, dpath("cls", "train.tok")));
+    CHECK(ic->y_per == 1 && ic->has_len && ic->n_classes == NCLS && ic->sample.labels == WF_LABELS_CLASS);
+    CHECK(ic->open_bytes == is->open_bytes + len2 && wf_store_dir_has_classes(dir) == 1);
+    wf_store_free(sc);
+    wf_store_free(ss);
+    wf_store_free(st);
+    snprintf(dir, sizeof dir, "%s/good", tmp);
+    CHECK(wf_store_dir_has_classes(dir) == 0);
+}
+
+/* A folder "clsbad" (the corpus, its class list) whose train.cls is the
+ * good class file changed by fn; opens it with labels = class and checks
+ * the status and the exact message (with %s = the class file's path). */
+static void expect_cls_corrupt(int line, void (*fn)(unsigned char *b, size_t *len), int want_rc, const char *want_fmt) {
+    uint8_t sha[32];
+    tok_sha(VOCAB, sha);
+    void *buf;
+    size_t len;
+    CHECK(wf_cls_encode(sha, NCLS, ref_cls, NSEQ, &buf, &len) == WF_OK);
+    unsigned char *b = malloc(len + 64);
+    memcpy(b, buf, len);
+    memset(b + len, 0, 64);
+    wf_free(buf);
+    fn(b, &len);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/clsbad", tmp);
+    synth_write(dpath("clsbad", "train.cls"), 0, b, len);
+    /* the decoder on the same bytes says the same as the store (no expectations: only self-consistency) */
+    struct wf_cls_want want = {.n_seq = NSEQ,
+                               .tok_sha = sha,
+                               .tok_path = dpath("clsbad", "train.tok"),
+                               .n_classes = NCLS,
+                               .classes_path = dpath("clsbad", "classes.txt")};
+    int drc = wf_cls_decode(dpath("clsbad", "train.cls"), b, len, &want, NULL, NULL, NULL);
+    char dmsg[1024];
+    snprintf(dmsg, sizeof dmsg, "%s", wf_errmsg());
+    free(b);
+    struct wf_sample_opts o = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS, 0);
+    struct wf_store *s = NULL;
+    int rc = wf_store_open_opts(&s, dir, "train", NULL, &o);
+    char want_msg[2048];
+    snprintf(want_msg, sizeof want_msg, want_fmt, dpath("clsbad", "train.cls"));
+    int ok = want_rc == WF_OK ? rc == WF_OK && s : rc == want_rc && !strcmp(wf_errmsg(), want_msg) && !s;
+    CHECKF(ok, "line %d: rc %d, message\n  got  %s\n  want %s", line, rc, wf_errmsg(), want_msg);
+    CHECKF(drc == want_rc && (want_rc == WF_OK || !strcmp(dmsg, want_msg)), "line %d: the decoder: rc %d, %s", line,
+           drc, dmsg);
+    wf_store_free(s);
+}
+#define EXPECT_CLS_CORRUPT(fn, msg) expect_cls_corrupt(__LINE__, fn, WF_ERR_CORRUPT, msg)
+
+static void k_short(unsigned char *b, size_t *len) { (void)b, *len = 20; }
+static void k_magic(unsigned char *b, size_t *len) { (void)len, b[0] = 'X'; }
+static void k_version(unsigned char *b, size_t *len) { (void)len, put_le(b + 8, 2, 4); }
+static void k_classes0(unsigned char *b, size_t *len) { (void)len, put_le(b + 12, 0, 4); }
+static void k_classes_big(unsigned char *b, size_t *len) { (void)len, put_le(b + 12, 0x80000000u, 4); }
+static void k_classes_more(unsigned char *b, size_t *len) { (void)len, put_le(b + 12, NCLS + 1, 4); }
+static void k_n_seq(unsigned char *b, size_t *len) { (void)len, put_le(b + 16, NSEQ - 1, 8); }
+static void k_n_seq_wrap(unsigned char *b, size_t *len) { (void)len, put_le(b + 16, UINT64_MAX / 2, 8); }
+static void k_digest(unsigned char *b, size_t *len) { (void)len, b[24 + 31] ^= 1; }
+static void k_reserved(unsigned char *b, size_t *len) { (void)len, b[60] = 1; }
+static void k_truncated(unsigned char *b, size_t *len) { (void)b, *len -= 3; }
+static void k_trailing(unsigned char *b, size_t *len) { (void)b, *len += 3; }
+static void k_id(unsigned char *b, size_t *len) { (void)len, put_le(b + 64 + 4 * 9, NCLS, 4); }
+static void k_id_negative(unsigned char *b, size_t *len) { (void)len, put_le(b + 64 + 4 * (NSEQ - 1), UINT32_MAX, 4); }
+static void k_good(unsigned char *b, size_t *len) { (void)b, (void)len; }
+
+static void test_classes_corrupt(void) {
+    make_dataset("clsbad", VOCAB);
+    add_classes("clsbad", VOCAB);
+    char m[2048];
+    EXPECT_CLS_CORRUPT(k_short, "%s: truncated: expected a 64-byte header, the file has 20 bytes");
+    EXPECT_CLS_CORRUPT(k_magic,
+                       "%s: bad magic 5846544f4b434c53 at offset 0, expected \"WFTOKCLS\" (a weft class file)");
+    EXPECT_CLS_CORRUPT(k_version, "%s: version 2 at offset 8, expected 1");
+    EXPECT_CLS_CORRUPT(k_classes0, "%s: class count 0 at offset 12, expected 1..2147483647");
+    EXPECT_CLS_CORRUPT(k_classes_big, "%s: class count 2147483648 at offset 12, expected 1..2147483647");
+    snprintf(m, sizeof m, "%%s: class count 8 at offset 12 differs from %s's (7 classes)",
+             dpath("clsbad", "classes.txt"));
+    EXPECT_CLS_CORRUPT(k_classes_more, m);
+    snprintf(m, sizeof m, "%%s: sequence count 299 at offset 16 differs from %s's (300 sequences)",
+             dpath("clsbad", "train.tok"));
+    EXPECT_CLS_CORRUPT(k_n_seq, m);
+    snprintf(m, sizeof m, "%%s: sequence count %" PRIu64 " at offset 16 differs from %s's (300 sequences)",
+             UINT64_MAX / 2, dpath("clsbad", "train.tok"));
+    EXPECT_CLS_CORRUPT(k_n_seq_wrap, m);
+    uint8_t sha[32];
+    tok_sha(VOCAB, sha);
+    char exp[65], got[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(exp + 2 * i, 3, "%02x", sha[i]);
+    sha[31] ^= 1;
+    for (int i = 0; i < 32; i++)
+        snprintf(got + 2 * i, 3, "%02x", sha[i]);
+    snprintf(m, sizeof m,
+             "%%s: token file digest %s at offset 24 is not %s's (%s): these labels are another tokenization's", got,
+             dpath("clsbad", "train.tok"), exp);
+    EXPECT_CLS_CORRUPT(k_digest, m);
+    EXPECT_CLS_CORRUPT(k_reserved, "%s: reserved field at offset 56 is 4294967296, expected 0");
+    EXPECT_CLS_CORRUPT(k_truncated, "%s: truncated: 300 class ids (the count at offset 16) of 4 bytes from offset 64, "
+                                    "the file has 1261 bytes; id 299 at offset 1260 is the first missing");
+    EXPECT_CLS_CORRUPT(k_trailing, "%s: 3 bytes of trailing data after the 1264 bytes the header promises");
+    EXPECT_CLS_CORRUPT(k_id, "%s: sequence 9 (at offset 100) has class id 7, not below the class count 7");
+    EXPECT_CLS_CORRUPT(k_id_negative,
+                       "%s: sequence 299 (at offset 1260) has class id 4294967295, not below the class count 7");
+    expect_cls_corrupt(__LINE__, k_good, WF_OK, "");
+    /* the token file it labels changed: another digest (the class file is as written) */
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/clsbad", tmp);
+    struct wf_sample_opts o = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS, 0);
+    struct wf_store *s = NULL;
+    uint32_t ids2[1] = {5};
+    uint64_t off2[3] = {0, 1, 1};
+    ref_ids[0] ^= 3; /* same sequence count, other ids */
+    CHECK(wf_tok_write(dpath("clsbad", "train.tok"), VOCAB, PAD, ref_off, NSEQ, ref_ids) == WF_OK);
+    ref_ids[0] ^= 3;
+    CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_CORRUPT && !s);
+    CHECKF(strstr(wf_errmsg(), "train.cls: token file digest ") && strstr(wf_errmsg(), "another tokenization's"), "%s",
+           wf_errmsg());
+    /* fewer sequences: the count says so before the digest */
+    CHECK(wf_tok_write(dpath("clsbad", "train.tok"), VOCAB, PAD, off2, 2, ids2) == WF_OK);
+    CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_CORRUPT && !s);
+    snprintf(m, sizeof m, "%s: sequence count 300 at offset 16 differs from %s's (2 sequences)",
+             dpath("clsbad", "train.cls"), dpath("clsbad", "train.tok"));
+    CHECKF(!strcmp(wf_errmsg(), m), "%s", wf_errmsg());
+    CHECK(wf_tok_write(dpath("clsbad", "train.tok"), VOCAB, PAD, ref_off, NSEQ, ref_ids) == WF_OK);
+    add_classes("clsbad", VOCAB);
+
+    /* the class list: malformed, disagreeing, missing; a missing class file */
+    static const struct {
+        const char *text, *msg; /* msg: after "PATH:" */
+    } lists[] = {
+        {"weft-classes 1 files 7\n", "2: expected the line 'ID NAME' of class 0 (the header promises 7 classes)"},
+        {"weft-classes 2 files 1\n0 a\n", "1: expected 'weft-classes 1 files C' with C >= 1"},
+        {"weft-classes 1 dirs 1\n0 a\n", "1: expected 'weft-classes 1 files C' with C >= 1"},
+        {"weft-classes 1 files 0\n", "1: expected 'weft-classes 1 files C' with C >= 1"},
+        {"weft-classes 1 files 1 \n0 a\n", "1: expected 'weft-classes 1 files C' with C >= 1"},
+        {"weft-classes 1 files 2\n0 a\n2 b\n",
+         "3: expected the line 'ID NAME' of class 1 (the header promises 2 classes)"},
+        {"weft-classes 1 files 2\n0 a\n1 \n",
+         "3: expected the line 'ID NAME' of class 1 (the header promises 2 classes)"},
+        {"weft-classes 1 files 2\n0 a\n1 b\tc\n",
+         "3: expected the line 'ID NAME' of class 1 (the header promises 2 classes)"},
+        {"weft-classes 1 files 2\n0 a\n1 b",
+         "3: expected the line 'ID NAME' of class 1 (the header promises 2 classes)"},
+        {"weft-classes 1 files 1\n0 a\n1 b\n", "3: data after the 1 classes the header promises"},
+    };
+    for (size_t k = 0; k < WF_ARRAY_LEN(lists); k++) {
+        synth_write(dpath("clsbad", "classes.txt"), 0, (const unsigned char *)lists[k].text, strlen(lists[k].text));
+        int rc = wf_store_open_opts(&s, dir, "train", NULL, &o);
+        snprintf(m, sizeof m, "%s:%s", dpath("clsbad", "classes.txt"), lists[k].msg);
+        CHECKF(rc == WF_ERR_CORRUPT && !strcmp(wf_errmsg(), m) && !s, "list %zu: rc %d: %s", k, rc, wf_errmsg());
+    }
+    const char *six[6] = {"a", "b", "c", "d", "e", "f"};
+    CHECK(wf_classes_write(dpath("clsbad", "classes.txt"), six, 6) == WF_OK);
+    CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_CORRUPT && !s);
+    snprintf(m, sizeof m, "%s: class count 7 at offset 12 differs from %s's (6 classes)", dpath("clsbad", "train.cls"),
+             dpath("clsbad", "classes.txt"));
+    CHECKF(!strcmp(wf_errmsg(), m), "%s", wf_errmsg());
+    unlink(dpath("clsbad", "classes.txt"));
+    CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_NOTFOUND && !s);
+    CHECK(strstr(wf_errmsg(), "classes.txt: cannot open") != NULL);
+    add_classes("clsbad", VOCAB);
+    unlink(dpath("clsbad", "test.cls"));
+    CHECK(wf_store_open_opts(&s, dir, "test", NULL, &o) == WF_ERR_NOTFOUND && !s);
+    CHECK(strstr(wf_errmsg(), "test.cls: cannot open") != NULL);
+    CHECKF(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_OK, "%s", wf_errmsg()); /* train's is there */
+    wf_store_free(s);
+}
+
+/* labels = class through the loader: the same bytes with and without the
+ * cache, never a shifted-label value of the same sequences from it. */
+static void test_classes_loader(void) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/cls", tmp);
+    struct wf_sample_opts oc = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS, 0),
+                          os = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_SHIFTED, 0);
+    struct wf_store *sc, *ss;
+    struct wf_cache *c;
+    struct wf_loader *lc, *ls, *ln;
+    CHECK(wf_store_open_opts(&sc, dir, "train", NULL, &oc) == WF_OK);
+    CHECK(wf_store_open_opts(&ss, dir, "train", NULL, &os) == WF_OK);
+    CHECK(wf_cache_new_mem(&c, 64 << 20) == WF_OK);
+    CHECK(wf_loader_new(&lc, sc, "", 1, c) == WF_OK);
+    CHECK(wf_loader_new(&ls, ss, "", 1, c) == WF_OK);
+    CHECK(wf_loader_new(&ln, sc, "", 1, NULL) == WF_OK);
+    CHECK(wf_loader_cache_id(lc) != wf_loader_cache_id(ls));
+
+    enum { B = 50 };
+    uint32_t perm[NSEQ];
+    int32_t x[B * T], y[B * T], len[B], x2[B * T], y2[B], len2[B], rx[T], ry[T], rl;
+    wf_epoch_order(perm, NSEQ, 9, 0);
+    int bad = 0;
+    for (int at = 0; at < NSEQ; at += B) /* the shifted loader fills the shared cache first */
+        CHECK(wf_loader_fetch_any(ls, perm + at, B, 0, x, y, len) == WF_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int at = 0; at < NSEQ; at += B) {
+            CHECK(wf_loader_fetch_any(lc, perm + at, B, 0, x, y, len) == WF_OK);
+            CHECK(wf_loader_fetch_any(ln, perm + at, B, 0, x2, y2, len2) == WF_OK);
+            bad += memcmp(x, x2, sizeof x) || memcmp(y, y2, sizeof y2) || memcmp(len, len2, sizeof len);
+            for (int i = 0; i < B; i++) {
+                ref_sample(&oc, perm[at + i], rx, ry, &rl);
+                bad += memcmp(x + i * T, rx, sizeof rx) || y[i] != ref_cls[perm[at + i]] || len[i] != rl;
+            }
+        }
+    }
+    CHECKF(bad == 0, "%d batches or samples differ", bad);
+    struct wf_loader_stats st;
+    wf_loader_stats(lc, &st);
+    CHECKF(st.hits == NSEQ && st.misses == NSEQ, "hits %llu misses %llu: the shifted values were taken",
+           (unsigned long long)st.hits, (unsigned long long)st.misses);
+    wf_loader_free(lc);
+    wf_loader_free(ls);
+    wf_loader_free(ln);
+    wf_cache_free(c);
+    wf_store_free(sc);
+    wf_store_free(ss);
+}
+
 /* ---- options ---- */
 
 static void test_options(void) {
@@ -331,7 +660,15 @@ static void test_options(void) {
     struct wf_store *s = NULL;
     struct wf_sample_opts o = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_NEXT, 0);
     CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_INVALID);
-    CHECK(!strcmp(wf_errmsg(), "token dataset: sample = sequence takes labels = shifted only"));
+    CHECK(!strcmp(wf_errmsg(), "token dataset: sample = sequence takes labels = shifted or class"));
+    o = opts(WF_SAMPLE_WINDOW, WF_LABELS_CLASS, 0);
+    CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_INVALID);
+    CHECK(!strcmp(wf_errmsg(), "token dataset: labels = class takes sample = sequence (a window has no class)"));
+    o = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS + 1, 0);
+    CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_INVALID);
+    o = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS, 0); /* a folder without class files */
+    CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_NOTFOUND && !s);
+    CHECK(strstr(wf_errmsg(), "/good/classes.txt: cannot open") != NULL);
     o = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_SHIFTED, 4);
     CHECK(wf_store_open_opts(&s, dir, "train", NULL, &o) == WF_ERR_INVALID);
     o.stride = 0;
@@ -507,10 +844,12 @@ static uint64_t feed_all(struct wf_loader *l, const struct wf_sample_opts *o, in
 static void test_feeder(void) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/good", tmp);
-    struct wf_sample_opts os[2] = {opts(WF_SAMPLE_SEQUENCE, WF_LABELS_SHIFTED, 0),
-                                   opts(WF_SAMPLE_WINDOW, WF_LABELS_NEXT, 3)};
-    for (int k = 0; k < 2; k++) {
+    struct wf_sample_opts os[3] = {opts(WF_SAMPLE_SEQUENCE, WF_LABELS_SHIFTED, 0),
+                                   opts(WF_SAMPLE_WINDOW, WF_LABELS_NEXT, 3),
+                                   opts(WF_SAMPLE_SEQUENCE, WF_LABELS_CLASS, 0)};
+    for (int k = 0; k < 3; k++) {
         const struct wf_sample_opts *o = &os[k];
+        snprintf(dir, sizeof dir, "%s/%s", tmp, o->labels == WF_LABELS_CLASS ? "cls" : "good");
         struct wf_store *s;
         struct wf_cache *c;
         struct wf_loader *lc, *ln;
@@ -549,24 +888,26 @@ static void test_feeder(void) {
 
 /* Every allocation of an open, failed in turn, is an error, never a crash. */
 static void test_alloc_failures(void) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/good", tmp);
-    struct wf_sample_opts o = opts(WF_SAMPLE_SEQUENCE, WF_LABELS_SHIFTED, 0);
-    int failed = 0, ok = 0;
-    for (long n = 1; n < 200 && !ok; n++) {
-        struct wf_store *s = NULL;
-        wf_alloc_fail_at(n);
-        int rc = wf_store_open_opts(&s, dir, "train", NULL, &o);
-        wf_alloc_fail_at(0);
-        if (rc == WF_OK) {
-            ok = 1;
-        } else {
-            failed++;
-            CHECKF(rc == WF_ERR_NOMEM && !s, "allocation %ld: rc %d: %s", n, rc, wf_errmsg());
+    for (int cls = 0; cls < 2; cls++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", tmp, cls ? "cls" : "good");
+        struct wf_sample_opts o = opts(WF_SAMPLE_SEQUENCE, cls ? WF_LABELS_CLASS : WF_LABELS_SHIFTED, 0);
+        int failed = 0, ok = 0;
+        for (long n = 1; n < 200 && !ok; n++) {
+            struct wf_store *s = NULL;
+            wf_alloc_fail_at(n);
+            int rc = wf_store_open_opts(&s, dir, "train", NULL, &o);
+            wf_alloc_fail_at(0);
+            if (rc == WF_OK) {
+                ok = 1;
+            } else {
+                failed++;
+                CHECKF(rc == WF_ERR_NOMEM && !s, "labels %d, allocation %ld: rc %d: %s", o.labels, n, rc, wf_errmsg());
+            }
+            wf_store_free(s);
         }
-        wf_store_free(s);
+        CHECK(ok && failed >= (cls ? 6 : 3));
     }
-    CHECK(ok && failed >= 3);
 }
 
 int main(void) {
@@ -574,8 +915,11 @@ int main(void) {
     make_corpus();
     test_round_trip();
     test_corrupt();
+    test_classes_round_trip();
+    test_classes_corrupt();
     test_options();
     test_loader();
+    test_classes_loader();
     test_feeder();
     test_alloc_failures();
     free(ref_ids);

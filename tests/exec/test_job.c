@@ -10,6 +10,7 @@
 #include "testutil.h"
 #include "weft/core.h"
 #include "weft/job.h"
+#include "weft/loader.h"
 
 static void test_defaults(void) {
     struct wf_job j;
@@ -400,11 +401,47 @@ static void test_alloc_failures(void) {
     wf_job_free(&j);
 }
 
+/* Token-data keys: defaults, labels = class (sequence only), the canonical text. */
+static void test_token_keys(void) {
+    struct wf_job j;
+    int rc = wf_job_parse(&j, "job.wf", HEAD "seq_len = 64\nsample = sequence\n");
+    CHECKF(rc == WF_OK, "%s", wf_errmsg());
+    CHECK(j.seq_len == 64 && j.sample == WF_SAMPLE_SEQUENCE && j.labels == WF_LABELS_SHIFTED && j.labels_at.line == 0);
+    wf_job_free(&j);
+    CHECK(wf_job_parse(&j, "job.wf", HEAD "seq_len = 16\n") == WF_OK);
+    CHECK(j.sample == WF_SAMPLE_WINDOW && j.labels == WF_LABELS_NEXT);
+    wf_job_free(&j);
+    rc = wf_job_parse(&j, "job.wf", HEAD "seq_len = 64\nsample = sequence\nlabels = class\n");
+    CHECKF(rc == WF_OK, "%s", wf_errmsg());
+    CHECK(j.labels == WF_LABELS_CLASS && j.labels_at.line == 5 && j.labels_at.col == 1);
+    struct wf_sample_opts so;
+    wf_job_sample_opts(&j, &so);
+    CHECK(so.seq_len == 64 && so.sample == WF_SAMPLE_SEQUENCE && so.labels == WF_LABELS_CLASS);
+    char *text;
+    CHECK(wf_job_write(&j, &text, NULL) == WF_OK);
+    CHECKF(strstr(text, "\nseq_len = 64\nsample = sequence\nlabels = class\n") && !strstr(text, "stride"), "%s", text);
+    struct wf_job k; /* the canonical text parses back to the same job */
+    CHECK(wf_job_parse(&k, "job.wf", text) == WF_OK && k.labels == WF_LABELS_CLASS && k.sample == WF_SAMPLE_SEQUENCE);
+    wf_job_free(&k);
+    wf_free(text);
+    wf_job_free(&j);
+    EXPECT_ERROR(HEAD "seq_len = 64\nlabels = class\n",
+                 "job.wf:4:10: labels = class needs sample = sequence (each sequence has a class, a window none)");
+    EXPECT_ERROR(HEAD "seq_len = 64\nsample = window\nlabels = class\n", "job.wf:5:10: labels = class needs sample");
+    EXPECT_ERROR(HEAD "seq_len = 64\nsample = sequence\nlabels = next\n",
+                 "job.wf:5:10: labels = next needs sample = window (a sequence is labelled per token, labels = "
+                 "shifted, or by its class, labels = class)");
+    EXPECT_ERROR(HEAD "seq_len = 64\nsample = sequence\nlabels = file\n",
+                 "job.wf:5:10: expected labels next, shifted or class, got 'file'");
+    EXPECT_ERROR(HEAD "labels = class\n", "job.wf:3:1: 'labels' applies to token data only: set seq_len too");
+}
+
 int main(void) {
     test_defaults();
     test_every_key();
     test_paths();
     test_errors();
+    test_token_keys();
     test_load_and_check_files();
     test_alloc_failures();
     return wf_test_done("test_job");

@@ -13,7 +13,9 @@
  * reject: bad CRC, short payload, over the limit), each checked to take the
  * path it is named for, and shared-memory block descriptors (shm_*), valid
  * and not; and DIR/fuzz_ckpt/ hostile checkpoints (ckpt_seeds.h), each
- * checked to give wf_ckpt_eval_init the message it is listed with.
+ * checked to give wf_ckpt_eval_init the message it is listed with; and
+ * DIR/fuzz_cls/ class files, valid and not, each checked to take the path
+ * it is named for.
  * Hand-made seeds (bad_magic, bad_version, empty, reader_*, and all of
  * fuzz_model/) are left as they are. Exits non-zero, naming the seed, if a
  * check fails.
@@ -26,9 +28,15 @@
 #include "weft/cluster.h"
 #include "weft/comm.h"
 #include "weft/core.h"
+#include "weft/loader.h"
 
 #include "ckpt_seeds.h"
 #include "fuzz_types.h"
+
+/* the dataset fuzz_cls.c checks class files against (the same values as there) */
+#define FUZZ_CLS_SHA_BYTE(i) ((uint8_t)(0x11 * (i)))
+#define FUZZ_CLS_N_SEQ 12
+#define FUZZ_CLS_N_CLASSES 5
 
 static const char *out_dir;
 
@@ -454,6 +462,55 @@ static void ckpt_seeds(void) {
     if (bad) exit(1);
 }
 
+/* ---- fuzz_cls ---- */
+
+/* A class file of fuzz_cls.c's dataset (12 sequences, 5 classes), changed
+ * by `edit` at byte `at` (value v, width w bytes; w = 0: none), then cut or
+ * grown to `len` bytes (0: as encoded); checked to give wf_cls_decode the
+ * status `want` against that dataset. */
+static void cls_seed(const char *name, size_t at, uint64_t v, int w, size_t len, int want) {
+    uint8_t sha[32];
+    for (int i = 0; i < 32; i++)
+        sha[i] = FUZZ_CLS_SHA_BYTE(i);
+    int32_t cls[FUZZ_CLS_N_SEQ];
+    for (int k = 0; k < FUZZ_CLS_N_SEQ; k++)
+        cls[k] = k * 3 % FUZZ_CLS_N_CLASSES;
+    void *buf;
+    size_t n;
+    if (wf_cls_encode(sha, FUZZ_CLS_N_CLASSES, cls, FUZZ_CLS_N_SEQ, &buf, &n) < 0) die(name, wf_errmsg());
+    uint8_t b[256] = {0};
+    memcpy(b, buf, n);
+    wf_free(buf);
+    for (int i = 0; i < w; i++)
+        b[at + (size_t)i] = (uint8_t)(v >> (8 * i));
+    if (len) n = len;
+    struct wf_cls_want want_ = {.n_seq = FUZZ_CLS_N_SEQ, .tok_sha = sha, .n_classes = FUZZ_CLS_N_CLASSES};
+    int rc = wf_cls_decode("seed.cls", b, n, &want_, NULL, NULL, NULL);
+    if (rc != want) die(name, rc ? wf_errmsg() : "accepted");
+    write_seed("fuzz_cls", name, b, n);
+    printf("fuzz_cls/%-20s %4zu bytes, %s\n", name, n, rc ? wf_errmsg() : "valid");
+}
+
+static void cls_seeds(void) {
+    const int C = WF_ERR_CORRUPT;
+    const size_t full = WF_CLS_HEADER_BYTES + 4 * FUZZ_CLS_N_SEQ;
+    cls_seed("valid", 0, 0, 0, 0, WF_OK);
+    cls_seed("bad_magic", 0, 'X', 1, 0, C);
+    cls_seed("version_2", 8, 2, 4, 0, C);
+    cls_seed("classes_0", 12, 0, 4, 0, C);
+    cls_seed("classes_huge", 12, 0xFFFFFFFFu, 4, 0, C);
+    cls_seed("classes_other", 12, 6, 4, 0, C);
+    cls_seed("n_seq_other", 16, 11, 8, 0, C);
+    cls_seed("n_seq_huge", 16, UINT64_MAX / 4 + 1, 8, 0, C);
+    cls_seed("digest_other", 24, 0xEE, 1, 0, C);
+    cls_seed("reserved", 56, 1, 8, 0, C);
+    cls_seed("header_short", 0, 0, 0, 20, C);
+    cls_seed("truncated", 0, 0, 0, full - 3, C);
+    cls_seed("trailing", 0, 0, 0, full + 4, C);
+    cls_seed("id_too_big", WF_CLS_HEADER_BYTES + 4 * 7, FUZZ_CLS_N_CLASSES, 4, 0, C);
+    cls_seed("id_negative", WF_CLS_HEADER_BYTES, 0xFFFFFFFFu, 4, 0, C);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s CORPUS_DIR (e.g. tests/fuzz/corpus)\n", argv[0]);
@@ -464,5 +521,6 @@ int main(int argc, char **argv) {
     frame_seeds();
     shm_seeds();
     ckpt_seeds();
+    cls_seeds();
     return 0;
 }

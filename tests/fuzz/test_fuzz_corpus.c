@@ -29,6 +29,9 @@
 #define LLVMFuzzerTestOneInput fuzz_handshake_one
 #include "fuzz_handshake.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_cls_one
+#include "fuzz_cls.c"
+#undef LLVMFuzzerTestOneInput
 
 static const struct {
     const char *name;
@@ -36,7 +39,7 @@ static const struct {
 } harnesses[] = {
     {"fuzz_frame", fuzz_frame_one},         {"fuzz_msg", fuzz_msg_one},
     {"fuzz_model", fuzz_model_one},         {"fuzz_ckpt", fuzz_ckpt_one},
-    {"fuzz_handshake", fuzz_handshake_one},
+    {"fuzz_handshake", fuzz_handshake_one}, {"fuzz_cls", fuzz_cls_one},
 };
 
 #define MAX_SEEDS 256
