@@ -38,6 +38,7 @@ struct wf_unit_rt {
     unsigned char *keep;
     struct wf_step_rows step;
     int64_t *full_numel; /* per body value: numel at B rows */
+    float *carry;        /* the states between two steps */
     uint64_t live, computed, total;
 };
 
@@ -120,24 +121,31 @@ static int unit_forward(struct wf_unit_rt *u, const struct wf_run *r, const stru
     for (int t = 0; t < T && rc == WF_OK; t++) {
         u->ex.arena = u->arenas[u->train ? t : 0];
         step_rows(u, r, t, outer->no_skip, 1);
+        /* the states: zeros or from= at t = 0, else the last step's next values, through `carry` (with one
+         * arena a state input may share bytes with another state's last next value) */
+        if (t > 0) {
+            unsigned char *cur = u->ex.arena;
+            u->ex.arena = u->arenas[u->train ? t - 1 : 0];
+            for (int k = 0, off = 0; k < d->n_states; off += (int)bg->v[d->state_next[k]].numel, k++)
+                memcpy(u->carry + off, bptr(u, d->state_next[k]),
+                       sizeof(float) * (size_t)bg->v[d->state_next[k]].numel);
+            u->ex.arena = cur;
+        }
+        for (int k = 0, off = 0; k < d->n_states; off += (int)bg->v[d->state_in[k]].numel, k++) {
+            float *s = bptr(u, d->state_in[k]);
+            size_t n = (size_t)bg->v[d->state_in[k]].numel;
+            if (t > 0)
+                memcpy(s, u->carry + off, sizeof(float) * n);
+            else if (d->state_init[k] >= 0)
+                memcpy(s, wf_run_ptr(r, r->n->in[d->state_init[k]]), sizeof(float) * n);
+            else
+                memset(s, 0, sizeof(float) * n);
+        }
+        /* the step's slice after the states: with one arena (evaluation) the slice may share bytes with the
+         * last step's next state, which is dead once copied */
         float *x = bptr(u, d->step_in);
         for (int b = 0; b < B; b++)
             memcpy(x + (size_t)b * (size_t)w_in, at(over, b, t, T, w_in), sizeof(float) * (size_t)w_in);
-        for (int k = 0; k < d->n_states; k++) {
-            float *s = bptr(u, d->state_in[k]);
-            size_t n = (size_t)bg->v[d->state_in[k]].numel;
-            if (t > 0) {
-                unsigned char *cur = u->ex.arena;
-                u->ex.arena = u->arenas[u->train ? t - 1 : 0];
-                const float *prev = bptr(u, d->state_next[k]);
-                u->ex.arena = cur;
-                memmove(s, prev, sizeof(float) * n);
-            } else if (d->state_init[k] >= 0) {
-                memcpy(s, wf_run_ptr(r, r->n->in[d->state_init[k]]), sizeof(float) * n);
-            } else {
-                memset(s, 0, sizeof(float) * n);
-            }
-        }
         u->ex.step = &u->step;
         if ((rc = wf_exec_run(&u->ex, 0, bg->n_fwd)) < 0) break;
         for (int j = 0; j < d->n_outs; j++) {
@@ -270,6 +278,7 @@ static void rt_free(struct wf_unit_rt *u) {
     wf_free(u->pos);
     wf_free(u->keep);
     wf_free(u->full_numel);
+    wf_free(u->carry);
 }
 
 void wf_exec_units_free(struct wf_exec *e) {
@@ -302,7 +311,8 @@ static int rt_init(struct wf_unit_rt *u, struct wf_unit *d, int train, const cha
         if ((rc = wf_graph_autodiff_seeds(bg, seeds, ns, diff, nd)) < 0) return rc;
         /* gradients of packed values are packed; the backward of a region node, and sums of packed gradients,
          * run on the packed rows */
-        unsigned char *pk = wf_realloc(d->packed, (size_t)bg->nv + 1), *ln = wf_realloc(d->live_node, (size_t)bg->nn + 1);
+        unsigned char *pk = wf_realloc(d->packed, (size_t)bg->nv + 1),
+                      *ln = wf_realloc(d->live_node, (size_t)bg->nn + 1);
         if (pk) d->packed = pk;
         if (ln) d->live_node = ln;
         if (!pk || !ln) return wf_error(WF_ERR_NOMEM, "out of memory");
@@ -312,8 +322,10 @@ static int rt_init(struct wf_unit_rt *u, struct wf_unit *d, int train, const cha
             if (bg->v[v].grad_of >= 0 && d->packed[bg->v[v].grad_of]) d->packed[v] = 1;
         for (int i = nn0; i < bg->nn; i++) {
             const struct wf_node *n = &bg->n[i];
-            if (n->fwd >= 0) d->live_node[i] = d->live_node[n->fwd];
-            else if (n->n_out && n->out[0] >= 0) d->live_node[i] = d->packed[n->out[0]];
+            if (n->fwd >= 0)
+                d->live_node[i] = d->live_node[n->fwd];
+            else if (n->n_out && n->out[0] >= 0)
+                d->live_node[i] = d->packed[n->out[0]];
         }
     }
     u->full_numel = wf_malloc(sizeof(int64_t) * ((size_t)bg->nv + 1));
@@ -337,7 +349,11 @@ static int rt_init(struct wf_unit_rt *u, struct wf_unit *d, int train, const cha
     u->pos = wf_malloc(sizeof(int) * (size_t)u->B);
     u->keep = wf_malloc((size_t)u->B);
     u->ex.node_seconds = wf_calloc((size_t)p->g.nn + 1, sizeof(double));
-    if (!u->ex.work || !u->grads || !u->rows || !u->pos || !u->keep || !u->ex.node_seconds)
+    size_t carry = 1;
+    for (int k = 0; k < d->n_states; k++)
+        carry += (size_t)p->g.v[d->state_in[k]].numel;
+    u->carry = wf_malloc(sizeof(float) * carry);
+    if (!u->ex.work || !u->grads || !u->rows || !u->pos || !u->keep || !u->ex.node_seconds || !u->carry)
         return wf_error(WF_ERR_NOMEM, "out of memory for a unit");
     return WF_OK;
 }

@@ -233,7 +233,25 @@ static void check_exact(const char *text, int batch, int mode, uint64_t seed) {
     rig_close(&b);
 }
 
+/* an evaluation executor (one arena for all steps) gives the training executor's loss */
+static void check_eval(const char *text, int batch) {
+    len_mode = 0;
+    struct rig a;
+    if (rig_open(&a, text, batch, 9) < 0) return;
+    struct wf_exec ev;
+    int rc = wf_exec_init(&ev, &a.m, batch, 0, a.params, NULL);
+    CHECKF(rc == WF_OK, "%s", wf_errmsg());
+    if (rc == WF_OK) {
+        double lt = loss_of(&a.e, 21), le = loss_of(&ev, 21);
+        CHECKF(lt == le, "B=%d: evaluation loss %.9g, training forward %.9g", batch, le, lt);
+        wf_exec_free(&ev);
+    }
+    rig_close(&a);
+}
+
 int main(void) {
+    check_eval(model_stack, 5);
+    check_eval(model_rnn, 3);
     check_fd(model_stack, 4, 0);
     check_fd(model_stack, 3, 1);
     check_fd(model_rnn, 4, 0);
