@@ -183,13 +183,15 @@ void wf_mean_backward(float *dinp, const float *dout, long outer, int dim, long 
  * x (B,C), w_ih (G*H,C), w_hh (G*H,H), b_ih (G*H), b_hh (G*H); G = 1 (rnn_tanh), 3 (gru: r, z, n),
  * 4 (lstm: i, f, g, o). Only the B rows given are read and written (a caller may pass a live prefix of a
  * larger batch); weight and bias gradients are sums over those rows. Every gradient output is nullable.
- * work holds *_workspace(B, H) floats. */
-long wf_rnn_tanh_workspace(int B, int H);
-long wf_gru_workspace(int B, int H);
-long wf_lstm_workspace(int B, int H);
+ * work holds *_workspace(B, C, H) floats (forward and backward). A row's results do not depend on the other
+ * rows of the call (the GEMMs run ROW_TILE rows at a time, rnn.c), so a skip region's packed rows give the
+ * bits of the same rows computed in a full batch. */
+long wf_rnn_tanh_workspace(int B, int C, int H);
+long wf_gru_workspace(int B, int C, int H);
+long wf_lstm_workspace(int B, int C, int H);
 /* h1 (B,H) = tanh(x w_ih^T + b_ih + h0 w_hh^T + b_hh), h0 (B,H) */
 void wf_rnn_tanh_forward(float *h1, const float *x, const float *h0, const float *w_ih, const float *w_hh,
-                         const float *b_ih, const float *b_hh, int B, int C, int H);
+                         const float *b_ih, const float *b_hh, int B, int C, int H, float *work);
 /* dx (B,C), dh0 (B,H), dw_ih, dw_hh, db_ih, db_hh from dh1 (B,H) and the output h1 */
 void wf_rnn_tanh_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
                           const float *dh1, const float *x, const float *h0, const float *w_ih, const float *w_hh,
@@ -203,7 +205,7 @@ void wf_gru_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *d
 /* The state s = [h | c] per row, (B,2H): s1 = [o * tanh(c1) | c1], c1 = f * c0 + i * g; saves gates (B,4H) =
  * the activated i, f, g, o. The backward reads s1 (for tanh(c1)) and writes ds0 = [dh0 | dc0]. */
 void wf_lstm_forward(float *s1, float *gates, const float *x, const float *s0, const float *w_ih, const float *w_hh,
-                     const float *b_ih, const float *b_hh, int B, int C, int H);
+                     const float *b_ih, const float *b_hh, int B, int C, int H, float *work);
 void wf_lstm_backward(float *dx, float *ds0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, const float *ds1,
                       const float *x, const float *s0, const float *w_ih, const float *w_hh, const float *gates,
                       const float *s1, int B, int C, int H, float *work);

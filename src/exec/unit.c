@@ -48,16 +48,23 @@ static void step_rows(struct wf_unit_rt *u, const struct wf_run *r, int t, int n
     const int32_t *len = d->length >= 0 ? wf_run_ptr(r, r->n->in[d->length]) : NULL;
     const int32_t *when = d->when >= 0 ? wf_run_ptr(r, r->n->in[d->when]) : NULL;
     int n = 0, live = 0;
-    for (int b = 0; b < u->B; b++) {
+    for (int b = 0; b < u->B; b++) { /* the live rows first, in sample order */
         int k = (!len || t < len[b]) && (!when || when[(size_t)b * (size_t)u->T + (size_t)t] != 0);
         u->keep[b] = (unsigned char)k;
         live += k;
         u->pos[b] = -1;
-        if (k || no_skip || !d->region) {
+        if (k || !d->region) {
             u->pos[b] = n;
             u->rows[n++] = b;
         }
     }
+    /* skipping off: then the others, so that every live row stands where it stands with skipping on (the
+     * cells' rows do not depend on the rows after them: kernels.h) */
+    for (int b = 0; no_skip && d->region && b < u->B; b++)
+        if (!u->keep[b]) {
+            u->pos[b] = n;
+            u->rows[n++] = b;
+        }
     u->step = (struct wf_step_rows){.n = n, .batch = u->B, .rows = u->rows, .pos = u->pos, .keep = u->keep};
     struct wf_graph *g = &u->ex.prog.g;
     for (int v = 0; v < g->nv; v++)

@@ -80,9 +80,10 @@ static int cell_dims(const struct wf_run *r, int *B, int *I, int *H) {
 
 static size_t cell_work(const struct wf_graph *g, const struct wf_node *f, int cell) {
     int B = (int)g->v[f->in[IN_X]].shape[0], H = (int)f->ai[0];
-    long w = cell == CELL_RNN_TANH ? wf_rnn_tanh_workspace(B, H)
-             : cell == CELL_GRU    ? wf_gru_workspace(B, H)
-                                   : wf_lstm_workspace(B, H);
+    int C = (int)(g->v[f->in[IN_X]].numel / g->v[f->in[IN_X]].shape[0]);
+    long w = cell == CELL_RNN_TANH ? wf_rnn_tanh_workspace(B, C, H)
+             : cell == CELL_GRU    ? wf_gru_workspace(B, C, H)
+                                   : wf_lstm_workspace(B, C, H);
     return (size_t)w;
 }
 
@@ -98,7 +99,7 @@ static int rnn_tanh_fwd(const struct wf_run *r) {
     int B = 0, I = 0, H = 0, rc = cell_dims(r, &B, &I, &H);
     if (rc < 0) return rc;
     wf_rnn_tanh_forward(OUT(r, 0), IN(r, IN_X), IN(r, IN_S), IN(r, IN_W_IH), IN(r, IN_W_HH), IN(r, IN_B_IH),
-                        IN(r, IN_B_HH), B, I, H);
+                        IN(r, IN_B_HH), B, I, H, r->work);
     return WF_OK;
 }
 
@@ -136,7 +137,7 @@ static int lstm_fwd(const struct wf_run *r) {
     int B = 0, I = 0, H = 0, rc = cell_dims(r, &B, &I, &H);
     if (rc < 0) return rc;
     wf_lstm_forward(OUT(r, 0), OUT(r, 1), IN(r, IN_X), IN(r, IN_S), IN(r, IN_W_IH), IN(r, IN_W_HH), IN(r, IN_B_IH),
-                    IN(r, IN_B_HH), B, I, H);
+                    IN(r, IN_B_HH), B, I, H, r->work);
     return WF_OK;
 }
 
@@ -154,8 +155,8 @@ static int lstm_bwd(const struct wf_run *r) {
 #define CELL(nm, inf, fw, bw, wk, bo)                                                                                  \
     {                                                                                                                  \
         .name = nm, .min_in = 2, .max_in = 2, .arg = {{F32, 2, 2}, {F32, 2, 2}}, .n_attr = 1,                          \
-        .attr = {{"hidden", WF_AT_INT, 1, 0}}, .flags = WF_OPF_GEMM | WF_OPF_ROWWISE, .bwd_in = 0xF, .bwd_out = bo, .infer = inf,       \
-        .forward = fw, .backward = bw, .work = wk                                                                      \
+        .attr = {{"hidden", WF_AT_INT, 1, 0}}, .flags = WF_OPF_GEMM | WF_OPF_ROWWISE, .bwd_in = 0xF, .bwd_out = bo,    \
+        .infer = inf, .forward = fw, .backward = bw, .work = wk                                                        \
     }
 const struct wf_op_def wf_opdef_rnn_tanh =
     CELL("rnn_tanh", rnn_tanh_infer, rnn_tanh_fwd, rnn_tanh_bwd, rnn_tanh_work, 1);

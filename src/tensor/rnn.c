@@ -82,6 +82,62 @@ static void col_sum(float *out, const float *x, int B, int cols) {
     }
 }
 
+/* ---- GEMMs whose rows do not depend on each other's company ----
+ * A skip region runs a cell on the live rows packed at the front; with skipping off it runs every row (the
+ * live ones first, the same way). For the two to give the same bits, a row's result may depend neither on
+ * how many rows the GEMM has nor on where the row stands: the BLAS blocks rows into tiles, and a row at the
+ * edge or at another place of a tile can round differently. So every GEMM over the batch rows is made of
+ * calls of exactly ROW_TILE rows (a size at which rows were measured to be place-independent, under the
+ * kernels' register tiles), the last one padded with zero rows in `tile`; and a weight gradient sums its
+ * rows ROW_TILE at a time, tile after tile, so the live rows' partial sums are the same whatever follows
+ * them (rows that do not count carry a zero gradient, and adding it changes no sum). */
+#define ROW_TILE 8
+
+/* Scratch floats for the tiles of a cell with input size C, hidden H and G gates. */
+static long tile_floats(int C, int H, int G) { return (long)ROW_TILE * ((long)G * H + (C > H ? C : H)); }
+
+/* C (M x N, ldc) = A (M x K, lda) . W^T (tw = 1; W is N x K) or W (tw = 0; K x N) + beta * C */
+static void gemm_rows(int tw, int M, int N, int K, const float *A, int lda, const float *W, int ldw, float beta,
+                      float *C, int ldc, float *tile) {
+    int full = M / ROW_TILE * ROW_TILE, m = M - full;
+    for (int i = 0; i < full; i += ROW_TILE)
+        wf_sgemm(0, tw, ROW_TILE, N, K, 1.0f, A + (long)i * lda, lda, W, ldw, beta, C + (long)i * ldc, ldc);
+    if (!m) return;
+    float *ta = tile, *tc = tile + (long)ROW_TILE * K;
+    memset(ta, 0, sizeof(float) * (size_t)ROW_TILE * (size_t)K);
+    memset(tc, 0, sizeof(float) * (size_t)ROW_TILE * (size_t)N);
+    for (int i = 0; i < m; i++) {
+        memcpy(ta + (long)i * K, A + (long)(full + i) * lda, sizeof(float) * (size_t)K);
+        if (beta != 0.0f) memcpy(tc + (long)i * N, C + (long)(full + i) * ldc, sizeof(float) * (size_t)N);
+    }
+    wf_sgemm(0, tw, ROW_TILE, N, K, 1.0f, ta, K, W, ldw, beta, tc, N);
+    for (int i = 0; i < m; i++)
+        memcpy(C + (long)(full + i) * ldc, tc + (long)i * N, sizeof(float) * (size_t)N);
+}
+
+/* C (GH x N, ldc) = A^T . X over the M rows of A (M x GH, lda) and X (M x N, ldx), ROW_TILE rows a call */
+static void gemm_wgrad(int M, int GH, int N, const float *A, int lda, const float *X, int ldx, float *C, int ldc,
+                       float *tile) {
+    if (M == 0) {
+        for (int i = 0; i < GH; i++)
+            memset(C + (long)i * ldc, 0, sizeof(float) * (size_t)N);
+        return;
+    }
+    int full = M / ROW_TILE * ROW_TILE, m = M - full;
+    float beta = 0.0f;
+    for (int i = 0; i < full; i += ROW_TILE, beta = 1.0f)
+        wf_sgemm(1, 0, GH, N, ROW_TILE, 1.0f, A + (long)i * lda, lda, X + (long)i * ldx, ldx, beta, C, ldc);
+    if (!m) return;
+    float *ta = tile, *tx = tile + (long)ROW_TILE * GH;
+    memset(ta, 0, sizeof(float) * (size_t)ROW_TILE * (size_t)GH);
+    memset(tx, 0, sizeof(float) * (size_t)ROW_TILE * (size_t)N);
+    for (int i = 0; i < m; i++) {
+        memcpy(ta + (long)i * GH, A + (long)(full + i) * lda, sizeof(float) * (size_t)GH);
+        memcpy(tx + (long)i * N, X + (long)(full + i) * ldx, sizeof(float) * (size_t)N);
+    }
+    wf_sgemm(1, 0, GH, N, ROW_TILE, 1.0f, ta, GH, tx, N, beta, C, ldc);
+}
+
 /* The GEMMs and bias sums every backward ends with, from the gradients of the gates' pre-activations on
  * the input side dgi (B, GH) and on the state side dgh (B, GH) (the same array but for the gru, whose
  * candidate gate sees W_hn h + b_hn through the reset gate):
@@ -90,11 +146,11 @@ static void col_sum(float *out, const float *x, int B, int cols) {
  *   db_ih, db_hh (GH) = column sums of dgi, dgh. */
 static void cell_grads(float *dx, float *dh0, int ldh, float beta_h, float *dw_ih, float *dw_hh, float *db_ih,
                        float *db_hh, const float *dgi, const float *dgh, const float *x, const float *h0, int ldh0,
-                       const float *w_ih, const float *w_hh, int B, int C, int H, int GH) {
-    if (dx) wf_sgemm(0, 0, B, C, GH, 1.0f, dgi, GH, w_ih, C, 0.0f, dx, C);
-    if (dh0) wf_sgemm(0, 0, B, H, GH, 1.0f, dgh, GH, w_hh, H, beta_h, dh0, ldh);
-    if (dw_ih) wf_sgemm(1, 0, GH, C, B, 1.0f, dgi, GH, x, C, 0.0f, dw_ih, C);
-    if (dw_hh) wf_sgemm(1, 0, GH, H, B, 1.0f, dgh, GH, h0, ldh0, 0.0f, dw_hh, H);
+                       const float *w_ih, const float *w_hh, int B, int C, int H, int GH, float *tile) {
+    if (dx) gemm_rows(0, B, C, GH, dgi, GH, w_ih, C, 0.0f, dx, C, tile);
+    if (dh0) gemm_rows(0, B, H, GH, dgh, GH, w_hh, H, beta_h, dh0, ldh, tile);
+    if (dw_ih) gemm_wgrad(B, GH, C, dgi, GH, x, C, dw_ih, C, tile);
+    if (dw_hh) gemm_wgrad(B, GH, H, dgh, GH, h0, ldh0, dw_hh, H, tile);
     if (db_ih) col_sum(db_ih, dgi, B, GH);
     if (db_hh) {
         if (dgh == dgi && db_ih)
@@ -104,16 +160,17 @@ static void cell_grads(float *dx, float *dh0, int ldh, float beta_h, float *dw_i
     }
 }
 
-long wf_rnn_tanh_workspace(int B, int H) { return (long)B * H; }
-long wf_gru_workspace(int B, int H) { return 6L * B * H; }
-long wf_lstm_workspace(int B, int H) { return 4L * B * H; }
+long wf_rnn_tanh_workspace(int B, int C, int H) { return (long)B * H + tile_floats(C, H, 1); }
+long wf_gru_workspace(int B, int C, int H) { return 6L * B * H + tile_floats(C, H, 3); }
+long wf_lstm_workspace(int B, int C, int H) { return 4L * B * H + tile_floats(C, H, 4); }
 
 /* ---- rnn_tanh: h1 = tanh(x W_ih^T + b_ih + h0 W_hh^T + b_hh) ---- */
 
 void wf_rnn_tanh_forward(float *h1, const float *x, const float *h0, const float *w_ih, const float *w_hh,
-                         const float *b_ih, const float *b_hh, int B, int C, int H) {
-    wf_sgemm(0, 1, B, H, C, 1.0f, x, C, w_ih, C, 0.0f, h1, H);
-    wf_sgemm(0, 1, B, H, H, 1.0f, h0, H, w_hh, H, 1.0f, h1, H);
+                         const float *b_ih, const float *b_hh, int B, int C, int H, float *work) {
+    float *tile = work + (long)B * H;
+    gemm_rows(1, B, H, C, x, C, w_ih, C, 0.0f, h1, H, tile);
+    gemm_rows(1, B, H, H, h0, H, w_hh, H, 1.0f, h1, H, tile);
     for (int b = 0; b < B; b++) {
         float *o = h1 + (long)b * H;
         for (int j = 0; j < H; j++)
@@ -128,7 +185,7 @@ void wf_rnn_tanh_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, flo
     long n = (long)B * H;
     for (long i = 0; i < n; i++)
         dg[i] = dh1[i] * (1.0f - h1[i] * h1[i]);
-    cell_grads(dx, dh0, H, 0.0f, dw_ih, dw_hh, db_ih, db_hh, dg, dg, x, h0, H, w_ih, w_hh, B, C, H, H);
+    cell_grads(dx, dh0, H, 0.0f, dw_ih, dw_hh, db_ih, db_hh, dg, dg, x, h0, H, w_ih, w_hh, B, C, H, H, work + n);
 }
 
 /* ---- gru, gates r, z, n ----
@@ -139,9 +196,9 @@ void wf_rnn_tanh_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, flo
 void wf_gru_forward(float *h1, float *gates, float *hn, const float *x, const float *h0, const float *w_ih,
                     const float *w_hh, const float *b_ih, const float *b_hh, int B, int C, int H, float *work) {
     int G = 3 * H;
-    float *gh = work; /* (B, 3H): h0 W_hh^T */
-    wf_sgemm(0, 1, B, G, C, 1.0f, x, C, w_ih, C, 0.0f, gates, G);
-    wf_sgemm(0, 1, B, G, H, 1.0f, h0, H, w_hh, H, 0.0f, gh, G);
+    float *gh = work, *tile = work + 6L * B * H; /* gh (B, 3H): h0 W_hh^T */
+    gemm_rows(1, B, G, C, x, C, w_ih, C, 0.0f, gates, G, tile);
+    gemm_rows(1, B, G, H, h0, H, w_hh, H, 0.0f, gh, G, tile);
     for (int b = 0; b < B; b++) {
         float *gi = gates + (long)b * G, *a = hn + (long)b * H, *o = h1 + (long)b * H;
         const float *gr = gh + (long)b * G, *hp = h0 + (long)b * H;
@@ -183,7 +240,8 @@ void wf_gru_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *d
                 o[j] = d[j] * gt[H + j]; /* h's direct path; the GEMM adds the gates' */
         }
     }
-    cell_grads(dx, dh0, H, 1.0f, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, H, w_ih, w_hh, B, C, H, G);
+    cell_grads(dx, dh0, H, 1.0f, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, H, w_ih, w_hh, B, C, H, G,
+               work + 6L * B * H);
 }
 
 /* ---- lstm, gates i, f, g, o; the state s = [h | c] per row (B, 2H) ----
@@ -191,10 +249,11 @@ void wf_gru_backward(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *d
  * c1 = f * c + i * g, h1 = o * tanh(c1). */
 
 void wf_lstm_forward(float *s1, float *gates, const float *x, const float *s0, const float *w_ih, const float *w_hh,
-                     const float *b_ih, const float *b_hh, int B, int C, int H) {
+                     const float *b_ih, const float *b_hh, int B, int C, int H, float *work) {
     int G = 4 * H, S = 2 * H;
-    wf_sgemm(0, 1, B, G, C, 1.0f, x, C, w_ih, C, 0.0f, gates, G);
-    wf_sgemm(0, 1, B, G, H, 1.0f, s0, S, w_hh, H, 1.0f, gates, G); /* h: the first H of each state row */
+    float *tile = work + 4L * B * H;
+    gemm_rows(1, B, G, C, x, C, w_ih, C, 0.0f, gates, G, tile);
+    gemm_rows(1, B, G, H, s0, S, w_hh, H, 1.0f, gates, G, tile); /* h: the first H of each state row */
     for (int b = 0; b < B; b++) { /* simple passes over contiguous rows, each of which vectorizes */
         float *gt = gates + (long)b * G, *h1 = s1 + (long)b * S, *c1 = h1 + H;
         const float *c = s0 + (long)b * S + H;
@@ -240,5 +299,6 @@ void wf_lstm_backward(float *dx, float *ds0, float *dw_ih, float *dw_hh, float *
         }
     }
     /* dh0 is the first H of each row of ds0 (row stride 2H) */
-    cell_grads(dx, ds0, S, 0.0f, dw_ih, dw_hh, db_ih, db_hh, dg, dg, x, s0, S, w_ih, w_hh, B, C, H, G);
+    cell_grads(dx, ds0, S, 0.0f, dw_ih, dw_hh, db_ih, db_hh, dg, dg, x, s0, S, w_ih, w_hh, B, C, H, G,
+               work + 4L * B * H);
 }

@@ -49,6 +49,31 @@ static const char *model_stack = "model stack\n"
                                  "loss = cross_entropy(fc, y)\n"
                                  "output loss\n";
 
+/* wider: the BLAS blocks rows and columns at these sizes (hidden 40, batch up to 37) */
+static const char *model_wide = "model wide\n"
+                                "input x : f32[B, 5, 24]\n"
+                                "input len : i32[B]\n"
+                                "input y : i32[B]\n"
+                                "unit l1(over=x, length=len) {\n"
+                                "    state s : f32[B, 80]\n"
+                                "    region {\n"
+                                "        s1 = lstm(x, s, hidden=40)\n"
+                                "        h = slice(s1, axis=1, start=0, len=40)\n"
+                                "    }\n"
+                                "    next s = s1\n"
+                                "    output h\n"
+                                "}\n"
+                                "unit l2(over=l1.h, length=len) {\n"
+                                "    state s : f32[B, 48]\n"
+                                "    region {\n"
+                                "        s1 = gru(l1.h, s, hidden=48)\n"
+                                "    }\n"
+                                "    next s = s1\n"
+                                "}\n"
+                                "fc = linear(l2.s, out=3)\n"
+                                "loss = cross_entropy(fc, y)\n"
+                                "output loss\n";
+
 /* rnn_tanh under a mask (when=), a state from a tensor, a layer after the region reading its value */
 static const char *model_rnn = "model rnn\n"
                                "input x : f32[B, 5, 2]\n"
@@ -263,5 +288,9 @@ int main(void) {
     for (int bi = 0; bi < 4; bi++)
         for (uint64_t seed = 1; seed <= 3; seed++)
             check_exact(model_rnn, batches[bi], 0, seed);
+    int wide[] = {9, 16, 37};
+    for (int bi = 0; bi < 3; bi++)
+        for (int mode = 0; mode < 4; mode += 3)
+            check_exact(model_wide, wide[bi], mode, 5);
     return wf_test_done("test_unit");
 }

@@ -64,9 +64,9 @@ static void cell_init(struct cell *c, int kind, int B, int C, int H) {
     c->out = wf_test_filled((long)B * c->S, NAN);
     c->aux1 = wf_test_filled((long)B * GH, NAN);
     c->aux2 = wf_test_filled((long)B * H, NAN);
-    long w = kind == RNN_TANH ? wf_rnn_tanh_workspace(B, H)
-             : kind == GRU    ? wf_gru_workspace(B, H)
-                              : wf_lstm_workspace(B, H);
+    long w = kind == RNN_TANH ? wf_rnn_tanh_workspace(B, C, H)
+             : kind == GRU    ? wf_gru_workspace(B, C, H)
+                              : wf_lstm_workspace(B, C, H);
     c->work = wf_test_filled(w, NAN);
     c->R = wf_test_randn(&rng, (long)B * c->S, 1);
 }
@@ -81,9 +81,9 @@ static void cell_free(struct cell *c) {
 static void forward_with(struct cell *c, float *out, const float *x, const float *s, float *const *w) {
     float *const *q = w ? w : c->p + 2;
     switch (c->kind) {
-    case RNN_TANH: wf_rnn_tanh_forward(out, x, s, q[0], q[1], q[2], q[3], c->B, c->C, c->H); break;
+    case RNN_TANH: wf_rnn_tanh_forward(out, x, s, q[0], q[1], q[2], q[3], c->B, c->C, c->H, c->work); break;
     case GRU: wf_gru_forward(out, c->aux1, c->aux2, x, s, q[0], q[1], q[2], q[3], c->B, c->C, c->H, c->work); break;
-    default: wf_lstm_forward(out, c->aux1, x, s, q[0], q[1], q[2], q[3], c->B, c->C, c->H); break;
+    default: wf_lstm_forward(out, c->aux1, x, s, q[0], q[1], q[2], q[3], c->B, c->C, c->H, c->work); break;
     }
 }
 
@@ -238,9 +238,10 @@ static void test_shared(int kind, int B, int C, int H) {
 static void test_values(void) {
     const float x = 0.5f, h = -0.25f, wi[4] = {0.3f, -0.2f, 0.6f, 0.1f}, wh[4] = {-0.4f, 0.5f, 0.2f, 0.7f},
                 bi[4] = {0.05f, -0.1f, 0.15f, 0.2f}, bh[4] = {0.1f, 0.02f, -0.3f, 0.05f};
-    float out[2], gates[4], hn[1], work[8];
+    float out[2], gates[4], hn[1], work[64]; /* >= every cell's workspace at B = C = H = 1 */
+    CHECK(wf_lstm_workspace(1, 1, 1) <= 64 && wf_gru_workspace(1, 1, 1) <= 64 && wf_rnn_tanh_workspace(1, 1, 1) <= 64);
     /* rnn_tanh */
-    wf_rnn_tanh_forward(out, &x, &h, wi, wh, bi, bh, 1, 1, 1);
+    wf_rnn_tanh_forward(out, &x, &h, wi, wh, bi, bh, 1, 1, 1, work);
     double want = tanh(0.3 * 0.5 + 0.05 + -0.4 * -0.25 + 0.1);
     CHECKF(fabs(out[0] - want) < 1e-6, "rnn_tanh %.9g, want %.9g", out[0], want);
     /* gru: r, z, n */
@@ -258,7 +259,7 @@ static void test_values(void) {
     CHECKF(fabs(hn[0] - an) < 1e-6, "gru hn %.9g, want %.9g", hn[0], an);
     /* lstm: state [h | c] */
     const float s0[2] = {-0.25f, 0.8f};
-    wf_lstm_forward(out, gates, &x, s0, wi, wh, bi, bh, 1, 1, 1);
+    wf_lstm_forward(out, gates, &x, s0, wi, wh, bi, bh, 1, 1, 1, work);
     double pre[4], act[4];
     for (int k = 0; k < 4; k++)
         pre[k] = wi[k] * 0.5 + bi[k] + wh[k] * -0.25 + bh[k];
