@@ -3,7 +3,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all test run asan asan-test tsan-test deps clean format bench
+.PHONY: all test test-load run asan asan-test tsan-test deps clean format bench
 
 all:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
@@ -11,6 +11,11 @@ all:
 
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The multi-process tests (ctest label load) with stress-ng --cpu 2 beside
+# them: they must pass on a busy machine (scripts/test-load.sh).
+test-load: all
+	scripts/test-load.sh $(BUILD)
 
 run: all
 	./$(BUILD)/weft train examples/mlp.job

@@ -6,6 +6,7 @@ pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libd
       libssl-dev dataset-fashion-mnist python3 fortunes)
 pkgs+=(libhiredis-dev redis-server)  # data cache: the Redis client, and the server the cache tests start
 pkgs+=(clang libclang-rt-14-dev)  # make fuzz: clang with libFuzzer (libclang-rt-14-dev holds libclang_rt.fuzzer)
+pkgs+=(stress-ng)  # make test-load: the CPU-bound processes beside the multi-process tests
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch python3-numpy hyperfine)
   pkgs+=(openmpi-bin libopenmpi-dev)  # bench/allreduce.sh: MPI_Allreduce as the reference

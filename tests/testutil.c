@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "weft/core.h"
 
@@ -29,6 +31,36 @@ int wf_test_close(const char *what, const float *a, const float *b, long n, doub
         return 0;
     }
     return 1;
+}
+
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double wf_test_slow(void) {
+    static double slow;
+    if (slow > 0) return slow;
+    const char *e = getenv("WEFT_TEST_SLOW");
+    if (e && atof(e) > 0) {
+        slow = atof(e);
+        printf("slowdown factor %g (WEFT_TEST_SLOW)\n", slow);
+        return slow;
+    }
+    double w0 = wf_now(), c0 = cpu_seconds(), c;
+    volatile uint64_t spin = 0;
+    do {
+        for (int i = 0; i < 100000; i++)
+            spin += (uint64_t)i;
+    } while ((c = cpu_seconds() - c0) < 0.1);
+    double share = (wf_now() - w0) / c, avg[1] = {0};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    double load = getloadavg(avg, 1) == 1 && cores > 0 ? avg[0] / (double)cores : 0;
+    slow = fmin(10.0, fmax(1.0, fmax(share, load)));
+    printf("slowdown factor %.1f (a CPU-bound probe ran %.2fx its CPU time; load average %.1f on %ld cores)\n", slow,
+           share, avg[0], cores);
+    return slow;
 }
 
 int wf_test_done(const char *name) {

@@ -35,6 +35,15 @@ int wf_test_close(const char *what, const float *a, const float *b, long n, doub
 int wf_test_done(const char *name);
 /* Path under the source tree (static buffer). */
 const char *wf_test_src(const char *rel);
+/* How much slower than a quiet machine this one runs now (as
+ * tests/cli/slow.bash measures it): the factor a test's upper bounds on how
+ * long something takes are multiplied by, so that a busy machine does not
+ * fail them; 1 on a quiet machine. WEFT_TEST_SLOW=F sets it; otherwise the
+ * first call measures it (0.1 s of CPU: call it before starting threads or
+ * children) and prints it: the wall time a CPU-bound probe takes over the CPU
+ * time it gets, or the 1-minute load average per core if larger; at least
+ * 1, at most 10. */
+double wf_test_slow(void);
 
 /* ---- float buffers (malloc'd, at least one element; free() them) ---- */
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load (tests/CMakeLists.txt)
 # The character language model (examples/charlm.wf) on token data, end to end:
 #   - `weft tokenize` of the files in tests/ref/charlm_run/tokenize.txt gives
 #     the very files the PyTorch reference read (tokens.sha256);
@@ -19,7 +20,8 @@ SRC=$2
 REF=$SRC/tests/ref/charlm_run
 . "$(dirname "$0")/ref_job.bash"
 TOL=1e-4
-LIMIT=120 # seconds for any one weft command
+. "$(dirname "$0")/slow.bash"
+LIMIT=$(scaled 120) # seconds for any one weft command (120 on a quiet machine)
 
 pass=0
 fail=0
@@ -44,7 +46,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT # every weft below runs in the foreground under timeout: nothing outlives the test
 
 # ---- the data: the reference's very token files ----
-if ! timeout $LIMIT "$WEFT" tokenize "${files[@]}" --out "$tmp/data" >"$tmp/tokenize.log" 2>&1; then
+if ! timeout "$LIMIT" "$WEFT" tokenize "${files[@]}" --out "$tmp/data" >"$tmp/tokenize.log" 2>&1; then
   bad "weft tokenize failed:"
   sed 's/^/    /' "$tmp/tokenize.log"
   finish
@@ -94,7 +96,7 @@ compare_losses() {
 
 # train NAME: weft train $tmp/NAME.job, its output in $tmp/NAME.log
 train() {
-  if timeout $LIMIT "$WEFT" train "$tmp/$1.job" >"$tmp/$1.log" 2>&1; then return 0; fi
+  if timeout "$LIMIT" "$WEFT" train "$tmp/$1.job" >"$tmp/$1.log" 2>&1; then return 0; fi
   bad "weft train $1 exited non-zero; job and output:"
   sed 's/^/    /' "$tmp/$1.job" "$tmp/$1.log"
   return 1
@@ -115,7 +117,7 @@ fi
 # layout NAME REF WORKERS PP DP: weft run of $tmp/NAME.job ends with REF's checkpoint
 layout() {
   local name=$1 ref=$2
-  if ! timeout $LIMIT "$WEFT" run "$tmp/$name.job" --workers "$3" --pp "$4" --dp "$5" --quiet >"$tmp/$name.log" 2>&1; then
+  if ! timeout "$LIMIT" "$WEFT" run "$tmp/$name.job" --workers "$3" --pp "$4" --dp "$5" --quiet >"$tmp/$name.log" 2>&1; then
     bad "weft run --workers $3 --pp $4 --dp $5 exited non-zero:"
     tail -n 20 "$tmp/$name.log" | sed 's/^/    /'
   elif cmp -s "$tmp/$ref/checkpoint.safetensors" "$tmp/$name/checkpoint.safetensors"; then
@@ -138,7 +140,7 @@ fi
 # ---- weft sample ----
 ckpt=$tmp/single/checkpoint.safetensors
 if [ -f "$ckpt" ]; then
-  sample() { timeout $LIMIT "$WEFT" sample "$ckpt" "$@"; }
+  sample() { timeout "$LIMIT" "$WEFT" sample "$ckpt" "$@"; }
   if sample --prompt "The " --n 80 --seed 7 >"$tmp/s1" 2>"$tmp/s1.err" && sample --prompt "The " --n 80 --seed 7 >"$tmp/s2" 2>&1 &&
     cmp -s "$tmp/s1" "$tmp/s2" && [ "$(head -c 4 "$tmp/s1")" = "The " ] && [ "$(wc -c <"$tmp/s1")" -ge 84 ]; then
     ok "weft sample: the prompt and 80 characters, the same for the same seed"

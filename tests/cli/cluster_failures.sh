@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load (tests/CMakeLists.txt)
 # shellcheck disable=SC2016 # conditions are single-quoted on purpose: check() evals them
 # Cluster failures: what `weft run` does when a worker is killed mid-run,
 # stops answering (SIGSTOP), fails to compile its stage or is slow to
@@ -26,37 +27,28 @@ show() { sed 's/^/    /' "$1"; }
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; } # float a <= b
-wait_gone() { # SECONDS PID...: until none is alive; fails if some still are
-  local until p left
-  until=$(awk -v a="$(now)" -v s="$1" 'BEGIN { printf "%.2f", a + s }')
+le() { LC_ALL=C awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; } # float a <= b
+# every limit below is the one on a quiet machine, scaled by its slowdown (procs.bash: scaled, wait_for)
+wait_gone() { # SECONDS PID...: until none is alive (SECONDS scaled); fails if some still are
+  local s=$1 p left=
   shift
-  while :; do
-    left=
-    for p in "$@"; do alive "$p" && left="$left $p"; done
-    [ -z "$left" ] && return 0
-    le "$until" "$(now)" && { echo "    still alive:$left" >&2; return 1; }
-    sleep 0.1
-  done
-}
-kids_of() { # PID N: waits (10 s at most) until PID has N children, prints them
-  local k
-  for _ in $(seq 100); do
-    k=$(pgrep -P "$1" | tr '\n' ' ')
-    [ "$(wc -w <<<"$k")" -ge "$2" ] && break
-    alive "$1" || break
-    sleep 0.1
-  done
-  echo $k
-}
-wait_steps() { # METRICS PID: until training has started (a step line), 30 s at most
-  for _ in $(seq 300); do
-    grep -q '"step"' "$1" 2>/dev/null && return 0
-    alive "$2" || return 1
-    sleep 0.1
-  done
+  wait_for "$s" none_alive "$@" && return 0
+  for p in "$@"; do alive "$p" && left="$left $p"; done
+  echo "    still alive:$left" >&2
   return 1
 }
+has_kids() { [ "$(pgrep -P "$1" | wc -l)" -ge "$2" ] || ! alive "$1"; }
+kids_of() { # PID N: waits (10 s at most, scaled) until PID has N children, prints them
+  wait_for 10 has_kids "$1" "$2"
+  pgrep -P "$1" | tr '\n' ' '
+  echo
+}
+started_or_gone() { grep -q '"step"' "$1" 2>/dev/null || ! alive "$2"; }
+wait_steps() { # METRICS PID: until training has started (a step line), 30 s at most (scaled)
+  wait_for 30 started_or_gone "$1" "$2" && grep -q '"step"' "$1" 2>/dev/null
+}
+hb=$(scaled 2)      # the heartbeat timeout of the runs here
+quick=$(scaled 10)  # a failure ends the run within this
 worker_of_stage() { # ERRFILE STAGE: "WORKER PID" of the worker that compiled STAGE
   sed -nE "s/^ *worker ([0-9]+) \(stage $2, replica 0, pid ([0-9]+)\) compiled.*/\1 \2/p" "$1" | head -1
 }
@@ -83,7 +75,7 @@ mine+=("$rp")
 kids=$(kids_of "$rp" 2)
 mine+=($kids)
 if wait_steps "$tmp/a-out/metrics.jsonl" "$rp"; then
-  sleep 1 # past a heartbeat, so the coordinator knows what the worker was doing
+  sleep "$(scaled 1)" # past a heartbeat, so the coordinator knows what the worker was doing
   read -r vw vp <<<"$(worker_of_stage "$tmp/a.err" 0)"
   if [ -n "${vp:-}" ] && [[ " $kids " == *" $vp "* ]]; then
     t0=$(now)
@@ -91,14 +83,14 @@ if wait_steps "$tmp/a-out/metrics.jsonl" "$rp"; then
     if wait_gone 10 "$rp"; then
       wait "$rp"
       rc=$?
-      ok "kill -9 worker $vw (stage 0): weft run exits within 10 s ($(since "$t0") s)"
+      ok "kill -9 worker $vw (stage 0): weft run exits within $quick s ($(since "$t0") s)"
       check "kill -9: exit status non-zero ($rc)" '[ "$rc" -ne 0 ]'
       check "kill -9: the error names the dead worker" \
         'grep -qE "^weft run: error: .*worker $vw \(stage 0, replica 0, pid $vp\) died" "$tmp/a.err"' ||
         show "$tmp/a.err"
       check "kill -9: no process of the run is left" 'wait_gone 1 $kids'
     else
-      bad "kill -9 worker $vw: weft run still running 10 s after the kill"
+      bad "kill -9 worker $vw: weft run still running $quick s after the kill"
       show "$tmp/a.err"
     fi
   else
@@ -112,13 +104,13 @@ fi
 
 # --- b. a worker that stops answering -------------------------------------
 job "$tmp/b.job" "$tmp/b-out" 3000
-"$WEFT" run "$tmp/b.job" --workers 2 --pp 2 --heartbeat-timeout 2 --quiet >"$tmp/b.out" 2>"$tmp/b.err" &
+"$WEFT" run "$tmp/b.job" --workers 2 --pp 2 --heartbeat-timeout "$hb" --quiet >"$tmp/b.out" 2>"$tmp/b.err" &
 rp=$!
 mine+=("$rp")
 kids=$(kids_of "$rp" 2)
 mine+=($kids)
 if wait_steps "$tmp/b-out/metrics.jsonl" "$rp"; then
-  sleep 1
+  sleep "$(scaled 1)"
   read -r vw vp <<<"$(worker_of_stage "$tmp/b.err" 1)"
   if [ -n "${vp:-}" ] && [[ " $kids " == *" $vp "* ]]; then
     t0=$(now)
@@ -126,14 +118,14 @@ if wait_steps "$tmp/b-out/metrics.jsonl" "$rp"; then
     if wait_gone 10 "$rp"; then
       wait "$rp"
       rc=$?
-      ok "SIGSTOP worker $vw (stage 1), --heartbeat-timeout 2: weft run exits within 10 s ($(since "$t0") s)"
+      ok "SIGSTOP worker $vw (stage 1), --heartbeat-timeout $hb: weft run exits within $quick s ($(since "$t0") s)"
       check "SIGSTOP: exit status non-zero ($rc)" '[ "$rc" -ne 0 ]'
       check "SIGSTOP: the error names the silent worker" \
         'grep -qE "^weft run: error: .*worker $vw \(stage 1, replica 0, pid $vp\) stopped answering" "$tmp/b.err"' ||
         show "$tmp/b.err"
       check "SIGSTOP: no process of the run is left (the stopped one included)" 'wait_gone 1 $kids'
     else
-      bad "SIGSTOP worker $vw: weft run still running 10 s after the stop"
+      bad "SIGSTOP worker $vw: weft run still running $quick s after the stop"
       show "$tmp/b.err"
     fi
     alive "$vp" && kill -CONT "$vp" 2>/dev/null
@@ -165,20 +157,22 @@ if wait_gone 30 "$rp"; then
   check "compile failure: no checkpoint written" '[ ! -e "$tmp/c-out/checkpoint.safetensors" ]'
   check "compile failure: no process of the run is left (children: $kids)" 'wait_gone 1 $kids'
 else
-  bad "compile failure: weft run still running after 30 s"
+  bad "compile failure: weft run still running after $(scaled 30) s"
   show "$tmp/c.err"
 fi
 
 # --- d. a slow compile delays the start, and is not taken for a dead worker -
+# (the compile takes 1.5 heartbeat timeouts: 3 s against 2 s on a quiet machine)
 job "$tmp/d.job" "$tmp/d-out" 5
 t0=$(now)
-WEFT_TEST_COMPILE_DELAY=1:3 timeout -k 5 60 "$WEFT" run "$tmp/d.job" --workers 2 --pp 2 --heartbeat-timeout 2 \
-  --trace "$tmp/d-trace.json" --quiet >"$tmp/d.out" 2>"$tmp/d.err"
+delay=$(scaled 3)
+WEFT_TEST_COMPILE_DELAY=1:$delay timeout -k 5 "$(scaled 60)" "$WEFT" run "$tmp/d.job" --workers 2 --pp 2 \
+  --heartbeat-timeout "$hb" --trace "$tmp/d-trace.json" --quiet >"$tmp/d.out" 2>"$tmp/d.err"
 rc=$?
-check "slow compile (stage 1 sleeps 3 s, heartbeat timeout 2 s): the run succeeds ($(since "$t0") s)" '[ "$rc" -eq 0 ]' ||
+check "slow compile (stage 1 sleeps $delay s, heartbeat timeout $hb s): the run succeeds ($(since "$t0") s)" '[ "$rc" -eq 0 ]' ||
   show "$tmp/d.err"
 x=$(sed -nE 's/.*every part compiled in ([0-9.]+) s.*/\1/p' "$tmp/d.err" | head -1)
-check "slow compile: 'every part compiled in ${x:-?} s' counts the 3 s delay" '[ -n "$x" ] && le 3.0 "$x"'
+check "slow compile: 'every part compiled in ${x:-?} s' counts the $delay s delay" '[ -n "$x" ] && le "$delay" "$x"'
 check "slow compile: no F/B event before training starts (trace ts >= 0), all 5 steps ran" \
   'python3 - "$tmp/d-trace.json" <<EOF
 import json, sys
@@ -201,11 +195,11 @@ if wait_steps "$tmp/f-out/metrics.jsonl" "$rp"; then
   if wait_gone 10 "$rp"; then
     wait "$rp"
     rc=$?
-    check "SIGINT to weft run: exits non-zero ($rc) within 10 s ($(since "$t0") s), says interrupted" \
+    check "SIGINT to weft run: exits non-zero ($rc) within $quick s ($(since "$t0") s), says interrupted" \
       '[ "$rc" -ne 0 ] && grep -q "^weft run: error: .*interrupted" "$tmp/f.err"' || show "$tmp/f.err"
     check "SIGINT: no process of the run is left" 'wait_gone 1 $kids'
   else
-    bad "SIGINT: weft run still running 10 s after it"
+    bad "SIGINT: weft run still running $quick s after it"
   fi
 else
   bad "SIGINT: training never started"
@@ -219,11 +213,7 @@ for _ in 1 2 3 4 5; do
   "$WEFT" coordinator --listen "127.0.0.1:$port" --token-file "$tmp/tok" >"$tmp/coord.out" 2>"$tmp/coord.err" &
   cp=$!
   mine+=("$cp")
-  for _ in $(seq 50); do
-    grep -q "listening" "$tmp/coord.out" 2>/dev/null && break
-    alive "$cp" || break
-    sleep 0.1
-  done
+  wait_for 5 eval 'grep -q "listening" "$tmp/coord.out" 2>/dev/null || ! alive "$cp"'
   grep -q "listening" "$tmp/coord.out" && break
   kill -KILL "$cp" 2>/dev/null
   wait "$cp" 2>/dev/null
@@ -238,21 +228,21 @@ else
   check "coordinator: token file written, mode 600, hex" \
     '[ "$(stat -c %a "$tmp/tok")" = 600 ] && grep -qE "^[0-9a-f]{32,128}$" "$tmp/tok"'
   wrong=00112233445566778899aabbccddeeff
-  WEFT_TOKEN=$wrong timeout 20 "$WEFT" status --coordinator "$addr" >"$tmp/e.out" 2>"$tmp/e.err"
+  WEFT_TOKEN=$wrong timeout "$(scaled 20)" "$WEFT" status --coordinator "$addr" >"$tmp/e.out" 2>"$tmp/e.err"
   rc=$?
   check "status with a wrong WEFT_TOKEN is refused (exit $rc)" \
     '[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -qi "refused" "$tmp/e.err" && grep -qi "token" "$tmp/e.err"' ||
     show "$tmp/e.err"
-  timeout 20 "$WEFT" status --coordinator "$addr" --token-file "$tmp/nothere" >"$tmp/e.out" 2>"$tmp/e.err"
+  timeout "$(scaled 20)" "$WEFT" status --coordinator "$addr" --token-file "$tmp/nothere" >"$tmp/e.out" 2>"$tmp/e.err"
   rc=$?
   check "status without any token fails and says where it looked (exit $rc)" \
     '[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "nothere" "$tmp/e.err"' || show "$tmp/e.err"
-  WEFT_TOKEN=$wrong timeout 20 "$WEFT" worker --coordinator "$addr" --once >"$tmp/e.out" 2>"$tmp/e.err"
+  WEFT_TOKEN=$wrong timeout "$(scaled 20)" "$WEFT" worker --coordinator "$addr" --once >"$tmp/e.out" 2>"$tmp/e.err"
   rc=$?
   check "worker with a wrong token is refused (exit $rc)" \
     '[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -qi "refused" "$tmp/e.err" && grep -qi "token" "$tmp/e.err"' ||
     show "$tmp/e.err"
-  timeout 20 "$WEFT" status --coordinator "$addr" --token-file "$tmp/tok" >"$tmp/st0" 2>"$tmp/e.err"
+  timeout "$(scaled 20)" "$WEFT" status --coordinator "$addr" --token-file "$tmp/tok" >"$tmp/st0" 2>"$tmp/e.err"
   rc=$?
   check "status with the token file succeeds, no worker registered" \
     '[ "$rc" -eq 0 ] && grep -q "0 workers registered" "$tmp/st0"' || show "$tmp/st0"
@@ -263,15 +253,11 @@ else
   "$WEFT" worker --coordinator "$addr" --token-file "$tmp/tok" >"$tmp/w2.out" 2>"$tmp/w2.err" &
   w2=$!
   mine+=("$w1" "$w2")
-  for _ in $(seq 100); do
-    "$WEFT" status --coordinator "$addr" --token-file "$tmp/tok" >"$tmp/st1" 2>&1
-    grep -q "2 idle" "$tmp/st1" && break
-    sleep 0.1
-  done
+  wait_for 10 eval '"$WEFT" status --coordinator "$addr" --token-file "$tmp/tok" >"$tmp/st1" 2>&1 && grep -q "2 idle" "$tmp/st1"'
   check "two workers registered and idle" 'grep -q "2 workers registered, 2 idle" "$tmp/st1"' || show "$tmp/st1"
   job "$tmp/e.job" "$tmp/e-out" 20
   t0=$(now)
-  timeout -k 5 60 "$WEFT" submit "$tmp/e.job" --pp 2 --coordinator "$addr" --token-file "$tmp/tok" \
+  timeout -k 5 "$(scaled 60)" "$WEFT" submit "$tmp/e.job" --pp 2 --coordinator "$addr" --token-file "$tmp/tok" \
     >"$tmp/sub.out" 2>"$tmp/sub.err"
   rc=$?
   check "submit --pp 2 on two workers succeeds ($(since "$t0") s)" '[ "$rc" -eq 0 ] && grep -q "job 1 done" "$tmp/sub.out"' ||
@@ -292,7 +278,7 @@ else
   # the same workers take a second job
   if alive "$w1" && alive "$w2"; then
     job "$tmp/e2.job" "$tmp/e2-out" 10
-    timeout -k 5 30 "$WEFT" submit "$tmp/e2.job" --pp 2 --coordinator "$addr" --token-file "$tmp/tok" \
+    timeout -k 5 "$(scaled 30)" "$WEFT" submit "$tmp/e2.job" --pp 2 --coordinator "$addr" --token-file "$tmp/tok" \
       >"$tmp/sub2.out" 2>"$tmp/sub2.err"
     rc=$?
     check "a second submit on the same workers succeeds (exit $rc)" \
@@ -308,7 +294,7 @@ else
     rc=$?
     check "coordinator: SIGTERM, exits 0 ($rc)" '[ "$rc" -eq 0 ]' || show "$tmp/coord.err"
   else
-    bad "coordinator: still running 10 s after SIGTERM"
+    bad "coordinator: still running $quick s after SIGTERM"
   fi
   check "workers exit when the coordinator goes" 'wait_gone 10 "$w1" "$w2"'
   n=$(grep -c '"event":"workers"' "$tmp/e-out/metrics.jsonl")

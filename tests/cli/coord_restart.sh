@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load (tests/CMakeLists.txt)
 # Coordinator restart (weft coordinator --journal FILE). An elastic pp=2 x
 # dp=2 CNN job runs on four standalone workers; the coordinator is SIGKILLed
 # twice mid-run and started again with the same journal, address and token.
@@ -22,7 +23,7 @@ STEPS=300
 
 cnn_job "$tmp/job" "$tmp/out" "max_steps = $STEPS" "seed = 5" "checkpoint_every = 50"
 sed "s|^out = .*|out = $tmp/ref|" "$tmp/job" >"$tmp/ref.job"
-timeout 300 "$WEFT" train "$tmp/ref.job" --quiet >"$tmp/ref.log" 2>&1 || { cat "$tmp/ref.log"; exit 1; }
+timeout "$(scaled 300)" "$WEFT" train "$tmp/ref.job" --quiet >"$tmp/ref.log" 2>&1 || { cat "$tmp/ref.log"; exit 1; }
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 addr=127.0.0.1:$port
@@ -34,47 +35,33 @@ start_coordinator() { # the next coordinator on $addr with the journal; its pid 
     >"$tmp/coord$n_coord.out" 2>"$tmp/coord$n_coord.err" &
   cp=$!
   mine+=("$cp")
-  for _ in $(seq 100); do
-    grep -q "listening" "$tmp/coord$n_coord.out" 2>/dev/null && return 0
-    alive "$cp" || break
-    sleep 0.1
-  done
+  wait_for 10 listening_or_gone "$tmp/coord$n_coord.out" "$cp"
+  grep -q "listening" "$tmp/coord$n_coord.out" 2>/dev/null && return 0
   cat "$tmp/coord$n_coord.err"
   return 1
 }
-status() { timeout 10 "$WEFT" status --coordinator "$addr" --token-file "$tmp/tok" 2>&1; }
+listening_or_gone() { grep -q "listening" "$1" 2>/dev/null || ! alive "$2"; }
+status() { timeout "$(scaled 10)" "$WEFT" status --coordinator "$addr" --token-file "$tmp/tok" 2>&1; }
 steps_logged() {
   local n
   n=$(grep -c '^{"step"' "$tmp/out/metrics.jsonl" 2>/dev/null)
   echo "${n:-0}"
 }
-wait_for() { # SECONDS COMMAND...: until COMMAND succeeds
-  local s=$1
-  shift
-  for _ in $(seq $((s * 10))); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# wait_for SECONDS COMMAND... (procs.bash): until COMMAND succeeds, SECONDS scaled by the machine's slowdown
 at_least() { [ "$(steps_logged)" -ge "$1" ]; }
 in_set() { status | grep -q "^job 1: running, .*node set version $1,"; }
-none_alive() {
-  local p
-  for p in "$@"; do ! alive "$p" || return 1; done
-}
 
 start_coordinator || { echo "coordinator did not start"; exit 1; }
 check "coordinator 1: names its journal" grep -q "journal: $journal" "$tmp/coord1.out"
 workers=()
 for i in 1 2 3 4; do
-  "$WEFT" worker --coordinator "$addr" --token-file "$tmp/tok" --reconnect 30 >"$tmp/w$i.out" 2>"$tmp/w$i.err" &
+  "$WEFT" worker --coordinator "$addr" --token-file "$tmp/tok" --reconnect "$(scaled 30)" >"$tmp/w$i.out" 2>"$tmp/w$i.err" &
   workers+=($!)
   mine+=($!)
 done
 wait_for 20 eval 'status | grep -q "4 workers registered"'
 "$WEFT" submit "$tmp/job" --coordinator "$addr" --token-file "$tmp/tok" --workers 4 --pp 2 --dp 2 --nodes 2:4 \
-  --heartbeat-timeout 2 --snapshot-every 5 >"$tmp/sub.out" 2>"$tmp/sub.err" &
+  --heartbeat-timeout "$(scaled 2)" --snapshot-every 5 >"$tmp/sub.out" 2>"$tmp/sub.err" &
 sp=$!
 mine+=("$sp")
 
@@ -92,7 +79,7 @@ if wait_for 120 at_least 40; then
   for p in "${workers[@]}"; do alive "$p" && n_alive=$((n_alive + 1)); done
   check "coordinator killed at step ~$before: the 4 workers stay ($n_alive alive)" [ "$n_alive" -eq 4 ]
   check "the workers say they lost the coordinator and try again" \
-    grep -q "lost the coordinator" "$tmp/w1.err"
+    wait_for 5 grep -q "lost the coordinator" "$tmp/w1.err"
   check "coordinator 2: starts on the same address" start_coordinator
   check "coordinator 2: takes the job over from the journal" \
     wait_for 10 grep -q "taking over job 1" "$tmp/coord2.err"
@@ -121,7 +108,7 @@ else
 fi
 
 # --- 3. the job completes: byte-identical, every step once ----------------------
-for _ in $(seq 2400); do alive "$sp" || break; sleep 0.1; done
+wait_for 240 eval '! alive "$sp"'
 alive "$sp" && kill -KILL "$sp"
 wait "$sp"
 rc=$?
@@ -172,11 +159,11 @@ wait_job_steps() { # N: the job's metrics have N step lines
 if check "coordinator 4: starts" start_coordinator; then
   workers=()
   for i in 5 6; do
-    "$WEFT" worker --coordinator "$addr" --token-file "$tmp/tok" --reconnect 30 >"$tmp/w$i.out" 2>"$tmp/w$i.err" &
+    "$WEFT" worker --coordinator "$addr" --token-file "$tmp/tok" --reconnect "$(scaled 30)" >"$tmp/w$i.out" 2>"$tmp/w$i.err" &
     workers+=($!)
     mine+=($!)
   done
-  "$WEFT" submit "$tmp/job" --coordinator "$addr" --token-file "$tmp/tok" --workers 2 --pp 2 --reconnect 10 \
+  "$WEFT" submit "$tmp/job" --coordinator "$addr" --token-file "$tmp/tok" --workers 2 --pp 2 --reconnect "$(scaled 10)" \
     >"$tmp/sub2.out" 2>"$tmp/sub2.err" &
   sp=$!
   mine+=("$sp")
@@ -188,7 +175,7 @@ if check "coordinator 4: starts" start_coordinator; then
       wait_for 10 grep -q "was running without --nodes.*resume it from $tmp/out/checkpoint.safetensors" \
       "$tmp/coord$n_coord.err"
     check "journal: that job ended" eval 'tail -1 "$journal" | grep -q " end failed$"'
-    for _ in $(seq 300); do alive "$sp" || break; sleep 0.1; done
+    wait_for 30 eval '! alive "$sp"'
     wait "$sp"
     rc=$?
     check "its submit ends non-zero, saying the coordinator has no such job (exit $rc)" \
@@ -197,7 +184,7 @@ if check "coordinator 4: starts" start_coordinator; then
     rm -rf "$tmp/out"
     check "both workers registered again" wait_for 20 eval 'status | grep -q "2 workers registered, 2 idle"'
     "$WEFT" submit "$tmp/job" --coordinator "$addr" --token-file "$tmp/tok" --workers 2 --pp 2 --nodes 2:2 \
-      --reconnect 10 >"$tmp/sub3.out" 2>"$tmp/sub3.err" &
+      --reconnect "$(scaled 10)" >"$tmp/sub3.out" 2>"$tmp/sub3.err" &
     sp=$!
     mine+=("$sp")
     if wait_job_steps 10; then
@@ -207,7 +194,7 @@ if check "coordinator 4: starts" start_coordinator; then
       check "coordinator 6: starts" start_coordinator
       check "coordinator 6: refuses to take over a job whose file changed" \
         wait_for 10 grep -q "cannot be taken over: the job file or its model changed" "$tmp/coord$n_coord.err"
-      for _ in $(seq 300); do alive "$sp" || break; sleep 0.1; done
+      wait_for 30 eval '! alive "$sp"'
       wait "$sp"
       rc=$?
       check "its submit ends non-zero (exit $rc)" [ "$rc" -ne 0 ]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load (tests/CMakeLists.txt)
 # The data service end to end (issue 5), on Fashion-MNIST, MLP, 2 epochs:
 # - with a cache big enough, epoch 2 reads 0 bytes from the dataset files;
 # - the same job with no cache, a cache too small (evictions), preprocessing on
@@ -31,6 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/check.bash"
+. "$(dirname "$0")/slow.bash" # scaled, wait_for: the limits below, on a busy machine
 
 XF='normalize(mean=0.286, std=0.353), crop(pad=2), flip(p=0.5)'
 write_job() { # name, extra lines (EPOCHS=n to change the epochs)
@@ -52,7 +54,7 @@ EOF2
 }
 
 train() { # name -> runs weft train on $tmp/name.job
-  if ! timeout 120 "$WEFT" train "$tmp/$1.job" --quiet >"$tmp/$1.log" 2>&1; then
+  if ! timeout "$(scaled 120)" "$WEFT" train "$tmp/$1.job" --quiet >"$tmp/$1.log" 2>&1; then
     echo "weft train $1 failed:"
     tail -5 "$tmp/$1.log"
     return 1
@@ -113,7 +115,7 @@ check "placement auto: byte-identical" placement auto
 
 layout() {
   write_job run "placement = device"
-  if ! timeout 120 "$WEFT" run "$tmp/run.job" --workers 2 --dp 2 --micro-batches 2 --quiet >"$tmp/run.log" 2>&1; then
+  if ! timeout "$(scaled 120)" "$WEFT" run "$tmp/run.job" --workers 2 --dp 2 --micro-batches 2 --quiet >"$tmp/run.log" 2>&1; then
     tail -5 "$tmp/run.log"
     return 1
   fi
@@ -133,10 +135,7 @@ start_redis() {
   port=$(free_port)
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
   redis_pid=$!
-  for _ in $(seq 50); do
-    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
-    sleep 0.1
-  done
+  wait_for 5 eval 'redis-cli -p "$port" ping 2>/dev/null | grep -q PONG' && return 0
   echo "redis-server did not start"
   return 1
 }
@@ -148,13 +147,10 @@ start_redis
 
 redis_killed() {
   write_job rk "cache = \"redis://127.0.0.1:$port\""
-  timeout 120 "$WEFT" train "$tmp/rk.job" >"$tmp/rk.log" 2>&1 &
+  timeout "$(scaled 120)" "$WEFT" train "$tmp/rk.job" >"$tmp/rk.log" 2>&1 &
   local job=$!
-  # kill the server once the job is in the middle of epoch 1
-  for _ in $(seq 100); do
-    [ -s "$tmp/rk/metrics.jsonl" ] && [ "$(grep -c '"step"' "$tmp/rk/metrics.jsonl")" -ge 40 ] && break
-    sleep 0.05
-  done
+  # kill the server once the job is in the middle of epoch 1 (step 40 of 120)
+  wait_for 10 eval '[ "$(grep -c "\"step\"" "$tmp/rk/metrics.jsonl" 2>/dev/null)" -ge 40 ] || ! kill -0 $job 2>/dev/null'
   stop_redis
   local steps
   steps=$(grep -c '"step"' "$tmp/rk/metrics.jsonl")
@@ -210,7 +206,7 @@ truncated() {
   cp "$DATA"/t10k-* "$tmp/cut/"
   write_job cut ""
   sed -i "s|^data = .*|data = $tmp/cut|" "$tmp/cut.job"
-  if timeout 60 "$WEFT" train "$tmp/cut.job" >"$tmp/cut.log" 2>&1; then
+  if timeout "$(scaled 60)" "$WEFT" train "$tmp/cut.job" >"$tmp/cut.log" 2>&1; then
     echo "a truncated dataset was accepted"
     return 1
   fi

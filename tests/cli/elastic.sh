@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load (tests/CMakeLists.txt)
+# ctest timeout: 900 (10 minutes and more when the machine is busy; under 2 when it is quiet)
 # Elastic training (weft run --nodes MIN:MAX). Workers are SIGKILLed at
 # random moments, one is SIGSTOPped past the heartbeat timeout and new
 # workers join while a pp=2 x dp=2 CNN job runs; it must finish with a final
@@ -25,7 +27,7 @@ echo "random seed $seed (ELASTIC_SEED=$seed reproduces the kill order)"
 write_job() { cnn_job "$1" "$2" "max_steps = $3" "seed = 3" "checkpoint_every = 50"; } # file out max_steps
 
 status() { # OUT: weft status of the run writing to OUT
-  WEFT_TOKEN=$(cat "$1/weft-token" 2>/dev/null) timeout 10 "$WEFT" status --coordinator "$(cat "$1/coordinator" 2>/dev/null)" 2>&1
+  WEFT_TOKEN=$(cat "$1/weft-token" 2>/dev/null) timeout "$(scaled 10)" "$WEFT" status --coordinator "$(cat "$1/coordinator" 2>/dev/null)" 2>&1
 }
 members() { # OUT: "rank pid" per member of the current set
   status "$1" | sed -nE 's/^ *member rank ([0-9]+): .* pid ([0-9]+)$/\1 \2/p'
@@ -33,21 +35,19 @@ members() { # OUT: "rank pid" per member of the current set
 running() { # OUT RUNPID: the run is still training
   alive "$2" && status "$1" | grep -q "^job 1: running"
 }
-wait_running() { # OUT RUNPID [SECONDS]: until the job runs (a set compiled and started), 60 s at most
-  for _ in $(seq $((${3:-60} * 10))); do
-    running "$1" "$2" && return 0
-    alive "$2" || return 1
-    sleep 0.1
-  done
-  return 1
+ended() { ! alive "$1"; }
+steps() { # OUT: step lines in the metrics
+  local n
+  n=$(grep -c '^{"step"' "$1/metrics.jsonl" 2>/dev/null)
+  echo "${n:-0}"
 }
-wait_steps() { # OUT RUNPID N: until N step lines are in the metrics
-  for _ in $(seq 600); do
-    [ "$(grep -c '^{"step"' "$1/metrics.jsonl" 2>/dev/null)" -ge "$3" ] && return 0
-    alive "$2" || return 1
-    sleep 0.1
-  done
-  return 1
+running_or_gone() { running "$1" "$2" || ended "$2"; }
+wait_running() { # OUT RUNPID [SECONDS]: until the job runs (a set compiled and started), 60 s at most (scaled)
+  wait_for "${3:-60}" running_or_gone "$1" "$2" && alive "$2"
+}
+steps_or_gone() { [ "$(steps "$1")" -ge "$3" ] || ended "$2"; }
+wait_steps() { # OUT RUNPID N: until N step lines are in the metrics, 60 s at most (scaled)
+  wait_for 60 steps_or_gone "$1" "$2" "$3" && [ "$(steps "$1")" -ge "$3" ]
 }
 add_members() { # OUT: every member's pid into mine
   local r p
@@ -64,7 +64,7 @@ start_run() { # NAME MAX_STEPS WEFT-RUN-OPTIONS...: a fresh job NAME under weft 
   shift 2
   out=$tmp/$name
   write_job "$tmp/$name.job" "$out" "$steps"
-  "$WEFT" run "$tmp/$name.job" --heartbeat-timeout 2 --quiet "$@" >/dev/null 2>"$tmp/$name.err" &
+  "$WEFT" run "$tmp/$name.job" --heartbeat-timeout "$hb" --quiet "$@" >/dev/null 2>"$tmp/$name.err" &
   rp=$!
   mine+=("$rp")
 }
@@ -72,13 +72,9 @@ started() { # STEPS: the run trains and has logged STEPS steps; its workers' pid
   wait_running "$out" "$rp" && wait_steps "$out" "$rp" "$1" && add_members "$out"
 }
 pid_of_rank() { members "$out" | awk -v r="$1" '$1 == r {print $2}'; }
-finish() { # RUNPID SECONDS: waits for weft run; its exit status in $rc
+finish() { # RUNPID SECONDS: waits for weft run (SECONDS scaled); its exit status in $rc
   local p=$1 killed=
-  for _ in $(seq $(($2 * 10))); do
-    alive "$p" || break
-    sleep 0.1
-  done
-  if alive "$p"; then
+  if ! wait_for "$2" ended "$p"; then
     kill -KILL "$p"
     killed=1
   fi
@@ -88,9 +84,14 @@ finish() { # RUNPID SECONDS: waits for weft run; its exit status in $rc
 }
 same() { cmp -s "$1" "$2" || { echo "    checkpoints differ: $1 $2"; return 1; }; }
 
+# the heartbeat timeout of every run here, and how long the hung worker stays stopped: 2 s and
+# 3.5 s on a quiet machine, scaled together on a busy one
+hb=$(scaled 2)
+stop_s=$(scaled 3.5)
+
 # the reference: one process, nothing fails
 write_job "$tmp/ref.job" "$tmp/ref" 600
-timeout 300 "$WEFT" train "$tmp/ref.job" --quiet >"$tmp/ref.log" 2>&1 || { cat "$tmp/ref.log"; exit 1; }
+timeout "$(scaled 300)" "$WEFT" train "$tmp/ref.job" --quiet >"$tmp/ref.log" 2>&1 || { cat "$tmp/ref.log"; exit 1; }
 ref=$tmp/ref/checkpoint.safetensors
 
 # --- 1. chaos: pp=2 x dp=2, three SIGKILLs, a SIGSTOP, two joins -----------------
@@ -109,7 +110,7 @@ if started 20; then
     r=$((RANDOM % $(wc -l <<<"$m") + 1))
     read -r rank p <<<"$(sed -n "${r}p" <<<"$m")"
     sleep "0.$((RANDOM % 10))"
-    echo "    SIGKILL rank $rank (pid $p) at step $(grep -c '^{"step"' "$out/metrics.jsonl")"
+    echo "    SIGKILL rank $rank (pid $p) at step $(steps "$out")"
     kill -KILL "$p" && gone[$p]=1 && events=$((events + 1))
   }
   kill_random
@@ -119,18 +120,16 @@ if started 20; then
   echo "    joined: pid $joined"
   first_join=$joined
   # it joins the set at a step boundary once it has been registered for --settle (1 s)
-  for _ in $(seq 100); do
-    members "$out" | grep -q " $first_join\$" && break
-    sleep 0.1
-  done
-  # a hang: SIGSTOP past the heartbeat timeout (2 s); resumed, it finds itself dropped: a worker of
+  in_members() { members "$out" | grep -q " $1\$"; }
+  wait_for 10 in_members "$first_join"
+  # a hang: SIGSTOP past the heartbeat timeout ($hb s); resumed, it finds itself dropped: a worker of
   # weft run (--once) exits, one started with weft worker registers again as a new worker
   if wait_running "$out" "$rp" 30; then
     m=$(members "$out")
     read -r rank p <<<"$(sed -n "$((RANDOM % $(wc -l <<<"$m") + 1))p" <<<"$m")"
-    echo "    SIGSTOP rank $rank (pid $p) for 3.5 s"
+    echo "    SIGSTOP rank $rank (pid $p) for $stop_s s (heartbeat timeout $hb s)"
     kill -STOP "$p" && gone[$p]=1 && stopped[$p]=1 && events=$((events + 1))
-    sleep 3.5
+    sleep "$stop_s"
     kill -CONT "$p"
   fi
   status "$out" >"$tmp/chaos.status"
@@ -193,12 +192,18 @@ assert len(sets) >= min_sets, f"expected steps committed by {min_sets} node sets
 EOF
 }
 check "chaos: every sample id went into exactly one optimizer step" accounting "$out" 600 48 3
-check "chaos: no process of the run is left" bash -c "sleep 1; for p in $start_pids ${mine[*]}; do
-  s=\$(cat /proc/\$p/stat 2>/dev/null) || continue; s=\${s##*) }; s=\${s%% *}; [ \"\$s\" = Z ] || { echo \"    pid \$p alive\"; exit 1; }; done"
+# shellcheck disable=SC2086 # $start_pids splits on purpose
+left() { # none of the processes is alive a second (scaled) after weft run ended
+  local p
+  wait_for 1 none_alive $start_pids "${mine[@]}" && return 0
+  for p in $start_pids "${mine[@]}"; do alive "$p" && echo "    pid $p alive"; done
+  return 1
+}
+check "chaos: no process of the run is left" left
 
 # --- 2. the only holder of a stage is lost: pp=2 -> pp=1 on the survivor ------------
 write_job "$tmp/ref300.job" "$tmp/ref300" 300
-timeout 300 "$WEFT" train "$tmp/ref300.job" --quiet >"$tmp/ref300.log" 2>&1
+timeout "$(scaled 300)" "$WEFT" train "$tmp/ref300.job" --quiet >"$tmp/ref300.log" 2>&1
 start_run merge 300 --workers 2 --pp 2 --dp 1 --nodes 1:2 --snapshot-every 5
 if started 40; then
   p=$(pid_of_rank 1)
@@ -228,15 +233,13 @@ start_run hold 300 --workers 2 --pp 1 --dp 2 --nodes 2:2 --settle 1
 held=
 if started 40; then
   kill -KILL "$(pid_of_rank 1)"
-  for _ in $(seq 50); do
-    status "$out" | grep -q '^job 1: holding' && held=1 && break
-    sleep 0.1
-  done
+  holding() { status "$out" | grep -q '^job 1: holding'; }
+  wait_for 5 holding && held=1
   status "$out" >"$tmp/hold.status"
   sleep 1
-  n1=$(grep -c '^{"step"' "$out/metrics.jsonl")
+  n1=$(steps "$out")
   sleep 1
-  n2=$(grep -c '^{"step"' "$out/metrics.jsonl")
+  n2=$(steps "$out")
   join_worker "$out"
 fi
 check "hold: status says the job holds below MIN" [ -n "$held" ]

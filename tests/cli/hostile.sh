@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess
 # Hostile peers (issue 18): a pipeline `weft run` job attacked without the cluster token —
 # idle connections, slow-loris partial frames, HELLOs announcing 1 GiB, wrong tokens and
 # connect/close cycles — first on the coordinator's port, then on a worker's data listener.

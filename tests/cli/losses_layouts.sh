@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load (tests/CMakeLists.txt)
 # Composed losses run distributed bit for bit: the L2-penalised MLP (a
 # penalty on fc2's weights, a constant, an accuracy metric) and the
 # autoencoder (mse against its own input, no labels) trained by `weft train`
@@ -18,23 +19,23 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+. "$(dirname "$0")/slow.bash" # scaled, wait_for: the limits below, on a busy machine
 . "$(dirname "$0")/check.bash"
 
 # bounded SECONDS LOG COMMAND...: runs COMMAND under timeout (which leads a
 # process group of its own: weft run's workers are in it); fails if COMMAND
-# fails or times out, or if any process of the group is left 5 s after it.
+# fails or times out, or if any process of the group is left 5 s after it
+# (both limits scaled by the machine's slowdown).
 bounded() {
-  local secs=$1 log=$2 rc i
+  local secs log=$2 rc
+  secs=$(scaled "$1")
   shift 2
   timeout -k 5 "$secs" "$@" >"$log" 2>&1 &
   local pg=$!
   pgroups+=("$pg")
   wait "$pg"
   rc=$?
-  for ((i = 0; i < 50; i++)); do
-    pgrep -g "$pg" >/dev/null || break
-    sleep 0.1
-  done
+  wait_for 5 eval "! pgrep -g $pg >/dev/null"
   if pgrep -g "$pg" >/dev/null; then
     echo "left running after '$*': $(pgrep -a -g "$pg" | tr '\n' ';')"
     return 1

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess
 # --max-memory SIZE and WEFT_MAX_MEMORY (issue 18, "limits that fail early
 # and clearly"): a model that needs more than SIZE is refused before anything
 # is allocated, with one line naming --max-memory, the sizes and the largest

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load (tests/CMakeLists.txt)
 # Pipeline schedules as the workers really run them: for S = 2, 3, 4 stages
 # and K = 1, S-1, S, 2S+1 micro-batches, `weft run --schedule 1f1b --trace`
 # must show each stage s running, in every step, min(S-1-s, K) warm-up
@@ -21,6 +22,8 @@ fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 crashed=
+. "$(dirname "$0")/slow.bash" # scaled: the hang guard below, on a busy machine
+limit=$(scaled 60)
 
 cat >"$tmp/check.py" <<'EOF'
 """check.py TRACE METRICS S K SCHED STEPS: the trace and max_live follow the schedule."""
@@ -127,14 +130,14 @@ max_steps = $steps
 out = $d/out
 EOF
   local t0=$SECONDS
-  timeout -k 5 60 "$WEFT" run "$d/job" --workers "$S" --pp "$S" --micro-batches "$K" --schedule "$sched" \
+  timeout -k 5 "$limit" "$WEFT" run "$d/job" --workers "$S" --pp "$S" --micro-batches "$K" --schedule "$sched" \
     --trace "$d/trace.json" --quiet >"$d/out.txt" 2>"$d/err.txt"
   local rc=$?
   if grep -qE "double free|corruption|AddressSanitizer|runtime error|Segmentation fault|core dumped" "$d/err.txt"; then
     crashed="$crashed [$name]"
   fi
   if [ "$rc" -ne 0 ]; then
-    bad "$name: weft run exit $rc$([ "$rc" -eq 124 ] && echo ' (hung: killed after 60 s)')"
+    bad "$name: weft run exit $rc$([ "$rc" -eq 124 ] && echo " (hung: killed after $limit s)")"
     sed 's/^/    /' "$d/err.txt"
     return
   fi

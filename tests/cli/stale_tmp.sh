@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load (tests/CMakeLists.txt)
 # Stale temporaries: a `weft train` (or `weft run`) killed while writing its
 # checkpoint leaves OUT/checkpoint.safetensors.tmp.PID behind. The next run
 # of the job removes those of processes that are gone, says so on stderr,
@@ -11,6 +12,7 @@ DATA=/usr/share/datasets/fashion-mnist
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 . "$(dirname "$0")/check.bash"
+. "$(dirname "$0")/slow.bash" # scaled: the hang guard below, on a busy machine
 
 write_job() { # file, out
   cat >"$1" <<EOF
@@ -55,7 +57,7 @@ mkdir -p "$tmp/c"
 dead=$(dead_pid)
 echo partial >"$tmp/c/checkpoint.safetensors.tmp.$dead"
 run_coord() {
-  timeout 120 "$WEFT" run "$tmp/c.job" --workers 1 --quiet >"$tmp/c.log" 2>&1 || { tail -5 "$tmp/c.log"; return 1; }
+  timeout "$(scaled 120)" "$WEFT" run "$tmp/c.job" --workers 1 --quiet >"$tmp/c.log" 2>&1 || { tail -5 "$tmp/c.log"; return 1; }
 }
 check "weft run finishes" run_coord
 check "weft run removed the dead writer's temporary" test ! -e "$tmp/c/checkpoint.safetensors.tmp.$dead"

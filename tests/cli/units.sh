@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ctest labels: multiprocess load
 # Recurrent units with skip regions (issue 14) end to end, on whole fortunes
 # (sample = sequence, padded to 64 characters): a two-layer LSTM language
 # model trains with `weft train`; metrics.jsonl counts the (t, sample) pairs
