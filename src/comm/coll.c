@@ -19,6 +19,7 @@
  * Scratch memory lives on the stack (a chunk or two), so a collective does
  * not allocate: the training step's no-allocation rule holds with it.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "comm_int.h"
@@ -65,15 +66,18 @@ static void add_i64(int64_t *dst, const int64_t *src, size_t n) {
  * bit 2 if rx finished, or a negative status. */
 static int drive(struct wf_io *tx, int tx_on, struct wf_io *rx, int rx_on, double timeout_s, const char *what) {
     for (;;) {
-        int done = 0, st;
-        if (tx_on) {
-            if ((st = wf_io_step(tx, what)) < 0) return st;
-            if (st) done |= 1;
-        }
+        int done = 0, st, tst = 0;
+        char tx_err[512] = "";
+        if (tx_on && (tst = wf_io_step(tx, what)) > 0) done |= 1;
+        if (tst < 0) snprintf(tx_err, sizeof tx_err, "%s", wf_errmsg());
+        /* a failed send is reported after the receive is tried: when a rank dies, its downstream neighbour's
+         * send may fail too (reset by a rank that gave up on it) while the dead rank's end of stream already
+         * waits here; the receive names the rank that died */
         if (rx_on) {
             if ((st = wf_io_step(rx, what)) < 0) return st;
             if (st) done |= 2;
         }
+        if (tst < 0) return wf_error(tst, "%s", tx_err);
         if (done) return done;
         struct wf_io *w[2] = {tx_on ? tx : NULL, rx_on ? rx : NULL};
         if ((st = wf_io_wait(w, 2, timeout_s, what))) return st;
