@@ -46,66 +46,14 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT # every weft below runs in the foreground under timeout: nothing outlives the test
 
 # ---- the data: the reference's very token files ----
-if ! timeout "$LIMIT" "$WEFT" tokenize "${files[@]}" --out "$tmp/data" >"$tmp/tokenize.log" 2>&1; then
-  bad "weft tokenize failed:"
-  sed 's/^/    /' "$tmp/tokenize.log"
-  finish
-fi
-if (cd "$tmp/data" && sha256sum --quiet -c "$REF/tokens.sha256") >"$tmp/sha.log" 2>&1; then
-  ok "weft tokenize makes the token files the reference read"
-else
-  bad "the token files differ from the reference's (weft tokenize changed? rerun tools/ref/gen_charlm_run.py):"
-  sed 's/^/    /' "$tmp/sha.log"
-  finish
-fi
-
-# The committed job: data the folder made above, model and init absolute, out
-# in $tmp. job NAME [KEY VALUE]... writes $tmp/NAME.job with KEY set to VALUE.
-refdir=$(cd "$REF" && pwd)
-job() {
-  local name=$1 line key val
-  shift
-  while IFS= read -r line; do
-    if [[ $line =~ ^[[:space:]]*(model|init)[[:space:]]*=[[:space:]]*([^[:space:]#]+)(.*)$ ]]; then
-      key=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
-      [[ $val == /* ]] || val=$refdir/$val
-      printf '%s = "%s"\n' "$key" "$val"
-    elif [[ $line =~ ^[[:space:]]*(data|out)[[:space:]]*= ]]; then
-      :
-    else
-      printf '%s\n' "$line"
-    fi
-  done <"$REF/charlm_run.job" >"$tmp/$name.job"
-  printf 'data = "%s"\nout = "%s"\n' "$tmp/data" "$tmp/$name" >>"$tmp/$name.job"
-  while [ $# -ge 2 ]; do
-    sed -i "s/^$1 = .*/$1 = $2/" "$tmp/$name.job"
-    shift 2
-  done
-}
-
-# compare_losses NAME: every step of $tmp/NAME/metrics.jsonl against losses.txt
-compare_losses() {
-  local name=$1 out p f
-  sed -n 's/^{"step":\([0-9]*\),.*"loss":\([^,}]*\).*/\1 \2/p' "$tmp/$name/metrics.jsonl" >"$tmp/$name.loss"
-  out=$(loss_cmp "$tmp/$name.loss" "$REF/losses.txt" "$name" "$TOL" "$(wc -l <"$REF/losses.txt")")
-  echo "$out" | sed '$d'
-  read -r p f <<<"$(echo "$out" | tail -n 1)"
-  pass=$((pass + p))
-  fail=$((fail + f))
-}
-
-# train NAME: weft train $tmp/NAME.job, its output in $tmp/NAME.log
-train() {
-  if timeout "$LIMIT" "$WEFT" train "$tmp/$1.job" >"$tmp/$1.log" 2>&1; then return 0; fi
-  bad "weft train $1 exited non-zero; job and output:"
-  sed 's/^/    /' "$tmp/$1.job" "$tmp/$1.log"
-  return 1
-}
+REF_JOB=charlm_run.job
+REF_GEN=tools/ref/gen_charlm_run.py
+ref_tokenize "token files" "${files[@]}"
 
 # ---- weft train against PyTorch ----
-job single
-if train single; then
-  compare_losses single
+ref_write_job single
+if ref_train single; then
+  ref_compare_losses single
   # max_steps = 100 ends the run inside epoch 2: one epoch end
   n_lines=$(grep -c '^  test loss per character [0-9.]* nats = [0-9.]* bits; sample: "' "$tmp/single.log")
   [ "$n_lines" -eq 1 ] && ok "weft train prints the per-character loss and a sample at the epoch end" ||
@@ -127,13 +75,13 @@ layout() {
   fi
 }
 if [ -f "$tmp/single/checkpoint.safetensors" ]; then
-  job pp2
+  ref_write_job pp2
   layout pp2 single 2 2 1
 fi
-job mb2 micro_batches 2
-if train mb2; then
-  compare_losses mb2
-  job dp2 micro_batches 2
+ref_write_job mb2 micro_batches 2
+if ref_train mb2; then
+  ref_compare_losses mb2
+  ref_write_job dp2 micro_batches 2
   layout dp2 mb2 2 1 2
 fi
 

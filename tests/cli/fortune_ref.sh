@@ -47,63 +47,14 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT # every weft below runs in the foreground under timeout: nothing outlives the test
 
 # ---- the data: the reference's very token and class files ----
-if ! timeout $LIMIT "$WEFT" tokenize "${files[@]}" --out "$tmp/data" --classes file >"$tmp/tokenize.log" 2>&1; then
-  bad "weft tokenize --classes file failed:"
-  sed 's/^/    /' "$tmp/tokenize.log"
-  finish
-fi
-if (cd "$tmp/data" && sha256sum --quiet -c "$REF/tokens.sha256") >"$tmp/sha.log" 2>&1; then
-  ok "weft tokenize --classes file makes the token and class files the reference read"
-else
-  bad "the token or class files differ from the reference's (weft tokenize changed? rerun tools/ref/gen_fortune_class_run.py):"
-  sed 's/^/    /' "$tmp/sha.log"
-  finish
-fi
-
-# The committed job: data the folder made above, model and init absolute, out
-# in $tmp. job NAME writes $tmp/NAME.job.
-refdir=$(cd "$REF" && pwd)
-job() {
-  local name=$1 line key val
-  while IFS= read -r line; do
-    if [[ $line =~ ^[[:space:]]*(model|init)[[:space:]]*=[[:space:]]*([^[:space:]#]+)(.*)$ ]]; then
-      key=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
-      [[ $val == /* ]] || val=$refdir/$val
-      printf '%s = "%s"\n' "$key" "$val"
-    elif [[ $line =~ ^[[:space:]]*(data|out)[[:space:]]*= ]]; then
-      :
-    else
-      printf '%s\n' "$line"
-    fi
-  done <"$REF/fortune_class_run.job" >"$tmp/$name.job"
-  printf 'data = "%s"\nout = "%s"\n' "$tmp/data" "$tmp/$name" >>"$tmp/$name.job"
-}
-
-# train NAME [ENV...]: weft train $tmp/NAME.job (with the environment ENV), its output in $tmp/NAME.log
-train() {
-  local name=$1
-  shift
-  if env "$@" timeout $LIMIT "$WEFT" train "$tmp/$name.job" >"$tmp/$name.log" 2>&1; then return 0; fi
-  bad "weft train $name exited non-zero; job and output:"
-  sed 's/^/    /' "$tmp/$name.job" "$tmp/$name.log"
-  return 1
-}
-
-# compare_losses NAME: every step of $tmp/NAME/metrics.jsonl against losses.txt
-compare_losses() {
-  local name=$1 out p f
-  sed -n 's/^{"step":\([0-9]*\),.*"loss":\([^,}]*\).*/\1 \2/p' "$tmp/$name/metrics.jsonl" >"$tmp/$name.loss"
-  out=$(loss_cmp "$tmp/$name.loss" "$REF/losses.txt" "$name" "$TOL" "$(wc -l <"$REF/losses.txt")")
-  echo "$out" | sed '$d'
-  read -r p f <<<"$(echo "$out" | tail -n 1)"
-  pass=$((pass + p))
-  fail=$((fail + f))
-}
+REF_JOB=fortune_class_run.job
+REF_GEN=tools/ref/gen_fortune_class_run.py
+ref_tokenize "token and class files" "${files[@]}" -- --classes file
 
 # ---- weft train against PyTorch ----
-job skip
-if train skip; then
-  compare_losses skip
+ref_write_job skip
+if ref_train skip; then
+  ref_compare_losses skip
   # the counters of the skip regions: computed < all (t, sample) pairs
   units=$(grep '"event":"units"' "$tmp/skip/metrics.jsonl" | tail -n 1)
   if [[ $units =~ \"computed\":([0-9]+),\"skipped\":([0-9]+),\"pairs\":([0-9]+) ]] &&
@@ -115,12 +66,12 @@ if train skip; then
 fi
 
 # ---- WEFT_SKIP=0: the same bits ----
-job noskip
-if [ -f "$tmp/skip/checkpoint.safetensors" ] && train noskip WEFT_SKIP=0; then
+ref_write_job noskip
+if [ -f "$tmp/skip/checkpoint.safetensors" ] && ref_train noskip WEFT_SKIP=0; then
   if cmp -s "$tmp/skip/checkpoint.safetensors" "$tmp/noskip/checkpoint.safetensors"; then
     ok "WEFT_SKIP=0: checkpoint byte-identical to the skipping run's"
   else
-    compare_losses noskip
+    ref_compare_losses noskip
     sed -n 's/^{"step":\([0-9]*\),.*"loss":\([^,}]*\).*/\1 \2/p' "$tmp/noskip/metrics.jsonl" >"$tmp/noskip.loss"
     first=$(paste -d ' ' "$tmp/skip.loss" "$tmp/noskip.loss" | awk '$2 != $4 { print "step " $1 ": " $2 " skipping, " $4 " not"; exit }')
     bad "WEFT_SKIP=0: checkpoint differs from the skipping run's (first loss that differs: ${first:-none of the 100})"

@@ -44,3 +44,71 @@ loss_cmp() {
       print pass, fail
     }' "$1" "$2"
 }
+
+# The token-data replays (charlm.sh, fortune_ref.sh) share the rest. They set REF (the reference
+# folder), REF_JOB (its job file name), REF_GEN (the script that wrote it), tmp, WEFT, LIMIT and TOL,
+# and define ok, bad and finish.
+#   ref_tokenize WHAT FILE... [-- OPTION...]   weft tokenize FILEs into $tmp/data and checks the files
+#                                              against $REF/tokens.sha256 (finishes the test on failure)
+#   ref_write_job NAME [KEY VALUE]...          $tmp/NAME.job: the committed job with data $tmp/data and
+#                                              out $tmp/NAME, model and init absolute, each KEY set to VALUE
+#   ref_train NAME [ENV...]                    weft train $tmp/NAME.job (with ENV), output in $tmp/NAME.log
+#   ref_compare_losses NAME                    every step's loss of $tmp/NAME against $REF/losses.txt
+ref_tokenize() {
+  local what=$1 files=() opts=()
+  shift
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do files+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  opts=("$@")
+  if ! timeout "$LIMIT" "$WEFT" tokenize "${files[@]}" --out "$tmp/data" "${opts[@]}" >"$tmp/tokenize.log" 2>&1; then
+    bad "weft tokenize ${opts[*]} failed:"
+    sed 's/^/    /' "$tmp/tokenize.log"
+    finish
+  fi
+  if (cd "$tmp/data" && sha256sum --quiet -c "$REF/tokens.sha256") >"$tmp/sha.log" 2>&1; then
+    ok "weft tokenize ${opts[*]} makes the $what the reference read"
+  else
+    bad "the $what differ from the reference's (weft tokenize changed? rerun $REF_GEN):"
+    sed 's/^/    /' "$tmp/sha.log"
+    finish
+  fi
+}
+
+ref_write_job() {
+  local name=$1 refdir line key val
+  shift
+  refdir=$(cd "$REF" && pwd)
+  while IFS= read -r line; do
+    if [[ $line =~ ^[[:space:]]*(model|init)[[:space:]]*=[[:space:]]*([^[:space:]#]+)(.*)$ ]]; then
+      key=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
+      [[ $val == /* ]] || val=$refdir/$val
+      printf '%s = "%s"\n' "$key" "$val"
+    elif [[ ! $line =~ ^[[:space:]]*(data|out)[[:space:]]*= ]]; then
+      printf '%s\n' "$line"
+    fi
+  done <"$REF/$REF_JOB" >"$tmp/$name.job"
+  printf 'data = "%s"\nout = "%s"\n' "$tmp/data" "$tmp/$name" >>"$tmp/$name.job"
+  while [ $# -ge 2 ]; do
+    sed -i "s/^$1 = .*/$1 = $2/" "$tmp/$name.job"
+    shift 2
+  done
+}
+
+ref_train() {
+  local name=$1
+  shift
+  if env "$@" timeout "$LIMIT" "$WEFT" train "$tmp/$name.job" >"$tmp/$name.log" 2>&1; then return 0; fi
+  bad "weft train $name exited non-zero; job and output:"
+  sed 's/^/    /' "$tmp/$name.job" "$tmp/$name.log"
+  return 1
+}
+
+ref_compare_losses() {
+  local name=$1 out p f
+  sed -n 's/^{"step":\([0-9]*\),.*"loss":\([^,}]*\).*/\1 \2/p' "$tmp/$name/metrics.jsonl" >"$tmp/$name.loss"
+  out=$(loss_cmp "$tmp/$name.loss" "$REF/losses.txt" "$name" "$TOL" "$(wc -l <"$REF/losses.txt")")
+  echo "$out" | sed '$d'
+  read -r p f <<<"$(echo "$out" | tail -n 1)"
+  pass=$((pass + p))
+  fail=$((fail + f))
+}
