@@ -65,8 +65,8 @@ struct wf_stage_spec {
 struct wf_partition {
     int n_stages;
     struct wf_stage_spec *st;
-    struct wf_graph g;     /* the logical graph (B = 2) with its backward */
-    int *node_stage;       /* per node of g, forward and backward */
+    struct wf_graph g;                /* the logical graph (B = 2) with its backward */
+    int *node_stage;                  /* per node of g, forward and backward */
     char *x_name, *y_name, *len_name; /* inputs fed from the dataset: samples, labels, lengths ("" if none) */
 };
 /* Cuts model m at the split tensors, in order (none: one stage). Errors

@@ -59,7 +59,7 @@ enum wf_op {
     WF_OP_UNIT,       /* a recurrent unit: its body graph once per time step (struct wf_unit) */
     WF_OP_REGION_IN,  /* a skip region's start: the live rows of a value, packed */
     WF_OP_REGION_OUT, /* a skip region's end: the live rows back in place, the bypass value elsewhere */
-    WF_OP_ACCUM, /* backward only: out = sum of inputs */
+    WF_OP_ACCUM,      /* backward only: out = sum of inputs */
     WF_OP_COUNT
 };
 
@@ -155,17 +155,17 @@ struct wf_graph {
 struct wf_unit {
     struct wf_graph body;
     int node, T;
-    int n_in_fixed; /* outer inputs before the parameters */
-    int length, when;       /* outer node input slots (-1: none) */
-    int step_in;            /* body input: step t of `over` */
+    int n_in_fixed;   /* outer inputs before the parameters */
+    int length, when; /* outer node input slots (-1: none) */
+    int step_in;      /* body input: step t of `over` */
     int n_states;
     int state_in[WF_MAX_IO];   /* body inputs */
     int state_next[WF_MAX_IO]; /* body values: the next step's state */
     int state_init[WF_MAX_IO]; /* outer node input slot of from=, -1: zeros */
     int n_outs;
-    int out_body[WF_MAX_IO]; /* body values stacked into the outer outputs 0..n_outs-1 */
-    int region;              /* 1: the body has a skip region */
-    unsigned char *packed;   /* per body value: 1 if it holds packed (live) rows; after autodiff: gradients too */
+    int out_body[WF_MAX_IO];  /* body values stacked into the outer outputs 0..n_outs-1 */
+    int region;               /* 1: the body has a skip region */
+    unsigned char *packed;    /* per body value: 1 if it holds packed (live) rows; after autodiff: gradients too */
     unsigned char *live_node; /* per body node: runs on the packed rows only (skipped when there are none) */
 };
 

@@ -163,8 +163,8 @@ struct job {
 struct coord {
     const struct wf_coord_opts *o;
     int lfd;
-    struct wf_gate gate;  /* new connections until they authenticate */
-    uint64_t gate_told;   /* turned-away connections already reported */
+    struct wf_gate gate; /* new connections until they authenticate */
+    uint64_t gate_told;  /* turned-away connections already reported */
     double gate_told_at;
     struct node nodes[MAX_NODES];
     int next_id;

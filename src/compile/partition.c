@@ -173,7 +173,8 @@ static int stmt_reads(const struct wf_mstmt *s, const char **out, int max) {
         for (int k = 0; k < s->n_attrs && n < max; k++)
             if (s->attrs[k].type == WF_MV_IDENT) out[n++] = s->attrs[k].s;
         for (int i = 0; s->body && i < s->body->n && n < max; i++) {
-            const struct wf_mattr *f = s->body->st[i].kind == WF_MS_STATE ? wf_mstmt_attr(&s->body->st[i], "from") : NULL;
+            const struct wf_mattr *f =
+                s->body->st[i].kind == WF_MS_STATE ? wf_mstmt_attr(&s->body->st[i], "from") : NULL;
             if (f && f->type == WF_MV_IDENT) out[n++] = f->s;
         }
     }

@@ -260,7 +260,8 @@ static int plan(struct wf_program *p) {
         end[g->outputs[i]] = nn;
     if (g->loss >= 0) end[g->loss] = nn;
     if (g->seed >= 0) end[g->seed] = nn;
-    for (int k = 0; k < g->n_seeds; k++) /* a unit's body: its roots are read after it, their gradients written before */
+    for (int k = 0; k < g->n_seeds;
+         k++) /* a unit's body: its roots are read after it, their gradients written before */
         if (g->seed_grads[k] >= 0) {
             start[g->seed_grads[k]] = 0;
             end[g->seed_grads[k]] = nn;

@@ -21,6 +21,8 @@
 #include "weft/lex.h"
 #include "weft/loader.h"
 
+#include "tokens_int.h"
+
 #define CLASSES_MAX_BYTES ((off_t)64 << 20)
 
 /* Header fields, by offset (docs/formats.md). */
@@ -33,18 +35,6 @@ enum {
     H_RESERVED = 56,
 };
 
-static uint32_t le32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t le64(const unsigned char *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
-static void put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put64(unsigned char *p, uint64_t v) {
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
 static void hex(const unsigned char *p, int n, char *out) {
     for (int i = 0; i < n; i++)
         snprintf(out + 2 * i, 3, "%02x", p[i]);

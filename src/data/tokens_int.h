@@ -13,6 +13,20 @@
 
 struct wf_tokstore;
 
+/* Little-endian fields of the token and class files (tokens.c, classes.c). */
+static inline uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t le64(const unsigned char *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
+static inline void put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline void put64(unsigned char *p, uint64_t v) {
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
 /* pread until n bytes or end of file; *got is what arrived (store.c). */
 int wf_store_pread(int fd, const char *path, void *buf, size_t n, uint64_t off, size_t *got);
 

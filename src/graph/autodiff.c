@@ -26,7 +26,6 @@
 
 #include "ops_int.h"
 
-
 struct contribs {
     int n;
     int v[WF_MAX_IO];

@@ -488,7 +488,9 @@ static int build_decl(struct build *b) {
     return WF_OK;
 }
 
-int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch) { return wf_graph_build_ex(g, m, batch, 0); }
+int wf_graph_build(struct wf_graph *g, const struct wf_model *m, int batch) {
+    return wf_graph_build_ex(g, m, batch, 0);
+}
 
 int wf_graph_build_ex(struct wf_graph *g, const struct wf_model *m, int batch, int internal) {
     memset(g, 0, sizeof *g);

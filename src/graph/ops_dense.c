@@ -261,7 +261,7 @@ static int log_softmax_bwd(const struct wf_run *r) {
 #define ACT(nm, fw, bw, bi, bo, rank)                                                                                  \
     {                                                                                                                  \
         .name = nm, .min_in = 1, .max_in = 1, .arg = {{F32, rank, 0}}, .bwd_in = bi, .bwd_out = bo,                    \
-        .flags = WF_OPF_ROWWISE, .infer = act_infer, .forward = fw, .backward = bw                                                              \
+        .flags = WF_OPF_ROWWISE, .infer = act_infer, .forward = fw, .backward = bw                                     \
     }
 const struct wf_op_def wf_opdef_relu = ACT("relu", relu_fwd, relu_bwd, 0, 1, 0);
 const struct wf_op_def wf_opdef_gelu = ACT("gelu", gelu_fwd, gelu_bwd, 1, 0, 0);

@@ -24,7 +24,9 @@
 
 /* ---- unit: built from a `unit` block (unit.c), run by the executor ---- */
 
-static int unit_infer(struct wf_infer *c) { return wf_infer_err(c, "a unit is written as a `unit NAME(...) { }` block"); }
+static int unit_infer(struct wf_infer *c) {
+    return wf_infer_err(c, "a unit is written as a `unit NAME(...) { }` block");
+}
 
 static int unit_fwd(const struct wf_run *r) {
     if (!r->unit) return wf_error(WF_ERR_INTERNAL, "unit '%s': this executor does not run units", r->n->name);

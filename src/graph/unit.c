@@ -33,7 +33,7 @@ struct ub {
     struct wf_model tm; /* the body as a plain model */
     const char *path;
     /* body names: where each is defined */
-    struct wf_hmap names;  /* body name -> 1 state, 2 layer before the region, 3 region layer, 4 after */
+    struct wf_hmap names;       /* body name -> 1 state, 2 layer before the region, 3 region layer, 4 after */
     struct wf_hmap region_read; /* outside names the region reads: given a region_in */
     struct wf_hmap region_out;  /* region names read after it: given a region_out */
 };
@@ -122,8 +122,7 @@ static int body_ref(struct ub *u, const char *a, int where, int line, int col, c
                     "unknown tensor '%s' (a unit's body reads its sequence '%s', its states and its own layers "
                     "defined above)",
                     a, over ? over->s : "?");
-    if (kind > where || (kind == 3 && where == 2))
-        return uerr(u, line, col, "'%s' is used before it is defined", a);
+    if (kind > where || (kind == 3 && where == 2)) return uerr(u, line, col, "'%s' is used before it is defined", a);
     if (where == 3 && kind != 3) { /* read by the region from outside it: through its start node */
         if (wf_hmap_get(&u->region_read, a) < 0 && wf_hmap_put(&u->region_read, a, 1) < 0) return WF_ERR_NOMEM;
         pfx(u, a, "in", out);
@@ -187,7 +186,9 @@ static int make_body(struct ub *u, const struct wf_value *over) {
     for (int i = 0; i < body->n; i++) {
         const struct wf_mstmt *s = &body->st[i];
         if (s->kind == WF_MS_STATE && (rc = declare(u, s->name, 1, s->line, s->col)) < 0) return rc;
-        if (s->kind == WF_MS_LAYER && (rc = declare(u, s->name, region_of(body) && i > (int)(region_of(body) - body->st) ? 4 : 2, s->line, s->col)) < 0)
+        if (s->kind == WF_MS_LAYER &&
+            (rc = declare(u, s->name, region_of(body) && i > (int)(region_of(body) - body->st) ? 4 : 2, s->line,
+                          s->col)) < 0)
             return rc;
         if (s->kind == WF_MS_REGION)
             for (int k = 0; k < s->body->n; k++)
@@ -370,8 +371,8 @@ static int mark_region(struct ub *u, struct wf_unit *un) {
         for (int k = 0; k < d->n_attr; k++)
             if (!strcmp(d->attr[k].name, "axis") && n->ai[k] == 0)
                 return wf_error(WF_ERR_PARSE,
-                                "%s:%d:%d: layer '%s' (%s) cannot be in a skip region along axis 0, the samples", u->path,
-                                n->line, n->col, n->name, d->name);
+                                "%s:%d:%d: layer '%s' (%s) cannot be in a skip region along axis 0, the samples",
+                                u->path, n->line, n->col, n->name, d->name);
         un->live_node[ni] = 1;
         for (int j = 0; j < n->n_out; j++)
             un->packed[n->out[j]] = 1;
@@ -392,7 +393,8 @@ int wf_graph_build_unit(struct wf_graph *g, const struct wf_model *m, const stru
     const struct wf_mattr *oa = wf_mstmt_attr(st, "over"), *la = wf_mstmt_attr(st, "length"),
                           *wa = wf_mstmt_attr(st, "when");
     for (int k = 0; k < st->n_attrs; k++)
-        if (strcmp(st->attrs[k].key, "over") && strcmp(st->attrs[k].key, "length") && strcmp(st->attrs[k].key, "when")) {
+        if (strcmp(st->attrs[k].key, "over") && strcmp(st->attrs[k].key, "length") &&
+            strcmp(st->attrs[k].key, "when")) {
             rc = uerr(&u, st->attrs[k].line, st->attrs[k].col, "no attribute '%s' (expected over, length, when)",
                       st->attrs[k].key);
             goto done;
@@ -494,7 +496,8 @@ int wf_graph_build_unit(struct wf_graph *g, const struct wf_model *m, const stru
         }
         if (un.state_init[k] >= 0) {
             const struct wf_value *f = &g->v[ins[un.state_init[k]]];
-            if (f->dtype != WF_F32 || f->ndim != a->ndim || memcmp(f->shape, a->shape, sizeof(int64_t) * (size_t)a->ndim)) {
+            if (f->dtype != WF_F32 || f->ndim != a->ndim ||
+                memcmp(f->shape, a->shape, sizeof(int64_t) * (size_t)a->ndim)) {
                 char s2[96];
                 rc = uerr(&u, s->line, s->col, "state '%s' is %s, its from= tensor '%s' is %s", s->name,
                           wf_shape_str(a, s1, sizeof s1), f->name, wf_shape_str(f, s2, sizeof s2));
@@ -626,6 +629,7 @@ done:
     wf_hmap_free(&u.names);
     wf_hmap_free(&u.region_read);
     wf_hmap_free(&u.region_out);
-    if (rc == WF_ERR_NOMEM && !strstr(wf_errmsg(), "memory")) return wf_error(WF_ERR_NOMEM, "%s: out of memory", u.path);
+    if (rc == WF_ERR_NOMEM && !strstr(wf_errmsg(), "memory"))
+        return wf_error(WF_ERR_NOMEM, "%s: out of memory", u.path);
     return rc;
 }
